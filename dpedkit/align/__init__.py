@@ -1,0 +1,1 @@
+"""Phone-to-DSLR alignment: features, robust homography, validation, crop and warp."""

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``dpedkit bench ...``: each returns a dict of figures measured side by side in one run."""

@@ -1,0 +1,64 @@
+"""Typed errors and the failure value for expected per-pair failures (one place for all of them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DpedkitError(Exception):
+    """Base class of every error dpedkit raises on purpose."""
+
+
+class ConfigError(DpedkitError, ValueError):
+    """A configuration value or command-line option is invalid."""
+
+
+class InputError(DpedkitError):
+    """An input file or array cannot be used (unreadable, truncated, too small, wrong shape...)."""
+
+    def __init__(self, path: str | Path | None, cause: str) -> None:
+        self.path = None if path is None else str(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}" if self.path else cause)
+
+
+class ShardError(DpedkitError):
+    """A dataset shard or dataset folder is foreign, damaged or of an unsupported schema."""
+
+
+class CheckpointError(DpedkitError):
+    """A model checkpoint is missing, damaged, foreign or of another architecture."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An expected failure of one pair (e.g. ``too-few-matches``): data, not an exception.
+
+    Falsy, so ``if not result:`` reads naturally.  ``reason`` is a short kebab-case word that is
+    counted in summaries; ``detail`` is a human sentence with the numbers that led to it.
+    """
+
+    reason: str
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+
+def check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices`` (named in the message)."""
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{name} must be one of {allowed}; got {value!r}")
+
+
+def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None) -> None:
+    """Raise :class:`ConfigError` unless ``lo <= value <= hi`` (either bound may be omitted)."""
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        lo_s = "-inf" if lo is None else repr(lo)
+        hi_s = "inf" if hi is None else repr(hi)
+        raise ConfigError(f"{name} must be in [{lo_s}, {hi_s}]; got {value!r}")

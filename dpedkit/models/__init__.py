@@ -1,0 +1,1 @@
+"""Networks: the DPED generator and discriminator, baselines, and the VGG-19 feature extractor."""

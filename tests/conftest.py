@@ -1,0 +1,34 @@
+"""Shared fixtures. Real data comes from the folder named by ``DPEDKIT_SHARED`` (``.ci/run`` sets it).
+
+When the variable is unset, tests that need it are skipped; when it is set and the data is missing, they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under the shared data folder; skip if DPEDKIT_SHARED is unset, fail if the path is missing."""
+    root = os.environ.get("DPEDKIT_SHARED")
+    if not root:
+        pytest.skip("DPEDKIT_SHARED is not set")
+    path = Path(root).joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"DPEDKIT_SHARED={root} but {path} is missing")
+    return path
+
+
+@pytest.fixture
+def shared():
+    """The ``shared_path`` function as a fixture: ``shared("data", "city100")``."""
+    return shared_path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

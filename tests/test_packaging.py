@@ -1,0 +1,40 @@
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import dpedkit
+from dpedkit_cli.main import COMMANDS, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_is_listed_in_pyproject():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "dpedkit").rglob("__init__.py")}
+    found |= {"dpedkit_cli." + ".".join(p.parent.relative_to(ROOT / "cli").parts) for p in (ROOT / "cli").rglob("__init__.py")}
+    found = {f.rstrip(".") for f in found}
+    assert found == listed
+
+
+def test_version_and_help_list_every_command():
+    runner = CliRunner()
+    out = runner.invoke(cli, ["--version"])
+    assert out.exit_code == 0 and dpedkit.__version__ in out.output
+    out = runner.invoke(cli, ["--help"])
+    assert out.exit_code == 0
+    for name, (_, short) in COMMANDS.items():
+        assert name in out.output and short[:30] in out.output
+
+
+def test_every_registered_command_imports():
+    for name in COMMANDS:
+        assert cli.get_command(None, name) is not None, name
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from dpedkit_cli.main import cli; cli(['--help'], standalone_mode=False); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False")
