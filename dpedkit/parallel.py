@@ -1,0 +1,113 @@
+"""Run one function over many items in parallel through joblib: loky (local), dask or ray (clusters).
+
+``n_jobs=1`` is a plain loop in this process. Otherwise results stream back unordered
+(``return_as="generator_unordered"``) so ``on_result`` runs in the calling process as each item finishes
+(the CLI drives its progress bar from it); the returned list is in input order whatever the completion order.
+Workers get plain data and should return small results; OpenCV is pinned to one thread in each worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any, Literal, TypeVar
+
+from dpedkit.errors import ConfigError, check_choice
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+Backend = Literal["loky", "dask", "ray"]
+BACKENDS = ("loky", "dask", "ray")
+
+
+def _call(fn: Callable[[T], R], index: int, item: T) -> tuple[int, R]:
+    """Worker side: pin OpenCV to one thread (joblib limits BLAS/OpenMP, not OpenCV's pool), run ``fn``."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return index, fn(item)
+
+
+def run_parallel(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    n_jobs: int = 1,
+    backend: Backend = "loky",
+    scheduler: str | None = None,
+    on_result: Callable[[T, R], None] | None = None,
+) -> list[R]:
+    """Apply ``fn`` to every item, in parallel when ``n_jobs != 1``.
+
+    Args:
+        fn: a module-level (picklable) function of one item.
+        items: plain, picklable inputs (paths, dicts).
+        n_jobs: worker processes (``-1``: all cores, or all workers of a dask cluster); ``1`` runs a plain loop
+            here, whatever the backend.
+        backend: ``"loky"`` (local processes), ``"dask"`` (a ``distributed`` cluster) or ``"ray"``.
+        scheduler: dask scheduler address (``tcp://host:8786``); without it a local dask cluster of
+            ``n_jobs`` single-threaded worker processes is started for the call. Ignored by other backends.
+        on_result: called in this process as ``on_result(item, result)`` as each item completes.
+
+    Returns:
+        The results, in the order of ``items``.
+
+    Raises:
+        ConfigError: unknown backend, bad ``n_jobs``, or the backend's package is not installed.
+    """
+    check_choice("backend", backend, BACKENDS)
+    if n_jobs == 0 or n_jobs < -1:
+        raise ConfigError(f"n_jobs must be a positive number of workers or -1 (all cores), got {n_jobs}")
+    results: list[Any] = [None] * len(items)
+    if n_jobs == 1 or len(items) <= 1 and backend == "loky":
+        stream: Iterator[tuple[int, R]] = (_call(fn, i, item) for i, item in enumerate(items))
+        _drain(stream, items, results, on_result)
+        return results
+    from joblib import Parallel, delayed, parallel_config
+
+    with ExitStack() as stack:
+        stack.enter_context(_backend(backend, scheduler, n_jobs))
+        stack.enter_context(parallel_config(backend=backend))
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        _drain(parallel(delayed(_call)(fn, i, item) for i, item in enumerate(items)), items, results, on_result)
+    return results
+
+
+def _drain(stream: Iterator[tuple[int, Any]], items: Sequence, results: list, on_result: Callable | None) -> None:
+    for index, result in stream:
+        results[index] = result
+        if on_result is not None:
+            on_result(items[index], result)
+
+
+@contextmanager
+def _backend(backend: str, scheduler: str | None, n_jobs: int) -> Iterator[None]:
+    """Connect to (or start) the cluster a joblib backend needs; loky needs nothing."""
+    if backend == "dask":
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise ConfigError("backend 'dask' needs dask.distributed: pip install 'dpedkit[cluster]'") from exc
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            workers = n_jobs if n_jobs > 0 else None
+            client = Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        log.info("dask cluster %s with %d workers", client.scheduler.address, len(client.scheduler_info()["workers"]))
+        with client:
+            yield
+    elif backend == "ray":
+        try:
+            import ray
+            from ray.util.joblib import register_ray
+        except ImportError as exc:
+            raise ConfigError("backend 'ray' needs ray: pip install 'dpedkit[ray]'") from exc
+        register_ray()
+        if not ray.is_initialized():
+            ray.init(address=scheduler)
+        yield
+    else:
+        yield
