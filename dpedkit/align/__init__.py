@@ -1,1 +1,5 @@
 """Phone-to-DSLR alignment: features, robust homography, validation, crop and warp."""
+
+from dpedkit.align.pipeline import AlignConfig, AlignResult, align_files, align_pair, write_alignment
+
+__all__ = ["AlignConfig", "AlignResult", "align_files", "align_pair", "write_alignment"]

@@ -1,0 +1,164 @@
+"""SIFT features at a working scale and ratio-test matching, in full-resolution coordinates.
+
+Convention: keypoints are returned as ``(x, y)`` full-resolution pixel coordinates with pixel centres at
+integers (see :mod:`dpedkit`). An image shrunk by ``s`` with ``INTER_AREA`` maps a full-resolution point ``x``
+to ``(x + 0.5) * s - 0.5``; SIFT runs with ``enable_precise_upscale=True`` so its internal 2x upscale keeps that
+convention, and points are lifted back with ``x_full = (x_s + 0.5) / s - 0.5``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_FLANN_KDTREE = 1
+
+
+@dataclass(frozen=True)
+class Features:
+    """SIFT keypoints and descriptors of one image.
+
+    Attributes:
+        pts: ``N x 2`` float64 ``(x, y)`` in full-resolution pixels, pixel centres at integers.
+        desc: ``N x 128`` float32 SIFT descriptors.
+        scale: the working scale the detector ran at (``<= 1``; working size = full size * scale).
+    """
+
+    pts: np.ndarray
+    desc: np.ndarray
+    scale: float
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Putative correspondences after the ratio test and duplicate removal, best (lowest ratio) first.
+
+    Attributes:
+        src: ``N x 2`` float64 points in the first image (full-resolution pixels).
+        dst: ``N x 2`` float64 points in the second image.
+        ratio: ``N`` float32 Lowe ratios (nearest / second-nearest descriptor distance), ascending.
+    """
+
+    src: np.ndarray
+    dst: np.ndarray
+    ratio: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+def working_scale(width: int, height: int, work_mp: float) -> float:
+    """Scale (``<= 1``) that brings a ``width x height`` image down to about ``work_mp`` megapixels."""
+    return min(1.0, math.sqrt(work_mp * 1e6 / (width * height)))
+
+
+def to_gray_small(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """Gray ``uint8`` version of an ``H x W x 3`` RGB image, shrunk by ``scale`` with pixel-area averaging.
+
+    The output size is ``round(W * scale) x round(H * scale)``; callers that need the exact per-axis factor
+    use :func:`actual_scales`.
+    """
+    gray = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if scale >= 1.0:
+        return gray
+    h, w = gray.shape
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def actual_scales(full_shape: tuple[int, ...], small_shape: tuple[int, ...]) -> tuple[float, float]:
+    """Per-axis ``(sx, sy)`` factors of a resize from ``full_shape`` to ``small_shape`` (``H, W, ...``)."""
+    return small_shape[1] / full_shape[1], small_shape[0] / full_shape[0]
+
+
+def detect(
+    rgb: np.ndarray,
+    *,
+    scale: float,
+    max_features: int = 0,
+    contrast_threshold: float = 0.04,
+) -> Features:
+    """Detect and describe SIFT features of an image at a working scale.
+
+    Args:
+        rgb: ``H x W x 3`` uint8 RGB (or ``H x W`` gray) image, full resolution.
+        scale: working scale in ``(0, 1]``; the image is shrunk with ``INTER_AREA`` before detection.
+        max_features: keep the strongest this many keypoints (0: all).
+        contrast_threshold: SIFT contrast threshold (OpenCV's; lower finds more features on flat images).
+
+    Returns:
+        :class:`Features` with points lifted to full-resolution coordinates (pixel-centre convention).
+    """
+    small = to_gray_small(rgb, scale)
+    sx, sy = actual_scales(rgb.shape, small.shape)
+    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast_threshold, enable_precise_upscale=True)
+    kps, desc = sift.detectAndCompute(small, None)
+    if desc is None or not kps:
+        return Features(np.zeros((0, 2)), np.zeros((0, 128), np.float32), scale)
+    pts = np.array([kp.pt for kp in kps], np.float64)
+    pts[:, 0] = (pts[:, 0] + 0.5) / sx - 0.5
+    pts[:, 1] = (pts[:, 1] + 0.5) / sy - 0.5
+    log.debug("SIFT at scale %.3f on %dx%d: %d keypoints", scale, small.shape[1], small.shape[0], len(kps))
+    return Features(pts, np.ascontiguousarray(desc, np.float32), scale)
+
+
+def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, checks: int = 64) -> Matches:
+    """Match descriptors of ``a`` to ``b`` with FLANN, Lowe's ratio test and duplicate removal.
+
+    SIFT emits several orientations at one location, so the second-nearest neighbour used by the ratio test
+    is the nearest one at a *different* location of ``b``, and repeated pairs are collapsed so each location
+    of ``a`` and each location of ``b`` is used at most once (the lowest ratio wins).
+
+    Args:
+        a: features of the first (phone) image.
+        b: features of the second (DSLR) image.
+        ratio: keep a match when nearest / second-nearest distance is below this.
+        trees: FLANN KD-trees.
+        checks: FLANN leaf checks per query.
+
+    Returns:
+        :class:`Matches` sorted by ratio, ascending (best first, as PROSAC expects).
+    """
+    empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, np.float32))
+    if len(a) < 2 or len(b) < 3:
+        return empty
+    flann = cv2.FlannBasedMatcher({"algorithm": _FLANN_KDTREE, "trees": trees}, {"checks": checks})
+    knn = flann.knnMatch(a.desc, b.desc, k=3)
+    qi, ti, r = [], [], []
+    for cand in knn:
+        if len(cand) < 2:
+            continue
+        best = cand[0]
+        loc = b.pts[best.trainIdx]
+        second = next((m for m in cand[1:] if np.any(np.abs(b.pts[m.trainIdx] - loc) > 1e-3)), None)
+        if second is None or second.distance <= 0:
+            continue
+        q = best.distance / second.distance
+        if q < ratio:
+            qi.append(best.queryIdx)
+            ti.append(best.trainIdx)
+            r.append(q)
+    if not qi:
+        return empty
+    order = np.argsort(np.asarray(r), kind="stable")
+    src, dst, rr = a.pts[np.asarray(qi)[order]], b.pts[np.asarray(ti)[order]], np.asarray(r, np.float32)[order]
+    keep = _first_unique(src) & _first_unique(dst)  # kept rows are unique on both sides
+    return Matches(src[keep], dst[keep], rr[keep])
+
+
+def _first_unique(pts: np.ndarray) -> np.ndarray:
+    """Boolean mask keeping the first occurrence of each location (rounded to 1/1000 px)."""
+    keys = np.round(pts * 1000).astype(np.int64)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    mask = np.zeros(len(pts), bool)
+    mask[first] = True
+    return mask

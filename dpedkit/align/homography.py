@@ -1,0 +1,181 @@
+"""Robust homography fit, least-squares refinement and plausibility checks.
+
+Convention: ``H`` maps phone points to DSLR points, ``p_dslr ~ H @ p_phone``, full-resolution pixel
+coordinates with pixel centres at integers. Residuals are measured in DSLR pixels.
+Failures are returned as :class:`dpedkit.errors.Failure` values, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dpedkit.errors import Failure
+from dpedkit.geometry import apply_homography
+
+log = logging.getLogger(__name__)
+
+METHODS = {
+    "magsac": cv2.USAC_MAGSAC,
+    "prosac": cv2.USAC_PROSAC,
+    "accurate": cv2.USAC_ACCURATE,
+    "ransac": cv2.RANSAC,
+}
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted homography and its inliers.
+
+    Attributes:
+        H: 3x3 float64, phone -> DSLR, normalised so ``H[2, 2] == 1``.
+        inliers: boolean mask over the putative matches.
+        rmse: root-mean-square inlier residual (DSLR pixels).
+    """
+
+    H: np.ndarray
+    inliers: np.ndarray
+    rmse: float
+
+    @property
+    def n_inliers(self) -> int:
+        """Number of inliers."""
+        return int(self.inliers.sum())
+
+
+@dataclass(frozen=True)
+class LocalGeometry:
+    """First-order behaviour of ``H`` around a phone point: scale, rotation, anisotropy, orientation."""
+
+    scale: float  # sqrt(|det J|): DSLR px per phone px
+    rotation_deg: float  # rotation of the closest similarity, in (-180, 180]
+    anisotropy: float  # ratio of the singular values of J (>= 1)
+    det: float  # det J (< 0 means mirrored)
+
+
+def residuals(h: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Distances (DSLR px) between ``h @ src`` and ``dst``; ``inf`` where a point maps to infinity."""
+    if len(src) == 0:
+        return np.zeros(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.linalg.norm(apply_homography(h, src) - dst, axis=1)
+    return np.where(np.isfinite(d), d, np.inf)
+
+
+def robust_fit(
+    src: np.ndarray,
+    dst: np.ndarray,
+    *,
+    threshold: float,
+    method: str = "magsac",
+    confidence: float = 0.999,
+    max_iters: int = 10000,
+    refits: int = 3,
+) -> Fit | Failure:
+    """Fit ``dst ~ H src`` robustly, then re-fit by least squares on the inliers found under ``H`` itself.
+
+    OpenCV's inlier mask is not trusted: after the robust estimate, inliers are recomputed from the
+    residuals, and ``refits`` rounds of least-squares (Levenberg-Marquardt) fitting on them follow.
+
+    Args:
+        src: ``N x 2`` phone points (full-resolution px), best matches first (PROSAC uses the order).
+        dst: ``N x 2`` DSLR points.
+        threshold: inlier residual bound in DSLR pixels.
+        method: one of ``METHODS`` (``magsac`` = MAGSAC++, ``prosac``, ``accurate`` = GC-RANSAC, ``ransac``).
+        confidence: robust estimator confidence.
+        max_iters: robust estimator iteration cap.
+        refits: least-squares re-fit rounds on the recomputed inliers.
+
+    Returns:
+        A :class:`Fit`, or ``Failure("too-few-matches")`` when no homography is found.
+    """
+    if len(src) < 4:
+        return Failure("too-few-matches", f"{len(src)} putative matches, a homography needs at least 4")
+    s32, d32 = src.astype(np.float32), dst.astype(np.float32)
+    h, _ = cv2.findHomography(s32, d32, METHODS[method], threshold, maxIters=max_iters, confidence=confidence)
+    if h is None or not np.all(np.isfinite(h)) or abs(h[2, 2]) < 1e-12:
+        return Failure("too-few-matches", f"no consistent homography among {len(src)} matches")
+    h = h / h[2, 2]
+    inl = residuals(h, src, dst) < threshold
+    for _ in range(refits):
+        if inl.sum() < 4:
+            break
+        h_ls, _ = cv2.findHomography(s32[inl], d32[inl], 0)
+        if h_ls is None or not np.all(np.isfinite(h_ls)):
+            break
+        h_new = h_ls / h_ls[2, 2]
+        inl_new = residuals(h_new, src, dst) < threshold
+        if inl_new.sum() < inl.sum():
+            break
+        converged = np.array_equal(inl_new, inl)
+        h, inl = h_new, inl_new
+        if converged:
+            break
+    r = residuals(h, src[inl], dst[inl])
+    rmse = float(np.sqrt(np.mean(r**2))) if len(r) else math.inf
+    return Fit(h, inl, rmse)
+
+
+def local_geometry(h: np.ndarray, pt: np.ndarray) -> LocalGeometry:
+    """Jacobian of ``h`` at phone point ``pt`` (``(x, y)``), summarised as scale/rotation/anisotropy."""
+    x, y = float(pt[0]), float(pt[1])
+    w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+    u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w
+    v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
+    jac = np.array(
+        [
+            [(h[0, 0] - u * h[2, 0]) / w, (h[0, 1] - u * h[2, 1]) / w],
+            [(h[1, 0] - v * h[2, 0]) / w, (h[1, 1] - v * h[2, 1]) / w],
+        ]
+    )
+    det = float(np.linalg.det(jac))
+    sv = np.linalg.svd(jac, compute_uv=False)
+    aniso = float(sv[0] / sv[1]) if sv[1] > 0 else math.inf
+    # Rotation of the closest similarity [[a, -b], [b, a]].
+    a, b = (jac[0, 0] + jac[1, 1]) / 2, (jac[1, 0] - jac[0, 1]) / 2
+    return LocalGeometry(math.sqrt(abs(det)), math.degrees(math.atan2(b, a)), aniso, det)
+
+
+def check_geometry(
+    h: np.ndarray,
+    phone_size: tuple[int, int],
+    centre: np.ndarray,
+    *,
+    scale_range: tuple[float, float],
+    max_rotation_deg: float,
+    max_anisotropy: float,
+) -> tuple[LocalGeometry, Failure | None]:
+    """Plausibility of ``h`` over the phone image: finite, no fold, plausible scale and orientation.
+
+    Args:
+        h: 3x3 phone -> DSLR homography.
+        phone_size: ``(width, height)`` of the phone image.
+        centre: phone point where scale/rotation are measured (e.g. the inlier centroid).
+        scale_range: allowed ``(min, max)`` DSLR px per phone px.
+        max_rotation_deg: largest allowed absolute rotation.
+        max_anisotropy: largest allowed singular-value ratio of the local Jacobian.
+
+    Returns:
+        ``(geometry at centre, failure or None)``.
+    """
+    geo = local_geometry(h, centre)
+    if not np.all(np.isfinite(h)) or not math.isfinite(geo.scale):
+        return geo, Failure("degenerate-homography", "the homography is not finite")
+    if geo.det <= 0:
+        return geo, Failure("degenerate-homography", "the homography mirrors the image (negative determinant)")
+    if geo.anisotropy > max_anisotropy:
+        return geo, Failure(
+            "degenerate-homography", f"anisotropy {geo.anisotropy:.2f} exceeds {max_anisotropy:g} (shear/squash)"
+        )
+    lo, hi = scale_range
+    if not lo <= geo.scale <= hi:
+        return geo, Failure("implausible-scale", f"scale {geo.scale:.3f} DSLR px per phone px outside [{lo:g}, {hi:g}]")
+    if abs(geo.rotation_deg) > max_rotation_deg:
+        return geo, Failure(
+            "implausible-rotation", f"rotation {geo.rotation_deg:.1f} deg exceeds +-{max_rotation_deg:g} deg"
+        )
+    return geo, None

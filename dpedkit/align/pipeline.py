@@ -1,0 +1,372 @@
+"""Entry points of the alignment stage: ``align_pair`` (arrays), ``align_files`` (paths), ``write_alignment``.
+
+Pipeline: gray + ``INTER_AREA`` shrink to ``work_mp`` megapixels -> SIFT (precise upscale, pixel-centre
+lifting to full resolution) -> FLANN + ratio test + duplicate removal -> USAC robust homography with inliers
+recomputed under the returned ``H`` and a least-squares re-fit on them at full resolution -> validation
+(inlier count/ratio/RMSE, plausible scale/rotation/anisotropy, overlap) -> largest valid crop -> DSLR
+resampled (anti-aliased) onto the phone grid.
+
+Convention: ``H_phone_to_dslr`` maps phone ``(x, y, 1)`` to DSLR pixels, full resolution, pixel centres at
+integers; ``crop`` is ``[x0, y0, x1, y1]`` half-open in phone pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpedkit import __version__
+from dpedkit.align.features import Features, detect, match, working_scale
+from dpedkit.align.homography import METHODS, check_geometry, robust_fit
+from dpedkit.align.warp import INTERPOLATIONS, largest_rectangle, resample_dslr, valid_halfplanes
+from dpedkit.errors import ConfigError, Failure, InputError, check_choice, check_range
+from dpedkit.io import read_image, write_image, write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Options of the alignment stage (defaults chosen by measurement, see ``dpedkit bench align``).
+
+    Attributes:
+        work_mp: megapixels each image is shrunk to (never enlarged) before SIFT.
+        max_features: strongest SIFT keypoints kept per image (0: all).
+        contrast_threshold: SIFT contrast threshold.
+        ratio: Lowe ratio-test bound.
+        method: robust estimator: ``magsac`` (MAGSAC++), ``prosac``, ``accurate`` (GC-RANSAC), ``ransac``.
+        threshold_px: inlier residual bound, in DSLR pixels at the working scale.
+        min_inliers: fewest inliers accepted.
+        min_inlier_ratio: fewest inliers per putative match accepted.
+        max_rmse_px: largest inlier RMSE accepted, in DSLR pixels at the working scale.
+        scale_range: plausible DSLR pixels per phone pixel ``(min, max)``.
+        max_rotation_deg: plausible absolute rotation between the two images.
+        max_anisotropy: largest singular-value ratio of the local Jacobian (shear/squash) accepted.
+        min_overlap: smallest crop area, as a fraction of the phone image, accepted.
+        margin_px: DSLR pixels kept clear of the DSLR border by the crop.
+        interpolation: resampling kernel of the DSLR warp: ``linear``, ``cubic`` or ``lanczos``.
+        min_side: images with a side below this many pixels fail with ``too-small``.
+        threads: threads used to process the two images side by side (1: sequential).
+    """
+
+    work_mp: float = 0.5
+    max_features: int = 0
+    contrast_threshold: float = 0.04
+    ratio: float = 0.8
+    method: str = "magsac"
+    threshold_px: float = 1.0
+    min_inliers: int = 20
+    min_inlier_ratio: float = 0.1
+    max_rmse_px: float = 1.0
+    scale_range: tuple[float, float] = (0.2, 5.0)
+    max_rotation_deg: float = 45.0
+    max_anisotropy: float = 2.0
+    min_overlap: float = 0.2
+    margin_px: float = 1.0
+    interpolation: str = "cubic"
+    min_side: int = 32
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        check_range("work_mp", self.work_mp, 0.01, 1000.0)
+        check_range("max_features", self.max_features, 0)
+        check_range("contrast_threshold", self.contrast_threshold, 0.0, 1.0)
+        check_range("ratio", self.ratio, 0.01, 1.0)
+        check_choice("method", self.method, tuple(METHODS))
+        check_range("threshold_px", self.threshold_px, 0.01, 100.0)
+        check_range("min_inliers", self.min_inliers, 4)
+        check_range("min_inlier_ratio", self.min_inlier_ratio, 0.0, 1.0)
+        check_range("max_rmse_px", self.max_rmse_px, 0.0)
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] < self.scale_range[1]:
+            raise ConfigError(f"scale_range must be (min, max) with 0 < min < max; got {self.scale_range!r}")
+        object.__setattr__(self, "scale_range", tuple(float(v) for v in self.scale_range))
+        check_range("max_rotation_deg", self.max_rotation_deg, 0.0, 180.0)
+        check_range("max_anisotropy", self.max_anisotropy, 1.0)
+        check_range("min_overlap", self.min_overlap, 0.0, 1.0)
+        check_range("margin_px", self.margin_px, 0.0, 100.0)
+        check_choice("interpolation", self.interpolation, tuple(INTERPOLATIONS))
+        check_range("min_side", self.min_side, 1)
+        check_range("threads", self.threads, 1, 64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict of the options."""
+        d = asdict(self)
+        d["scale_range"] = list(self.scale_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AlignConfig:
+        """Build from a dict (e.g. a TOML table); unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown align option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        d = dict(d)
+        if "scale_range" in d:
+            d["scale_range"] = tuple(d["scale_range"])
+        return cls(**d)
+
+
+@dataclass
+class AlignResult:
+    """Outcome of aligning one phone/DSLR pair.
+
+    Attributes:
+        status: ``"ok"`` or a failure word (``too-small``, ``too-few-matches``, ``too-few-inliers``,
+            ``low-inlier-ratio``, ``high-residual``, ``degenerate-homography``, ``implausible-scale``,
+            ``implausible-rotation``, ``small-overlap``).
+        reason: a human sentence with the numbers behind a failure (``""`` when ok).
+        H_phone_to_dslr: 3x3 float64 phone -> DSLR (full resolution, pixel centres at integers); None unless ok.
+        crop: ``(x0, y0, x1, y1)`` half-open crop in phone pixels; None unless ok.
+        phone: ``h x w x 3`` uint8 RGB phone image cropped to ``crop``; None unless ok.
+        dslr: ``h x w x 3`` uint8 RGB DSLR content resampled onto the same phone pixels; None unless ok.
+        matches: putative matches after the ratio test and duplicate removal.
+        inliers: inliers of the final homography.
+        rmse_px: inlier RMSE in full-resolution DSLR pixels (NaN when no fit).
+        scale: DSLR pixels per phone pixel at the inlier centroid (NaN when no fit).
+        rotation_deg: rotation of the DSLR relative to the phone at the inlier centroid (NaN when no fit).
+        overlap: crop area / phone image area (0 when no crop).
+        phone_size: ``(width, height)`` of the full phone image.
+        dslr_size: ``(width, height)`` of the full DSLR image.
+        phone_pts: ``N x 2`` float64 inlier points in the phone image (full resolution).
+        dslr_pts: ``N x 2`` float64 matching inlier points in the DSLR image.
+        timings: seconds per stage (``decode``, ``features``, ``match``, ``homography``, ``crop``, ``warp``,
+            ``total``).
+    """
+
+    status: str
+    reason: str = ""
+    H_phone_to_dslr: np.ndarray | None = None
+    crop: tuple[int, int, int, int] | None = None
+    phone: np.ndarray | None = None
+    dslr: np.ndarray | None = None
+    matches: int = 0
+    inliers: int = 0
+    rmse_px: float = math.nan
+    scale: float = math.nan
+    rotation_deg: float = math.nan
+    overlap: float = 0.0
+    phone_size: tuple[int, int] = (0, 0)
+    dslr_size: tuple[int, int] = (0, 0)
+    phone_pts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    dslr_pts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the pair was aligned and cropped."""
+        return self.status == "ok"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``alignment.json`` object (no image arrays; NaN written as null)."""
+
+        def num(v: float) -> float | None:
+            return None if v is None or not math.isfinite(v) else float(v)
+
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "H_phone_to_dslr": None if self.H_phone_to_dslr is None else self.H_phone_to_dslr.tolist(),
+            "crop": None if self.crop is None else [int(v) for v in self.crop],
+            "matches": int(self.matches),
+            "inliers": int(self.inliers),
+            "rmse_px": num(self.rmse_px),
+            "scale": num(self.scale),
+            "rotation_deg": num(self.rotation_deg),
+            "overlap": float(self.overlap),
+            "phone_size": list(self.phone_size),
+            "dslr_size": list(self.dslr_size),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "version": __version__,
+        }
+
+
+class _Stopwatch:
+    """Accumulates wall-clock seconds per named stage."""
+
+    def __init__(self, timings: dict[str, float] | None = None) -> None:
+        self.timings: dict[str, float] = dict(timings or {})
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+    def finish(self) -> dict[str, float]:
+        self.timings["total"] = sum(v for k, v in self.timings.items() if k != "total")
+        return self.timings
+
+
+def _check_image(img: object, name: str) -> np.ndarray:
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        desc = f"{img.dtype} array of shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+        raise InputError(None, f"{name} must be an H x W x 3 uint8 RGB array; got {desc}")
+    return img
+
+
+def _map2(fn: Any, a: Any, b: Any, threads: int) -> tuple[Any, Any]:
+    """``(fn(a), fn(b))``, side by side in two threads when ``threads > 1`` (OpenCV releases the GIL)."""
+    if threads <= 1:
+        return fn(a), fn(b)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fa, fb = pool.submit(fn, a), pool.submit(fn, b)
+        return fa.result(), fb.result()
+
+
+def align_pair(
+    phone: np.ndarray,
+    dslr: np.ndarray,
+    *,
+    config: AlignConfig = AlignConfig(),  # noqa: B008 - frozen, immutable default
+    timings: dict[str, float] | None = None,
+) -> AlignResult:
+    """Align a phone photo to its DSLR twin, crop both to the common region and resample the DSLR onto it.
+
+    Args:
+        phone: ``H_p x W_p x 3`` uint8 RGB phone image.
+        dslr: ``H_d x W_d x 3`` uint8 RGB DSLR image (any scale ratio within ``config.scale_range``).
+        config: options, see :class:`AlignConfig`.
+        timings: stage timings measured before this call (e.g. ``{"decode": ...}``), carried into the result.
+
+    Returns:
+        An :class:`AlignResult`; a pair that cannot be aligned has ``status`` set to the failure word and
+        ``reason`` to a sentence, and no homography, crop or images.
+
+    Raises:
+        InputError: an argument is not an ``H x W x 3`` uint8 array.
+
+    Example:
+        >>> res = align_pair(phone_rgb, dslr_rgb)  # doctest: +SKIP
+        >>> res.status, res.crop, res.dslr.shape == res.phone.shape  # doctest: +SKIP
+        ('ok', (12, 8, 1490, 1110), True)
+    """
+    _check_image(phone, "phone")
+    _check_image(dslr, "dslr")
+    cfg = config
+    clock = _Stopwatch(timings)
+    psize, dsize = (phone.shape[1], phone.shape[0]), (dslr.shape[1], dslr.shape[0])
+    res = AlignResult(status="ok", phone_size=psize, dslr_size=dsize)
+
+    def fail(f: Failure) -> AlignResult:
+        res.status, res.reason, res.timings = f.reason, f.detail, clock.finish()
+        log.debug("pair rejected: %s", f)
+        return res
+
+    small = min(*psize, *dsize)
+    if small < cfg.min_side:
+        return fail(Failure("too-small", f"smallest side is {small} px, below the {cfg.min_side} px minimum"))
+
+    with clock.stage("features"):
+        s_p, s_d = working_scale(*psize, cfg.work_mp), working_scale(*dsize, cfg.work_mp)
+
+        def feats(args: tuple[np.ndarray, float]) -> Features:
+            return detect(
+                args[0], scale=args[1], max_features=cfg.max_features, contrast_threshold=cfg.contrast_threshold
+            )
+
+        fp, fd = _map2(feats, (phone, s_p), (dslr, s_d), cfg.threads)
+    with clock.stage("match"):
+        m = match(fp, fd, ratio=cfg.ratio)
+    res.matches = len(m)
+    if len(m) < cfg.min_inliers:
+        return fail(
+            Failure(
+                "too-few-matches",
+                f"{len(m)} matches after the ratio test (phone {len(fp)} / DSLR {len(fd)} keypoints), "
+                f"need {cfg.min_inliers}",
+            )
+        )
+    with clock.stage("homography"):
+        fit = robust_fit(m.src, m.dst, threshold=cfg.threshold_px / s_d, method=cfg.method)
+    if isinstance(fit, Failure):
+        return fail(fit)
+    res.inliers, res.rmse_px = fit.n_inliers, fit.rmse
+    res.phone_pts, res.dslr_pts = m.src[fit.inliers], m.dst[fit.inliers]
+    failure = _check_fit(fit.n_inliers, len(m), fit.rmse * s_d, cfg)
+    centre = res.phone_pts.mean(axis=0) if len(res.phone_pts) else np.array([(psize[0] - 1) / 2, (psize[1] - 1) / 2])
+    geo, geo_failure = check_geometry(
+        fit.H,
+        psize,
+        centre,
+        scale_range=cfg.scale_range,
+        max_rotation_deg=cfg.max_rotation_deg,
+        max_anisotropy=cfg.max_anisotropy,
+    )
+    res.scale, res.rotation_deg = geo.scale, geo.rotation_deg
+    if failure or geo_failure:
+        return fail(failure or geo_failure)
+    with clock.stage("crop"):
+        rect = largest_rectangle(valid_halfplanes(fit.H, psize, dsize, margin=cfg.margin_px), psize)
+    res.overlap = (rect[2] - rect[0]) * (rect[3] - rect[1]) / (psize[0] * psize[1])
+    if res.overlap < cfg.min_overlap or min(rect[2] - rect[0], rect[3] - rect[1]) < cfg.min_side:
+        return fail(
+            Failure(
+                "small-overlap",
+                f"the largest common rectangle {rect[2] - rect[0]}x{rect[3] - rect[1]} covers {res.overlap:.1%} "
+                f"of the phone image, need {cfg.min_overlap:.0%}",
+            )
+        )
+    with clock.stage("warp"):
+        x0, y0, x1, y1 = rect
+        res.phone = np.ascontiguousarray(phone[y0:y1, x0:x1])
+        res.dslr = resample_dslr(dslr, fit.H, rect, interpolation=cfg.interpolation)
+    res.H_phone_to_dslr, res.crop, res.timings = fit.H, rect, clock.finish()
+    log.debug("pair aligned: %d/%d inliers, rmse %.3f px, crop %s", res.inliers, res.matches, res.rmse_px, rect)
+    return res
+
+
+def _check_fit(n_inliers: int, n_matches: int, rmse_work: float, cfg: AlignConfig) -> Failure | None:
+    if n_inliers < cfg.min_inliers:
+        return Failure("too-few-inliers", f"{n_inliers} inliers of {n_matches} matches, need {cfg.min_inliers}")
+    ratio = n_inliers / max(n_matches, 1)
+    if ratio < cfg.min_inlier_ratio:
+        return Failure(
+            "low-inlier-ratio", f"{n_inliers}/{n_matches} = {ratio:.1%} inliers, need {cfg.min_inlier_ratio:.0%}"
+        )
+    if rmse_work > cfg.max_rmse_px:
+        return Failure("high-residual", f"inlier RMSE {rmse_work:.2f} working px exceeds {cfg.max_rmse_px:g}")
+    return None
+
+
+def align_files(
+    phone_path: str | Path,
+    dslr_path: str | Path,
+    *,
+    config: AlignConfig = AlignConfig(),  # noqa: B008 - frozen, immutable default
+) -> AlignResult:
+    """Read two image files (EXIF orientation applied) and :func:`align_pair` them; decoding is timed.
+
+    Raises:
+        InputError: a file is missing, unreadable, truncated or not an image.
+    """
+    t0 = time.perf_counter()
+    phone, dslr = _map2(lambda p: read_image(p).rgb, phone_path, dslr_path, config.threads)
+    return align_pair(phone, dslr, config=config, timings={"decode": time.perf_counter() - t0})
+
+
+def write_alignment(result: AlignResult, out_dir: str | Path) -> None:
+    """Write ``alignment.json`` (always) and ``phone.png`` / ``dslr.png`` (same size, when ok), atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, img in (("phone.png", result.phone), ("dslr.png", result.dslr)):
+        if result.ok:
+            write_image(out / name, img)
+        else:
+            (out / name).unlink(missing_ok=True)  # no stale images beside a failed alignment.json
+    write_text(out / "alignment.json", json.dumps(result.to_json(), indent=2) + "\n")
