@@ -63,8 +63,13 @@ def run_parallel(
         raise ConfigError(f"n_jobs must be a positive number of workers or -1 (all cores), got {n_jobs}")
     results: list[Any] = [None] * len(items)
     if n_jobs == 1 or len(items) <= 1 and backend == "loky":
-        stream: Iterator[tuple[int, R]] = (_call(fn, i, item) for i, item in enumerate(items))
-        _drain(stream, items, results, on_result)
+        import cv2
+
+        threads = cv2.getNumThreads()
+        try:
+            _drain((_call(fn, i, item) for i, item in enumerate(items)), items, results, on_result)
+        finally:
+            cv2.setNumThreads(threads)  # the loop ran here: give the caller its OpenCV threads back
         return results
     from joblib import Parallel, delayed, parallel_config
 

@@ -1,0 +1,490 @@
+"""Build a DPED-style patch dataset: pair -> align -> patches -> HDF5 shards, in parallel, resumable.
+
+Output folder ``OUT``:
+
+- ``train/shard-NNNNN.h5``, ``test/shard-NNNNN.h5``: patch shards (schema in :mod:`dpedkit.shards`), each with
+  ``shard-NNNNN.json`` beside it: the records of its pairs, its row count and checksum (written after the shard).
+- ``test_full/{phone,dslr}/NAME.png``: the full aligned crops of the test pairs, for full-image evaluation.
+- ``pairs.jsonl``: one line per input pair (``pair``, ``phone``, ``dslr``, ``status`` "ok" or a failure word,
+  ``reason``, ``split``, alignment metrics, ``patches_total``, ``patches_kept``), sorted by pair name.
+- ``dataset.json``: schema, resolved config, counts and the list of shards with rows and sha256; written last,
+  so its presence means the build finished.
+- ``build.json``: the plan (config and pairs) of a started build, so a rerun can check it resumes the same job.
+
+Design (img2dataset's): the split is drawn per source pair by a seeded permutation of pair names; each split's
+pairs, sorted by name, are cut into fixed groups of ``pairs_per_shard``; one group is one task, one shard,
+written by exactly one worker to a temporary name and renamed into place. A rerun skips tasks whose shard and
+record exist with a matching checksum, so an interrupted build (Ctrl-C, kill -9) finishes without redoing
+work, and the result does not depend on the number of workers or the completion order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from dpedkit import __version__
+from dpedkit.align import AlignConfig
+from dpedkit.errors import ConfigError, InputError, check_choice, check_range
+from dpedkit.io import write_image, write_text
+from dpedkit.parallel import Backend, run_parallel
+from dpedkit.patches import PatchConfig
+from dpedkit.shards import MANIFEST, MANIFEST_SCHEMA, SCHEMA_VERSION, SPLITS, ShardWriter, file_sha256, shard_name
+
+log = logging.getLogger(__name__)
+
+PLAN = "build.json"
+PAIRS = "pairs.jsonl"
+TEST_FULL = "test_full"
+OnError = Literal["record", "raise"]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Options of :func:`build_dataset` (stored in ``dataset.json`` and in every shard's attributes).
+
+    Attributes:
+        align: alignment options.
+        patch: patch options (``patch.size`` is the patch side ``P``, ``patch.ncc_min`` the NCC threshold).
+        test_images: number of source pairs in the test split; overrides ``test_fraction`` when set.
+        test_fraction: fraction of pairs in the test split (rounded, at least one when there are two or more
+            pairs and the fraction is positive).
+        seed: seed of the split permutation (and of OpenCV's RNG, reset before each pair).
+        pairs_per_shard: source pairs per shard (= per parallel task; 1 gives the finest resume and balance).
+        keep_test_full: write the full aligned test images to ``test_full/``.
+        on_error: what an unexpected exception while processing a pair does: ``"record"`` (log it and mark
+            the pair ``"error"``) or ``"raise"``. Unreadable input is always recorded (``"unreadable"``).
+    """
+
+    align: AlignConfig = field(default_factory=AlignConfig)
+    patch: PatchConfig = field(default_factory=PatchConfig)
+    test_images: int | None = None
+    test_fraction: float = 0.1
+    seed: int = 0
+    pairs_per_shard: int = 1
+    keep_test_full: bool = True
+    on_error: OnError = "record"
+
+    def __post_init__(self) -> None:
+        if self.test_images is not None:
+            check_range("test_images", self.test_images, 0)
+        check_range("test_fraction", self.test_fraction, 0.0, 1.0)
+        check_range("pairs_per_shard", self.pairs_per_shard, 1, 100_000)
+        check_choice("on_error", self.on_error, ("record", "raise"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (nested align/patch dicts)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return out | {"align": self.align.to_dict(), "patch": self.patch.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown BuildConfig option(s) {unknown}; valid: {sorted(known)}")
+        data = dict(data)
+        data["align"] = AlignConfig.from_dict(data.get("align", {}))
+        data["patch"] = PatchConfig.from_dict(data.get("patch", {}))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one task produced (passed to ``on_result`` as each shard finishes or is found done)."""
+
+    shard: str
+    split: str
+    rows: int
+    sha256: str
+    pairs: list[dict[str, Any]]
+    seconds: float
+    resumed: bool = False
+
+
+@dataclass
+class BuildSummary:
+    """Counts of a build (``to_dict`` is the ``--json`` output).
+
+    Attributes:
+        out_dir: the dataset folder.
+        pairs: input pairs (including photos without a partner).
+        ok: pairs that gave at least one kept patch pair.
+        by_reason: failed pairs counted by failure word.
+        pairs_by_split: ``{"train": n, "test": n}`` source pairs (failed ones included).
+        patches: kept patch pairs per split.
+        patches_total: candidate windows examined (all splits).
+        shards: shard files; ``shards_built`` of them in this run, the rest found finished (resume).
+        already_finished: the dataset was complete and left alone (no ``overwrite``).
+        seconds: wall time of this run.
+    """
+
+    out_dir: str
+    pairs: int = 0
+    ok: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    pairs_by_split: dict[str, int] = field(default_factory=dict)
+    patches: dict[str, int] = field(default_factory=dict)
+    patches_total: int = 0
+    shards: int = 0
+    shards_built: int = 0
+    already_finished: bool = False
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        """Pairs that failed (any reason)."""
+        return self.pairs - self.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, with ``failed`` added."""
+        return asdict(self) | {"failed": self.failed}
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+
+
+def build_dataset(
+    phone_dir: str | Path,
+    dslr_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    config: BuildConfig = BuildConfig(),
+    pairs_csv: str | Path | None = None,
+    jobs: int = 1,
+    backend: Backend = "loky",
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    on_result: Callable[[ShardResult], None] | None = None,
+) -> BuildSummary:
+    """Build (or finish building) a patch dataset from a folder of phone photos and one of DSLR photos.
+
+    Args:
+        phone_dir: folder of phone photos.
+        dslr_dir: folder of DSLR photos (paired by file name unless ``pairs_csv`` is given).
+        out_dir: dataset folder (created; see the module docstring for its layout).
+        config: a :class:`BuildConfig`.
+        pairs_csv: explicit pairing (see :func:`dpedkit.pairs.read_pairs_csv`), paths relative to the folders.
+        jobs: worker processes (1: a plain loop here; -1: all cores / all cluster workers).
+        backend: ``"loky"``, ``"dask"`` (a ``distributed`` cluster at ``scheduler``) or ``"ray"``.
+        scheduler: dask scheduler address (or ray address); without it dask starts a local cluster.
+        overwrite: delete an existing dataset (finished or not) in ``out_dir`` first.
+        on_result: called in this process with a :class:`ShardResult` for each shard (resumed ones first).
+
+    Returns:
+        A :class:`BuildSummary`. A finished dataset is left alone (``already_finished``) unless ``overwrite``.
+
+    Raises:
+        ConfigError: bad options, or ``out_dir`` holds an unfinished build of other pairs or settings.
+        InputError: a folder or the pairs CSV is missing or unreadable.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    if overwrite:
+        clear_dataset(out)
+    elif (out / MANIFEST).is_file():
+        log.info("%s is a finished dataset: left alone (use overwrite to rebuild)", out)
+        summary = summarize(out, json.loads((out / MANIFEST).read_text()))
+        summary.already_finished = True
+        return summary
+    records = _pair_records(phone_dir, dslr_dir, pairs_csv)
+    plan = make_plan(records, config)
+    _start(out, plan)
+    tasks = [dict(t, out=str(out), config=plan["config"], workers=jobs) for t in plan["tasks"]]
+    done = {t["shard"]: r for t in tasks if (r := _finished(out, t)) is not None}
+    log.info("%d pairs in %d shards; %d shards already done", len(records), len(tasks), len(done))
+    for r in done.values():
+        if on_result is not None:
+            on_result(r)
+    todo = [t for t in tasks if t["shard"] not in done]
+    results = run_parallel(
+        build_shard,
+        todo,
+        n_jobs=jobs,
+        backend=backend,
+        scheduler=scheduler,
+        on_result=None if on_result is None else lambda _t, r: on_result(ShardResult(**r)),
+    )
+    by_shard = done | {r["shard"]: ShardResult(**r) for r in results}
+    manifest = _finish(out, plan, [by_shard[t["shard"]] for t in tasks])
+    summary = summarize(out, manifest)
+    summary.shards_built = len(todo)
+    summary.seconds = time.perf_counter() - t0
+    log.info("built %s: %d/%d pairs ok, %s patches", out, summary.ok, summary.pairs, summary.patches)
+    return summary
+
+
+def clear_dataset(out: Path) -> None:
+    """Remove what a build writes in ``out`` (nothing else)."""
+    for name in (*SPLITS, TEST_FULL):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+    for name in (MANIFEST, PAIRS, PLAN):
+        (out / name).unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------ the plan
+
+
+def _pair_records(phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None) -> list[list[Any]]:
+    """``[name, phone_path | None, dslr_path | None]`` for every input pair, sorted by name."""
+    from dpedkit.pairs import pair_folders, read_pairs_csv
+
+    if pairs_csv is not None:
+        found = read_pairs_csv(pairs_csv, phone_dir=phone_dir, dslr_dir=dslr_dir)
+    else:
+        found = pair_folders(phone_dir, dslr_dir)
+    rows = [
+        [
+            r.name,
+            None if r.phone is None else str(Path(r.phone).resolve()),
+            None if r.dslr is None else str(Path(r.dslr).resolve()),
+        ]
+        for r in found
+    ]
+    names = [r[0] for r in rows]
+    if len(set(names)) != len(names):
+        dup = sorted(n for n, c in Counter(names).items() if c > 1)
+        raise ConfigError(f"pair names must be unique; repeated: {dup[:5]}")
+    return sorted(rows)
+
+
+def count_pairs(phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None = None) -> int:
+    """Number of complete pairs a build of these folders would process (for a progress bar's total)."""
+    return sum(r[1] is not None and r[2] is not None for r in _pair_records(phone_dir, dslr_dir, pairs_csv))
+
+
+def split_pairs(names: list[str], config: BuildConfig) -> dict[str, str]:
+    """Assign each pair name to ``"train"`` or ``"test"``: a seeded permutation of the sorted names."""
+    names = sorted(names)
+    n = len(names)
+    if config.test_images is not None:
+        n_test = min(config.test_images, n)
+    else:
+        n_test = int(round(config.test_fraction * n))
+        if config.test_fraction > 0 and n >= 2:
+            n_test = max(n_test, 1)
+    order = np.random.default_rng(config.seed).permutation(n)
+    test = {names[i] for i in order[:n_test]}
+    return {name: "test" if name in test else "train" for name in names}
+
+
+def make_plan(records: list[list[Any]], config: BuildConfig) -> dict[str, Any]:
+    """The deterministic job: complete pairs split and grouped into shard tasks; incomplete ones listed."""
+    complete = [r for r in records if r[1] is not None and r[2] is not None]
+    split = split_pairs([r[0] for r in complete], config)
+    tasks = []
+    for s in SPLITS:
+        group = [r for r in complete if split[r[0]] == s]
+        k = config.pairs_per_shard
+        for i in range(math.ceil(len(group) / k)):
+            tasks.append({"split": s, "shard": shard_name(s, i), "pairs": group[i * k : (i + 1) * k]})
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "config": config.to_dict(),
+        "pairs": records,
+        "tasks": tasks,
+    }
+
+
+def _start(out: Path, plan: dict[str, Any]) -> None:
+    """Write the plan, or check that an unfinished build in ``out`` has the same one; drop stale temp files."""
+    path = out / PLAN
+    text = json.dumps(plan, indent=1, sort_keys=True)
+    if path.is_file():
+        if path.read_text() != text:
+            raise ConfigError(
+                f"{out} holds an unfinished build of other pairs or settings; rerun the same command to resume "
+                "it, or pass overwrite (--overwrite) to start again"
+            )
+        for tmp in out.rglob(".*.tmp*"):  # left by a killed worker
+            tmp.unlink(missing_ok=True)
+    else:
+        write_text(path, text)
+
+
+def _record_path(out: Path, shard: str) -> Path:
+    return out / Path(shard).with_suffix(".json")
+
+
+def _finished(out: Path, task: dict[str, Any]) -> ShardResult | None:
+    """The result of a task done by an earlier run (shard + record present, checksum valid), else None."""
+    rec, shard = _record_path(out, task["shard"]), out / task["shard"]
+    if not (rec.is_file() and shard.is_file()):
+        return None
+    try:
+        r = json.loads(rec.read_text())
+    except ValueError:
+        return None
+    if [p["pair"] for p in r.get("pairs", [])] != [p[0] for p in task["pairs"]] or file_sha256(shard) != r["sha256"]:
+        log.warning("%s: record or checksum does not match, rebuilding it", shard)
+        return None
+    return ShardResult(**(r | {"resumed": True}))
+
+
+# ------------------------------------------------------------------------------------------------ worker side
+
+
+def build_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: process one task's pairs into one shard (temp file + rename), then write its record file.
+
+    Args:
+        task: ``{"split", "shard", "pairs": [[name, phone, dslr], ...], "out", "config", "workers"}`` (plain
+            data; ``workers`` is the job's worker count).
+
+    Returns:
+        A :class:`ShardResult` as a dict (small: no arrays).
+    """
+    t0 = time.perf_counter()
+    out, config = Path(task["out"]), BuildConfig.from_dict(task["config"])
+    if task.get("workers", 1) != 1:  # one core per worker: decode the two photos one after the other
+        config = replace(config, align=replace(config.align, threads=1))
+    attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
+    records, timings = [], {}
+    with ShardWriter(out / task["shard"], patch_size=config.patch.size, attrs=attrs) as writer:
+        for name, phone, dslr in task["pairs"]:
+            t1 = time.perf_counter()
+            record, patches = process_pair(name, phone, dslr, config=config, split=task["split"], out_dir=out)
+            if patches is not None and len(patches):
+                writer.append(
+                    name,
+                    **{k: getattr(patches, k) for k in ("phone", "dslr", "xy", "shift", "angle", "ncc", "texture")},
+                )
+            records.append(record)
+            timings[name] = round(time.perf_counter() - t1, 4)
+        info = writer.close()
+    result = {
+        "shard": task["shard"],
+        "split": task["split"],
+        "rows": info.rows,
+        "sha256": info.sha256,
+        "pairs": records,
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
+    write_text(_record_path(out, task["shard"]), json.dumps(result | {"timings": timings}, indent=1))
+    return result
+
+
+def process_pair(
+    name: str, phone: str, dslr: str, *, config: BuildConfig, split: str, out_dir: Path | None = None
+) -> tuple[dict[str, Any], Any]:
+    """Align one pair and cut its patches; failures are returned in the record, never raised.
+
+    Returns:
+        ``(record, patches)``: the ``pairs.jsonl`` record and a :class:`dpedkit.patches.PatchSet` (None when
+        the pair failed before patch extraction).
+    """
+    import cv2
+
+    from dpedkit.align import align_files
+    from dpedkit.patches import extract_patches
+
+    cv2.setRNGSeed(config.seed)  # results must not depend on what this worker processed before
+    record: dict[str, Any] = {"pair": name, "phone": phone, "dslr": dslr, "split": split, "status": "ok", "reason": ""}
+    record |= {"patches_total": 0, "patches_kept": 0}
+    try:
+        result = align_files(phone, dslr, config=config.align)
+        record |= _align_metrics(result)
+        if not result.ok:
+            return record | {"status": result.status, "reason": result.reason}, None
+        patches = extract_patches(result.phone, result.dslr, config=config.patch)
+    except InputError as exc:
+        return record | {"status": "unreadable", "reason": str(exc)}, None
+    except Exception as exc:
+        if config.on_error == "raise":
+            raise
+        log.exception("pair %s failed unexpectedly", name)
+        return record | {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}, None
+    record |= _patch_metrics(patches)
+    if not len(patches):
+        record |= {"status": "no-patches", "reason": f"no window reached NCC >= {config.patch.ncc_min}"}
+    if split == "test" and config.keep_test_full and out_dir is not None:
+        for side, img in (("phone", result.phone), ("dslr", result.dslr)):
+            write_image(out_dir / TEST_FULL / side / f"{name}.png", img)
+    log.debug("pair %s: %s, %d patches", name, record["status"], record["patches_kept"])
+    return record, patches
+
+
+def _align_metrics(result: Any) -> dict[str, Any]:
+    """Alignment metrics of an AlignResult for pairs.jsonl (timings dropped: they differ from run to run)."""
+    metrics = {k: v for k, v in result.to_json().items() if k not in ("status", "reason", "timings", "ok")}
+    if result.H_phone_to_dslr is not None:
+        metrics["H_phone_to_dslr"] = np.asarray(result.H_phone_to_dslr, float).round(12).tolist()
+    if result.crop is not None:
+        metrics["crop"] = [int(v) for v in result.crop]
+    return metrics
+
+
+def _patch_metrics(patches: Any) -> dict[str, Any]:
+    cand = patches.candidates
+    out = {"patches_total": int(len(cand["kept"])), "patches_kept": len(patches)}
+    if len(patches):
+        out["ncc_median"] = round(float(np.median(patches.ncc)), 6)
+        out["shift_median_px"] = round(float(np.median(np.hypot(*patches.shift.T))), 6)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the end
+
+
+def _finish(out: Path, plan: dict[str, Any], results: list[ShardResult]) -> dict[str, Any]:
+    """Write pairs.jsonl (sorted by name) and then dataset.json (the finished mark); returns the manifest."""
+    records = [p for r in results for p in r.pairs]
+    for name, phone, dslr in plan["pairs"]:
+        if phone is None or dslr is None:
+            missing = "phone" if phone is None else "DSLR"
+            records.append(
+                {"pair": name, "phone": phone, "dslr": dslr, "split": None, "status": "no-partner",
+                 "reason": f"no {missing} photo pairs with it", "patches_total": 0, "patches_kept": 0}
+            )  # fmt: skip
+    records.sort(key=lambda r: r["pair"])
+    write_text(out / PAIRS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "dpedkit_version": __version__,
+        "config": plan["config"],
+        "counts": _counts(records),
+        "shards": [{"split": r.split, "path": r.shard, "rows": r.rows, "sha256": r.sha256} for r in results],
+    }
+    write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def _counts(records: list[dict[str, Any]]) -> dict[str, Any]:
+    fails = Counter(r["status"] for r in records if r["status"] != "ok")
+    return {
+        "pairs": len(records),
+        "ok": sum(r["status"] == "ok" for r in records),
+        "by_reason": dict(sorted(fails.items())),
+        "pairs_by_split": {s: sum(r["split"] == s for r in records) for s in SPLITS},
+        "patches": {s: sum(r["patches_kept"] for r in records if r["split"] == s) for s in SPLITS},
+        "patches_total": sum(r["patches_total"] for r in records),
+    }
+
+
+def summarize(out: Path, manifest: dict[str, Any]) -> BuildSummary:
+    """A :class:`BuildSummary` from a dataset manifest."""
+    c = manifest["counts"]
+    return BuildSummary(
+        out_dir=str(out),
+        pairs=c["pairs"],
+        ok=c["ok"],
+        by_reason=c["by_reason"],
+        pairs_by_split=c["pairs_by_split"],
+        patches=c["patches"],
+        patches_total=c["patches_total"],
+        shards=len(manifest["shards"]),
+    )
