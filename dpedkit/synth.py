@@ -123,6 +123,15 @@ class SynthPair:
     dslr_jpeg: bytes = field(default=b"", repr=False)
 
 
+@dataclass(frozen=True)
+class SynthResult:
+    """What :func:`synthesize` reports for each written pair (through ``on_result``)."""
+
+    name: str
+    truth_path: Path
+    truth: dict
+
+
 # ----------------------------------------------------------------------------------------------- sources
 
 
@@ -541,7 +550,18 @@ def make_pair(
         "applied": {"phone": phone_p, "dslr": {"jpeg_quality": dslr_q, "blur_sigma_px": 0.0, "noise": None}},
         "hard": hard_info,
     }
-    return SynthPair(phone=phone, dslr=dslr, truth=truth, phone_jpeg=phone_jpeg, dslr_jpeg=dslr_jpeg)
+    return SynthPair(phone=phone, dslr=dslr, truth=_plain(truth), phone_jpeg=phone_jpeg, dslr_jpeg=dslr_jpeg)
+
+
+def _plain(obj: object) -> object:
+    """``obj`` with numpy scalars and arrays turned into Python numbers and lists (JSON-ready)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 def _hard_extras(
@@ -624,7 +644,7 @@ def synthesize(
     phone_mp: float = 3.0,
     dslr_mp: float = 6.0,
     hard: bool = False,
-    on_result: Callable[[Path], None] | None = None,
+    on_result: Callable[[SynthResult], None] | None = None,
 ) -> list[Path]:
     """Write ``n`` synthetic pairs: ``phone/NAME.jpg``, ``dslr/NAME.jpg``, ``truth/NAME.json`` (NAME = 0000, ...).
 
@@ -639,7 +659,7 @@ def synthesize(
         phone_mp: phone size in megapixels (4:3).
         dslr_mp: DSLR size in megapixels (3:2), ``>= phone_mp``.
         hard: add lens distortion, a parallax region and a moving object (see :func:`make_pair`).
-        on_result: called with each truth path as soon as its pair is written.
+        on_result: called with a :class:`SynthResult` as soon as each pair is written.
 
     Returns:
         The truth JSON paths, in order.
@@ -667,7 +687,7 @@ def synthesize(
         paths.append(write_pair(out, f"{i:04d}", pair, extra={"seed": seed, "index": i}))
         log.debug("pair %04d from %s: overlap %.2f", i, name, pair.truth["overlap"]["dslr"])
         if on_result is not None:
-            on_result(paths[-1])
+            on_result(SynthResult(f"{i:04d}", paths[-1], pair.truth))
     meta = {
         "dpedkit_version": __version__,
         "seed": seed,
