@@ -1,0 +1,270 @@
+"""Move datasets both ways between the official DPED folder layout and a dpedkit dataset.
+
+Official layout (see :mod:`dpedkit.dped_folder`): ``<phone>/training_data/{<phone>,canon}/<i>.jpg`` and
+``<phone>/test_data/patches/{<phone>,canon}/<i>.jpg``, paired by index, plus the phone-only
+``<phone>/test_data/full_size_test_images/*.jpg``.
+
+- :func:`import_dped` writes a dpedkit dataset (``train/`` and ``test/`` HDF5 shards of decoded uint8 patches,
+  ``dataset.json``) and keeps the original JPEG bytes and file names beside each shard
+  (``dped_source/<split>/shard-NNNNN.h5``, tied to the shard by its sha256) and the full-size test images
+  (``dped_source/full_size_test_images/``).
+- :func:`export_dped` writes the official layout from a dpedkit dataset. Rows of an imported dataset whose shard
+  is unchanged are written back byte for byte (so import then export round-trips the files exactly); other
+  rows (datasets built by ``dpedkit build``) are encoded as JPEG (quality 95 by default) and numbered
+  ``0..N-1`` per split; a built dataset's ``test_full/phone/*.png`` become ``full_size_test_images/*.jpg``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import h5py
+import numpy as np
+
+from dpedkit import __version__
+from dpedkit.dped_folder import DSLR_NAME, find_dped_folder, list_pairs
+from dpedkit.errors import ConfigError, InputError, check_range
+from dpedkit.io import atomic_path, read_rgb, write_image, write_text
+from dpedkit.parallel import run_parallel
+from dpedkit.shards import MANIFEST, MANIFEST_SCHEMA, SCHEMA_VERSION, SPLITS, ShardWriter, read_manifest, shard_name
+
+log = logging.getLogger(__name__)
+
+SOURCE_DIR = "dped_source"
+FULL_SIZE = "full_size_test_images"
+_SPLIT_PARTS = {"train": ("training_data",), "test": ("test_data", "patches")}
+
+
+class FolderReader:
+    """Random access to one split of an official DPED folder: ``raw(i) -> (phone, dslr)`` uint8 ``P x P x 3``.
+
+    Args:
+        data: ``.../dped`` (with ``phone``) or ``.../dped/<phone>``.
+        phone: phone name of an official tree.
+        split: ``"train"`` or ``"test"``.
+    """
+
+    def __init__(self, data: str | Path, *, phone: str | None = None, split: str = "train") -> None:
+        self.pairs = list_pairs(find_dped_folder(data, phone=phone), split)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The decoded phone and DSLR patches of row ``index`` (RGB uint8)."""
+        phone, dslr = self.pairs[index]
+        return read_rgb(phone), read_rgb(dslr)
+
+
+@dataclass
+class TransferResult:
+    """What an import or export wrote: ``out`` folder, patch pairs per split, shards, exact byte copies."""
+
+    out: str
+    phone: str
+    pairs: dict[str, int] = field(default_factory=dict)
+    shards: int = 0
+    copied_bytes: int = 0  # rows written back byte for byte (export) / kept as bytes (import)
+    encoded: int = 0  # rows re-encoded as JPEG (export only)
+    full_size: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError(out, "exists and is not empty; pass overwrite (--overwrite) to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def import_dped(
+    dped_dir: str | Path,
+    out: str | Path,
+    *,
+    phone: str | None = None,
+    rows_per_shard: int = 10_000,
+    jobs: int = 1,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> TransferResult:
+    """Convert an official DPED folder into a dpedkit dataset.
+
+    Args:
+        dped_dir: ``.../dped`` (with ``phone``) or ``.../dped/<phone>``.
+        out: dataset folder to write (must be new or empty unless ``overwrite``).
+        phone: phone name (``iphone``, ``blackberry``, ``sony``...).
+        rows_per_shard: patch pairs per shard file.
+        jobs: worker processes (one shard per task).
+        overwrite: replace a non-empty ``out``.
+        on_progress: called ``(shards_done, shards_total)``.
+
+    Returns:
+        A :class:`TransferResult`.
+
+    Raises:
+        InputError: not an official DPED folder, no patch pairs, unreadable patches, or ``out`` not empty.
+    """
+    check_range("rows_per_shard", rows_per_shard, 1)
+    folder = find_dped_folder(dped_dir, phone=phone)
+    out = Path(out)
+    tasks = []
+    for split in SPLITS:
+        if not folder.root.joinpath(*_SPLIT_PARTS[split]).is_dir():
+            continue
+        pairs = [(p.stem, str(p), str(d)) for p, d in list_pairs(folder, split)]
+        for k in range(0, len(pairs), rows_per_shard):
+            tasks.append({"out": str(out), "split": split, "shard": shard_name(split, k // rows_per_shard),
+                          "rows": pairs[k : k + rows_per_shard], "phone": folder.phone})  # fmt: skip
+    if not tasks:
+        raise InputError(folder.root, "no training_data or test_data/patches folder with patch pairs")
+    _prepare(out, overwrite)
+    done = [0]
+
+    def tick(_task: dict, _res: dict) -> None:
+        done[0] += 1
+        if on_progress:
+            on_progress(done[0], len(tasks))
+
+    results = run_parallel(_import_shard, tasks, n_jobs=jobs, on_result=tick)
+    full = folder.root / "test_data" / FULL_SIZE
+    n_full = 0
+    if full.is_dir():
+        shutil.copytree(full, out / SOURCE_DIR / FULL_SIZE)
+        n_full = sum(1 for p in full.iterdir() if p.is_file())
+    counts = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
+    manifest = {
+        "schema": MANIFEST_SCHEMA, "schema_version": SCHEMA_VERSION, "dpedkit_version": __version__,
+        "config": {"source": "dped", "dped_dir": str(folder.root), "phone": folder.phone},
+        "counts": {"pairs": 0, "ok": 0, "by_reason": {}, "pairs_by_split": {s: 0 for s in SPLITS},
+                   "patches": counts, "patches_total": sum(counts.values())},
+        "shards": [{k: r[k] for k in ("split", "path", "rows", "sha256")} for r in results],
+    }  # fmt: skip
+    write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    return TransferResult(str(out), folder.phone, counts, len(results), sum(counts.values()), 0, n_full)
+
+
+def _import_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: decode one shard's patches into the shard, keep their JPEG bytes in the sidecar file."""
+    out, rows = Path(task["out"]), task["rows"]
+    phone = np.stack([read_rgb(p) for _, p, _ in rows])
+    dslr = np.stack([read_rgb(d) for _, _, d in rows])
+    if phone.shape != dslr.shape or phone.shape[1] != phone.shape[2]:
+        raise InputError(rows[0][1], f"patches must be square and equal in size; got {phone.shape} / {dslr.shape}")
+    n = len(rows)
+    attrs = {"split": task["split"], "config": {"source": "dped", "phone": task["phone"]}}
+    with ShardWriter(out / task["shard"], patch_size=phone.shape[1], attrs=attrs) as w:
+        nan = np.full(n, np.nan, np.float32)
+        w.append(f"dped:{task['phone']}/{task['split']}", phone=phone, dslr=dslr, xy=np.zeros((n, 2), np.int32),
+                 shift=np.zeros((n, 2), np.float32), angle=np.zeros(n, np.float32), ncc=nan, texture=nan)  # fmt: skip
+        info = w.close()
+    with atomic_path(out / SOURCE_DIR / task["shard"]) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["shard_sha256"] = info.sha256
+        f.attrs["phone"] = task["phone"]
+        f.create_dataset("name", data=np.array([r[0] for r in rows], dtype=object), dtype=h5py.string_dtype())
+        for key, col in (("phone_jpeg", 1), ("dslr_jpeg", 2)):
+            ds = f.create_dataset(key, (n,), dtype=h5py.vlen_dtype(np.uint8))
+            for i, r in enumerate(rows):
+                ds[i] = np.frombuffer(Path(r[col]).read_bytes(), np.uint8)
+    return {"split": task["split"], "path": task["shard"], "rows": info.rows, "sha256": info.sha256}
+
+
+def export_dped(
+    dataset: str | Path,
+    out: str | Path,
+    *,
+    phone: str | None = None,
+    quality: int = 95,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> TransferResult:
+    """Write a dpedkit dataset in the official layout ``OUT/<phone>/...``.
+
+    Args:
+        dataset: dpedkit dataset folder (``dataset.json``).
+        out: the ``dped`` folder to write into; ``OUT/<phone>`` must be new or empty unless ``overwrite``.
+        phone: phone folder name (the DSLR folder is always ``canon``); default: the phone an imported
+            dataset came from.
+        quality: JPEG quality for rows that are not byte copies of imported files.
+        overwrite: replace a non-empty ``OUT/<phone>``.
+        on_progress: called ``(shards_done, shards_total)``.
+
+    Raises:
+        ShardError: not a finished dpedkit dataset, or a damaged shard.
+        InputError: ``OUT/<phone>`` not empty.
+    """
+    check_range("quality", quality, 0, 100)
+    dataset = Path(dataset)
+    manifest = read_manifest(dataset)
+    phone = phone or manifest.get("config", {}).get("phone")
+    if not phone or "/" in phone or phone in (".", "..", DSLR_NAME):
+        raise ConfigError(f"phone (--phone) must be a plain folder name other than {DSLR_NAME!r}; got {phone!r}")
+    root = Path(out) / phone
+    _prepare(root, overwrite)
+    result = TransferResult(str(root), phone)
+    shards = manifest["shards"]
+    for k, entry in enumerate(shards):
+        split = entry["split"]
+        dirs = [root.joinpath(*_SPLIT_PARTS[split], name) for name in (phone, DSLR_NAME)]
+        start = result.pairs.get(split, 0)
+        copied = _export_shard(dataset, entry, dirs, start, quality)
+        result.pairs[split] = start + entry["rows"]
+        result.copied_bytes += copied
+        result.encoded += entry["rows"] - copied
+        if on_progress:
+            on_progress(k + 1, len(shards))
+    result.shards = len(shards)
+    result.full_size = _export_full_size(dataset, root / "test_data" / FULL_SIZE, quality)
+    return result
+
+
+def _export_shard(dataset: Path, entry: dict[str, Any], dirs: list[Path], start: int, quality: int) -> int:
+    """Write one shard's rows into ``dirs`` (phone, DSLR); returns how many were byte copies."""
+    from dpedkit.shards import open_shard
+
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    side = dataset / SOURCE_DIR / entry["path"]
+    if side.is_file():
+        with h5py.File(side, "r") as f:
+            if f.attrs.get("shard_sha256") == entry["sha256"] and len(f["name"]) == entry["rows"]:
+                names = f["name"].asstr()[()]
+                for key, d in zip(("phone_jpeg", "dslr_jpeg"), dirs, strict=True):
+                    for name, data in zip(names, f[key], strict=True):
+                        (d / f"{name}.jpg").write_bytes(data.tobytes())
+                return entry["rows"]
+            log.warning("%s: shard changed since import, re-encoding its patches", entry["path"])
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    with open_shard(dataset / entry["path"]) as f:
+        for key, d in zip(("phone", "dslr"), dirs, strict=True):
+            ds = f[key]
+            for i in range(entry["rows"]):
+                ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(ds[i][:, :, ::-1]), params)
+                (d / f"{start + i}.jpg").write_bytes(buf.tobytes())
+    return 0
+
+
+def _export_full_size(dataset: Path, dest: Path, quality: int) -> int:
+    """Copy imported full-size test images back, or convert a built dataset's ``test_full/phone/*.png``."""
+    kept = dataset / SOURCE_DIR / FULL_SIZE
+    if kept.is_dir():
+        shutil.copytree(kept, dest)
+        return sum(1 for p in dest.iterdir() if p.is_file())
+    built = dataset / "test_full" / "phone"
+    if not built.is_dir():
+        return 0
+    n = 0
+    for png in sorted(built.glob("*.png")):
+        write_image(dest / f"{png.stem}.jpg", read_rgb(png), quality=quality)
+        n += 1
+    return n

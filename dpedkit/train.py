@@ -1,0 +1,231 @@
+"""``dpedkit train``: the DPED recipe (and the SRCNN / Johnson baselines) as small functions returning metric dicts.
+
+One iteration of the DPED recipe (``model="dped"``): a generator step on one random batch (content + texture +
+color + TV loss, the discriminator sees only enhanced images), then a discriminator step on a *different*
+random batch with random per-sample real/fake swaps; two Adam optimisers. Baselines (``srcnn``: MSE,
+``johnson``: VGG content + TV) only have the generator step. Every ``eval_every`` iterations the generator is
+scored on the test split with the DPED protocol (:func:`dpedkit.evaluate.evaluate_arrays`), a row is appended
+to ``metrics.jsonl``, a sample grid (phone | enhanced | DSLR) is saved and the checkpoints are written.
+
+Run folder: ``config.json`` (resolved), ``metrics.jsonl``, ``latest.pt`` (generator + everything needed to
+resume), ``best.pt`` (best test PSNR), ``samples/step-NNNNNN.png``, ``ranks.json`` (which data each rank saw).
+Both checkpoints load anywhere a model is taken (``dpedkit evaluate RUN/best.pt``).
+
+Resume is exact: the batches of step ``s`` depend only on ``(seed, rank, s)`` (:mod:`dpedkit.train_data`), and
+``latest.pt`` holds both networks and both optimiser states, so a resumed run is bit-identical to an
+uninterrupted one on the same device. Several processes: ``torchrun --nproc-per-node G dpedkit train ...`` runs
+DDP (NCCL on GPUs, gloo on CPU); each rank samples its own shard of the indices and rank 0 writes the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dpedkit.errors import ConfigError
+from dpedkit.io import write_image, write_text
+from dpedkit.train_config import TrainConfig, resolve_resume
+from dpedkit.train_data import D_STREAM, G_STREAM, Batch
+from dpedkit.train_setup import Run, init_distributed, setup_run
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "TrainResult", "discriminator_step", "generator_step", "train", "validate"]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the run folder, the last step, one metrics dict per evaluation."""
+
+    run_dir: str
+    step: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_psnr: float | None = None
+
+
+def generator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
+    """One optimiser step of the generator on ``batch``; returns the loss terms (0-d tensors, detached)."""
+    run.g.train()
+    with run.autocast():
+        enhanced = run.g(batch.phone)
+        terms = run.losses.generator(enhanced, batch.dslr, run.d_raw)
+        loss = sum(run.weights[k] * v for k, v in terms.items())
+    run.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt_g.step()
+    return {"g_loss": loss.detach(), **{f"g_{k}": v.detach() for k, v in terms.items()}}
+
+
+def discriminator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
+    """One optimiser step of the discriminator on ``batch`` with its random real/fake swaps (``batch.flags``).
+
+    The discriminator input is ``gray(enhanced) * (1 - adv) + gray(dslr) * adv``, target ``[adv, 1 - adv]``
+    (class 0 = DSLR/real). Returns the loss and the accuracy on this batch.
+    """
+    with torch.no_grad(), run.autocast():
+        enhanced = run.g_raw(batch.phone)
+    with run.autocast():
+        probs, adv = run.losses.discriminate(run.d, enhanced, batch.dslr, batch.flags)
+        loss = run.losses.discriminator_loss(probs, adv)
+    run.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt_d.step()
+    acc = ((probs[:, 0] > probs[:, 1]).float() == adv).float().mean()
+    return {"d_loss": loss.detach(), "d_acc": acc.detach()}
+
+
+def validate(run: Run, *, step: int) -> dict[str, float]:
+    """Score the generator on the test split (DPED and PIRM protocols) and save the sample grid."""
+    if run.test is None:
+        return {}
+    from dpedkit.evaluate import evaluate_arrays
+
+    g = run.g_raw.eval()
+    with run.autocast():
+        scores, _ = evaluate_arrays(g, *run.test, batch=run.config.eval_batch, device=run.device)
+    k = min(run.config.samples, len(run.test[0]))
+    if k:
+        with torch.inference_mode():
+            x = torch.as_tensor(run.test[0][:k]).to(run.device).permute(0, 3, 1, 2).float() / 255
+            out = g(x).float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        grid = np.concatenate([np.concatenate(t, axis=0) for t in (run.test[0][:k], out, run.test[1][:k])], axis=1)
+        write_image(run.run_dir / "samples" / f"step-{step:06d}.png", grid)
+    g.train()
+    return {"psnr": scores.dped_psnr, "ms_ssim": scores.dped_ms_ssim, "pirm_psnr": scores.pirm_psnr}
+
+
+class _Meter:
+    """Running sums of per-step loss tensors (kept on the device: no sync per step) and timings."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps, self.data_s, self.t0 = 0, 0.0, time.perf_counter()
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums[k] + v.float() if k in self.sums else v.float()
+
+    def means(self) -> dict[str, float]:
+        return {k: float(v) / max(self.steps, 1) for k, v in self.sums.items()}
+
+
+def train(
+    data: str | Path,
+    run_dir: str | Path,
+    *,
+    config: TrainConfig,
+    resume: bool = False,
+    on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    on_eval: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``config.model`` on the patch pairs of ``data``, writing the run to ``run_dir``.
+
+    Args:
+        data: a dpedkit dataset folder (``dataset.json``; train and test splits) or an official DPED folder
+            (``.../dped`` with ``config.phone``, or ``.../dped/<phone>``).
+        run_dir: run folder (created; must be new or empty unless ``resume``).
+        config: the options (:class:`TrainConfig`).
+        resume: continue the run in ``run_dir`` from ``latest.pt`` up to ``config.iters``; the options must match
+            the run's ``config.json`` except ``iters``, ``eval_every``, ``device``, ``data_mode`` and ``workers``.
+        on_progress: called ``(step, iters, losses)`` after every iteration (``losses`` is filled every 10th).
+        on_eval: called with each metrics row (a dict, as appended to ``metrics.jsonl``).
+
+    Returns:
+        A :class:`TrainResult` (on rank 0 the history of this run; other ranks get an empty history).
+
+    Raises:
+        ConfigError: invalid options, a missing VGG file for a model with content loss, or a resume mismatch.
+        InputError / ShardError: unreadable data.
+        CheckpointError: unreadable ``init`` model or ``latest.pt``.
+    """
+    dist = init_distributed(config.device)
+    try:
+        run_dir = Path(run_dir)
+        if resume:
+            config = resolve_resume(run_dir, config)
+        elif run_dir.is_dir() and any(run_dir.iterdir()):
+            raise ConfigError(f"run folder {run_dir} is not empty: pass resume (--resume) or choose a new one")
+        dist.barrier()  # every rank has checked the folder before rank 0 writes to it
+        start = _latest_step(run_dir) if resume else 0
+        run = setup_run(data, run_dir, config, dist, start=start)
+        result = TrainResult(str(run_dir), start, best_psnr=run.best_psnr)
+        if not resume:
+            if dist.rank == 0:
+                write_text(run_dir / "config.json", json.dumps(run.resolved, indent=1, sort_keys=True))
+            result.history += [r for r in [_evaluate(run, step=0, meter=None, on_eval=on_eval)] if r]
+        _loop(run, result, on_progress, on_eval)
+        run.write_ranks()
+        return result
+    finally:
+        dist.close()
+
+
+def _latest_step(run_dir: Path) -> int:
+    from dpedkit.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(run_dir / "latest.pt")["step"])
+
+
+def _loop(run: Run, result: TrainResult, on_progress, on_eval) -> None:
+    cfg = run.config
+    meter = _Meter()
+    for step in range(result.step, cfg.iters):
+        t = time.perf_counter()
+        g_batch = run.source.get(step, G_STREAM)
+        d_batch = run.source.get(step, D_STREAM) if run.d is not None else None
+        meter.data_s += time.perf_counter() - t
+        values = generator_step(run, g_batch)
+        if d_batch is not None:
+            values |= discriminator_step(run, d_batch)
+        run.mark_seen(g_batch, d_batch)
+        meter.add(values)
+        meter.steps += 1
+        result.step = step + 1
+        if result.step % cfg.eval_every == 0 or result.step == cfg.iters:
+            row = _evaluate(run, step=result.step, meter=meter, on_eval=on_eval)
+            if row:
+                result.history.append(row)
+            result.best_psnr = run.best_psnr
+            meter = _Meter()
+        if on_progress:
+            shown = {k: float(v) for k, v in values.items()} if result.step % 10 == 0 else {}
+            on_progress(result.step, cfg.iters, shown)
+
+
+def _evaluate(run: Run, *, step: int, meter: _Meter | None, on_eval) -> dict[str, Any]:
+    """Rank 0: metrics row, checkpoints, samples; all ranks wait for it. Returns the row ({} off rank 0)."""
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    row: dict[str, Any] = {}
+    if run.dist.rank == 0:
+        row = {"step": step}
+        if meter is not None and meter.steps:
+            elapsed = time.perf_counter() - meter.t0
+            row |= meter.means()
+            ips = meter.steps / elapsed
+            row |= {
+                "iters_per_s": ips,
+                "patches_per_s": ips * run.patches_per_iter,
+                "data_wait": meter.data_s / elapsed,
+            }
+        row |= validate(run, step=step)
+        improved = "psnr" in row and (run.best_psnr is None or row["psnr"] > run.best_psnr)
+        if improved:
+            run.best_psnr = row["psnr"]
+        if step > 0:
+            run.save(step, best=improved)  # checkpoint first, then the row: a resume drops rows past it
+        with open(run.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+        if on_eval:
+            on_eval(row)
+        log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
+    run.dist.barrier()
+    return row

@@ -1,0 +1,289 @@
+"""Everything :func:`dpedkit.train.train` sets up before the loop: processes, data, networks, losses, state.
+
+- :func:`init_distributed`: one process, or DDP from the ``torchrun`` environment (``WORLD_SIZE > 1``): NCCL on
+  CUDA, gloo on CPU; rank ``r`` uses ``cuda:LOCAL_RANK``.
+- :func:`setup_run`: builds the :class:`Run` (networks under a forked, seeded RNG so the global RNG is left
+  alone; optimisers; the data source; the test split; the resume state from ``latest.pt``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dpedkit import __version__
+from dpedkit.errors import ConfigError, InputError
+from dpedkit.train_config import TrainConfig
+from dpedkit.train_data import Batch, LoaderSource, MemorySource, fits_in_memory, read_all, shard_indices
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dist:
+    """This process's place in the job: ``rank`` of ``world`` processes, its ``device``."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def active(self) -> bool:
+        """True under DDP (several processes)."""
+        return self.world > 1
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op alone)."""
+        if self.active:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        """Leave the process group (no-op alone)."""
+        if self.active and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def init_distributed(device: str) -> Dist:
+    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (NCCL on CUDA, gloo on CPU)."""
+    from dpedkit.torchutil import resolve_device
+
+    dev = resolve_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(0, 1, dev)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend, rank=rank, world_size=world)
+    log.info("rank %d of %d on %s (%s)", rank, world, dev, backend)
+    return Dist(rank, world, dev)
+
+
+class Losses:
+    """The loss terms of one model, as functions of tensors (weights are applied by the caller)."""
+
+    def __init__(self, model: str, vgg: nn.Module | None) -> None:
+        from dpedkit import losses
+
+        self.model, self.vgg, self.L = model, vgg, losses
+
+    def generator(self, enhanced: torch.Tensor, dslr: torch.Tensor, d: nn.Module | None) -> dict[str, torch.Tensor]:
+        """Unweighted generator terms: ``mse`` (srcnn); ``content``, ``tv`` (+ ``texture``, ``color`` for dped)."""
+        if self.model == "srcnn":
+            return {"mse": F.mse_loss(enhanced.float(), dslr)}
+        terms = {"content": self.L.content_loss(self.vgg, enhanced, dslr), "tv": self.L.tv_loss(enhanced)}
+        if self.model == "dped":
+            probs, _ = self.discriminate(d, enhanced, dslr, torch.zeros(len(dslr), device=dslr.device))
+            terms["texture"] = self.L.texture_loss(probs)
+            terms["color"] = self.L.color_loss(enhanced, dslr)
+        return terms
+
+    @staticmethod
+    def discriminate(d: nn.Module, enhanced: torch.Tensor, dslr: torch.Tensor, adv: torch.Tensor):
+        """D probabilities of the mixed input ``gray(enh) * (1 - adv) + gray(dslr) * adv``; returns ``(probs, adv)``."""
+        from dpedkit.models.discriminator import to_gray
+
+        a = adv.view(-1, 1, 1, 1).to(enhanced.dtype)
+        return d(to_gray(enhanced) * (1 - a) + to_gray(dslr).to(enhanced.dtype) * a), adv
+
+    def discriminator_loss(self, probs: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+        """The summed cross-entropy with target ``[adv, 1 - adv]``."""
+        return self.L.discriminator_loss(probs, adv)
+
+
+@dataclass
+class Run:
+    """State of one training run (networks, optimisers, data) shared by the step functions."""
+
+    config: TrainConfig
+    dist: Dist
+    run_dir: Path
+    g: nn.Module  # the generator as trained (DDP-wrapped under DDP)
+    g_raw: nn.Module  # the bare generator module
+    d: nn.Module | None  # DDP-wrapped discriminator (None for the baselines)
+    d_raw: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
+    losses: Losses
+    weights: dict[str, float]
+    source: Any  # MemorySource | LoaderSource
+    test: tuple[np.ndarray, np.ndarray] | None
+    resolved: dict[str, Any]
+    n_train: int
+    best_psnr: float | None = None
+    seen: np.ndarray | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks run."""
+        return self.dist.device
+
+    @property
+    def patches_per_iter(self) -> int:
+        """Patch pairs consumed per iteration by all ranks (a G batch, plus a D batch for dped)."""
+        return self.config.batch * self.dist.world * (2 if self.d is not None else 1)
+
+    def autocast(self) -> AbstractContextManager:
+        """bfloat16 autocast when ``amp``, else nothing."""
+        if not self.config.amp:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def mark_seen(self, *batches: Batch | None) -> None:
+        """Record which global indices this rank trained on (written to ``ranks.json``)."""
+        for b in batches:
+            if b is not None:
+                self.seen[b.index.numpy()] = True
+
+    def save(self, step: int, *, best: bool) -> None:
+        """Write ``latest.pt`` (everything to resume) and, if ``best``, ``best.pt`` (generator only)."""
+        from dpedkit.checkpoint import save_checkpoint
+
+        info = {"step": step, "best_psnr": self.best_psnr, "train_config": self.config.to_dict()}
+        state = {"discriminator": self.d_raw.state_dict() if self.d_raw is not None else {},
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict() if self.opt_d else {}}  # fmt: skip
+        save_checkpoint(self.run_dir / "latest.pt", self.g_raw, extra=info | state)
+        if best:
+            save_checkpoint(self.run_dir / "best.pt", self.g_raw, extra=info)
+
+    def write_ranks(self) -> None:
+        """Gather every rank's seen-index mask; rank 0 writes ``ranks.json`` (counts and overlap)."""
+        seen = torch.from_numpy(self.seen.astype(np.uint8))
+        masks = [seen]
+        if self.dist.active:
+            masks = [torch.zeros_like(seen) for _ in range(self.dist.world)]
+            torch.distributed.all_gather(masks, seen)
+        if self.dist.rank == 0:
+            stack = torch.stack(masks).bool()
+            out = {"world": self.dist.world, "n_train": self.n_train,
+                   "seen": [int(m.sum()) for m in stack], "overlap": int((stack.sum(0) > 1).sum())}  # fmt: skip
+            (self.run_dir / "ranks.json").write_text(json.dumps(out, indent=1))
+
+
+def _seeded(seed: int, fn: Callable[[], nn.Module]) -> nn.Module:
+    """Build a module with the global RNG forked and seeded (left unchanged afterwards)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn()
+
+
+def build_networks(config: TrainConfig, patch: int, device: torch.device) -> tuple[nn.Module, nn.Module | None]:
+    """The generator (from ``init`` when given) and, for ``dped``, the discriminator for ``patch`` px inputs."""
+    from dpedkit.checkpoint import build_model, load_checkpoint, load_state
+
+    g = _seeded(config.seed, lambda: build_model(config.model, config.model_config))
+    if config.init:
+        ckpt = load_checkpoint(config.init)
+        if ckpt["model"] != config.model:
+            raise ConfigError(f"init model {config.init} is a {ckpt['model']!r} network, not {config.model!r}")
+        g = build_model(ckpt["model"], ckpt["config"])
+        load_state(g, ckpt["state_dict"], source=config.init)
+    d = None
+    if config.model == "dped":
+        from dpedkit.models.discriminator import Discriminator, DiscriminatorConfig
+
+        d = _seeded(config.seed + 1, lambda: Discriminator(DiscriminatorConfig(patch=patch))).to(device)
+    return g.to(device), d
+
+
+def _open_reader(data: Path, phone: str | None, split: str):
+    """Random access (``raw(i)``) to one split of a dpedkit dataset or an official DPED folder."""
+    if (data / "dataset.json").is_file():
+        from dpedkit.data import PatchDataset
+
+        return PatchDataset(data, split)
+    from dpedkit.dped_io import FolderReader
+
+    return FolderReader(data, phone=phone, split=split)
+
+
+def _source(data: Path, config: TrainConfig, dist: Dist, start: int):
+    """The training batches of this rank: in device memory when they fit (or asked), else a DataLoader."""
+    reader = _open_reader(data, config.phone, "train")
+    if len(reader) == 0:
+        raise InputError(data, "the training split holds no patch pairs")
+    index = shard_indices(len(reader), dist.rank, dist.world)
+    p = reader.raw(0)[0].shape[0]
+    nbytes = 2 * len(index) * p * p * 3
+    mode = config.data_mode
+    if mode == "auto":
+        mode = "memory" if fits_in_memory(nbytes, dist.device) else "loader"
+    kw = {"batch": config.batch, "seed": config.seed, "rank": dist.rank, "device": dist.device}
+    if mode == "memory":
+        phone, dslr = read_all(reader, index)
+        src = MemorySource(phone, dslr, index, **kw)
+    else:
+        streams = (0, 1) if config.model == "dped" else (0,)
+        src = LoaderSource(reader, index, start=start, stop=config.iters, workers=config.workers, streams=streams, **kw)
+    log.info("training data: %d pairs (%d on this rank), %s path, %.2f GB", len(reader), len(index), mode, nbytes / 1e9)
+    return src, len(reader), p, mode
+
+
+def setup_run(data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, *, start: int) -> Run:
+    """Build the :class:`Run` for ``config`` on this rank, restored from ``run_dir/latest.pt`` when ``start > 0``."""
+    from dpedkit.evaluate import load_test_pairs
+    from dpedkit.losses import PRESETS
+
+    data = Path(data)
+    source, n_train, patch, mode = _source(data, config, dist, start)
+    test = None
+    if dist.rank == 0:
+        try:
+            test = load_test_pairs(data, phone=config.phone, split="test")
+        except InputError as exc:
+            log.warning("no test split (%s): metrics rows will have no PSNR", exc)
+    g, d = build_networks(config, patch, dist.device)
+    vgg = None
+    if config.needs_vgg:
+        from dpedkit.models.vgg import load_vgg
+
+        vgg = _seeded(config.seed + 2, lambda: load_vgg(config.vgg, dist.device))
+    adam = {"lr": config.lr, "betas": (0.9, 0.999), "eps": 1e-8}
+    opt_g = torch.optim.Adam(g.parameters(), **adam)
+    opt_d = torch.optim.Adam(d.parameters(), **adam) if d is not None else None
+    best = _restore(run_dir, g, d, opt_g, opt_d, start, dist) if start else None
+    g_w, d_w = g, d
+    if dist.active:
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        g_w = nn.parallel.DistributedDataParallel(g, device_ids=ids)
+        d_w = nn.parallel.DistributedDataParallel(d, device_ids=ids) if d is not None else None
+    w = PRESETS[config.loss_preset]
+    weights = {"content": w.content, "texture": w.texture, "color": w.color, "tv": w.tv, "mse": 1.0}
+    resolved = {"train": config.to_dict(), "data": {"path": str(data), "n_train": n_train, "patch": patch,
+                "n_test": 0 if test is None else len(test[0]), "data_mode": mode}, "world_size": dist.world,
+                "device": str(dist.device), "dpedkit_version": __version__, "torch_version": torch.__version__,
+                "loss_weights": weights}  # fmt: skip
+    return Run(config, dist, run_dir, g_w, g, d_w, d, opt_g, opt_d, Losses(config.model, vgg), weights, source,
+               test, resolved, n_train, best, np.zeros(n_train, bool))  # fmt: skip
+
+
+def _restore(run_dir: Path, g, d, opt_g, opt_d, start: int, dist: Dist) -> float | None:
+    """Load ``latest.pt`` into the networks and optimisers; drop metrics rows past its step (rank 0)."""
+    from dpedkit.checkpoint import load_checkpoint, load_state
+
+    ckpt = load_checkpoint(run_dir / "latest.pt")
+    load_state(g, ckpt["state_dict"], source=run_dir / "latest.pt")
+    if d is not None:
+        load_state(d, ckpt["discriminator"], source=run_dir / "latest.pt")
+        opt_d.load_state_dict(ckpt["opt_d"])
+    opt_g.load_state_dict(ckpt["opt_g"])
+    metrics = run_dir / "metrics.jsonl"
+    if dist.rank == 0 and metrics.is_file():
+        rows = [r for r in metrics.read_text().splitlines() if r and json.loads(r)["step"] <= start]
+        metrics.write_text("".join(r + "\n" for r in rows))
+    log.info("resumed %s at step %d", run_dir, start)
+    return ckpt.get("best_psnr")
