@@ -42,6 +42,8 @@ INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
 _INTER = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 _GN_ITERS = 5  # Gauss-Newton iterations at most (2-3 are typical)
 _GN_TOL = 0.005  # px; stop when an update moves the window (centre and corners) less than this
+_GN_SKIP_MARGIN = 0.3  # windows whose correlation peak is below ncc_min - this are not refined further
+_GN_MAX_MOVE = 3.0  # px; a Gauss-Newton result further than this from the correlation peak is discarded
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma, as cv2.COLOR_RGB2GRAY
 
 
@@ -139,7 +141,7 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 
     Args:
         a: ``h x w x 3`` RGB or ``h x w`` gray patch, uint8 or float (any range; NCC is gain/offset invariant).
-        b: same shape as ``a``.
+        b: same height and width as ``a`` (RGB or gray).
 
     Returns:
         ``sum(a' b') / (|a'| |b'|)`` with ``a'``, ``b'`` the zero-mean luma (float64); 0.0 if either is flat.
@@ -152,14 +154,10 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
         >>> round(ncc(x, 255 - x), 6)
         -1.0
     """
-    if np.shape(a) != np.shape(b):
+    ga, gb = _luma(a), _luma(b)
+    if ga.shape != gb.shape:
         raise InputError(None, f"ncc needs same-shape patches; got {np.shape(a)} and {np.shape(b)}")
-    ga = _luma(a).astype(np.float64)
-    gb = _luma(b).astype(np.float64)
-    ga -= ga.mean()
-    gb -= gb.mean()
-    den = math.sqrt(float((ga * ga).sum()) * float((gb * gb).sum()))
-    return float((ga * gb).sum() / den) if den > 1e-9 else 0.0
+    return _ncc_luma(ga, gb)
 
 
 def texture(patch: np.ndarray) -> float:
@@ -171,8 +169,7 @@ def texture(patch: np.ndarray) -> float:
     Returns:
         ``mean(sqrt(gx^2 + gy^2))`` over the patch (``np.gradient``, one-sided at the border); 0 when flat.
     """
-    gy, gx = np.gradient(_luma(patch))
-    return float(np.sqrt(gx * gx + gy * gy).mean())
+    return _texture_luma(_luma(patch))
 
 
 def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig = PatchConfig()) -> PatchSet:
@@ -248,6 +245,18 @@ def _luma(img: np.ndarray) -> np.ndarray:
     return a.astype(np.float32)
 
 
+def _ncc_luma(ga: np.ndarray, gb: np.ndarray) -> float:
+    ga = ga.astype(np.float64) - ga.mean(dtype=np.float64)
+    gb = gb.astype(np.float64) - gb.mean(dtype=np.float64)
+    den = math.sqrt(float((ga * ga).sum()) * float((gb * gb).sum()))
+    return float((ga * gb).sum() / den) if den > 1e-9 else 0.0
+
+
+def _texture_luma(gray: np.ndarray) -> float:
+    gy, gx = np.gradient(gray)
+    return float(np.sqrt(gx * gx + gy * gy).mean())
+
+
 def _check_pair(phone: np.ndarray, dslr: np.ndarray) -> None:
     for name, a in (("phone", phone), ("dslr", dslr)):
         if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
@@ -301,20 +310,30 @@ class _Context:
         """Refine one grid window and extract its phone patch."""
         p, r, pad = self.cfg.size, self.cfg.radius, self.pad
         tmpl = self.gdslr[y0 : y0 + p, x0 : x0 + p]
+        patch = None
         if self.cfg.rotation == "search":
             (sx, sy), angle, at_radius = self._search_rotation(tmpl, x0, y0)
         else:
             region = self.gphone[y0 + pad - r : y0 + pad + p + r, x0 + pad - r : x0 + pad + p + r]
-            px, py, _, at_radius = _subpixel_peak(cv2.matchTemplate(region, tmpl, cv2.TM_CCOEFF_NORMED))
-            sx, sy, angle = self._gauss_newton(tmpl, x0, y0, px - r, py - r)
-        patch, score = self._extract(x0, y0, sx, sy, angle)
+            px, py, peak, at_radius = _subpixel_peak(cv2.matchTemplate(region, tmpl, cv2.TM_CCOEFF_NORMED))
+            sx, sy, angle = px - r, py - r, 0.0
+            if peak >= self.cfg.ncc_min - _GN_SKIP_MARGIN:
+                sx, sy, angle = self._gauss_newton(tmpl, x0, y0, sx, sy)
+            if abs(angle) >= self.cfg.max_angle or math.hypot(sx - px + r, sy - py + r) > 1.0:
+                # far from the correlation peak or stuck at the angle limit: keep it only if it scores better
+                patch, score = self._extract(x0, y0, sx, sy, angle)
+                start, start_score = self._extract(x0, y0, px - r, py - r, 0.0)
+                if start_score > score:
+                    sx, sy, angle, patch, score = px - r, py - r, 0.0, start, start_score
+        if patch is None:
+            patch, score = self._extract(x0, y0, sx, sy, angle)
         return _Window(
             x0=x0,
             y0=y0,
             shift=(sx, sy),
             angle=angle,
             ncc=score,
-            texture=texture(self.dslr[y0 : y0 + p, x0 : x0 + p]),
+            texture=_texture_luma(tmpl),
             at_radius=at_radius,
             outside=self._reach_outside(x0, y0, sx, sy, angle) > self.cfg.max_outside,
             phone=patch,
@@ -351,7 +370,7 @@ class _Context:
             est[2] = float(np.clip(est[2], -lim, lim))
             if abs(step[0]) + abs(step[1]) < _GN_TOL and (len(step) < 3 or abs(step[2]) * self.centre < _GN_TOL):
                 break
-        if not np.all(np.isfinite(est)) or math.hypot(est[0] - sx, est[1] - sy) > 1.0:
+        if not np.all(np.isfinite(est)) or math.hypot(est[0] - sx, est[1] - sy) > _GN_MAX_MOVE:
             return sx, sy, 0.0
         return float(est[0]), float(est[1]), math.degrees(float(est[2]))
 
@@ -372,7 +391,7 @@ class _Context:
         m = self._affine(x0, y0, sx, sy, angle)
         flags = _INTER[self.cfg.interpolation] | cv2.WARP_INVERSE_MAP
         patch = cv2.warpAffine(self.phone, m, (p, p), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        return patch, ncc(patch, self.dslr[y0 : y0 + p, x0 : x0 + p])
+        return patch, _ncc_luma(_luma(patch), self.gdslr[y0 : y0 + p, x0 : x0 + p])
 
     def _reach_outside(self, x0: int, y0: int, sx: float, sy: float, angle: float) -> float:
         """How far (px) the refined window's corner pixel centres reach beyond the crop's pixel centres."""
