@@ -129,7 +129,7 @@ def write_report(
         raise InputError(source, "not a dataset (no dataset.json) nor an aligned pair folder (no alignment.json)")
     write_text(out, page)
     result.path, result.size_bytes = out, out.stat().st_size
-    log.info("report: %s (%.1f MB)", out, result.size_bytes / 1e6)
+    log.debug("report: %s (%.1f MB)", out, result.size_bytes / 1e6)
     return result
 
 
@@ -212,30 +212,6 @@ def _jpeg(rgb: np.ndarray) -> tuple[str, bytes]:
     return "image/jpeg", dg.encode_jpeg(rgb, quality=88)
 
 
-def _align_config(build_config: Mapping[str, Any]):  # noqa: ANN202 - dpedkit.align.AlignConfig
-    from dpedkit.align import AlignConfig
-
-    sub = _sub_config(build_config, ("align", "alignment"), AlignConfig)
-    return AlignConfig.from_dict(sub) if sub is not None else AlignConfig()
-
-
-def _patch_config(build_config: Mapping[str, Any]):  # noqa: ANN202 - dpedkit.patches.PatchConfig
-    from dpedkit.patches import PatchConfig
-
-    sub = _sub_config(build_config, ("patch", "patches"), PatchConfig)
-    return PatchConfig.from_dict(sub) if sub is not None else PatchConfig()
-
-
-def _sub_config(cfg: Mapping[str, Any], keys: Sequence[str], cls: type) -> dict[str, Any] | None:
-    """The sub-dict of the build config for ``cls`` (under one of ``keys``), restricted to its fields."""
-    for k in keys:
-        sub = cfg.get(k)
-        if isinstance(sub, Mapping):
-            known = {f.name for f in fields(cls)}
-            return {kk: vv for kk, vv in sub.items() if kk in known}
-    return None
-
-
 def _resolve(path: str, root: Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() or p.exists() else root / p
@@ -248,13 +224,18 @@ def recompute_pair(rec: Mapping[str, Any], root: Path, build_config: Mapping[str
         A dict with ``result`` (the :class:`dpedkit.align.AlignResult`), ``phone``/``dslr`` (full images),
         ``patches`` (the :class:`dpedkit.patches.PatchSet`, None when alignment failed).
     """
+    import cv2
+
     from dpedkit.align import align_pair
+    from dpedkit.build import BuildConfig
     from dpedkit.patches import extract_patches
 
+    config = BuildConfig.from_dict(dict(build_config)) if build_config else BuildConfig()
     phone = read_rgb(_resolve(str(rec["phone"]), root))
     dslr = read_rgb(_resolve(str(rec["dslr"]), root))
-    result = align_pair(phone, dslr, config=_align_config(build_config))
-    patches = extract_patches(result.phone, result.dslr, config=_patch_config(build_config)) if result.ok else None
+    cv2.setRNGSeed(config.seed)  # as the build does before each pair
+    result = align_pair(phone, dslr, config=config.align)
+    patches = extract_patches(result.phone, result.dslr, config=config.patch) if result.ok else None
     return {"result": result, "phone": phone, "dslr": dslr, "patches": patches}
 
 
@@ -288,27 +269,29 @@ def _dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None) -
     pairs = summary.pairs
     ok = [p for p in pairs if p.get("status") == "ok"]
     notes: list[str] = []
-    view_names = [str(p["pair"]) for p in pairs[: cfg.pair_views]]
+    # Failed pairs get a (cheap) text view with their reason; the worst ok pairs are re-aligned and drawn.
+    failed = [p for p in pairs if p.get("status") != "ok"]
+    worst_ok = [str(p["pair"]) for p in ok[: cfg.pair_views]]
     sample_names = _hist_sample(ok, cfg.hist_pairs, rng)
-    todo = [p for p in pairs if str(p["pair"]) in set(view_names) | set(sample_names)]
-    views: dict[str, PairView] = {}
+    todo = [p for p in ok if str(p["pair"]) in set(worst_ok) | set(sample_names)]
+    views: dict[str, PairView] = {str(p["pair"]): _failed_view(p) for p in failed}
     for i, rec in enumerate(todo):
         if on_progress:
             on_progress("re-aligning pairs", i, len(todo))
         try:
             rc = recompute_pair(rec, root, summary.config)
         except InputError as exc:
-            views[str(rec["pair"])] = PairView(str(rec["pair"]), str(rec.get("status")), {"error": str(exc)})
+            views[str(rec["pair"])] = PairView(str(rec["pair"]), "unreadable", {"error": str(exc)})
             continue
-        v = _view_from_recomputed(rec, rc, summary.patch_size, summary.ncc_min, cfg.image_width)
-        views[str(rec["pair"])] = v
+        views[str(rec["pair"])] = _view_from_recomputed(rec, rc, summary.patch_size, summary.ncc_min, cfg.image_width)
+    view_names = [str(p["pair"]) for p in pairs if str(p["pair"]) in set(worst_ok) | {str(f["pair"]) for f in failed}]
     if on_progress:
         on_progress("re-aligning pairs", len(todo), len(todo))
     hist_ncc, hist_kept, hist_note = _histogram_values(summary, views, sample_names, len(ok))
     notes.append(hist_note)
-    if view_names:
+    if worst_ok:
         notes.append(
-            f"Pair views: the {len(view_names)} worst pairs were re-aligned from their photos and their windows "
+            f"Pair views: the {len(worst_ok)} worst ok pairs were re-aligned from their photos and their windows "
             "re-refined with the build configuration (the dataset stores kept patches only)."
         )
     plots = _dataset_plots(summary, hist_ncc, hist_kept)
@@ -325,6 +308,11 @@ def _dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None) -
     page = _page(f"dpedkit report: {root.name}", body, nav=sections)
     shown = [n for n in view_names if n in views]
     return page, ReportResult(Path(), "dataset", len(pairs), shown, sections, notes)
+
+
+def _failed_view(rec: Mapping[str, Any]) -> PairView:
+    keys = ("status", "reason", "split", "phone", "dslr", "matches", "inliers", "rmse_px", "scale")
+    return PairView(str(rec["pair"]), str(rec.get("status")), {k: rec.get(k) for k in keys if k in rec})
 
 
 def _hist_sample(ok: Sequence[Mapping[str, Any]], n: int, rng: np.random.Generator) -> list[str]:

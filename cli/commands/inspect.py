@@ -1,0 +1,60 @@
+"""``dpedkit inspect``: HTML report (or terminal summary) of a dataset's or an aligned pair's alignment quality."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from dpedkit_cli.render import console, handle_errors, progress, table
+
+
+@click.command("inspect")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="HTML file [SOURCE/report.html].")
+@click.option("--summary", is_flag=True, help="Print the summary and the worst pairs as tables; no HTML.")
+@click.option("--top", default=10, show_default=True, help="Worst pairs listed by --summary.")
+@click.option("--pair-views", default=12, show_default=True, help="Worst ok pairs re-aligned and drawn.")
+@click.option("--hist-pairs", default=12, show_default=True, help="Pairs re-refined for the NCC histogram.")
+@click.option("--samples", default=24, show_default=True, help="Random kept patch pairs shown.")
+@click.option("--lowest", default=12, show_default=True, help="Lowest-NCC kept patch pairs shown.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random choices.")
+@handle_errors
+def command(source: Path, out: Path | None, summary: bool, top: int, **options: int) -> None:
+    """Report on the alignment quality of SOURCE: a dataset (`dpedkit build`) or a pair folder (`dpedkit align`).
+
+    The HTML report is one self-contained file (images embedded) that opens offline in any browser.
+    """
+    from dpedkit import diagnostics
+    from dpedkit.report import ReportConfig, write_report
+
+    if summary:
+        _print_summary(diagnostics.summarize_dataset(source), top)
+        return
+    config = ReportConfig(**options)
+    with progress("inspect", None) as advance:
+        result = write_report(
+            source, out, config=config, on_progress=lambda stage, done, total: advance(0, f"{stage} {done}/{total}")
+        )
+    for note in result.notes:
+        console.print(f"[dim]{note}[/]")
+    console.print(
+        f"{result.kind} report, {result.n_pairs} pair(s), {result.size_bytes / 1e6:.1f} MB; open it in a browser:"
+    )
+    click.echo(str(result.path))
+
+
+def _print_summary(s, top: int) -> None:  # noqa: ANN001 - dpedkit.diagnostics.DatasetSummary
+    n_ok = s.status_counts.get("ok", 0)
+    rows = [
+        ["pairs", len(s.pairs)],
+        ["ok / failed", f"{n_ok} / {len(s.pairs) - n_ok}"],
+        ["patches kept / windows", f"{s.patches_kept} / {s.patches_total}"],
+        *[[f"{k} split", f"{s.split_pairs.get(k, 0)} pairs, {n} patches"] for k, n in s.split_patches.items()],
+        ["NCC threshold", s.ncc_min],
+    ]
+    console.print(table(f"dataset {s.root}", ["", "value"], rows))
+    console.print(table("pairs by status", ["status", "pairs"], [[k, v] for k, v in s.status_counts.items()]))
+    cols = ["pair", "status", "split", "kept fraction", "kept", "windows", "inliers", "RMSE px", "reason"]
+    keys = ["pair", "status", "split", "kept_fraction", "patches_kept", "patches_total", "inliers", "rmse_px", "reason"]
+    worst = [[p.get(k, "") if p.get(k) is not None else "-" for k in keys] for p in s.pairs[:top]]
+    console.print(table(f"worst {len(worst)} pairs (lowest kept fraction first)", cols, worst))
