@@ -370,7 +370,8 @@ def _moving_object(scene: np.ndarray, dslr: np.ndarray, margin: tuple[int, int],
     mx, my = margin
     ry = int(rng.uniform(0.06, 0.09) * dh)
     rx = int(ry * rng.uniform(0.8, 1.5))
-    motion = rng.uniform(40, 110) * (dh / 2000) * np.array([math.cos(a := rng.uniform(0, 2 * math.pi)), math.sin(a)])
+    angle = rng.uniform(0, 2 * math.pi)
+    motion = rng.uniform(0.8, 1.6) * max(rx, ry) * np.array([math.cos(angle), math.sin(angle)])
     motion = np.round(motion).astype(int)
     cx = int(rng.uniform(0.3, 0.7) * dw)
     cy = int(rng.uniform(0.3, 0.7) * dh)
