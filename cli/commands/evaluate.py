@@ -1,0 +1,45 @@
+"""``dpedkit evaluate MODEL DATA``: DPED and PIRM protocol scores plus the identity baseline."""
+
+from __future__ import annotations
+
+import click
+from dpedkit_cli.render import console, handle_errors, print_json, progress, table
+
+
+@click.command(name="evaluate")
+@click.argument("model", type=click.Path(exists=False))
+@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.option("--phone", default=None, help="Phone folder of an official DPED tree (iphone, blackberry, sony).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=50, show_default=True, help="DPED-protocol batch size.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON on stdout.")
+@handle_errors
+def command(model: str, data: str, phone: str | None, split: str, batch: int, device: str, as_json: bool) -> None:
+    """Score MODEL on the test patches of DATA.
+
+    MODEL is a dpedkit checkpoint or an official DPED TensorFlow checkpoint prefix (models/iphone_orig).
+    DATA is a dpedkit dataset folder, an official `dped/` folder (with --phone) or `dped/<phone>/`.
+    Reports the DPED protocol (batches of 50, pooled MSE, unclipped output, MS-SSIM per batch), the PIRM
+    protocol (per patch, output clipped) and mean per-patch SSIM, for the model and the identity baseline.
+    """
+    from dpedkit.evaluate import EvalConfig, evaluate
+
+    config = EvalConfig(phone=phone, split=split, batch=batch, device=device)
+    with progress("evaluate", None, quiet=as_json) as advance:
+        done = [0]
+
+        def on_progress(n: int, total: int) -> None:
+            advance(n - done[0], info=f"{n}/{total} patches")
+            done[0] = n
+
+        result = evaluate(model, data, config=config, on_progress=on_progress)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    rows = [
+        [name, s.dped_psnr, s.dped_ms_ssim, s.pirm_psnr, s.pirm_ms_ssim, s.ssim]
+        for name, s in (("model", result.model), ("identity", result.identity))
+    ]
+    cols = ["", "DPED PSNR dB", "DPED MS-SSIM", "PIRM PSNR dB", "PIRM MS-SSIM", "SSIM"]
+    console.print(table(f"{result.n_pairs} {split} pairs, {result.source} ({result.device})", cols, rows))

@@ -1,0 +1,229 @@
+"""Score an enhancement model on test patch pairs with the DPED and PIRM-2018 protocols, plus the identity baseline.
+
+Protocols (see ``docs/DPED_REFERENCE.md`` section 6), patches in [0, 1]:
+
+- ``dped``: the paper's Table 2 / training-script protocol.  Output NOT clipped; batches of ``batch`` (50)
+  patches in index order; per batch, PSNR from the MSE pooled over the batch and MS-SSIM of the whole batch at
+  0..255; both averaged over batches.  The original script drops a last partial batch; here it is kept as a
+  smaller batch (identical results when the count is a multiple of ``batch``, and no empty result below it).
+- ``pirm``: output clipped to [0, 1]; PSNR and MS-SSIM per patch, averaged over patches.
+- ``ssim``: mean per-patch SSIM (Gaussian window), output clipped.
+
+The same numbers are computed for the identity "model" (phone patch as is), the baseline to beat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dpedkit.errors import ConfigError, check_choice, check_range
+from dpedkit.metrics import ms_ssim, psnr, ssim
+from dpedkit.torchutil import resolve_device, to_nchw
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+Model = torch.nn.Module | str | Path
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of :func:`evaluate`.
+
+    Attributes:
+        phone: phone folder of an official DPED tree (``iphone``...); ignored for dpedkit datasets.
+        split: ``"test"`` (default) or ``"train"``.
+        batch: patches per batch (50, the DPED protocol's batch).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+    """
+
+    phone: str | None = None
+    split: str = "test"
+    batch: int = 50
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice("split", self.split, SPLITS)
+        check_range("batch", self.batch, 1)
+        if not isinstance(self.batch, int):
+            raise ConfigError(f"batch must be an integer; got {self.batch!r}")
+
+    def to_dict(self) -> dict:
+        """Plain dict of the fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EvalConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"EvalConfig: unknown field(s) {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of one model (or of the identity baseline); PSNR in dB, SSIMs in [0, 1]."""
+
+    dped_psnr: float
+    dped_ms_ssim: float
+    pirm_psnr: float
+    pirm_ms_ssim: float
+    ssim: float
+
+    def to_dict(self) -> dict:
+        """``{"dped": {"psnr", "ms_ssim"}, "pirm": {"psnr", "ms_ssim"}, "ssim"}``."""
+        return {
+            "dped": {"psnr": self.dped_psnr, "ms_ssim": self.dped_ms_ssim},
+            "pirm": {"psnr": self.pirm_psnr, "ms_ssim": self.pirm_ms_ssim},
+            "ssim": self.ssim,
+        }
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What :func:`evaluate` returns: the model's scores, the identity baseline's, and where they came from."""
+
+    n_pairs: int
+    model: Scores
+    identity: Scores
+    source: str
+    device: str
+
+    def to_dict(self) -> dict:
+        """``{"n_pairs", "dped", "pirm", "ssim", "identity": {...}}`` (the ``--json`` output)."""
+        return {"n_pairs": self.n_pairs, **self.model.to_dict(), "identity": self.identity.to_dict()}
+
+
+def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = "test") -> tuple[np.ndarray, ...]:
+    """Load patch pairs from a dpedkit dataset (folder with ``dataset.json``) or an official DPED folder.
+
+    Args:
+        data: dataset folder, ``.../dped`` (with ``phone``) or ``.../dped/<phone>``.
+        phone: phone of an official DPED tree.
+        split: ``"test"`` or ``"train"``.
+
+    Returns:
+        ``(phone, dslr)``: ``N x P x P x 3`` uint8 RGB arrays paired by row.
+
+    Raises:
+        InputError: ``data`` is neither kind of folder, or its files are unreadable.
+        ShardError: a damaged dpedkit dataset.
+    """
+    from dpedkit.dped_folder import find_dped_folder, load_pairs
+
+    data = Path(data)
+    if (data / "dataset.json").is_file():
+        from dpedkit.data import load_split
+
+        phone_u8, dslr_u8 = load_split(data, split)
+        return np.asarray(phone_u8), np.asarray(dslr_u8)
+    return load_pairs(find_dped_folder(data, phone=phone), split)
+
+
+def _load_model(model: Model, device: torch.device) -> torch.nn.Module:
+    if isinstance(model, torch.nn.Module):
+        return model.to(device).eval()
+    from dpedkit.checkpoint import load_model
+
+    return load_model(model, device=device)
+
+
+class _Accumulator:
+    """Collects per-batch (DPED) and per-patch (PIRM, SSIM) values for one model."""
+
+    def __init__(self) -> None:
+        self.dped_psnr: list[torch.Tensor] = []
+        self.dped_ms: list[torch.Tensor] = []
+        self.pirm_psnr: list[torch.Tensor] = []
+        self.pirm_ms: list[torch.Tensor] = []
+        self.ssim: list[torch.Tensor] = []
+
+    def add(self, out: torch.Tensor, target: torch.Tensor) -> None:
+        """``out`` (unclipped) and ``target`` are one batch, (B, 3, H, W) float in [0, 1]."""
+        self.dped_psnr.append(psnr(out, target, pooled=True))
+        self.dped_ms.append(ms_ssim(out * 255.0, target * 255.0, data_range=255.0, pooled=True))
+        clipped = out.clamp(0.0, 1.0)
+        self.pirm_psnr.append(psnr(clipped, target))
+        self.pirm_ms.append(ms_ssim(clipped * 255.0, target * 255.0, data_range=255.0))
+        self.ssim.append(ssim(clipped, target))
+
+    def scores(self) -> Scores:
+        def mean(values: list[torch.Tensor]) -> float:
+            return float(torch.cat([v.reshape(-1) for v in values]).mean())
+
+        return Scores(
+            mean(self.dped_psnr), mean(self.dped_ms), mean(self.pirm_psnr), mean(self.pirm_ms), mean(self.ssim)
+        )
+
+
+def evaluate_arrays(
+    net: Callable[[torch.Tensor], torch.Tensor],
+    phone: np.ndarray,
+    dslr: np.ndarray,
+    *,
+    batch: int = 50,
+    device: torch.device | str = "cpu",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[Scores, Scores]:
+    """Score ``net`` and the identity on in-memory pairs.
+
+    Args:
+        net: maps (B, 3, H, W) float [0, 1] to the same shape (unclipped), on ``device``.
+        phone: ``N x H x W x 3`` uint8 RGB inputs.
+        dslr: ``N x H x W x 3`` uint8 RGB targets.
+        batch: patches per batch.
+        device: where the network and the metrics run.
+        on_progress: called ``(patches_done, total)`` after each batch.
+
+    Returns:
+        ``(model_scores, identity_scores)``.
+    """
+    n = len(phone)
+    model_acc, ident_acc = _Accumulator(), _Accumulator()
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            x = to_nchw(phone[start : start + batch], device)
+            y = to_nchw(dslr[start : start + batch], device)
+            model_acc.add(net(x).float(), y)
+            ident_acc.add(x, y)
+            if on_progress:
+                on_progress(min(start + batch, n), n)
+    return model_acc.scores(), ident_acc.scores()
+
+
+def evaluate(
+    model: Model,
+    data: str | Path,
+    *,
+    config: EvalConfig = EvalConfig(),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Score ``model`` on the test pairs of ``data`` with the DPED and PIRM protocols and the identity baseline.
+
+    Args:
+        model: an ``nn.Module`` mapping (B, 3, H, W) [0, 1] to the same shape, a dpedkit checkpoint, or the prefix
+            of an official DPED TensorFlow checkpoint (``.../iphone_orig``).
+        data: a dpedkit dataset folder (its ``config.split`` split), ``.../dped`` with ``config.phone``, or
+            ``.../dped/<phone>``.
+        config: options.
+        on_progress: called ``(patches_done, total)`` after each batch.
+
+    Returns:
+        An :class:`EvalResult`.
+
+    Raises:
+        InputError, ShardError, CheckpointError, ConfigError: bad data, checkpoint or options.
+    """
+    device = resolve_device(config.device)
+    phone, dslr = load_test_pairs(data, phone=config.phone, split=config.split)
+    net = _load_model(model, device)
+    log.info("evaluating on %d %s pairs from %s (%s)", len(phone), config.split, data, device)
+    scores, ident = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, on_progress=on_progress)
+    return EvalResult(len(phone), scores, ident, str(data), str(device))

@@ -1,0 +1,180 @@
+"""Evaluation protocols (DPED batch-pooled, PIRM per patch), the official-folder reader and `dpedkit evaluate`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dpedkit.dped_folder import find_dped_folder, is_dped_folder, list_pairs, load_pairs
+from dpedkit.errors import ConfigError, InputError
+from dpedkit.evaluate import EvalConfig, evaluate, evaluate_arrays
+from dpedkit.io import write_image
+from dpedkit.torchutil import resolve_device
+
+SIZE = 24
+
+
+def _make_dped(root, rng, n=7, phone="iphone", split_dirs=("test_data", "patches")):
+    """An official-layout folder with ``n`` smooth random patch pairs; returns the phone folder."""
+    base = root / "dped" / phone
+    dirs = [base.joinpath(*split_dirs, side) for side in (phone, "canon")]
+    for d in dirs:
+        d.mkdir(parents=True)
+    for i in range(n):
+        dslr = rng.integers(0, 256, (6, 6, 3)).repeat(4, 0).repeat(4, 1)
+        shot = np.clip(0.7 * dslr + 20 + rng.normal(0, 8, dslr.shape), 0, 255).astype(np.uint8)
+        write_image(dirs[0] / f"{i}.jpg", shot, quality=100)
+        write_image(dirs[1] / f"{i}.jpg", dslr.astype(np.uint8), quality=100)
+    return base
+
+
+def _nchw(a):
+    return torch.from_numpy(a).permute(0, 3, 1, 2).double() / 255.0
+
+
+def test_resolve_device():
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="device must be one of"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+def test_find_dped_folder_variants(tmp_path, rng):
+    base = _make_dped(tmp_path, rng)
+    assert is_dped_folder(base) and is_dped_folder(base.parent) and not is_dped_folder(tmp_path / "nothing")
+    assert find_dped_folder(base.parent, phone="iphone").root == base
+    assert find_dped_folder(base.parent).phone == "iphone"  # single phone: no --phone needed
+    assert find_dped_folder(base).phone == "iphone"
+    with pytest.raises(ConfigError, match="'sony'"):
+        find_dped_folder(base, phone="sony")
+    _make_dped(tmp_path, rng, n=2, phone="sony")
+    with pytest.raises(ConfigError, match="several phones"):
+        find_dped_folder(base.parent)
+    with pytest.raises(ConfigError, match="phone must be one of"):
+        find_dped_folder(base.parent, phone="nokia")
+    with pytest.raises(InputError, match="not an official DPED folder"):
+        find_dped_folder(tmp_path / "dped" / "iphone" / "test_data")
+
+
+def test_pairs_by_numeric_index_and_missing_side(tmp_path, rng, caplog):
+    base = _make_dped(tmp_path, rng, n=12)
+    folder = find_dped_folder(base)
+    pairs = list_pairs(folder, "test")
+    assert [int(p.stem) for p, _ in pairs] == list(range(12))  # 10 after 9, not after 1
+    assert all(p.stem == d.stem and d.parent.name == "canon" for p, d in pairs)
+    (base / "test_data" / "patches" / "canon" / "11.jpg").unlink()
+    assert len(list_pairs(folder, "test")) == 11
+    assert "using the 11 indices" in caplog.text
+    phone, dslr = load_pairs(folder, "test", limit=3)
+    assert phone.shape == dslr.shape == (3, SIZE, SIZE, 3) and phone.dtype == np.uint8
+    with pytest.raises(InputError, match="missing folder"):
+        list_pairs(folder, "train")
+
+
+def test_train_split_layout(tmp_path, rng):
+    base = _make_dped(tmp_path, rng, n=3, split_dirs=("training_data",))
+    phone, _ = load_pairs(find_dped_folder(base), "train")
+    assert len(phone) == 3
+
+
+def test_identity_model_scores_equal_identity_baseline(tmp_path, rng):
+    base = _make_dped(tmp_path, rng)
+    res = evaluate(torch.nn.Identity(), base, config=EvalConfig(batch=3, device="cpu"))
+    assert res.n_pairs == 7
+    assert res.model == res.identity
+    d = res.to_dict()
+    assert set(d) == {"n_pairs", "dped", "pirm", "ssim", "identity"}
+    assert set(d["identity"]) == {"dped", "pirm", "ssim"} and set(d["dped"]) == {"psnr", "ms_ssim"}
+
+
+def test_protocols_match_manual_computation(tmp_path, rng):
+    base = _make_dped(tmp_path, rng)
+    phone, dslr = load_pairs(find_dped_folder(base), "test")
+    x, y = _nchw(phone), _nchw(dslr)
+
+    def net(t):  # overshoots [0, 1] so clipping matters
+        return 1.3 * t - 0.15
+
+    scores, ident = evaluate_arrays(net, phone, dslr, batch=3)
+    out = net(x)
+    # DPED: batches of 3, 3, 1; pooled MSE per batch, unclipped output
+    batch_psnr = [10 * np.log10(1 / float(((out[s : s + 3] - y[s : s + 3]) ** 2).mean())) for s in (0, 3, 6)]
+    assert scores.dped_psnr == pytest.approx(np.mean(batch_psnr), abs=1e-4)
+    # PIRM: per patch, clipped
+    per = [10 * np.log10(1 / float(((out[i].clamp(0, 1) - y[i]) ** 2).mean())) for i in range(7)]
+    assert scores.pirm_psnr == pytest.approx(np.mean(per), abs=1e-4)
+    ident_per = [10 * np.log10(1 / float(((x[i] - y[i]) ** 2).mean())) for i in range(7)]
+    assert ident.pirm_psnr == pytest.approx(np.mean(ident_per), abs=1e-4)
+    assert scores.dped_psnr != pytest.approx(ident.dped_psnr, abs=0.1)
+    assert 0 < scores.ssim < 1 and 0 < scores.pirm_ms_ssim < 1 and 0 < scores.dped_ms_ssim < 1
+
+
+def test_dpedkit_dataset_goes_through_load_split(tmp_path, rng, monkeypatch):
+    import dpedkit.data
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "dataset.json").write_text("{}")
+    phone = rng.integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    calls = []
+
+    def fake_load_split(path, split="train", **kw):
+        calls.append((path, split))
+        return phone, phone
+
+    monkeypatch.setattr(dpedkit.data, "load_split", fake_load_split)
+    res = evaluate(torch.nn.Identity(), ds, config=EvalConfig(device="cpu"))
+    assert calls == [(ds, "test")] and res.n_pairs == 4
+    assert res.identity.pirm_psnr == float("inf") and res.identity.ssim == pytest.approx(1.0)
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="split"):
+        EvalConfig(split="val")
+    with pytest.raises(ConfigError, match="batch"):
+        EvalConfig(batch=0)
+    assert EvalConfig.from_dict(EvalConfig(phone="sony").to_dict()) == EvalConfig(phone="sony")
+
+
+def test_cli_evaluate_json_and_errors(tmp_path, rng):
+    from dpedkit_cli.main import cli
+
+    from dpedkit.checkpoint import save_checkpoint
+    from dpedkit.models.generator import Generator, GeneratorConfig
+
+    base = _make_dped(tmp_path, rng, n=3)
+    ckpt = save_checkpoint(tmp_path / "g.pt", Generator(GeneratorConfig(channels=4, blocks=1)))
+    runner = CliRunner()
+    # -q: the root RichHandler of cli/main.py logs to stdout (reported to the lead)
+    res = runner.invoke(cli, ["-q", "evaluate", str(ckpt), str(base.parent), "--phone", "iphone", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n_pairs"] == 3 and set(out["identity"]) == {"dped", "pirm", "ssim"}
+    res = runner.invoke(cli, ["evaluate", str(ckpt), str(tmp_path), "--json"])
+    assert res.exit_code == 2 and "not an official DPED folder" in " ".join(res.output.split())
+    res = runner.invoke(cli, ["evaluate", str(ckpt), str(base), "--batch", "0"])
+    assert res.exit_code != 0
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_official_iphone_model_reproduces_reference(shared):
+    res = evaluate(
+        shared("models", "dped_orig", "iphone_orig"),
+        shared("data", "dped"),
+        config=EvalConfig(phone="iphone", device="cpu"),
+    )
+    assert res.n_pairs == 100
+    assert res.model.dped_psnr == pytest.approx(19.40, abs=0.02)
+    assert res.model.dped_ms_ssim == pytest.approx(0.917, abs=0.001)
+    assert res.model.pirm_psnr == pytest.approx(21.84, abs=0.02)
+    assert res.identity.dped_psnr == pytest.approx(14.40, abs=0.02)
+    assert res.identity.dped_ms_ssim == pytest.approx(0.828, abs=0.001)
+    assert res.identity.pirm_psnr == pytest.approx(16.93, abs=0.02)
