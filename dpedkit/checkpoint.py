@@ -112,6 +112,7 @@ def save_checkpoint(
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
+        tmp.chmod(0o644)  # mkstemp makes 0600 files
     return path
 
 
@@ -125,7 +126,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Returns:
         ``{"format", "version", "model", "config", "state_dict", ...}`` (CPU tensors).  For a TF checkpoint,
-        ``"source": "tensorflow"`` and ``"source_path"`` are added.
+        ``"converted_from": {"format": "tensorflow", "path": prefix}`` is added (and kept by :func:`convert`).
 
     Raises:
         CheckpointError: missing path, not a checkpoint, damaged, foreign (e.g. a bare state dict), or of a
@@ -293,8 +294,7 @@ def _from_tf(path: str | Path) -> dict[str, Any]:
         "model": "dped",
         "config": config,
         "state_dict": state_dict,
-        "source": "tensorflow",
-        "source_path": str(bundle.prefix),
+        "converted_from": {"format": "tensorflow", "path": str(bundle.prefix)},
     }
 
 
@@ -330,18 +330,12 @@ def convert(source: str | Path, out: str | Path, *, overwrite: bool = False) -> 
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(out, "exists; pass overwrite=True (--overwrite) to replace it")
+    source_format = "tensorflow" if is_tf_checkpoint(source) else FORMAT
     ckpt = load_checkpoint(source)
     model = _rebuild(ckpt, source=source)
     extra = {k: v for k, v in ckpt.items() if k not in RESERVED_KEYS}
     save_checkpoint(out, model, config=ckpt["config"], extra=extra)
-    return ConvertResult(
-        str(source),
-        str(out),
-        ckpt["model"],
-        ckpt["config"],
-        count_parameters(model),
-        "tensorflow" if ckpt.get("source") == "tensorflow" else FORMAT,
-    )
+    return ConvertResult(str(source), str(out), ckpt["model"], ckpt["config"], count_parameters(model), source_format)
 
 
 __all__ = [

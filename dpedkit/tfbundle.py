@@ -261,8 +261,14 @@ def read_sstable(data: bytes, *, verify: bool = True) -> list[tuple[bytes, bytes
 
 
 def bundle_prefix(path: str | Path) -> Path | None:
-    """The bundle prefix for ``path`` (a prefix, ``*.index`` or ``*.data-*`` file), or None if there is none."""
+    """The bundle prefix for ``path``, or None if there is none.
+
+    ``path`` may be the prefix, its ``*.index`` or ``*.data-*`` file, or a folder holding exactly one ``*.index``.
+    """
     p = Path(path)
+    if p.is_dir():
+        indexes = sorted(p.glob("*.index"))
+        return indexes[0].with_suffix("") if len(indexes) == 1 else None
     s = str(p)
     if s.endswith(".index"):
         s = s[: -len(".index")]

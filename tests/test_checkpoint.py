@@ -185,5 +185,29 @@ def test_convert_official(shared, tmp_path):
     a, b = load_model(out), load_model(_official(shared))
     for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
+    assert load_checkpoint(out)["converted_from"]["format"] == "tensorflow"
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
     with pytest.raises(InputError, match="exists"):
         convert(_official(shared), out)
+    again = convert(out, tmp_path / "again.pt")
+    assert again.source_format == "dpedkit-checkpoint"
+
+
+@pytest.mark.shared
+def test_tf_checkpoint_forms(shared, tmp_path):
+    prefix = _official(shared)
+    for form in (prefix, f"{prefix}.index", f"{prefix}.data-00000-of-00001", prefix.parent):
+        assert load_checkpoint(form)["config"]["channels"] == 64
+
+
+def test_convert_cli(tmp_path):
+    from click.testing import CliRunner
+    from dpedkit_cli.main import cli
+
+    src = save_checkpoint(tmp_path / "g.pt", Generator(GeneratorConfig(channels=4, blocks=1)))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["convert", str(src), "-o", str(tmp_path / "out.pt"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"parameters"' in res.output and load_model(tmp_path / "out.pt").cfg.channels == 4
+    res = runner.invoke(cli, ["convert", str(tmp_path / "missing"), "-o", str(tmp_path / "x.pt")])
+    assert res.exit_code == 2 and "no such file" in res.output
