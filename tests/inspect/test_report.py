@@ -1,0 +1,192 @@
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dpedkit.errors import InputError
+from dpedkit.report import ReportConfig, write_report
+
+SECTIONS = ["summary", "plots", "pairs", "views", "samples", "lowest"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """3 synthetic pairs + an unrelated pair + a DSLR photo without partner, built into a dataset."""
+    from dpedkit.build import BuildConfig, build_dataset
+    from dpedkit.synth import synthesize
+
+    raw = tmp_path_factory.mktemp("raw")
+    synthesize(raw, n=3, seed=0, phone_mp=0.3, dslr_mp=0.6)
+    shutil.copy(raw / "phone" / "0000.jpg", raw / "phone" / "0003.jpg")  # unrelated to dslr/0003
+    shutil.copy(raw / "dslr" / "0001.jpg", raw / "dslr" / "0003.jpg")
+    shutil.copy(raw / "dslr" / "0002.jpg", raw / "dslr" / "0099.jpg")  # no phone partner
+    out = tmp_path_factory.mktemp("ds") / "ds"
+    build_dataset(raw / "phone", raw / "dslr", out, config=BuildConfig(test_images=1))
+    return out
+
+
+def _rows(page: str) -> list[str]:
+    body = page.split("id='pairs-table'", 1)[1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return re.findall(r"<tr[^>]*>(.*?)</tr>", body)
+
+
+def _kept_fraction(row: str) -> float:
+    return float(re.findall(r"data-v='([^']*)'", row)[1])  # pair, then kept fraction (status/split are text)
+
+
+def test_dataset_report_has_every_section_and_is_self_contained(tiny_dataset, tmp_path):
+    out = tmp_path / "r.html"
+    res = write_report(tiny_dataset, out, config=ReportConfig(samples=6, lowest=3))
+    page = out.read_text()
+    assert res.kind == "dataset" and res.sections == SECTIONS and res.n_pairs == 5
+    for sid in SECTIONS:
+        assert f"id='{sid}'" in page
+    # every image is embedded; nothing is fetched from anywhere
+    assert not re.search(r"""(src|href)=['"](?!data:|#)""", page)
+    assert page.count("<img ") >= 4 + 3 * 6 + 6 + 3  # 4 plots, 3 ok pair views of 6 pictures, galleries
+    # worst first: the failed pairs (kept fraction 0), then increasing kept fraction
+    fractions = [_kept_fraction(r) for r in _rows(page)]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0
+    # every row links to an existing pair view
+    for name in ("0000", "0001", "0002", "0003", "0099"):
+        assert f"href='#pair-{name}'" in page and f"id='pair-{name}'" in page
+    assert "no-partner" in page and "0099" in res.pair_views
+    assert "every candidate window (kept or rejected) of all ok pairs" in page
+
+
+def test_dataset_report_bounded_recomputation(tiny_dataset, tmp_path):
+    res = write_report(tiny_dataset, tmp_path / "r.html", config=ReportConfig(pair_views=1, hist_pairs=0, samples=2))
+    page = (tmp_path / "r.html").read_text()
+    assert len([n for n in res.pair_views if n in ("0000", "0001", "0002")]) == 1  # + the 2 failed pairs' views
+    assert {"0003", "0099"} <= set(res.pair_views)
+    assert "kept patches only" in page
+    assert "raise --pair-views" in page
+
+
+def test_default_output_is_inside_the_source(tiny_dataset, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, copy)
+    res = write_report(copy, config=ReportConfig(pair_views=0, hist_pairs=0, samples=1, lowest=1))
+    assert res.path == copy / "report.html" and res.path.stat().st_size == res.size_bytes
+
+
+def test_pair_folder_report(tiny_dataset, tmp_path):
+    from dpedkit.align import align_files, write_alignment
+
+    rec = json.loads((tiny_dataset / "pairs.jsonl").read_text().splitlines()[0])
+    write_alignment(align_files(rec["phone"], rec["dslr"]), tmp_path / "pair")
+    res = write_report(tmp_path / "pair", tmp_path / "p.html")
+    page = (tmp_path / "p.html").read_text()
+    assert res.kind == "pair" and res.sections == ["views"]
+    for caption in ("inlier matches", "checkerboard", "blend", "band-passed", "windows kept", "residual shift"):
+        assert caption in page
+
+
+def test_report_refuses_other_folders(tmp_path):
+    with pytest.raises(InputError, match="not a dataset"):
+        write_report(tmp_path)
+
+
+def test_cli_inspect_summary_and_html(tiny_dataset, tmp_path):
+    from dpedkit_cli.main import cli
+
+    runner = CliRunner()
+    res = runner.invoke(cli, ["inspect", str(tiny_dataset), "--summary", "--top", "3"])
+    assert res.exit_code == 0, res.output
+    assert "worst 3 pairs" in res.output and "no-partner" in res.output
+    out = tmp_path / "c.html"
+    res = runner.invoke(cli, ["inspect", str(tiny_dataset), "-o", str(out), "--pair-views", "1", "--samples", "2"])
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and str(out) in res.output
+    res = runner.invoke(cli, ["inspect", str(tmp_path)])
+    assert res.exit_code == 2 and "error:" in res.output and "dataset.json" in res.output
+
+
+# ------------------------------------------------------------------------------------- headless browser
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("chromium is not installed (CI must install it: apt-get install -y chromium)")
+    pytest.skip("chromium is not installed")
+
+
+def _run_chromium(tmp_path: Path, page: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [
+        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0", *extra,
+        page.resolve().as_uri(),
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _console_messages(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+
+
+def check_in_browser(tmp_path: Path, page: Path) -> None:
+    """The page loads in headless chromium with no console message, and its screenshot is not blank."""
+    shot = tmp_path / "shot.png"
+    proc = _run_chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,2400")
+    assert shot.is_file(), proc.stderr[-2000:]
+    assert _console_messages(proc.stderr) == []
+    img = cv2.imread(str(shot))
+    assert img.shape[:2] == (2400, 1280)
+    background = np.abs(img.astype(int) - img[5, -5].astype(int)).sum(axis=2) < 8
+    assert background.mean() < 0.9 and len(np.unique(img.reshape(-1, 3), axis=0)) > 200  # text, plots: not blank
+
+
+def test_chromium_sees_console_errors(tmp_path):
+    """The console check itself can fail: a page with a script error is caught."""
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>undefinedFunction();</script></body></html>")
+    assert _console_messages(_run_chromium(tmp_path, bad, "--dump-dom").stderr)
+
+
+def test_report_in_headless_chromium(tiny_dataset, tmp_path):
+    out = tmp_path / "r.html"
+    write_report(tiny_dataset, out, config=ReportConfig(samples=4, lowest=2))
+    check_in_browser(tmp_path, out)
+    # the inline sorter: click "kept fraction" twice (descending), read the DOM back
+    page = out.read_text().replace(
+        "</body>",
+        "<script>var th=document.querySelectorAll('#pairs-table th')[3];th.click();th.click();</script></body>",
+    )
+    (tmp_path / "sorted.html").write_text(page)
+    proc = _run_chromium(tmp_path, tmp_path / "sorted.html", "--dump-dom")
+    assert _console_messages(proc.stderr) == []
+    fractions = [_kept_fraction(r) for r in _rows(proc.stdout.replace('"', "'"))]
+    assert len(fractions) == 5 and fractions == sorted(fractions, reverse=True) and fractions[0] > 0
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_city100_report_acceptance(shared, tmp_path):
+    """Issue 6 acceptance: every section, worst pair first, renders in headless chromium."""
+    from dpedkit.build import BuildConfig, build_dataset
+
+    city = shared("data", "city100")
+    ds = tmp_path / "city"
+    build_dataset(city / "iPhoneX", city / "NikonD5500", ds, config=BuildConfig(test_images=2), jobs=2)
+    res = write_report(ds, tmp_path / "city.html", config=ReportConfig(pair_views=4))
+    page = res.path.read_text()
+    assert res.sections == SECTIONS and res.n_pairs == 10
+    for sid in SECTIONS:
+        assert f"id='{sid}'" in page
+    records = [json.loads(line) for line in (ds / "pairs.jsonl").read_text().splitlines()]
+    lowest = min(r["patches_kept"] / r["patches_total"] for r in records)
+    fractions = [_kept_fraction(r) for r in _rows(page)]
+    assert fractions[0] == pytest.approx(lowest) and fractions == sorted(fractions)
+    assert "of all ok pairs, recomputed" in page  # NCC histogram over every candidate window of the 10 pairs
+    check_in_browser(tmp_path, res.path)
