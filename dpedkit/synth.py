@@ -63,7 +63,7 @@ BUNDLED = {
     "motorcycle": "motorcycle_left.png",
     "rocket": "rocket.jpg",
 }
-_STRIP = 128  # rows per strip in per-pixel float work (keeps buffers small and cache-friendly)
+_STRIP = 32  # rows per strip in per-pixel float work (keeps buffers small and cache-friendly)
 
 
 @dataclass(frozen=True)
@@ -173,26 +173,33 @@ def frame_size(mp: float, aspect: float) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------------------- scene
 
 
-def _pyramid_noise(width: int, height: int, rng: np.random.Generator, *, finest: int = 1, levels: int = 6):
-    """Band-limited noise with equal contrast per octave, unit std, float32 ``height x width``.
+def _pyramid_noise(width: int, height: int, rng: np.random.Generator, *, levels: int = 6) -> np.ndarray:
+    """Band-limited noise at HALF resolution (``ceil(h/2) x ceil(w/2)`` float32), equal contrast per octave.
 
-    Octave ``k`` is white noise at 1/2**k resolution; the octaves are summed coarse to fine with ``pyrUp``
-    (Gaussian interpolation), so the finest detail has a wavelength of about ``2**(finest+1)`` pixels.
+    Octave ``k`` (1..levels+1) is white noise at 1/2**k of ``width x height``; octaves are summed coarse to fine
+    with ``pyrUp`` (Gaussian interpolation: the first one band-limits an octave, later ones keep its contrast).
+    :func:`_texture_rows` does the last ``pyrUp`` to full resolution strip by strip, so the finest detail has
+    a wavelength of about 4 pixels and the coarsest about 256. Normalised to zero mean, unit std.
     """
-    sizes = [(width, height)]
-    for _ in range(finest + levels):
+    sizes = [((width + 1) // 2, (height + 1) // 2)]
+    for _ in range(levels):
         w, h = sizes[-1]
         sizes.append(((w + 1) // 2, (h + 1) // 2))
-    t = np.zeros(sizes[-1][::-1], np.float32)
-    for k in range(len(sizes) - 1, -1, -1):
-        if k != len(sizes) - 1:
-            t = cv2.pyrUp(t, dstsize=sizes[k])
-        if k >= finest:  # the first pyrUp band-limits each octave; later ones keep its contrast
-            t += rng.standard_normal(t.shape, dtype=np.float32)
-    sample = t[:: max(1, height // 256), :: max(1, width // 256)]
-    t -= float(sample.mean())
+    t = rng.standard_normal(sizes[-1][::-1], dtype=np.float32)
+    for size in sizes[-2::-1]:
+        t = cv2.pyrUp(t, dstsize=size)
+        t += rng.standard_normal(t.shape, dtype=np.float32)
+    sample = cv2.pyrUp(t[: min(len(t), 130), : min(t.shape[1], 260)])  # std after the last pyrUp
+    t -= float(t.mean())
     t *= 1.0 / max(float(sample.std()), 1e-6)
     return t
+
+
+def _texture_rows(half: np.ndarray, width: int, y0: int, y1: int) -> np.ndarray:
+    """Rows ``y0..y1`` of ``pyrUp(half)`` at full resolution, computed from a band of ``half`` (exact)."""
+    a0, a1 = max(0, y0 // 2 - 3), min(len(half), (y1 + 1) // 2 + 3)
+    up = cv2.pyrUp(half[a0:a1], dstsize=(width, 2 * (a1 - a0)))
+    return up[y0 - 2 * a0 : y1 - 2 * a0]
 
 
 def _crop_source(src: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
@@ -226,14 +233,18 @@ def make_scene(src: np.ndarray, width: int, height: int, rng: np.random.Generato
     scene = cv2.resize(crop, (width, height), interpolation=interp)
     gain_rms = float(rng.uniform(0.08, 0.12))
     add_rms = 3.0  # 8-bit units: texture survives in dark areas too
-    tex = _pyramid_noise(width, height, rng)
+    half = _pyramid_noise(width, height, rng)
     for y0 in range(0, height, _STRIP):
-        t = tex[y0 : y0 + _STRIP, :, None]
-        s = scene[y0 : y0 + _STRIP].astype(np.float32)
-        s *= 1.0 + gain_rms * t
-        s += add_rms * t
-        np.clip(s, 0, 255, out=s)
-        scene[y0 : y0 + _STRIP] = s + 0.5
+        y1 = min(height, y0 + _STRIP)
+        t = _texture_rows(half, width, y0, y1)
+        g = 1.0 + gain_rms * t
+        x = scene[y0:y1].astype(np.float32)
+        x *= cv2.merge([g, g, g])
+        t *= add_rms
+        x += cv2.merge([t, t, t])
+        x += 0.5
+        np.clip(x, 0, 255, out=x)
+        scene[y0:y1] = x
     info |= {
         "enlargement": round(up, 4),
         "texture": {"gain_rms": round(gain_rms, 4), "add_rms": add_rms, "wavelengths_px": [4, 256]},
@@ -245,12 +256,21 @@ def make_scene(src: np.ndarray, width: int, height: int, rng: np.random.Generato
 
 
 def _random_homography(
-    phone: tuple[int, int], dslr: tuple[int, int], margin: tuple[int, int], rng: np.random.Generator
+    phone: tuple[int, int],
+    dslr: tuple[int, int],
+    margin: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    reach: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """A random ``H_phone_to_dslr`` whose footprint covers 70-92 % of the DSLR and stays inside the scene."""
+    """A random ``H_phone_to_dslr`` whose footprint covers 70-92 % of the DSLR and stays inside the scene.
+
+    ``reach``: the phone points (``N x 2``, undistorted) that must land inside the scene; default the corners.
+    """
     (pw, ph), (dw, dh), (mx, my) = phone, dslr, margin
     cp = np.array([[1, 0, -(pw - 1) / 2], [0, 1, -(ph - 1) / 2], [0, 0, 1.0]])
     corners = np.array([[-0.5, -0.5], [pw - 0.5, -0.5], [pw - 0.5, ph - 0.5], [-0.5, ph - 0.5]])
+    reach = corners if reach is None else reach
     cover = rng.uniform(0.70, 0.92)
     for _ in range(200):
         s = math.sqrt(cover * dw * dh / (pw * ph))
@@ -262,7 +282,7 @@ def _random_homography(
         p = np.array([[1, 0, 0], [0, 1, 0], [persp[0], persp[1], 1.0]])
         h = a @ p @ cp
         h /= h[2, 2]
-        q = apply_homography(h, corners)
+        q = apply_homography(h, reach)
         pad = 4 + 3 * s
         if (
             q[:, 0].min() >= -mx + pad
@@ -274,7 +294,7 @@ def _random_homography(
         cover *= 0.99
     else:  # pragma: no cover - the loop shrinks the footprint until it fits
         raise RuntimeError("could not place the phone footprint")
-    poly = q.astype(np.float32)
+    poly = apply_homography(h, corners).astype(np.float32)
     frame = np.array([[-0.5, -0.5], [dw - 0.5, -0.5], [dw - 0.5, dh - 0.5], [-0.5, dh - 0.5]], np.float32)
     inter, _ = cv2.intersectConvexConvex(poly, frame)
     area = cv2.contourArea(poly)
@@ -403,16 +423,39 @@ def _dslr_rect_to_phone(rect: list[int], h: np.ndarray, lens: dict, phone: tuple
     return [r[0] - 2, r[1] - 2, r[2] + 2, r[3] + 2]
 
 
-def _phone_maps(h_scene: np.ndarray, phone: tuple[int, int], lens: dict, parallax: dict, y0: int, y1: int):
-    """``remap`` map (rows y0..y1) of the hard phone: distorted pixel -> undistorted -> parallax -> scene."""
-    pw = phone[0]
-    xs, ys = np.meshgrid(np.arange(pw, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
-    pts = np.c_[xs.ravel(), ys.ravel()]
-    u = undistort_points(pts, np.asarray(lens["camera_matrix"]), lens["k1"], iterations=5)
-    inside = _in_rect(pts, parallax["phone_rect"])
-    u[inside] -= np.asarray(parallax["shift_px"])
-    q = apply_homography(h_scene, u)
-    return q.reshape(y1 - y0, pw, 2).astype(np.float32)
+def _phone_maps(
+    h_roi: np.ndarray, width: int, lens: dict, parallax: dict, y0: int, y1: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``remap`` maps (x, y) of hard-phone rows ``y0..y1``: distorted pixel -> undistorted (-> parallax) -> scene ROI.
+
+    The float32 twin of :func:`map_phone_to_dslr` (agrees to ~1e-3 px), vectorised over a strip of rows.
+    """
+    k = np.asarray(lens["camera_matrix"])
+    f, cx, cy, k1 = float(k[0, 0]), float(k[0, 2]), float(k[1, 2]), float(lens["k1"])
+    xd = ((np.arange(width, dtype=np.float32) - cx) / f)[None, :]
+    yd = ((np.arange(y0, y1, dtype=np.float32) - cy) / f)[:, None]
+    x, y = xd, yd
+    for _ in range(5):  # fixed point of x_d = x_u (1 + k1 r_u^2)
+        g = x * x + y * y
+        g *= k1
+        g += 1.0
+        x, y = xd / g, yd / g
+    x *= f
+    x += cx
+    y *= f
+    y += cy
+    rx0, ry0, rx1, ry1 = parallax["phone_rect"]
+    r0, r1 = max(ry0, y0) - y0, min(ry1, y1) - y0
+    if r1 > r0:
+        x[r0:r1, rx0:rx1] -= parallax["shift_px"][0]
+        y[r0:r1, rx0:rx1] -= parallax["shift_px"][1]
+    h = [[float(v) for v in row] for row in h_roi]
+    w = h[2][0] * x + h[2][1] * y + h[2][2]
+    mx = h[0][0] * x + h[0][1] * y + h[0][2]
+    mx /= w
+    my = h[1][0] * x + h[1][1] * y + h[1][2]
+    my /= w
+    return mx, my
 
 
 # ----------------------------------------------------------------------------------------------- phone look
@@ -427,35 +470,53 @@ def _tone_lut(gamma: float, contrast: float) -> np.ndarray:
 
 
 def _phone_look(img: np.ndarray, p: dict, rng: np.random.Generator) -> np.ndarray:
-    """Vignetting, colour gains, saturation, noise and tone curve, in place by strips. ``img`` uint8 RGB."""
+    """Vignetting, colour gains, saturation, noise and tone curve, in place by strips. ``img`` uint8 RGB.
+
+    Vignetting is separable, ``(1 - v x^2) (1 - v y^2)`` with ``x, y`` in half-diagonals from the centre.
+    Noise is Gaussian (inverse-CDF table on random 16-bit integers), ``sigma^2 = read^2 + shot * value``.
+    """
     hgt, wid = img.shape[:2]
-    rx2 = ((np.arange(wid, dtype=np.float32) - (wid - 1) / 2) / (0.5 * math.hypot(wid, hgt))) ** 2
-    gains = np.asarray(p["colour_gains"], np.float32)
+    half = 0.5 * math.hypot(wid, hgt)
+    v = p["vignetting"]
+    vx = 1.0 - v * ((np.arange(wid) - (wid - 1) / 2) / half) ** 2
+    vy = (1.0 - v * ((np.arange(hgt) - (hgt - 1) / 2) / half) ** 2).astype(np.float32)
+    colfac = (vx[:, None] * np.asarray(p["colour_gains"])[None, :]).astype(np.float32)  # W x 3
     lut = _tone_lut(p["gamma"], p["contrast"])
     sat, read2, shot = p["saturation"], p["noise"]["read_sigma"] ** 2, p["noise"]["shot_gain"]
+    gauss = _gauss_table()
     for y0 in range(0, hgt, _STRIP):
-        rows = np.arange(y0, min(hgt, y0 + _STRIP), dtype=np.float32)
-        ry2 = ((rows - (hgt - 1) / 2) / (0.5 * math.hypot(wid, hgt))) ** 2
-        vig = 1.0 - p["vignetting"] * (ry2[:, None] + rx2[None, :])
-        x = img[y0 : y0 + _STRIP].astype(np.float32)
-        x *= vig[:, :, None] * gains
-        lum = x.mean(axis=2, keepdims=True)
-        x *= sat
-        x += (1.0 - sat) * lum
+        y1 = min(hgt, y0 + _STRIP)
+        x = img[y0:y1].astype(np.float32)
+        x *= colfac
+        x *= vy[y0:y1, None, None]
+        lum = cv2.cvtColor(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        x = cv2.addWeighted(x, sat, lum, 1.0 - sat, 0.0)
         np.maximum(x, 0, out=x)
-        sigma = np.sqrt(read2 + shot * x)
-        sigma *= rng.standard_normal(x.shape, dtype=np.float32)
+        sigma = x * shot
+        sigma += read2
+        np.sqrt(sigma, out=sigma)
+        sigma *= gauss[np.frombuffer(rng.bytes(x.size * 2), np.uint16).reshape(x.shape)]
         x += sigma
-        np.clip(x * (65535 / 255), 0, 65535, out=x)
-        img[y0 : y0 + _STRIP] = lut[x.astype(np.uint16)]
+        x *= 65535 / 255
+        np.clip(x, 0, 65535, out=x)
+        img[y0:y1] = lut[x.astype(np.uint16)]
     return img
 
 
+def _gauss_table() -> np.ndarray:
+    """Standard normal quantiles at the 65536 mid-points: index it with uniform uint16 for Gaussian noise."""
+    from scipy.special import ndtri
+
+    return ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
+
+
 def _jpeg(rgb: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    """Encode RGB as JPEG; returns (bytes, the decoded RGB image, i.e. exactly what a reader gets)."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
         raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes(), np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+    return buf.tobytes(), cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def _draw_phone_params(rng: np.random.Generator) -> dict:
@@ -520,14 +581,16 @@ def make_pair(
     dw, dh = frame_size(cfg.dslr_mp, DSLR_ASPECT)
     mx, my = round(MARGIN * dw), round(MARGIN * dh)
     scene, scene_info = make_scene(src, dw + 2 * mx, dh + 2 * my, rng)
-    h, geo = _random_homography((pw, ph), (dw, dh), (mx, my), rng)
+    border = np.array([[-0.5, -0.5], [pw - 0.5, -0.5], [pw - 0.5, ph - 0.5], [-0.5, ph - 0.5]])
+    lens = _lens((pw, ph), rng) if cfg.hard else None
+    if lens:  # the distorted phone frame reaches further into the scene: keep it inside too
+        edges = np.r_[border, (border + np.roll(border, 1, axis=0)) / 2]
+        border = undistort_points(edges, np.asarray(lens["camera_matrix"]), lens["k1"])
+    h, geo = _random_homography((pw, ph), (dw, dh), (mx, my), rng, reach=border)
     phone_p = _draw_phone_params(rng)
     dslr_q = int(rng.integers(90, 97))
     dslr = scene[my : my + dh, mx : mx + dw].copy()
-
-    hard_info = None
-    if cfg.hard:
-        hard_info = _hard_extras(scene, dslr, h, (pw, ph), (mx, my), rng)
+    hard_info = _hard_extras(scene, dslr, h, lens, (pw, ph), (mx, my), rng) if lens else None
 
     h_scene = np.array([[1, 0, mx], [0, 1, my], [0, 0, 1.0]]) @ h
     phone = _render_phone(scene, h_scene, (pw, ph), phone_p["blur_sigma_px"] * geo["scale"], hard_info)
@@ -565,23 +628,28 @@ def _plain(obj: object) -> object:
     return obj
 
 
+def _lens(phone: tuple[int, int], rng: np.random.Generator) -> dict:
+    """Draw the hard phone's radial distortion (barrel or pincushion, up to ~2 % at the corners)."""
+    k1 = float(rng.uniform(0.006, 0.02) * rng.choice([-1, 1]))
+    return {
+        "model": "opencv-radial",
+        "k1": round(k1, 6),
+        "camera_matrix": camera_matrix(*phone).tolist(),
+        "note": "cv2.undistort(phone, K, (k1, 0, 0, 0)) gives the planar phone view that H maps exactly",
+    }
+
+
 def _hard_extras(
     scene: np.ndarray,
     dslr: np.ndarray,
     h: np.ndarray,
+    lens: dict,
     phone: tuple[int, int],
     margin: tuple[int, int],
     rng: np.random.Generator,
 ) -> dict:
-    """Draw lens distortion and a parallax region, paste the moving object; return the ``hard`` truth."""
+    """Draw a parallax region and paste the moving object; return the ``hard`` truth."""
     pw, ph = phone
-    k1 = float(rng.uniform(0.006, 0.02) * rng.choice([-1, 1]))
-    lens = {
-        "model": "opencv-radial",
-        "k1": round(k1, 6),
-        "camera_matrix": camera_matrix(pw, ph).tolist(),
-        "note": "cv2.undistort(phone, K, (k1, 0, 0, 0)) gives the planar phone view that H maps exactly",
-    }
     rw, rh = int(rng.uniform(0.15, 0.25) * pw), int(rng.uniform(0.15, 0.25) * ph)
     x0, y0 = int(rng.uniform(0.1, 0.9) * pw - rw / 2), int(rng.uniform(0.1, 0.9) * ph - rh / 2)
     mag = rng.uniform(8, 24) * max(1.0, pw / 2000)
@@ -614,7 +682,7 @@ def _render_phone(
     """Blur the scene footprint (lens blur + anti-aliasing) and sample it on the phone grid."""
     pw, ph = phone
     q = apply_homography(h_scene, np.array([[0, 0], [pw - 1, 0], [pw - 1, ph - 1], [0, ph - 1]], float))
-    pad = int(math.ceil(4 * sigma)) + 8 + (int(0.1 * max(pw, ph)) if hard else 0)
+    pad = int(math.ceil(4 * sigma)) + 8 + (int(0.05 * max(pw, ph)) if hard else 0)
     sh, sw = scene.shape[:2]
     x0, y0 = max(0, int(q[:, 0].min()) - pad), max(0, int(q[:, 1].min()) - pad)
     x1, y1 = min(sw, int(q[:, 0].max()) + pad + 1), min(sh, int(q[:, 1].max()) + pad + 1)
@@ -628,8 +696,8 @@ def _render_phone(
     out = np.empty((ph, pw, 3), np.uint8)
     for r0 in range(0, ph, _STRIP):
         r1 = min(ph, r0 + _STRIP)
-        m = _phone_maps(h_roi, phone, hard["lens_distortion"], hard["parallax"], r0, r1)
-        out[r0:r1] = cv2.remap(roi, m, None, flags, borderMode=cv2.BORDER_REFLECT101)
+        mx, my = _phone_maps(h_roi, pw, hard["lens_distortion"], hard["parallax"], r0, r1)
+        out[r0:r1] = cv2.remap(roi, mx, my, flags, borderMode=cv2.BORDER_REFLECT101)
     return out
 
 
