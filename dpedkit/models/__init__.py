@@ -1,1 +1,11 @@
-"""Networks: the DPED generator and discriminator, baselines, and the VGG-19 feature extractor."""
+"""Networks: the DPED generator and discriminator, baselines, and the VGG-19 feature extractor.
+
+Import the submodules (this package imports nothing, so ``import dpedkit.models`` stays free of torch):
+
+- :mod:`dpedkit.models.generator`: ``Generator``, ``GeneratorConfig``, ``InstanceNorm`` (the official DPED net);
+- :mod:`dpedkit.models.discriminator`: ``Discriminator``, ``to_gray``;
+- :mod:`dpedkit.models.vgg`: ``VGG19Features``, ``load_vgg`` (content loss; local weights only);
+- :mod:`dpedkit.models.baselines`: ``SRCNN``, ``Johnson`` (the paper's comparison models).
+
+Checkpoints (ours and the official TF ones) are read by :mod:`dpedkit.checkpoint`.
+"""
