@@ -331,7 +331,8 @@ def _finished(out: Path, task: dict[str, Any]) -> ShardResult | None:
     if [p["pair"] for p in r.get("pairs", [])] != [p[0] for p in task["pairs"]] or file_sha256(shard) != r["sha256"]:
         log.warning("%s: record or checksum does not match, rebuilding it", shard)
         return None
-    return ShardResult(**(r | {"resumed": True}))
+    keep = {f.name for f in fields(ShardResult)}
+    return ShardResult(**{k: v for k, v in r.items() if k in keep}, resumed=True)
 
 
 # ------------------------------------------------------------------------------------------------ worker side
