@@ -8,7 +8,8 @@ How a pair is made (all randomness comes from the ``rng`` passed in; everything 
    added at full resolution: band-limited Gaussian noise synthesised on a Laplacian pyramid (wavelengths of
    about 4 to 256 DSLR pixels, octaves of equal contrast), applied as a luminance gain (about 10 % rms) plus a
    small additive term. It gives SIFT, ECC and 100x100 NCC windows real detail everywhere, like paper or
-   canvas grain under the photo.
+   canvas grain under the photo. Photos that need no enlargement (``--source`` with large photos) get a
+   quarter of that texture.
 2. **DSLR** = the scene without its margin (no resampling), JPEG quality 90-96: the larger, sharper camera.
 3. **Phone** = its own field of view: a random homography ``H_phone_to_dslr`` (rotation up to 3 degrees, a
    little perspective, scale so the phone footprint covers about 70-92 % of the DSLR frame, an offset; the
@@ -18,9 +19,9 @@ How a pair is made (all randomness comes from the ``rng`` passed in; everything 
    is both the phone lens blur (``blur_sigma_px`` phone pixels) and the anti-aliasing the down-sampling needs
    (a phone pixel spans ``scale`` ~ 1.2-1.4 DSLR pixels). A symmetric blur shifts nothing, so ``H`` stays
    exact; bilinear sampling adds at most ~0.02 px (OpenCV quantises sub-pixel positions to 1/32 px).
-   Then vignetting, colour gains (a cast), a saturation change, signal-dependent noise
-   (``sigma^2 = read^2 + shot * value`` in 8-bit units), a tone curve (gamma and an S-curve) and JPEG
-   quality 70-92.
+   Then the phone ISP: vignetting, exposure and colour gains (a cast), a saturation change,
+   signal-dependent noise (``sigma^2 = read^2 + shot * value`` in 8-bit units), a tone curve (gamma and an
+   S-curve), an unsharp mask and JPEG quality 70-92.
 4. ``hard=True`` adds, on the phone only: radial lens distortion (OpenCV model, ``k1``, camera matrix
    recorded: ``cv2.undistort(phone, K, (k1, 0, 0, 0))`` gives back the planar phone view), a **parallax
    region** (a phone rectangle whose content is displaced by ``shift`` phone pixels) and a **moving object**
@@ -231,8 +232,10 @@ def make_scene(src: np.ndarray, width: int, height: int, rng: np.random.Generato
     up = width / cw
     interp = cv2.INTER_CUBIC if up > 1 else cv2.INTER_AREA
     scene = cv2.resize(crop, (width, height), interpolation=interp)
-    gain_rms = float(rng.uniform(0.08, 0.12))
-    add_rms = 3.0  # 8-bit units: texture survives in dark areas too
+    # full texture on enlarged photos; a quarter of it on photos that already have full-resolution detail
+    weight = min(1.0, max(0.25, (up - 0.5) / 1.5))
+    gain_rms = float(rng.uniform(0.08, 0.12)) * weight
+    add_rms = 3.0 * weight  # 8-bit units: texture survives in dark areas too
     half = _pyramid_noise(width, height, rng)
     for y0 in range(0, height, _STRIP):
         y1 = min(height, y0 + _STRIP)
@@ -247,7 +250,7 @@ def make_scene(src: np.ndarray, width: int, height: int, rng: np.random.Generato
         scene[y0:y1] = x
     info |= {
         "enlargement": round(up, 4),
-        "texture": {"gain_rms": round(gain_rms, 4), "add_rms": add_rms, "wavelengths_px": [4, 256]},
+        "texture": {"gain_rms": round(gain_rms, 4), "add_rms": round(add_rms, 4), "wavelengths_px": [4, 256]},
     }
     return scene, info
 
@@ -470,7 +473,9 @@ def _tone_lut(gamma: float, contrast: float) -> np.ndarray:
 
 
 def _phone_look(img: np.ndarray, p: dict, rng: np.random.Generator) -> np.ndarray:
-    """Vignetting, colour gains, saturation, noise and tone curve, in place by strips. ``img`` uint8 RGB.
+    """Phone ISP look, in place: vignetting, exposure and colour gains, saturation, noise, tone curve, sharpening.
+
+    ``img``: ``H x W x 3`` uint8 RGB; per-pixel work is done by strips of rows.
 
     Vignetting is separable, ``(1 - v x^2) (1 - v y^2)`` with ``x, y`` in half-diagonals from the centre.
     Noise is Gaussian (inverse-CDF table on random 16-bit integers), ``sigma^2 = read^2 + shot * value``.
@@ -480,7 +485,8 @@ def _phone_look(img: np.ndarray, p: dict, rng: np.random.Generator) -> np.ndarra
     v = p["vignetting"]
     vx = 1.0 - v * ((np.arange(wid) - (wid - 1) / 2) / half) ** 2
     vy = (1.0 - v * ((np.arange(hgt) - (hgt - 1) / 2) / half) ** 2).astype(np.float32)
-    colfac = (vx[:, None] * np.asarray(p["colour_gains"])[None, :]).astype(np.float32)  # W x 3
+    gains = np.asarray(p["colour_gains"]) * p["exposure"]
+    colfac = (vx[:, None] * gains[None, :]).astype(np.float32)  # W x 3
     lut = _tone_lut(p["gamma"], p["contrast"])
     sat, read2, shot = p["saturation"], p["noise"]["read_sigma"] ** 2, p["noise"]["shot_gain"]
     gauss = _gauss_table()
@@ -500,6 +506,10 @@ def _phone_look(img: np.ndarray, p: dict, rng: np.random.Generator) -> np.ndarra
         x *= 65535 / 255
         np.clip(x, 0, 65535, out=x)
         img[y0:y1] = lut[x.astype(np.uint16)]
+    amount = p["sharpen"]["amount"]
+    if amount > 0:  # the ISP's unsharp mask (symmetric: moves nothing)
+        soft = cv2.GaussianBlur(img, (0, 0), p["sharpen"]["sigma_px"])
+        cv2.addWeighted(img, 1.0 + amount, soft, -amount, 0.0, dst=img)
     return img
 
 
@@ -526,6 +536,7 @@ def _draw_phone_params(rng: np.random.Generator) -> dict:
         "blur_sigma_px": round(float(rng.uniform(0.6, 1.2)), 4),
         "vignetting": round(float(rng.uniform(0.15, 0.4)), 4),
         "colour_gains": [round(float(g), 4) for g in gains],
+        "exposure": round(float(rng.uniform(0.85, 1.15)), 4),
         "saturation": round(float(rng.uniform(0.8, 1.3)), 4),
         "noise": {
             "read_sigma": round(float(rng.uniform(1.0, 3.0)), 4),
@@ -533,6 +544,7 @@ def _draw_phone_params(rng: np.random.Generator) -> dict:
         },
         "gamma": round(float(rng.uniform(0.8, 1.25)), 4),
         "contrast": round(float(rng.uniform(-0.1, 0.3)), 4),
+        "sharpen": {"amount": round(float(rng.uniform(0.0, 0.8)), 4), "sigma_px": 1.0},
         "jpeg_quality": int(rng.integers(70, 93)),
     }
 
@@ -629,8 +641,8 @@ def _plain(obj: object) -> object:
 
 
 def _lens(phone: tuple[int, int], rng: np.random.Generator) -> dict:
-    """Draw the hard phone's radial distortion (barrel or pincushion, up to ~2 % at the corners)."""
-    k1 = float(rng.uniform(0.006, 0.02) * rng.choice([-1, 1]))
+    """Draw the hard phone's radial distortion (barrel or pincushion, 0.4-1.2 % displacement at the corners)."""
+    k1 = float(rng.uniform(0.004, 0.012) * rng.choice([-1, 1]))
     return {
         "model": "opencv-radial",
         "k1": round(k1, 6),

@@ -36,12 +36,12 @@ def _pair(photos, name="coffee", seed=0, **kw):
     return make_pair(photos[name], rng=np.random.default_rng(seed), **(SMALL | kw))
 
 
-def _dslr_on_phone_grid(pair, h=None):
+def _dslr_on_phone_grid(pair, h=None, *, blur=True):
     """The DSLR seen through the truth (or through ``h``): blurred like the phone, sampled on the phone grid."""
     t = pair.truth
     pw, ph = t["phone_size"]
     sigma = t["applied"]["phone"]["blur_sigma_px"] * t["geometry"]["scale"]
-    dslr = cv2.GaussianBlur(pair.dslr, (0, 0), sigma)
+    dslr = cv2.GaussianBlur(pair.dslr, (0, 0), sigma) if blur else pair.dslr
     xs, ys = np.meshgrid(np.arange(pw), np.arange(ph))
     pts = np.c_[xs.ravel(), ys.ravel()]
     q = map_phone_to_dslr(t, pts) if h is None else apply_homography(h, pts)
@@ -165,9 +165,11 @@ def test_phone_differs_from_dslr_in_the_recorded_ways(photos):
     mid = valid & (r2 < 0.1) & (g_v > 60) & (g_v < 180)
     rim = valid & (r2 > 0.5) & (g_v > 60) & (g_v < 180)
     assert np.median(g_p[rim] / g_v[rim]) < np.median(g_p[mid] / g_v[mid])
-    # the DSLR is sharper: more high-frequency energy per pixel than the phone
-    lap = [cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var() for x in (pair.dslr, pair.phone)]
-    assert lap[0] > lap[1]
+    # the phone is blurred by blur_sigma_px phone pixels: the truth view fits it better blurred than sharp
+    sharp, _ = _dslr_on_phone_grid(pair, np.asarray(pair.truth["H_phone_to_dslr"]), blur=False)
+    ncc_blur = np.median(_windows(pair.phone, view, valid)[:, 2])
+    ncc_sharp = np.median(_windows(pair.phone, sharp, valid)[:, 2])
+    assert ncc_blur > ncc_sharp
 
 
 # ------------------------------------------------------------------------------------------------ hard pairs
@@ -192,7 +194,7 @@ def test_hard_distortion_is_real_and_undistort_recovers_the_planar_view(hard_pai
     view, valid = _dslr_on_phone_grid(hard_pair, h)
     keep = _outside(valid, t["hard"]["invalid_phone_rects"])
     planar = np.hypot(*_windows(hard_pair.phone, view, keep)[:, 3:].T)
-    assert planar.max() > 1.5  # the plain H is off by pixels near the rim
+    assert planar.max() > 1.0  # the plain H is off by a pixel or more near the rim
     k = np.asarray(lens["camera_matrix"])
     flat = cv2.undistort(hard_pair.phone, k, np.array([lens["k1"], 0, 0, 0], float))
     shift = np.hypot(*_windows(flat, view, keep & _outside(valid, [], pad=0))[:, 3:].T)
