@@ -239,6 +239,35 @@ def recompute_pair(rec: Mapping[str, Any], root: Path, build_config: Mapping[str
     return {"result": result, "phone": phone, "dslr": dslr, "patches": patches}
 
 
+def dataset_pair_view(root: str | Path, name: str, *, width: int = 900) -> PairView:
+    """Re-align pair ``name`` of a dataset and draw its view (what the report shows for that pair).
+
+    Args:
+        root: dataset folder.
+        name: a pair name from ``pairs.jsonl``.
+        width: display width of the pictures.
+
+    Returns:
+        A :class:`PairView`; ``images`` maps picture names to ``(mime, bytes)`` (show them with
+        ``IPython.display.Image(data)``) and ``candidates`` holds every window's NCC, shift and kept flag.
+
+    Raises:
+        InputError: no pair of that name, or its photos are unreadable.
+    """
+    from dpedkit.shards import read_manifest
+
+    root = Path(root)
+    config = read_manifest(root).get("config") or {}
+    recs = {str(r["pair"]): r for r in dg.read_jsonl(root / "pairs.jsonl")}
+    if name not in recs:
+        raise InputError(root / "pairs.jsonl", f"no pair named {name!r}")
+    rec = dg.flatten_pair_record(recs[name])
+    if rec.get("status") != "ok":
+        return _failed_view(rec)
+    psize, ncc_min = int(dg._find(config, "size", 100)), float(dg._find(config, "ncc_min", 0.9))
+    return _view_from_recomputed(rec, recompute_pair(rec, root, config), psize, ncc_min, width)
+
+
 def _view_from_recomputed(rec: Mapping[str, Any], rc: Mapping[str, Any], psize: int, ncc_min: float, width: int):
     res = rc["result"]
     metrics = {k: v for k, v in res.to_json().items() if not isinstance(v, list | dict) or k == "crop"}
