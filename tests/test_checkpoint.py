@@ -211,3 +211,14 @@ def test_convert_cli(tmp_path):
     assert '"parameters"' in res.output and load_model(tmp_path / "out.pt").cfg.channels == 4
     res = runner.invoke(cli, ["convert", str(tmp_path / "missing"), "-o", str(tmp_path / "x.pt")])
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+@pytest.mark.gpu
+@pytest.mark.shared
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_official_checkpoint_on_gpu_matches_cpu(shared):
+    x = _patches(shared, "iphone", 4)
+    with torch.no_grad():
+        cpu = load_model(_official(shared))(x)
+        gpu = load_model(_official(shared), device="cuda")(x.cuda()).cpu()
+    torch.testing.assert_close(gpu, cpu, atol=2e-3, rtol=0)
