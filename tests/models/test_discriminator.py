@@ -45,3 +45,13 @@ def test_flatten_is_nhwc():
 def test_rejects_wrong_input():
     with pytest.raises(InputError, match="to_gray"):
         Discriminator()(torch.rand(1, 3, 100, 100))
+
+
+@pytest.mark.parametrize("patch", [37, 64])
+def test_other_patch_sizes(patch):
+    d = Discriminator(DiscriminatorConfig(patch=patch))
+    x = torch.rand(2, 1, patch, patch, generator=torch.Generator().manual_seed(0))
+    p = d(x)
+    assert p.shape == (2, 2) and torch.isfinite(p).all()
+    p[:, 1].log().sum().backward()
+    assert all(q.grad is not None for q in d.parameters())
