@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import resource
 import shutil
 import time
 from collections import Counter
@@ -102,7 +103,11 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class ShardResult:
-    """What one task produced (passed to ``on_result`` as each shard finishes or is found done)."""
+    """What one task produced (passed to ``on_result`` as each shard finishes or is found done).
+
+    ``seconds`` and ``peak_rss_mb`` (the peak resident memory of the process that ran it so far) are
+    measurements, kept out of the deterministic dataset files.
+    """
 
     shard: str
     split: str
@@ -110,6 +115,7 @@ class ShardResult:
     sha256: str
     pairs: list[dict[str, Any]]
     seconds: float
+    peak_rss_mb: float = 0.0
     resumed: bool = False
 
 
@@ -373,6 +379,7 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
         "sha256": info.sha256,
         "pairs": records,
         "seconds": round(time.perf_counter() - t0, 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
     }
     write_text(_record_path(out, task["shard"]), json.dumps(result | {"timings": timings}, indent=1))
     return result

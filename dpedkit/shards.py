@@ -137,6 +137,7 @@ class ShardWriter:
         """Flush, rename into place atomically and return the shard's :class:`ShardInfo`."""
         self._file.attrs["rows"] = self.rows
         self._file.close()
+        os.chmod(self._tmp, _file_mode())  # mkstemp made it private (0600); a dataset is for sharing
         os.replace(self._tmp, self.path)
         return ShardInfo(self.path, self.rows, file_sha256(self.path))
 
@@ -154,6 +155,13 @@ class ShardWriter:
             self.abort()
         elif self._file.id.valid:
             self.close()
+
+
+def _file_mode() -> int:
+    """0666 minus the process umask: what ``open()`` would have given a new file."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _attrs(attrs: Mapping[str, Any], *, patch_size: int) -> dict[str, Any]:

@@ -1,0 +1,221 @@
+"""``dpedkit bench build``: dataset-build throughput and shard read speed, measured side by side in one run.
+
+Figures (targets from issue 4):
+
+- pairs/s of :func:`dpedkit.build.build_dataset` with 1 and with 2 workers on synthetic 13 MP / 20 MP pairs
+  (target: 2 workers >= 1.8x one);
+- end-to-end seconds per pair (1 worker) against decoding the same two JPEGs only (target: <= 5x);
+- peak resident memory of a worker (target: <= 1.5 GB);
+- random single patch-pair reads from the shards against the same patches in a DPED-style folder of JPEGs
+  (``{iphone,canon}/N.jpg``, quality 95) (target: >= 5x). Both are read warm (files just written, in the page
+  cache); a cold read needs dropping the OS cache, which this benchmark does not do.
+
+Timings on a shared machine are noisy: the result includes the load average before and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpedkit.errors import check_range
+
+log = logging.getLogger(__name__)
+
+TARGETS = {"speedup_2_vs_1": 1.8, "e2e_over_decode": 5.0, "peak_rss_mb_per_worker": 1536.0, "read_ratio": 5.0}
+
+
+@dataclass(frozen=True)
+class BuildBenchConfig:
+    """Options of :func:`bench_build`.
+
+    Attributes:
+        pairs: synthetic pairs built (with each worker count).
+        phone_mp: phone size in megapixels. dslr_mp: DSLR size in megapixels.
+        reads: random single reads timed per storage layout.
+        jpeg_patches: patches written to the DPED-style JPEG folder (the first ones of the dataset).
+        seed: seed of the synthetic pairs and of the read order.
+    """
+
+    pairs: int = 4
+    phone_mp: float = 13.0
+    dslr_mp: float = 20.0
+    reads: int = 2000
+    jpeg_patches: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("pairs", self.pairs, 2, 1000)
+        check_range("phone_mp", self.phone_mp, 0.05, 60.0)
+        check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
+        check_range("reads", self.reads, 1)
+        check_range("jpeg_patches", self.jpeg_patches, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict."""
+        return asdict(self)
+
+
+def bench_build(
+    work_dir: str | Path | None = None,
+    *,
+    config: BuildBenchConfig = BuildBenchConfig(),
+    on_progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the build benchmark and return its figures (see the module docstring).
+
+    Args:
+        work_dir: folder for the synthetic pairs, datasets and JPEG folder (kept); default: a temporary one.
+        config: a :class:`BuildBenchConfig`.
+        on_progress: called with a short message as each stage starts.
+
+    Returns:
+        A JSON-ready dict: ``decode_s_per_pair``, ``build`` (per worker count: seconds, pairs/s, s/pair),
+        ``speedup_2_vs_1``, ``e2e_over_decode``, ``peak_rss_mb_per_worker``, ``identical_1_vs_2``, ``reads``
+        (pairs/s per layout and ``read_ratio``), ``targets``, ``met`` and the machine's load.
+    """
+    say = on_progress or (lambda msg: None)
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="dpedkit-bench-build-") as tmp:
+            return bench_build(tmp, config=config, on_progress=on_progress)
+    from dpedkit.synth import synthesize
+
+    work = Path(work_dir)
+    load0 = os.getloadavg()
+    say(f"synthesizing {config.pairs} pairs of {config.phone_mp:g} / {config.dslr_mp:g} MP")
+    synthesize(work / "raw", n=config.pairs, seed=config.seed, phone_mp=config.phone_mp, dslr_mp=config.dslr_mp)
+    say("decode-only timing")
+    decode = _decode_seconds(work / "raw")
+    build = {}
+    peak = 0.0
+    from dpedkit.parallel import run_parallel
+
+    run_parallel(_warm_up, [0, 1], n_jobs=2)  # start the 2 workers (and their imports) outside the timing
+    for jobs in (1, 2):
+        say(f"building with {jobs} worker(s)")
+        seconds, peak_jobs = _timed_build(work, jobs)
+        build[str(jobs)] = {
+            "seconds": seconds,
+            "pairs_per_s": config.pairs / seconds,
+            "s_per_pair": seconds / config.pairs,
+        }
+        peak = peak_jobs if jobs > 1 else peak
+    say("random reads: shards vs JPEG folder")
+    reads = _read_bench(work / "ds-2", work / "dped", config)
+    out = {
+        "config": config.to_dict(),
+        "decode_s_per_pair": decode,
+        "build": build,
+        "speedup_2_vs_1": build["2"]["pairs_per_s"] / build["1"]["pairs_per_s"],
+        "e2e_over_decode": build["1"]["s_per_pair"] / decode,
+        "peak_rss_mb_per_worker": peak,
+        "identical_1_vs_2": _digest(work / "ds-1") == _digest(work / "ds-2"),
+        "reads": reads,
+        "read_ratio": reads["shard_raw_per_s"] / reads["jpeg_per_s"],
+        "cpu_count": os.cpu_count(),
+        "load_avg_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
+    }
+    out["targets"] = TARGETS
+    out["met"] = {
+        "speedup_2_vs_1": out["speedup_2_vs_1"] >= TARGETS["speedup_2_vs_1"],
+        "e2e_over_decode": out["e2e_over_decode"] <= TARGETS["e2e_over_decode"],
+        "peak_rss_mb_per_worker": peak <= TARGETS["peak_rss_mb_per_worker"],
+        "read_ratio": out["read_ratio"] >= TARGETS["read_ratio"],
+    }
+    return out
+
+
+def _warm_up(_: int) -> None:
+    import dpedkit.build  # noqa: F401 - the imports a build worker needs
+
+
+def _decode_seconds(raw: Path) -> float:
+    """Mean seconds to decode one pair (both JPEGs, EXIF handled, one OpenCV thread): the floor."""
+    import cv2
+
+    from dpedkit.io import read_rgb
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        names = sorted(p.name for p in (raw / "phone").iterdir())
+        t0 = time.perf_counter()
+        for name in names:
+            read_rgb(raw / "phone" / name)
+            read_rgb(raw / "dslr" / name)
+        return (time.perf_counter() - t0) / len(names)
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _timed_build(work: Path, jobs: int) -> tuple[float, float]:
+    """Wall seconds of a fresh build with ``jobs`` workers, and the peak worker memory (MB) it reported."""
+    from dpedkit.build import BuildConfig, build_dataset
+
+    peaks: list[float] = []
+    t0 = time.perf_counter()
+    build_dataset(
+        work / "raw" / "phone",
+        work / "raw" / "dslr",
+        work / f"ds-{jobs}",
+        config=BuildConfig(test_images=0),
+        jobs=jobs,
+        overwrite=True,
+        on_result=lambda r: peaks.append(r.peak_rss_mb),
+    )
+    return time.perf_counter() - t0, max(peaks, default=0.0)
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("dataset.json", "pairs.jsonl"):
+        h.update((root / name).read_bytes())
+    return h.hexdigest()
+
+
+def _read_bench(dataset: Path, dped: Path, config: BuildBenchConfig) -> dict[str, float]:
+    """Random single reads (pairs/s): shard rows (uint8, and as float tensors) vs DPED-style JPEG files."""
+    import cv2
+
+    from dpedkit.data import PatchDataset
+
+    ds = PatchDataset(dataset, "train")
+    n = min(len(ds), config.jpeg_patches)
+    for side in ("iphone", "canon"):
+        (dped / side).mkdir(parents=True, exist_ok=True)
+    for i in range(n):  # the DPED layout: training_data/{iphone,canon}/N.jpg
+        phone, dslr = ds.raw(i)
+        cv2.imwrite(str(dped / "iphone" / f"{i}.jpg"), phone[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(dped / "canon" / f"{i}.jpg"), dslr[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    order = np.random.default_rng(config.seed).integers(0, n, config.reads)
+
+    def rate(read: Callable[[int], Any]) -> float:
+        for i in order[:20]:  # warm up: open handles, fault in code paths
+            read(int(i))
+        t0 = time.perf_counter()
+        for i in order:
+            read(int(i))
+        return config.reads / (time.perf_counter() - t0)
+
+    def jpeg(i: int) -> tuple[np.ndarray, np.ndarray]:
+        a = cv2.imread(str(dped / "iphone" / f"{i}.jpg"), cv2.IMREAD_COLOR)
+        b = cv2.imread(str(dped / "canon" / f"{i}.jpg"), cv2.IMREAD_COLOR)
+        return a[:, :, ::-1], b[:, :, ::-1]
+
+    out = {
+        "patches": float(n),
+        "shard_raw_per_s": rate(ds.raw),
+        "shard_tensor_per_s": rate(ds.__getitem__),
+        "jpeg_per_s": rate(jpeg),
+    }
+    ds.close()
+    return out
