@@ -131,8 +131,9 @@ class InstanceNorm(nn.Module):
 
     @staticmethod
     def statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample, per-channel ``(mean, biased var)`` of ``x`` (N, C, H, W), each shaped (N, C, 1, 1)."""
-        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        """Per-sample, per-channel ``(mean, biased var)`` of ``x`` (N, C, H, W), each (N, C, 1, 1), in float32+."""
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # fp16 sums of squares overflow
+        var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, correction=0)
         return mean, var
 
     def forward(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -147,7 +148,8 @@ class InstanceNorm(nn.Module):
         c = x.shape[1]
         scale = self.scale.view(1, c, 1, 1)
         shift = self.shift.view(1, c, 1, 1)
-        return (x - mean) * torch.rsqrt(var + self.eps) * scale + shift
+        y = (x - mean) * torch.rsqrt(var + self.eps) * scale + shift
+        return y.to(x.dtype)
 
 
 class ResidualBlock(nn.Module):

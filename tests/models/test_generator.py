@@ -77,3 +77,14 @@ def test_init_is_truncated_normal():
     assert w.abs().max() <= 0.02 + 1e-7
     assert 0.005 < w.std() < 0.01
     assert torch.all(g.c1.bias == 0.01)
+
+
+def test_low_precision_autocast_stays_close():
+    g = Generator()
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = g(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = g(x)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref, atol=0.02, rtol=0)
