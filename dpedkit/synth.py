@@ -6,7 +6,7 @@ How a pair is made (all randomness comes from the ``rng`` passed in; everything 
    to the DSLR resolution plus a 5 % margin (``INTER_CUBIC`` when enlarging, ``INTER_AREA`` when shrinking)
    after a faint low-frequency colour variation. Enlarged small photos are soft, so a fine **texture** is
    added at full resolution: band-limited Gaussian noise synthesised on a Laplacian pyramid (wavelengths of
-   about 4 to 256 DSLR pixels, octaves of equal contrast), applied as a luminance gain (about 10 % rms) plus a
+   about 4 to 256 DSLR pixels, the coarse octaves weaker), applied as a luminance gain (about 10 % rms) plus a
    small additive term. It gives SIFT, ECC and 100x100 NCC windows real detail everywhere, like paper or
    canvas grain under the photo. Photos that need no enlargement (``--source`` with large photos) get a
    quarter of that texture.
@@ -64,6 +64,7 @@ BUNDLED = {
     "motorcycle": "motorcycle_left.png",
     "rocket": "rocket.jpg",
 }
+OCTAVE_WEIGHTS = (1.0, 1.0, 0.8, 0.5, 0.3, 0.2, 0.1)  # texture octaves, wavelength ~4, 8, ... 256 DSLR px
 _STRIP = 32  # rows per strip in per-pixel float work (keeps buffers small and cache-friendly)
 
 
@@ -174,22 +175,24 @@ def frame_size(mp: float, aspect: float) -> tuple[int, int]:
 # ----------------------------------------------------------------------------------------------- scene
 
 
-def _pyramid_noise(width: int, height: int, rng: np.random.Generator, *, levels: int = 6) -> np.ndarray:
-    """Band-limited noise at HALF resolution (``ceil(h/2) x ceil(w/2)`` float32), equal contrast per octave.
+def _pyramid_noise(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Band-limited noise at HALF resolution (``ceil(h/2) x ceil(w/2)`` float32), zero mean, unit std.
 
-    Octave ``k`` (1..levels+1) is white noise at 1/2**k of ``width x height``; octaves are summed coarse to fine
-    with ``pyrUp`` (Gaussian interpolation: the first one band-limits an octave, later ones keep its contrast).
-    :func:`_texture_rows` does the last ``pyrUp`` to full resolution strip by strip, so the finest detail has
-    a wavelength of about 4 pixels and the coarsest about 256. Normalised to zero mean, unit std.
+    Octave ``k`` is white noise at 1/2**(k+1) of ``width x height``, weighted by ``OCTAVE_WEIGHTS[k]``; octaves
+    are summed coarse to fine with ``pyrUp`` (Gaussian interpolation: the first one band-limits an octave,
+    later ones keep its contrast). :func:`_texture_rows` does the last ``pyrUp`` to full resolution strip by
+    strip, so the finest detail has a wavelength of about 4 pixels and the coarsest about 256; the coarse
+    octaves are weak (the photo has its own coarse structure; strong ones look like grime).
     """
     sizes = [((width + 1) // 2, (height + 1) // 2)]
-    for _ in range(levels):
+    for _ in OCTAVE_WEIGHTS[1:]:
         w, h = sizes[-1]
         sizes.append(((w + 1) // 2, (h + 1) // 2))
-    t = rng.standard_normal(sizes[-1][::-1], dtype=np.float32)
-    for size in sizes[-2::-1]:
-        t = cv2.pyrUp(t, dstsize=size)
-        t += rng.standard_normal(t.shape, dtype=np.float32)
+    t = np.zeros(sizes[-1][::-1], np.float32)
+    for k in range(len(sizes) - 1, -1, -1):
+        if t.shape != sizes[k][::-1]:
+            t = cv2.pyrUp(t, dstsize=sizes[k])
+        t += OCTAVE_WEIGHTS[k] * rng.standard_normal(t.shape, dtype=np.float32)
     sample = cv2.pyrUp(t[: min(len(t), 130), : min(t.shape[1], 260)])  # std after the last pyrUp
     t -= float(t.mean())
     t *= 1.0 / max(float(sample.std()), 1e-6)

@@ -53,11 +53,19 @@ def _dslr_on_phone_grid(pair, h=None, *, blur=True):
     return cv2.remap(dslr, m, None, cv2.INTER_LINEAR), valid
 
 
-def _windows(a, b, valid, *, size=96, step=64, rect=None):
-    """Per window: (x, y, NCC, dx, dy) where (dx, dy) is the phase-correlation shift of ``b`` against ``a``."""
+def _ncc(a, b):
+    za, zb = a - a.mean(), b - b.mean()
+    return float((za * zb).sum() / np.sqrt((za * za).sum() * (zb * zb).sum() + 1e-9))
+
+
+def _windows(a, b, valid, *, size=96, step=64, rect=None, init=(0.0, 0.0)):
+    """Per window: (x, y, NCC, dx, dy); ``b(p + (dx, dy)) ~ a(p)`` by ECC (translation; gain/offset-invariant).
+
+    ECC is unbiased here (a 0.24 px error reads as 0.24-0.25 px); windows where it does not converge are dropped.
+    """
     ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float32)
     gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    han = cv2.createHanningWindow((size, size), cv2.CV_32F)
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
     x0, y0, x1, y1 = rect or (0, 0, ga.shape[1], ga.shape[0])
     rows = []
     for y in range(y0, y1 - size + 1, step):
@@ -65,10 +73,13 @@ def _windows(a, b, valid, *, size=96, step=64, rect=None):
             if not valid[y : y + size, x : x + size].all():
                 continue
             wa, wb = ga[y : y + size, x : x + size], gb[y : y + size, x : x + size]
-            za, zb = wa - wa.mean(), wb - wb.mean()
-            ncc = float((za * zb).sum() / np.sqrt((za * za).sum() * (zb * zb).sum() + 1e-9))
-            (dx, dy), _ = cv2.phaseCorrelate(wa, wb, han)
-            rows.append((x, y, ncc, dx, dy))
+            ncc = _ncc(wa, wb)
+            warp = np.array([[1, 0, init[0]], [0, 1, init[1]]], np.float32)
+            try:
+                _, warp = cv2.findTransformECC(wa, wb, warp, cv2.MOTION_TRANSLATION, crit, None, 1)
+            except cv2.error:  # no convergence (flat window, or content that does not match at all)
+                continue
+            rows.append((x, y, ncc, warp[0, 2], warp[1, 2]))
     return np.array(rows)
 
 
@@ -108,8 +119,8 @@ def test_truth_homography_holds_to_a_fraction_of_a_pixel(photos, name, seed):
     assert len(r) > 60
     shift = np.hypot(r[:, 3], r[:, 4])
     assert np.median(r[:, 2]) > 0.95  # textured everywhere: NCC of 96x96 windows, despite noise/tone/JPEG
-    assert np.median(shift) < 0.12 and np.percentile(shift, 90) < 0.25
-    assert abs(np.median(r[:, 3])) < 0.03 and abs(np.median(r[:, 4])) < 0.03  # no bias
+    assert np.median(shift) < 0.05 and np.percentile(shift, 90) < 0.1  # measured: 0.02-0.03 and 0.04-0.07
+    assert abs(np.median(r[:, 3])) < 0.01 and abs(np.median(r[:, 4])) < 0.01  # no bias
 
 
 def test_window_check_detects_a_third_of_a_pixel(photos):
@@ -119,7 +130,7 @@ def test_window_check_detects_a_third_of_a_pixel(photos):
     view, valid = _dslr_on_phone_grid(pair, np.array([[1, 0, 0.3], [0, 1, 0], [0, 0, 1.0]]) @ h)
     r = _windows(pair.phone, view, valid)
     scale = pair.truth["geometry"]["scale"]
-    assert abs(abs(np.median(r[:, 3])) - 0.3 / scale) < 0.06
+    assert abs(np.median(r[:, 3]) + 0.3 / scale) < 0.03
 
 
 def test_sizes_overlap_and_geometry_ranges(photos):
@@ -142,7 +153,7 @@ def test_default_sizes_3_and_6_megapixels(photos):
     assert pair.phone.shape == (1500, 2000, 3) and pair.dslr.shape == (2000, 3000, 3)
     view, valid = _dslr_on_phone_grid(pair)
     r = _windows(pair.phone, view, valid, step=256)
-    assert np.median(r[:, 2]) > 0.95 and np.median(np.hypot(r[:, 3], r[:, 4])) < 0.12
+    assert np.median(r[:, 2]) > 0.95 and np.median(np.hypot(r[:, 3], r[:, 4])) < 0.05
 
 
 def test_same_rng_same_pair_other_seed_other_pair(photos):
@@ -184,7 +195,7 @@ def test_hard_truth_holds_outside_the_object(hard_pair):
     view, valid = _dslr_on_phone_grid(hard_pair)
     r = _windows(hard_pair.phone, view, _outside(valid, hard_pair.truth["hard"]["invalid_phone_rects"]))
     shift = np.hypot(r[:, 3], r[:, 4])
-    assert len(r) > 40 and np.median(r[:, 2]) > 0.95 and np.median(shift) < 0.12
+    assert len(r) > 40 and np.median(r[:, 2]) > 0.95 and np.median(shift) < 0.06
 
 
 def test_hard_distortion_is_real_and_undistort_recovers_the_planar_view(hard_pair):
@@ -198,7 +209,7 @@ def test_hard_distortion_is_real_and_undistort_recovers_the_planar_view(hard_pai
     k = np.asarray(lens["camera_matrix"])
     flat = cv2.undistort(hard_pair.phone, k, np.array([lens["k1"], 0, 0, 0], float))
     shift = np.hypot(*_windows(flat, view, keep & _outside(valid, [], pad=0))[:, 3:].T)
-    assert np.median(shift) < 0.15 and np.percentile(shift, 90) < 0.35
+    assert np.median(shift) < 0.06 and np.percentile(shift, 90) < 0.2
 
 
 def test_hard_parallax_region_is_displaced_by_the_recorded_shift(hard_pair):
@@ -207,14 +218,15 @@ def test_hard_parallax_region_is_displaced_by_the_recorded_shift(hard_pair):
     inner = (x0 + 2, y0 + 2, x1 - 2, y1 - 2)
     full, valid = _dslr_on_phone_grid(hard_pair)  # the whole truth: no residual shift inside the rect
     r = _windows(hard_pair.phone, full, valid, size=64, step=32, rect=inner)
-    assert len(r) >= 2 and np.median(np.hypot(r[:, 3], r[:, 4])) < 0.15
+    assert len(r) >= 2 and np.median(np.hypot(r[:, 3], r[:, 4])) < 0.1
     plain = json.loads(json.dumps(t))  # the same truth without the parallax region
     plain["hard"]["parallax"]["phone_rect"] = [0, 0, 0, 0]
     view, valid = _dslr_on_phone_grid(type(hard_pair)(hard_pair.phone, hard_pair.dslr, plain))
-    r = _windows(hard_pair.phone, view, valid, size=64, step=32, rect=inner)
+    expected = np.asarray(t["hard"]["parallax"]["shift_px"])
+    r = _windows(hard_pair.phone, view, valid, size=64, step=32, rect=inner, init=-expected)
     measured = -np.median(r[:, 3:], axis=0)  # phone content moved by +shift, so the planar view lags by -shift
     # shift_px is in undistorted phone pixels; lens distortion scales it locally by a few per cent
-    assert np.allclose(measured, t["hard"]["parallax"]["shift_px"], atol=0.08 * np.abs(measured).max() + 0.3)
+    assert np.allclose(measured, expected, atol=0.02 * np.abs(expected).max() + 0.1), (measured, expected)
 
 
 def test_hard_moving_object_breaks_the_correspondence_only_there(hard_pair):
@@ -226,9 +238,11 @@ def test_hard_moving_object_breaks_the_correspondence_only_there(hard_pair):
     view, valid = _dslr_on_phone_grid(hard_pair, h)
     x0, y0, x1, y1 = obj["phone_rects"][1]  # where the phone sees the object
     cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
-    s = min(x1 - x0, y1 - y0) // 2
-    r = _windows(hard_pair.phone, view, valid, size=s, step=s, rect=(cx - s // 2, cy - s // 2, cx + s, cy + s))
-    assert len(r) and r[:, 2].max() < 0.8  # background windows score > 0.95 (test above)
+    s = min(x1 - x0, y1 - y0) // 4
+    gray = [cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32) for x in (hard_pair.phone, view)]
+    a, b = (g[cy - s : cy + s, cx - s : cx + s] for g in gray)
+    assert valid[cy - s : cy + s, cx - s : cx + s].all()
+    assert _ncc(a, b) < 0.8  # background windows score > 0.95 (test above)
     xs, ys = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
     assert np.isnan(map_phone_to_dslr(t, np.c_[xs.ravel(), ys.ravel()])).all()
 
