@@ -28,11 +28,13 @@ class Features:
         pts: ``N x 2`` float64 ``(x, y)`` in full-resolution pixels, pixel centres at integers.
         desc: ``N x 128`` float32 SIFT descriptors.
         scale: the working scale the detector ran at (``<= 1``; working size = full size * scale).
+        size: ``N`` float64 SIFT keypoint diameters in full-resolution pixels (localisation error grows with it).
     """
 
     pts: np.ndarray
     desc: np.ndarray
     scale: float
+    size: np.ndarray
 
     def __len__(self) -> int:
         return len(self.pts)
@@ -46,11 +48,15 @@ class Matches:
         src: ``N x 2`` float64 points in the first image (full-resolution pixels).
         dst: ``N x 2`` float64 points in the second image.
         ratio: ``N`` float32 Lowe ratios (nearest / second-nearest descriptor distance), ascending.
+        src_size: ``N`` keypoint diameters in the first image (full-resolution px).
+        dst_size: ``N`` keypoint diameters in the second image (full-resolution px).
     """
 
     src: np.ndarray
     dst: np.ndarray
     ratio: np.ndarray
+    src_size: np.ndarray
+    dst_size: np.ndarray
 
     def __len__(self) -> int:
         return len(self.src)
@@ -103,12 +109,13 @@ def detect(
     sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast_threshold, enable_precise_upscale=True)
     kps, desc = sift.detectAndCompute(small, None)
     if desc is None or not kps:
-        return Features(np.zeros((0, 2)), np.zeros((0, 128), np.float32), scale)
+        return Features(np.zeros((0, 2)), np.zeros((0, 128), np.float32), scale, np.zeros(0))
     pts = np.array([kp.pt for kp in kps], np.float64)
+    size = np.array([kp.size for kp in kps], np.float64) * 2.0 / (sx + sy)
     pts[:, 0] = (pts[:, 0] + 0.5) / sx - 0.5
     pts[:, 1] = (pts[:, 1] + 0.5) / sy - 0.5
     log.debug("SIFT at scale %.3f on %dx%d: %d keypoints", scale, small.shape[1], small.shape[0], len(kps))
-    return Features(pts, np.ascontiguousarray(desc, np.float32), scale)
+    return Features(pts, np.ascontiguousarray(desc, np.float32), scale, size)
 
 
 def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, checks: int = 64) -> Matches:
@@ -128,7 +135,7 @@ def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, check
     Returns:
         :class:`Matches` sorted by ratio, ascending (best first, as PROSAC expects).
     """
-    empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, np.float32))
+    empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros(0), np.zeros(0))
     if len(a) < 2 or len(b) < 3:
         return empty
     flann = cv2.FlannBasedMatcher({"algorithm": _FLANN_KDTREE, "trees": trees}, {"checks": checks})
@@ -150,9 +157,11 @@ def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, check
     if not qi:
         return empty
     order = np.argsort(np.asarray(r), kind="stable")
-    src, dst, rr = a.pts[np.asarray(qi)[order]], b.pts[np.asarray(ti)[order]], np.asarray(r, np.float32)[order]
+    qi, ti = np.asarray(qi)[order], np.asarray(ti)[order]
+    src, dst = a.pts[qi], b.pts[ti]
     keep = _first_unique(src) & _first_unique(dst)  # kept rows are unique on both sides
-    return Matches(src[keep], dst[keep], rr[keep])
+    rr = np.asarray(r, np.float32)[order]
+    return Matches(src[keep], dst[keep], rr[keep], a.size[qi][keep], b.size[ti][keep])
 
 
 def _first_unique(pts: np.ndarray) -> np.ndarray:

@@ -75,6 +75,7 @@ def robust_fit(
     confidence: float = 0.999,
     max_iters: int = 10000,
     refits: int = 3,
+    sigma: np.ndarray | None = None,
 ) -> Fit | Failure:
     """Fit ``dst ~ H src`` robustly, then re-fit by least squares on the inliers found under ``H`` itself.
 
@@ -89,6 +90,8 @@ def robust_fit(
         confidence: robust estimator confidence.
         max_iters: robust estimator iteration cap.
         refits: least-squares re-fit rounds on the recomputed inliers.
+        sigma: optional ``N`` expected localisation error of each match (DSLR px, relative values suffice);
+            when given, a final weighted least-squares fit on the inliers uses weights ``1 / sigma``.
 
     Returns:
         A :class:`Fit`, or ``Failure("too-few-matches")`` when no homography is found.
@@ -115,9 +118,53 @@ def robust_fit(
         h, inl = h_new, inl_new
         if converged:
             break
+    if sigma is not None and inl.sum() >= 8:
+        h = weighted_fit(h, src[inl], dst[inl], sigma[inl])
+        inl = residuals(h, src, dst) < threshold
     r = residuals(h, src[inl], dst[inl])
     rmse = float(np.sqrt(np.mean(r**2))) if len(r) else math.inf
     return Fit(h, inl, rmse)
+
+
+def _normaliser(pts: np.ndarray) -> np.ndarray:
+    """Similarity moving ``pts`` to zero mean and unit RMS distance (conditioning, as in Hartley's DLT)."""
+    c = pts.mean(axis=0)
+    d = np.sqrt(np.mean(np.sum((pts - c) ** 2, axis=1))) or 1.0
+    return np.array([[1 / d, 0, -c[0] / d], [0, 1 / d, -c[1] / d], [0, 0, 1.0]])
+
+
+def weighted_fit(h0: np.ndarray, src: np.ndarray, dst: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Refine ``h0`` by minimising ``sum(|H src_i - dst_i|^2 / sigma_i^2)`` (Levenberg-Marquardt).
+
+    SIFT localisation error grows with the keypoint size, so matches found at coarse scales get less weight.
+
+    Args:
+        h0: 3x3 initial homography (src -> dst).
+        src: ``N x 2`` source points, ``N >= 8``.
+        dst: ``N x 2`` destination points.
+        sigma: ``N`` positive expected errors (relative values suffice).
+
+    Returns:
+        The refined 3x3 homography (``H[2, 2] == 1``), or ``h0`` when the solver fails.
+    """
+    from scipy.optimize import least_squares
+
+    ts, td = _normaliser(src), _normaliser(dst)
+    hn = td @ h0 @ np.linalg.inv(ts)
+    hn = hn / hn[2, 2]
+    sn = apply_homography(ts, src)
+    dn = apply_homography(td, dst)
+    w = (1.0 / np.asarray(sigma, np.float64))[:, None]
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        hp = np.append(p, 1.0).reshape(3, 3)
+        return ((apply_homography(hp, sn) - dn) * w).ravel()
+
+    sol = least_squares(resid, hn.ravel()[:8], method="lm", x_scale="jac")
+    if not sol.success or not np.all(np.isfinite(sol.x)):
+        return h0
+    h = np.linalg.inv(td) @ np.append(sol.x, 1.0).reshape(3, 3) @ ts
+    return h / h[2, 2]
 
 
 def local_geometry(h: np.ndarray, pt: np.ndarray) -> LocalGeometry:

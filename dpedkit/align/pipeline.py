@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from dpedkit import __version__
-from dpedkit.align.features import Features, detect, match, working_scale
+from dpedkit.align.features import Features, Matches, detect, match, working_scale
 from dpedkit.align.homography import METHODS, check_geometry, robust_fit
 from dpedkit.align.warp import INTERPOLATIONS, largest_rectangle, resample_dslr, valid_halfplanes
 from dpedkit.errors import ConfigError, Failure, InputError, check_choice, check_range
@@ -45,6 +45,7 @@ class AlignConfig:
         contrast_threshold: SIFT contrast threshold.
         ratio: Lowe ratio-test bound.
         method: robust estimator: ``magsac`` (MAGSAC++), ``prosac``, ``accurate`` (GC-RANSAC), ``ransac``.
+        weighted: final least-squares fit weighted by the keypoint sizes (SIFT localisation error).
         threshold_px: inlier residual bound, in DSLR pixels at the working scale.
         min_inliers: fewest inliers accepted.
         min_inlier_ratio: fewest inliers per putative match accepted.
@@ -64,6 +65,7 @@ class AlignConfig:
     contrast_threshold: float = 0.04
     ratio: float = 0.8
     method: str = "magsac"
+    weighted: bool = True
     threshold_px: float = 1.0
     min_inliers: int = 20
     min_inlier_ratio: float = 0.1
@@ -293,7 +295,8 @@ def align_pair(
             )
         )
     with clock.stage("homography"):
-        fit = robust_fit(m.src, m.dst, threshold=cfg.threshold_px / s_d, method=cfg.method)
+        sigma = _match_sigma(m, s_p, s_d) if cfg.weighted else None
+        fit = robust_fit(m.src, m.dst, threshold=cfg.threshold_px / s_d, method=cfg.method, sigma=sigma)
     if isinstance(fit, Failure):
         return fail(fit)
     res.inliers, res.rmse_px = fit.n_inliers, fit.rmse
@@ -309,8 +312,8 @@ def align_pair(
         max_anisotropy=cfg.max_anisotropy,
     )
     res.scale, res.rotation_deg = geo.scale, geo.rotation_deg
-    if failure or geo_failure:
-        return fail(failure or geo_failure)
+    if failure is not None or geo_failure is not None:  # a Failure is falsy: compare with None
+        return fail(failure if failure is not None else geo_failure)
     with clock.stage("crop"):
         rect = largest_rectangle(valid_halfplanes(fit.H, psize, dsize, margin=cfg.margin_px), psize)
     res.overlap = (rect[2] - rect[0]) * (rect[3] - rect[1]) / (psize[0] * psize[1])
@@ -329,6 +332,12 @@ def align_pair(
     res.H_phone_to_dslr, res.crop, res.timings = fit.H, rect, clock.finish()
     log.debug("pair aligned: %d/%d inliers, rmse %.3f px, crop %s", res.inliers, res.matches, res.rmse_px, rect)
     return res
+
+
+def _match_sigma(m: Matches, s_p: float, s_d: float) -> np.ndarray:
+    """Expected localisation error of each match in DSLR px, from both keypoint sizes (relative units)."""
+    scale = s_p / s_d  # DSLR full-res px per phone full-res px, roughly (for weighting only)
+    return np.sqrt(m.dst_size**2 + (scale * m.src_size) ** 2)
 
 
 def _check_fit(n_inliers: int, n_matches: int, rmse_work: float, cfg: AlignConfig) -> Failure | None:

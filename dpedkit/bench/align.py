@@ -1,0 +1,180 @@
+"""Alignment accuracy on data with ground truth, and the speed/memory benchmark behind ``dpedkit bench align``.
+
+Every function returns a plain dict of figures (JSON-friendly) so tests assert on them and the CLI prints them.
+
+- :func:`eval_oxford`: Oxford affine sequences, img1 -> img2..img6 against ``H1toNp``; mean corner error.
+- :func:`eval_homogr`: CMP homogr pairs (A -> B), transfer error on the hand-annotated points.
+- :func:`eval_city100`: City100 iPhone X -> Nikon D5500 (no truth): status, inliers, inlier RMSE.
+- :func:`eval_synthetic`: pairs from :mod:`dpedkit.synth` (known H): mean corner error and grid residual.
+- :func:`bench_align`: decode-only vs full alignment time of a 13 MP + 20 MP JPEG pair, peak memory, corner error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpedkit.align import AlignConfig, AlignResult, align_files, align_pair
+from dpedkit.geometry import apply_homography, grid_residual, mean_corner_error
+from dpedkit.io import read_rgb
+
+log = logging.getLogger(__name__)
+
+OXFORD_SEQUENCES = ("bikes", "boat", "leuven")
+_DEFAULT = AlignConfig()
+
+
+def _fractions(errors: Iterable[float], total: int, bounds: tuple[float, ...] = (1.0, 3.0, 5.0)) -> dict[str, float]:
+    e = np.asarray(list(errors), np.float64)
+    return {f"within_{b:g}px": float(np.sum(e <= b) / total) if total else 0.0 for b in bounds}
+
+
+def _row(name: str, res: AlignResult, **extra: Any) -> dict[str, Any]:
+    return {
+        "pair": name,
+        "status": res.status,
+        "reason": res.reason,
+        "matches": res.matches,
+        "inliers": res.inliers,
+        "rmse_px": res.rmse_px,
+        "scale": res.scale,
+        **extra,
+    }
+
+
+def eval_oxford(
+    root: str | Path, *, config: AlignConfig = _DEFAULT, sequences: tuple[str, ...] = OXFORD_SEQUENCES
+) -> dict[str, Any]:
+    """Align ``img1`` to ``img2..img6`` of each Oxford sequence and compare with ``H1toNp``.
+
+    Returns:
+        ``{"rows": [...], "within_1px": f, "within_3px": f, "within_5px": f, "accepted": n, "total": n,
+        "worst_accepted_mce": px}``; fractions are over all pairs (a rejected pair counts as not within).
+    """
+    root = Path(root)
+    rows = []
+    for seq in sequences:
+        folder = root / seq
+        first = next(folder.glob("img1.*"))
+        for n in range(2, 7):
+            other = next(folder.glob(f"img{n}.*"))
+            truth = np.loadtxt(folder / f"H1to{n}p")
+            res = align_files(first, other, config=config)
+            mce = mean_corner_error(res.H_phone_to_dslr, truth, *res.phone_size) if res.ok else None
+            rows.append(_row(f"{seq}/img1->img{n}", res, mce_px=mce))
+    return _summary(rows, "mce_px")
+
+
+def eval_homogr(root: str | Path, *, config: AlignConfig = _DEFAULT) -> dict[str, Any]:
+    """Align ``<name>A`` to ``<name>B`` of the CMP homogr set; transfer error on the annotated points.
+
+    ``<name>_pts.txt`` rows are ``xA yA 1 xB yB 1 label``; only ``label == 1`` rows (hand-annotated) are used.
+    The error of a pair is the mean distance in B between ``H(A point)`` and the annotated B point.
+    """
+    root = Path(root)
+    rows = []
+    for model in sorted(root.glob("*_model.txt")):
+        name = model.name[: -len("_model.txt")]
+        a, b = next(root.glob(f"{name}A.*")), next(root.glob(f"{name}B.*"))
+        pts = np.loadtxt(root / f"{name}_pts.txt")
+        pts = pts[pts[:, 6] == 1]
+        res = align_files(a, b, config=config)
+        err = None
+        if res.ok:
+            err = float(np.linalg.norm(apply_homography(res.H_phone_to_dslr, pts[:, 0:2]) - pts[:, 3:5], axis=1).mean())
+        rows.append(_row(name, res, transfer_px=err, annotated=len(pts)))
+    return _summary(rows, "transfer_px", bounds=(1.0, 3.0, 5.0, 10.0))
+
+
+def eval_city100(root: str | Path, *, config: AlignConfig = _DEFAULT) -> dict[str, Any]:
+    """Align each ``iPhoneX/NNNX.png`` to ``NikonD5500/NNNX.png`` (no ground truth: inliers and RMSE)."""
+    root = Path(root)
+    rows = []
+    for phone in sorted((root / "iPhoneX").glob("*.png")):
+        res = align_files(phone, root / "NikonD5500" / phone.name, config=config)
+        rows.append(_row(phone.stem, res))
+    accepted = [r for r in rows if r["status"] == "ok"]
+    return {
+        "rows": rows,
+        "accepted": len(accepted),
+        "total": len(rows),
+        "max_rmse_px": max((r["rmse_px"] for r in accepted), default=None),
+        "min_inliers": min((r["inliers"] for r in accepted), default=None),
+    }
+
+
+def _summary(rows: list[dict[str, Any]], key: str, bounds: tuple[float, ...] = (1.0, 3.0, 5.0)) -> dict[str, Any]:
+    accepted = [r[key] for r in rows if r["status"] == "ok"]
+    return {
+        "rows": rows,
+        **_fractions(accepted, len(rows), bounds),
+        "accepted": len(accepted),
+        "total": len(rows),
+        "worst_accepted": max(accepted, default=None),
+        "median_accepted": float(np.median(accepted)) if accepted else None,
+    }
+
+
+def eval_synthetic(
+    pairs: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    config: AlignConfig = _DEFAULT,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Align ``(name, phone, dslr, H_true)`` pairs; mean corner error and dense grid residual vs the truth.
+
+    Returns:
+        ``{"rows": [...], "accepted": n, "total": n, "mce_median": px, "mce_max": px, "grid_median": px,
+        "seconds_median": s}``.
+    """
+    rows = []
+    for name, phone, dslr, h_true in pairs:
+        t0 = time.perf_counter()
+        res = align_pair(phone, dslr, config=config)
+        extra: dict[str, Any] = {"seconds": time.perf_counter() - t0, "mce_px": None, "grid": None}
+        if res.ok:
+            w, h = res.phone_size
+            extra["mce_px"] = mean_corner_error(res.H_phone_to_dslr, h_true, w, h)
+            extra["grid"] = grid_residual(res.H_phone_to_dslr, h_true, w, h)
+        row = _row(name, res, **extra)
+        rows.append(row)
+        if on_result is not None:
+            on_result(row)
+    ok = [r for r in rows if r["status"] == "ok"]
+    mce = [r["mce_px"] for r in ok]
+    return {
+        "rows": rows,
+        "accepted": len(ok),
+        "total": len(rows),
+        "mce_median": float(np.median(mce)) if mce else None,
+        "mce_max": float(np.max(mce)) if mce else None,
+        "grid_median": float(np.median([r["grid"]["median"] for r in ok])) if ok else None,
+        "seconds_median": float(np.median([r["seconds"] for r in rows])) if rows else None,
+    }
+
+
+def synthetic_pairs(
+    n: int, *, seed: int = 0, phone_mp: float = 3.0, dslr_mp: float = 6.0, hard: bool = False
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``n`` pairs ``(name, phone, dslr, H_true)`` made like ``dpedkit synth`` does (bundled photos).
+
+    Pair ``i`` uses ``np.random.default_rng([seed, i])`` and photo ``i mod len(photos)``, as
+    :func:`dpedkit.synth.synthesize`, so the pairs equal the files ``dpedkit synth`` writes.
+    """
+    from dpedkit.synth import bundled_photos, make_pair
+
+    photos = list(bundled_photos().items())
+    for i in range(n):
+        name, rgb = photos[i % len(photos)]
+        pair = make_pair(rgb, rng=np.random.default_rng([seed, i]), phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
+        yield f"{i:04d}-{name}", pair.phone, pair.dslr, np.asarray(pair.truth["H_phone_to_dslr"], np.float64)
+
+
+def read_pair(phone_path: str | Path, dslr_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as RGB arrays (helper for callers that time decoding separately)."""
+    return read_rgb(phone_path), read_rgb(dslr_path)
