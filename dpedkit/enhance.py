@@ -1,0 +1,467 @@
+"""Full-resolution enhancement with exact instance-norm statistics, tiled in horizontal strips when memory is short.
+
+The DPED generator is fully convolutional except its 8 instance-norm (IN) layers, whose statistics span the whole
+image.  Running a photo tile by tile with per-tile statistics changes the result; here it does not:
+
+- If the whole image fits the memory budget, it goes through the network at once.
+- Otherwise the network runs *stage by stage* (a stage ends at an IN input) over full-width strips of rows.
+  Each stage streams over all strips, writes its 64-channel output (and the residual stream) to float32 spill
+  files on disk, and accumulates the per-channel sum and sum of squares (float64) of the next IN input over the
+  whole image.  The next stage then normalises with those exact statistics.  Strips read the real neighbouring
+  rows they need (``k // 2`` per ``k x k`` convolution, 1 for the 3x3 convs, 6 for the c10-c12 tail); zero
+  padding is added only at the true image top and bottom, exactly as in the whole-image run.  Every convolution
+  is computed once per row (apart from a few halo rows of ``c1`` and of the tail), so tiling costs little beyond
+  disk traffic: 4 spill files of ``H x W x 64`` float32 (about 3 GB each for 12 MP) in ``spill_dir``.
+
+The result equals whole-image inference up to float32 summation order (far below 8-bit rounding).
+Only :class:`~dpedkit.models.generator.Generator` networks can be tiled; other models always run whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dpedkit.errors import ConfigError, DpedkitError, Failure, InputError, check_choice, check_range
+from dpedkit.io import IMAGE_SUFFIXES, list_images, read_image, to_uint8, write_image
+from dpedkit.torchutil import resolve_device
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("png", "jpg")
+GB = 1e9
+# Memory model (bytes), measured with `dpedkit bench enhance` on CPU: a whole-image run peaks near
+# WHOLE_TENSORS float32 tensors of the hidden width; a strip run near STRIP_TENSORS per row of the strip.
+WHOLE_TENSORS = 6.0
+STRIP_TENSORS = 14.0
+FIXED_OVERHEAD = 0.45 * GB  # torch runtime, model, input and output images are added per image
+_TAIL_HALO = 6  # rows of context of c10 (1) + c11 (1) + c12 (4)
+
+
+@dataclass(frozen=True)
+class EnhanceConfig:
+    """Options of :func:`enhance`.
+
+    Attributes:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        max_memory: memory budget in GB for one image (host memory on CPU, device memory on GPU); decides
+            between a whole-image run and strips, and the strip height.
+        format: output format, ``"png"`` (lossless) or ``"jpg"``.
+        quality: JPEG quality 1..100.
+        strip_rows: force strips of this many rows (``None``: whole image if it fits, else from ``max_memory``).
+        spill_dir: folder for the temporary spill files of a strip run (default: the system temp folder).
+    """
+
+    device: str = "auto"
+    max_memory: float = 2.0
+    format: str = "png"
+    quality: int = 95
+    strip_rows: int | None = None
+    spill_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_range("max_memory", self.max_memory, 0.1)
+        check_choice("format", self.format, FORMATS)
+        check_range("quality", self.quality, 1, 100)
+        if self.strip_rows is not None:
+            check_range("strip_rows", self.strip_rows, 1)
+
+    def to_dict(self) -> dict:
+        """Plain dict of the fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EnhanceConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"EnhanceConfig: unknown field(s) {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One enhanced photo: where it went and how it was computed."""
+
+    source: str
+    output: str
+    width: int
+    height: int
+    seconds: float
+    strips: int  # 0: whole image at once
+
+
+@dataclass(frozen=True)
+class EnhanceResult:
+    """What :func:`enhance` returns."""
+
+    images: list[ImageResult]
+    failures: list[tuple[str, Failure]]
+    device: str
+
+
+# --------------------------------------------------------------------------------------------------- planning
+
+
+def hidden_channels(model: torch.nn.Module) -> int:
+    """Width of the widest hidden activation (64 for the DPED generator), from the conv layers."""
+    convs = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    return max(convs, default=3)
+
+
+def can_tile(model: torch.nn.Module) -> bool:
+    """True for networks built like the DPED generator (c1, blocks of conv/norm pairs, c10, c11, c12)."""
+    from dpedkit.models.generator import Generator
+
+    return isinstance(model, Generator)
+
+
+def plan_strips(height: int, width: int, channels: int, *, max_memory: float, can_tile: bool = True) -> int:
+    """Rows per strip for a ``height x width`` image: 0 means "whole image at once".
+
+    Args:
+        height: image rows.
+        width: image columns.
+        channels: hidden width of the network.
+        max_memory: budget in GB.
+        can_tile: whether the network supports strips (if not, 0 is returned whatever the budget).
+
+    Returns:
+        0, or the strip height (at least 8 rows; below that the budget is simply too small and is exceeded).
+    """
+    image_bytes = height * width * 3 * (1 + 4 + 4 + 1)  # uint8 in, float in, float out, uint8 out
+    budget = max_memory * GB - FIXED_OVERHEAD - image_bytes
+    row = width * channels * 4
+    if not can_tile or WHOLE_TENSORS * row * height <= budget:
+        return 0
+    return int(max(8, budget // (STRIP_TENSORS * row) - 2 * _TAIL_HALO))
+
+
+# --------------------------------------------------------------------------------------------------- strips
+
+
+class _Spill:
+    """An ``H x C x W`` float32 array in a temporary file, read and written by row ranges (pread/pwrite).
+
+    Plain file I/O rather than a memory map keeps the process's resident memory at the strip size.
+    """
+
+    def __init__(self, folder: str, height: int, channels: int, width: int) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="dpedkit-spill-", suffix=".f32", dir=folder)
+        self.fd, self.shape = fd, (height, channels, width)
+        self.row_bytes = channels * width * 4
+
+    def write(self, lo: int, t: torch.Tensor) -> None:
+        """Store ``t`` (1, C, rows, W) as rows ``lo..lo+rows-1``."""
+        arr = np.ascontiguousarray(t[0].permute(1, 0, 2).float().cpu().numpy())
+        view, off = memoryview(arr).cast("B"), lo * self.row_bytes
+        while view:
+            n = os.pwrite(self.fd, view, off)
+            view, off = view[n:], off + n
+
+    def read(self, lo: int, hi: int, device: torch.device) -> torch.Tensor:
+        """Rows ``lo..hi-1`` as a (1, C, hi - lo, W) tensor on ``device``."""
+        arr = np.empty((hi - lo, *self.shape[1:]), np.float32)
+        view, off = memoryview(arr).cast("B"), lo * self.row_bytes
+        while view:
+            n = os.preadv(self.fd, [view], off)
+            if n <= 0:
+                raise DpedkitError(f"{self.path}: short read from the spill file")
+            view, off = view[n:], off + n
+        return torch.from_numpy(arr).to(device).permute(1, 0, 2).unsqueeze(0).contiguous()
+
+    def close(self) -> None:
+        """Close and delete the file."""
+        os.close(self.fd)
+        os.unlink(self.path)
+
+
+def _conv_rows(x: torch.Tensor, lo: int, height: int, conv: torch.nn.Conv2d) -> tuple[torch.Tensor, int]:
+    """Apply ``conv`` ("same" zero padding in the full image) to rows ``lo..`` of an image of ``height`` rows.
+
+    Zero rows are added only where the strip touches the true image top/bottom; elsewhere the strip's own halo
+    rows provide the context, so the output covers fewer rows.  Returns ``(output, its first row)``.
+    """
+    p = conv.kernel_size[0] // 2
+    top = p if lo == 0 else 0
+    bottom = p if lo + x.shape[-2] == height else 0
+    if top or bottom:
+        x = F.pad(x, (0, 0, top, bottom))
+    y = F.conv2d(x, conv.weight, conv.bias, padding=(0, conv.kernel_size[1] // 2))
+    return y, lo - top + p
+
+
+def _crop(x: torch.Tensor, lo: int, r0: int, r1: int) -> torch.Tensor:
+    """Rows ``r0..r1-1`` of ``x`` whose first row is image row ``lo``."""
+    return x[:, :, r0 - lo : r1 - lo]
+
+
+class _Stats:
+    """Streaming per-channel sum and sum of squares (float64) of one IN layer's input over the whole image."""
+
+    def __init__(self, channels: int, device: torch.device) -> None:
+        self.s = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.ss = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.n = 0
+
+    def add(self, y: torch.Tensor) -> None:
+        d = y.double()
+        self.s += d.sum((0, 2, 3))
+        self.ss += d.square_().sum((0, 2, 3))
+        self.n += y.shape[0] * y.shape[2] * y.shape[3]
+
+    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, biased variance)`` as float32 (C,) tensors, ready for ``InstanceNorm(x, stats=...)``."""
+        mean = self.s / self.n
+        var = (self.ss / self.n - mean * mean).clamp_min(0.0)
+        return mean.float(), var.float()
+
+
+def _strips(height: int, rows: int) -> list[tuple[int, int]]:
+    return [(r0, min(r0 + rows, height)) for r0 in range(0, height, rows)]
+
+
+def _tail(g: torch.nn.Module, x: torch.Tensor, lo: int, height: int) -> tuple[torch.Tensor, int]:
+    """c10, c11 (ReLU), c12 and the output activation, on rows ``lo..`` of the residual stream."""
+    from dpedkit.models.generator import output_activation
+
+    h, lo = _conv_rows(x, lo, height, g.c10)
+    h, lo = _conv_rows(F.relu(h), lo, height, g.c11)
+    h, lo = _conv_rows(F.relu(h), lo, height, g.c12)
+    return output_activation(h, g.cfg.out_scale, g.cfg.out_offset), lo
+
+
+def _image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(rgb[lo:hi]).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
+
+
+@torch.inference_mode()
+def enhance_strips(
+    g: torch.nn.Module, rgb: np.ndarray, *, rows: int, device: torch.device, spill_dir: str | None = None
+) -> np.ndarray:
+    """Run the DPED generator ``g`` over ``rgb`` in strips of ``rows`` rows with exact whole-image IN statistics.
+
+    Args:
+        g: a :class:`~dpedkit.models.generator.Generator` in eval mode on ``device``.
+        rgb: ``H x W x 3`` uint8 RGB photo.
+        rows: strip height (output rows per strip).
+        device: where the convolutions run; spill files stay on the host.
+        spill_dir: folder for the temporary spill files.
+
+    Returns:
+        ``H x W x 3`` float32 output of the network, NOT clipped (about [-0.08, 1.08]).
+    """
+    height, width = rgb.shape[:2]
+    c = g.c1.out_channels
+    blocks = list(g.blocks)
+    strips = _strips(height, rows)
+    out = np.empty((height, width, 3), np.float32)
+    with tempfile.TemporaryDirectory(prefix="dpedkit-enhance-", dir=spill_dir) as tmp:
+        spills = [_Spill(tmp, height, c, width) for _ in range(4)]
+        x_old, x_new, y1, y2 = spills
+        try:
+            if not blocks:  # no norm layers: one purely local pass
+                for r0, r1 in strips:
+                    lo = max(0, r0 - 4 - _TAIL_HALO)
+                    h, lo = _conv_rows(_image_rows(rgb, lo, min(height, r1 + 4 + _TAIL_HALO), device), lo, height, g.c1)
+                    o, lo = _tail(g, F.relu(h), lo, height)
+                    out[r0:r1] = _crop(o, lo, r0, r1)[0].permute(1, 2, 0).cpu().numpy()
+                return out
+            # stage 0: x0 = relu(c1(img)); y1 = conv1 of block 0
+            stats = _Stats(c, device)
+            for r0, r1 in strips:
+                lo = max(0, r0 - 5)
+                h, lo = _conv_rows(_image_rows(rgb, lo, min(height, r1 + 5), device), lo, height, g.c1)
+                h = F.relu(h)
+                y, ylo = _conv_rows(h, lo, height, blocks[0].conv1)
+                x_old.write(r0, _crop(h, lo, r0, r1))
+                y = _crop(y, ylo, r0, r1)
+                stats.add(y)
+                y1.write(r0, y)
+            for b, block in enumerate(blocks):
+                # a = relu(norm1(y1)); y2 = conv2(a)
+                ms, stats = stats.mean_var(), _Stats(c, device)
+                for r0, r1 in strips:
+                    lo, hi = max(0, r0 - 1), min(height, r1 + 1)
+                    a = F.relu(block.norm1(y1.read(lo, hi, device), ms))
+                    y, ylo = _conv_rows(a, lo, height, block.conv2)
+                    y = _crop(y, ylo, r0, r1)
+                    stats.add(y)
+                    y2.write(r0, y)
+                # x_next = relu(norm2(y2)) + x; then next block's conv1, or the tail
+                ms, last = stats.mean_var(), b == len(blocks) - 1
+                stats = _Stats(c, device)
+                halo = _TAIL_HALO if last else 1
+                for r0, r1 in strips:
+                    lo, hi = max(0, r0 - halo), min(height, r1 + halo)
+                    x = F.relu(block.norm2(y2.read(lo, hi, device), ms)) + x_old.read(lo, hi, device)
+                    if last:
+                        o, olo = _tail(g, x, lo, height)
+                        out[r0:r1] = _crop(o, olo, r0, r1)[0].permute(1, 2, 0).cpu().numpy()
+                        continue
+                    y, ylo = _conv_rows(x, lo, height, blocks[b + 1].conv1)
+                    x_new.write(r0, _crop(x, lo, r0, r1))
+                    y = _crop(y, ylo, r0, r1)
+                    stats.add(y)
+                    y1.write(r0, y)
+                x_old, x_new = x_new, x_old
+        finally:
+            for s in spills:
+                s.close()
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- public API
+
+
+def enhance_array(
+    model: torch.nn.Module,
+    rgb: np.ndarray,
+    *,
+    device: torch.device | str = "cpu",
+    max_memory: float = 2.0,
+    strip_rows: int | None = None,
+    spill_dir: str | None = None,
+) -> tuple[np.ndarray, int]:
+    """Enhance one photo at full resolution; strips with exact statistics when it does not fit ``max_memory``.
+
+    Args:
+        model: the network in eval mode on ``device`` (float [0, 1] NCHW in and out).
+        rgb: ``H x W x 3`` uint8 RGB (EXIF orientation already applied).
+        device: where the network runs.
+        max_memory: budget in GB (see :func:`plan_strips`).
+        strip_rows: force strips of this height (tiling-capable models only).
+        spill_dir: folder for the spill files of a strip run.
+
+    Returns:
+        ``(out, strips)``: ``H x W x 3`` float32 in [0, 1] (clipped) and the number of strips (0 = whole image).
+
+    Raises:
+        InputError: ``rgb`` is not an ``H x W x 3`` uint8 array.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InputError(None, f"expected an H x W x 3 uint8 RGB image; got {rgb.shape} {rgb.dtype}")
+    device = resolve_device(device)
+    height, width = rgb.shape[:2]
+    tileable = can_tile(model)
+    if strip_rows is not None and not tileable:
+        raise ConfigError(f"strip_rows: {type(model).__name__} cannot be tiled exactly (only the DPED generator)")
+    rows = strip_rows or plan_strips(height, width, hidden_channels(model), max_memory=max_memory, can_tile=tileable)
+    with torch.inference_mode():
+        if rows == 0:
+            x = _image_rows(rgb, 0, height, device)
+            out = model(x)[0].permute(1, 2, 0).float().cpu().numpy()
+            strips = 0
+        else:
+            out = enhance_strips(model, rgb, rows=rows, device=device, spill_dir=spill_dir)
+            strips = len(_strips(height, rows))
+    np.clip(out, 0.0, 1.0, out=out)
+    return out, strips
+
+
+def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand folders (their images, by name) and keep files, in the order given; duplicates removed.
+
+    Raises:
+        InputError: a path that does not exist, or a file that is not an image by suffix.
+    """
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            paths.extend(list_images(item))
+        elif not item.exists():
+            raise InputError(item, "no such file or folder")
+        elif item.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(item, f"not an image file (suffixes: {', '.join(IMAGE_SUFFIXES)})")
+        else:
+            paths.append(item)
+    return list(dict.fromkeys(paths))
+
+
+def _output_names(paths: list[Path], out_dir: Path, fmt: str) -> list[Path]:
+    outs = [out_dir / f"{p.stem}.{fmt}" for p in paths]
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(paths, outs, strict=True):
+        if dst in seen:
+            raise ConfigError(f"{src} and {seen[dst]} would both be written to {dst}; enhance them separately")
+        seen[dst] = src
+    return outs
+
+
+def enhance(
+    model: torch.nn.Module | str | Path,
+    inputs: Iterable[str | Path],
+    out_dir: str | Path,
+    *,
+    config: EnhanceConfig = EnhanceConfig(),
+    on_result: Callable[[ImageResult | Failure], None] | None = None,
+) -> EnhanceResult:
+    """Enhance photos at full resolution and write ``OUT_DIR/<name>.<format>``.
+
+    Each photo is read with its EXIF orientation applied, run through the network at once or in strips with
+    exact whole-image instance-norm statistics (see the module docstring), clipped to [0, 1] and written
+    upright (8-bit PNG or JPEG).  An unreadable photo is recorded as a failure and skipped.
+
+    Args:
+        model: an ``nn.Module``, a dpedkit checkpoint, or an official DPED TF checkpoint prefix.
+        inputs: image files and/or folders of images.
+        out_dir: output folder (created).
+        config: options.
+        on_result: called after each photo with its :class:`ImageResult` or :class:`Failure`.
+
+    Returns:
+        An :class:`EnhanceResult`.
+
+    Raises:
+        InputError: a missing input path, or no images at all.
+        ConfigError: two inputs with the same name; bad options.
+        CheckpointError: the model cannot be loaded.
+    """
+    device = resolve_device(config.device)
+    paths = collect_inputs(inputs)
+    if not paths:
+        raise InputError(None, "no images to enhance")
+    out_dir = Path(out_dir)
+    outs = _output_names(paths, out_dir, config.format)
+    if isinstance(model, torch.nn.Module):
+        net = model.to(device).eval()
+    else:
+        from dpedkit.checkpoint import load_model
+
+        net = load_model(model, device=device)
+    results, failures = [], []
+    for src, dst in zip(paths, outs, strict=True):
+        t0 = time.perf_counter()
+        try:
+            rgb = read_image(src).rgb
+        except InputError as exc:
+            failure = Failure("unreadable", str(exc))
+            failures.append((str(src), failure))
+            log.warning("skipping %s", failure)
+            if on_result:
+                on_result(failure)
+            continue
+        out, strips = enhance_array(
+            net,
+            rgb,
+            device=device,
+            max_memory=config.max_memory,
+            strip_rows=config.strip_rows,
+            spill_dir=config.spill_dir,
+        )
+        write_image(dst, to_uint8(out), quality=config.quality)
+        res = ImageResult(str(src), str(dst), rgb.shape[1], rgb.shape[0], time.perf_counter() - t0, strips)
+        log.debug("%s -> %s in %.1f s (%s)", src, dst, res.seconds, f"{strips} strips" if strips else "whole")
+        results.append(res)
+        if on_result:
+            on_result(res)
+    return EnhanceResult(results, failures, str(device))

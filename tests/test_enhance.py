@@ -1,0 +1,198 @@
+"""Full-resolution enhancement: strips with exact IN statistics equal the whole-image run; files, CLI."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dpedkit.enhance import EnhanceConfig, ImageResult, enhance, enhance_array, enhance_strips, plan_strips
+from dpedkit.errors import ConfigError, Failure, InputError
+from dpedkit.io import read_rgb, write_image
+from dpedkit.models.generator import Generator, GeneratorConfig
+
+
+def _generator(channels=16, blocks=4, seed=0):
+    """A generator with large random weights and norm parameters, so every layer matters."""
+    torch.manual_seed(seed)
+    g = Generator(GeneratorConfig(channels=channels, blocks=blocks)).eval()
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight)
+                torch.nn.init.normal_(m.bias, 0, 0.1)
+        for n in g.norms():
+            torch.nn.init.normal_(n.scale, 1, 0.3)
+            torch.nn.init.normal_(n.shift, 0, 0.3)
+    return g
+
+
+def _photo(rng, h, w):
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 127 + 60 * np.sin(xx / 5.0)[..., None] * np.cos(yy / 7.0)[..., None] + rng.normal(0, 30, (h, w, 3))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def _whole(g, rgb):
+    with torch.inference_mode():
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        return g(x)[0].permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 23, 40, 100])
+def test_strips_equal_whole_image(rng, rows):
+    g = _generator()
+    rgb = _photo(rng, 41, 29)
+    ref = _whole(g, rgb)
+    out = enhance_strips(g, rgb, rows=rows, device=torch.device("cpu"))
+    assert out.shape == ref.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, atol=2e-5)
+
+
+def test_per_strip_statistics_would_differ(rng):
+    """The check above can fail: normalising each strip with its own statistics changes the output a lot."""
+    g = _generator()
+    rgb = _photo(rng, 40, 29)
+    ref = _whole(g, rgb)
+    naive = np.concatenate([_whole(g, rgb[r : r + 10]) for r in range(0, 40, 10)])
+    assert np.abs(naive - ref).max() > 0.05
+
+
+@pytest.mark.parametrize(("blocks", "h", "w", "rows"), [(0, 30, 17, 7), (1, 3, 5, 1), (2, 12, 64, 5)])
+def test_strips_edge_shapes(rng, blocks, h, w, rows):
+    g = _generator(channels=8, blocks=blocks)
+    rgb = _photo(rng, h, w)
+    np.testing.assert_allclose(enhance_strips(g, rgb, rows=rows, device=torch.device("cpu")), _whole(g, rgb), atol=2e-5)
+
+
+def test_full_width_generator_through_enhance_array(rng):
+    g = _generator(channels=64)
+    rgb = _photo(rng, 33, 40)
+    whole, n_whole = enhance_array(g, rgb)
+    tiled, n_tiled = enhance_array(g, rgb, strip_rows=10)
+    assert (n_whole, n_tiled) == (0, 4)
+    assert whole.min() >= 0 and whole.max() <= 1  # clipped
+    np.testing.assert_allclose(tiled, whole, atol=2e-5)
+
+
+def test_plan_strips():
+    assert plan_strips(720, 1280, 64, max_memory=4.0) == 0
+    small = plan_strips(3000, 4000, 64, max_memory=2.0)
+    smaller = plan_strips(3000, 4000, 64, max_memory=1.5)
+    assert 8 <= smaller < small < 3000
+    assert plan_strips(3000, 4000, 64, max_memory=2.0, can_tile=False) == 0
+    assert plan_strips(3000, 4000, 64, max_memory=0.1) == 8  # floor
+
+
+def test_non_generator_runs_whole_and_refuses_strips(rng):
+    rgb = _photo(rng, 9, 11)
+    out, strips = enhance_array(torch.nn.Identity(), rgb, max_memory=0.1)
+    assert strips == 0
+    np.testing.assert_allclose(out, rgb / 255.0, atol=1e-6)
+    with pytest.raises(ConfigError, match="cannot be tiled"):
+        enhance_array(torch.nn.Identity(), rgb, strip_rows=4)
+    with pytest.raises(InputError, match="uint8"):
+        enhance_array(torch.nn.Identity(), rgb.astype(np.float32))
+
+
+def _jpeg_with_orientation(path, rgb, orientation):
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=98, exif=exif)
+    path.write_bytes(buf.getvalue())
+
+
+def test_enhance_files_orientation_formats_failures(tmp_path, rng):
+    g = _generator(channels=8, blocks=1)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "a.png", _photo(rng, 20, 30))
+    _jpeg_with_orientation(src / "rot.jpg", _photo(rng, 20, 30), 6)  # stored 30 wide, shown 20 wide
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    seen = []
+    res = enhance(g, [src], tmp_path / "out", config=EnhanceConfig(device="cpu", format="jpg"), on_result=seen.append)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "rot.jpg"]
+    assert read_rgb(tmp_path / "out" / "rot.jpg").shape == (30, 20, 3)
+    assert [r.width for r in res.images] == [30, 20]
+    assert len(res.failures) == 1 and res.failures[0][1].reason == "unreadable"
+    assert sum(isinstance(r, ImageResult) for r in seen) == 2 and sum(isinstance(r, Failure) for r in seen) == 1
+
+
+def test_enhance_strips_config_gives_same_png(tmp_path, rng):
+    g = _generator(channels=8, blocks=2)
+    write_image(tmp_path / "p.png", _photo(rng, 25, 19))
+    enhance(g, [tmp_path / "p.png"], tmp_path / "w", config=EnhanceConfig(device="cpu"))
+    res = enhance(g, [tmp_path / "p.png"], tmp_path / "s", config=EnhanceConfig(device="cpu", strip_rows=4))
+    assert res.images[0].strips == 7
+    a, b = read_rgb(tmp_path / "w" / "p.png").astype(int), read_rgb(tmp_path / "s" / "p.png").astype(int)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_enhance_input_errors(tmp_path, rng):
+    g = _generator(channels=4, blocks=1)
+    for d in ("x", "y"):
+        (tmp_path / d).mkdir()
+        write_image(tmp_path / d / "same.png", _photo(rng, 8, 8))
+    with pytest.raises(ConfigError, match="would both be written"):
+        enhance(g, [tmp_path / "x", tmp_path / "y"], tmp_path / "out")
+    with pytest.raises(InputError, match="no such file"):
+        enhance(g, [tmp_path / "missing.png"], tmp_path / "out")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(InputError, match="not an image"):
+        enhance(g, [tmp_path / "notes.txt"], tmp_path / "out")
+    with pytest.raises(ConfigError, match="format"):
+        EnhanceConfig(format="bmp")
+    assert EnhanceConfig.from_dict(EnhanceConfig(max_memory=3.0).to_dict()).max_memory == 3.0
+
+
+def test_cli_enhance(tmp_path, rng):
+    from dpedkit_cli.main import cli
+
+    from dpedkit.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "g.pt", _generator(channels=4, blocks=1))
+    write_image(tmp_path / "p.png", _photo(rng, 16, 12))
+    runner = CliRunner()
+    res = runner.invoke(
+        cli, ["enhance", str(ckpt), str(tmp_path / "p.png"), "-o", str(tmp_path / "o"), "--format", "jpg"]
+    )
+    assert res.exit_code == 0, res.output
+    assert read_rgb(tmp_path / "o" / "p.jpg").shape == (16, 12, 3)
+    res = runner.invoke(
+        cli, ["enhance", str(ckpt), str(tmp_path / "p.png"), "-o", str(tmp_path / "o"), "--format", "gif"]
+    )
+    assert res.exit_code == 2 and "gif" in res.output
+    res = runner.invoke(cli, ["enhance", str(tmp_path / "nope.pt"), str(tmp_path / "p.png"), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "error" in res.output
+
+
+@pytest.mark.gpu
+def test_strips_on_cuda_match_cpu_whole(rng):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    g = _generator()
+    rgb = _photo(rng, 41, 29)
+    out = enhance_strips(g.cuda(), rgb, rows=8, device=torch.device("cuda"))
+    np.testing.assert_allclose(out, _whole(g.cpu(), rgb), atol=1e-4)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_official_model_hd_photo_strips_match_whole(shared):
+    from dpedkit.checkpoint import load_model
+
+    g = load_model(shared("models", "dped_orig", "iphone_orig"))
+    rgb = read_rgb(shared("data", "dped_hd", "0.png"))[:360]  # half the photo keeps the test under a minute
+    whole, _ = enhance_array(g, rgb, max_memory=100)
+    tiled, strips = enhance_array(g, rgb, strip_rows=64)
+    assert strips == 6
+    a, b = np.rint(whole * 255), np.rint(tiled * 255)
+    mse = np.mean((a - b) ** 2)
+    assert mse == 0 or 10 * np.log10(255**2 / mse) >= 45
