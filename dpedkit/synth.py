@@ -35,6 +35,7 @@ Convention (see :mod:`dpedkit`): ``(x, y)`` pixel centres at integers; ``H_phone
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -340,10 +341,10 @@ def undistort_points(pts: np.ndarray, k: np.ndarray, k1: float, *, iterations: i
 
 
 def _rect_of(pts: np.ndarray, width: int, height: int) -> list[int]:
-    """Half-open integer bounding rectangle of points, clipped to the image."""
-    x0, y0 = np.floor(pts.min(0)).astype(int)
-    x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
-    return [int(max(0, x0)), int(max(0, y0)), int(min(width, x1)), int(min(height, y1))]
+    """Half-open integer bounding rectangle of points, clipped to the image (empty: ``x1 == x0`` or ``y1 == y0``)."""
+    x0, y0 = np.clip(np.floor(pts.min(0)).astype(int), 0, [width, height])
+    x1, y1 = np.clip(np.ceil(pts.max(0)).astype(int) + 1, [x0, y0], [width, height])
+    return [int(x0), int(y0), int(x1), int(y1)]
 
 
 def _in_rect(pts: np.ndarray, rect: list[int]) -> np.ndarray:
@@ -425,8 +426,7 @@ def _dslr_rect_to_phone(rect: list[int], h: np.ndarray, lens: dict, phone: tuple
     ]
     u = apply_homography(np.linalg.inv(h), edge - 0.5)
     d = distort_points(u, np.asarray(lens["camera_matrix"]), lens["k1"])
-    r = _rect_of(d, *phone)
-    return [r[0] - 2, r[1] - 2, r[2] + 2, r[3] + 2]
+    return _rect_of(np.r_[d.min(0) - 2, d.max(0) + 2].reshape(2, 2), *phone)  # 2 px for the mask's soft edge
 
 
 def _phone_maps(
@@ -516,6 +516,7 @@ def _phone_look(img: np.ndarray, p: dict, rng: np.random.Generator) -> np.ndarra
     return img
 
 
+@functools.cache
 def _gauss_table() -> np.ndarray:
     """Standard normal quantiles at the 65536 mid-points: index it with uniform uint16 for Gaussian noise."""
     from scipy.special import ndtri
@@ -754,6 +755,8 @@ def synthesize(
     """
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"n must be an integer >= 1; got {n!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0; got {seed!r}")
     cfg = SynthConfig(phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
     sources = _sources(source)
     out = Path(out_dir)

@@ -302,6 +302,8 @@ def test_bad_sources_and_options_raise_typed_errors(tmp_path, photos):
         SynthConfig(dslr_mp=0)
     with pytest.raises(ConfigError, match="n must"):
         synthesize(tmp_path / "o", n=0)
+    with pytest.raises(ConfigError, match="seed must"):
+        synthesize(tmp_path / "o", n=1, seed=-1)
     with pytest.raises(ConfigError, match="unknown"):
         SynthConfig.from_dict({"phone_mp": 1, "colour": 2})
     assert SynthConfig.from_dict(SynthConfig(1, 2, True).to_dict()) == SynthConfig(1, 2, True)
