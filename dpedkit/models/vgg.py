@@ -127,7 +127,9 @@ def _load_matconvnet(vgg: VGG19Features, path: Path) -> None:
     for name, conv in zip(CONV_NAMES, vgg.conv_layers(), strict=True):
         if name not in layers:
             raise CheckpointError(f"{path}: no layer {name!r}; not imagenet-vgg-verydeep-19.mat")
-        kernel, bias = layers[name].weights
+        layer = layers[name]
+        # MatConvNet beta files: weights = {kernel, bias}; older files: separate filters / biases fields
+        kernel, bias = layer.weights if hasattr(layer, "weights") else (layer.filters, layer.biases)
         weight = torch.from_numpy(np.ascontiguousarray(np.asarray(kernel, np.float32).transpose(3, 2, 1, 0)))
         if tuple(weight.shape) != tuple(conv.weight.shape):
             raise CheckpointError(

@@ -29,7 +29,7 @@ def test_matconvnet_preprocessing_is_mean_only():
     torch.testing.assert_close((x - vgg.mean) / vgg.std, x * 255 - mean)
 
 
-def _fake_mat(path, rng):
+def _fake_mat(path, rng, old_fields=False):
     """A tiny stand-in for imagenet-vgg-verydeep-19.mat with MatConvNet's structure (W, H, in, out kernels)."""
     vgg = VGG19Features()
     layers = np.empty((1, 16), dtype=object)
@@ -41,13 +41,16 @@ def _fake_mat(path, rng):
         weights = np.empty((1, 2), dtype=object)
         weights[0, 0], weights[0, 1] = kernel, bias
         layers[0, i] = {"name": name, "type": "conv", "weights": weights}
+        if old_fields:
+            layers[0, i] = {"name": name, "type": "conv", "filters": kernel, "biases": bias}
         kernels[name] = (kernel, bias)
     scipy.io.savemat(path, {"layers": layers})
     return kernels
 
 
-def test_loads_matconvnet_layout(tmp_path, rng):
-    kernels = _fake_mat(tmp_path / "vgg.mat", rng)
+@pytest.mark.parametrize("old_fields", [False, True])
+def test_loads_matconvnet_layout(tmp_path, rng, old_fields):
+    kernels = _fake_mat(tmp_path / "vgg.mat", rng, old_fields)
     vgg = load_vgg(tmp_path / "vgg.mat")
     conv = vgg.conv_layers()[5]
     kernel, bias = kernels[CONV_NAMES[5]]
