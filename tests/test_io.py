@@ -91,3 +91,12 @@ def test_min_side(tmp_path, photo):
     write_image(tmp_path / "s.png", photo)
     with pytest.raises(InputError, match="60x40, smaller than the 100x100"):
         read_image(tmp_path / "s.png", min_side=100)
+
+
+def test_written_files_get_normal_permissions(tmp_path, photo):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    write_image(tmp_path / "p.png", photo)
+    assert os.stat(tmp_path / "p.png").st_mode & 0o777 == 0o666 & ~umask
