@@ -374,6 +374,27 @@ def map_phone_to_dslr(truth: dict, pts: np.ndarray) -> np.ndarray:
     return out
 
 
+def best_planar_fit(truth: dict, *, step: int = 16) -> dict:
+    """The homography a perfect global aligner would find on a hard pair, and what it leaves.
+
+    Least-squares fit of the true correspondences (:func:`map_phone_to_dslr`) on a ``step``-pixel phone grid
+    outside ``invalid_phone_rects``. Returns ``{"H_phone_to_dslr": 3x3 list, "residual_px": {"median", "p95",
+    "max"}}`` (DSLR pixels): the misalignment left for per-patch refinement.
+    """
+    pw, ph = truth["phone_size"]
+    xs, ys = np.meshgrid(np.arange(0, pw, step), np.arange(0, ph, step))
+    pts = np.c_[xs.ravel(), ys.ravel()].astype(np.float64)
+    q = map_phone_to_dslr(truth, pts)
+    keep = np.isfinite(q).all(1)
+    for rect in (truth.get("hard") or {}).get("invalid_phone_rects", []):
+        keep &= ~_in_rect(pts, rect)
+    h, _ = cv2.findHomography(pts[keep], q[keep], 0)
+    h /= h[2, 2]
+    d = np.linalg.norm(apply_homography(h, pts[keep]) - q[keep], axis=1)
+    res = {"median": float(np.median(d)), "p95": float(np.percentile(d, 95)), "max": float(d.max())}
+    return {"H_phone_to_dslr": h.tolist(), "residual_px": {k: round(v, 4) for k, v in res.items()}}
+
+
 # ----------------------------------------------------------------------------------------------- hard extras
 
 
@@ -630,6 +651,8 @@ def make_pair(
         "applied": {"phone": phone_p, "dslr": {"jpeg_quality": dslr_q, "blur_sigma_px": 0.0, "noise": None}},
         "hard": hard_info,
     }
+    if hard_info:
+        hard_info["best_fit"] = best_planar_fit(truth)
     return SynthPair(phone=phone, dslr=dslr, truth=_plain(truth), phone_jpeg=phone_jpeg, dslr_jpeg=dslr_jpeg)
 
 

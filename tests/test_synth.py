@@ -247,6 +247,23 @@ def test_hard_moving_object_breaks_the_correspondence_only_there(hard_pair):
     assert np.isnan(map_phone_to_dslr(t, np.c_[xs.ravel(), ys.ravel()])).all()
 
 
+def test_hard_best_fit_is_the_best_a_global_homography_can_do(hard_pair):
+    t = hard_pair.truth
+    fit = t["hard"]["best_fit"]
+    pw, ph = t["phone_size"]
+    xs, ys = np.meshgrid(np.arange(5, pw, 23), np.arange(5, ph, 23))
+    pts = np.c_[xs.ravel(), ys.ravel()].astype(float)
+    q = map_phone_to_dslr(t, pts)
+    keep = np.isfinite(q).all(1)
+    for x0, y0, x1, y1 in t["hard"]["invalid_phone_rects"]:
+        keep &= ~((pts[:, 0] >= x0) & (pts[:, 0] < x1) & (pts[:, 1] >= y0) & (pts[:, 1] < y1))
+    d_fit = np.linalg.norm(apply_homography(np.asarray(fit["H_phone_to_dslr"]), pts[keep]) - q[keep], axis=1)
+    d_planar = np.linalg.norm(apply_homography(np.asarray(t["H_phone_to_dslr"]), pts[keep]) - q[keep], axis=1)
+    assert np.median(d_fit) < 0.5 * np.median(d_planar)
+    assert abs(np.median(d_fit) - fit["residual_px"]["median"]) < 0.15 * fit["residual_px"]["median"] + 0.02
+    assert 0.1 < fit["residual_px"]["median"] < fit["residual_px"]["p95"] <= fit["residual_px"]["max"]
+
+
 def test_distortion_round_trip():
     k = np.array([[1000.0, 0, 799.5], [0, 1000, 599.5], [0, 0, 1]])
     pts = np.random.default_rng(0).uniform([0, 0], [1600, 1200], (200, 2))
