@@ -259,7 +259,8 @@ def test_hard_best_fit_is_the_best_a_global_homography_can_do(hard_pair):
         keep &= ~((pts[:, 0] >= x0) & (pts[:, 0] < x1) & (pts[:, 1] >= y0) & (pts[:, 1] < y1))
     d_fit = np.linalg.norm(apply_homography(np.asarray(fit["H_phone_to_dslr"]), pts[keep]) - q[keep], axis=1)
     d_planar = np.linalg.norm(apply_homography(np.asarray(t["H_phone_to_dslr"]), pts[keep]) - q[keep], axis=1)
-    assert np.median(d_fit) < 0.5 * np.median(d_planar)
+    rms = [float(np.sqrt(np.mean(d**2))) for d in (d_fit, d_planar)]
+    assert rms[0] < 0.6 * rms[1], rms  # least squares: the fit beats the planar (undistorted) H
     assert abs(np.median(d_fit) - fit["residual_px"]["median"]) < 0.15 * fit["residual_px"]["median"] + 0.02
     assert 0.1 < fit["residual_px"]["median"] < fit["residual_px"]["p95"] <= fit["residual_px"]["max"]
 
