@@ -105,8 +105,9 @@ class BuildConfig:
 class ShardResult:
     """What one task produced (passed to ``on_result`` as each shard finishes or is found done).
 
-    ``seconds`` and ``peak_rss_mb`` (the peak resident memory of the process that ran it so far) are
-    measurements, kept out of the deterministic dataset files.
+    ``seconds`` (wall), ``cpu_seconds`` (CPU time of the process that ran it, all its threads) and
+    ``peak_rss_mb`` (that process's peak resident memory so far) are measurements, kept out of the
+    deterministic dataset files.
     """
 
     shard: str
@@ -115,6 +116,7 @@ class ShardResult:
     sha256: str
     pairs: list[dict[str, Any]]
     seconds: float
+    cpu_seconds: float = 0.0
     peak_rss_mb: float = 0.0
     resumed: bool = False
 
@@ -354,7 +356,7 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
     Returns:
         A :class:`ShardResult` as a dict (small: no arrays).
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out, config = Path(task["out"]), BuildConfig.from_dict(task["config"])
     if task.get("workers", 1) != 1:  # one core per worker: decode the two photos one after the other
         config = replace(config, align=replace(config.align, threads=1))
@@ -379,6 +381,7 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
         "sha256": info.sha256,
         "pairs": records,
         "seconds": round(time.perf_counter() - t0, 4),
+        "cpu_seconds": round(time.process_time() - c0, 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
     }
     write_text(_record_path(out, task["shard"]), json.dumps(result | {"timings": timings}, indent=1))

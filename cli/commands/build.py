@@ -50,9 +50,13 @@ def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, p
             rate = stats["pairs"] / max(time.perf_counter() - t0, 1e-9)
             advance(len(r.pairs), info=f"kept {stats['kept']} | failed {stats['failed']} | {rate:.2f} pairs/s")
 
-        summary = build_dataset(phone_dir, dslr_dir, out_dir, config=config, pairs_csv=pairs_csv, jobs=jobs,
-                                backend=backend, scheduler=scheduler, overwrite=overwrite,
-                                on_result=on_result)  # fmt: skip
+        try:
+            summary = build_dataset(phone_dir, dslr_dir, out_dir, config=config, pairs_csv=pairs_csv, jobs=jobs,
+                                    backend=backend, scheduler=scheduler, overwrite=overwrite,
+                                    on_result=on_result)  # fmt: skip
+        except KeyboardInterrupt:
+            console.print(f"interrupted: finished shards are kept; rerun the same command to resume {out_dir}")
+            sys.exit(130)
     if as_json:
         print_json(summary.to_dict())
     elif not quiet:

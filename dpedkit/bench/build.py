@@ -10,7 +10,9 @@ Figures (targets from issue 4):
   (``{iphone,canon}/N.jpg``, quality 95) (target: >= 5x). Both are read warm (files just written, in the page
   cache); a cold read needs dropping the OS cache, which this benchmark does not do.
 
-Timings on a shared machine are noisy: the result includes the load average before and after.
+Timings on a shared machine are noisy: the result includes the load average before and after, and the
+CPU-time ratio ``e2e_over_decode_cpu`` (pipeline CPU seconds per pair over decode CPU seconds per pair), which
+other processes disturb much less than wall time.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def bench_build(
     say(f"synthesizing {config.pairs} pairs of {config.phone_mp:g} / {config.dslr_mp:g} MP")
     synthesize(work / "raw", n=config.pairs, seed=config.seed, phone_mp=config.phone_mp, dslr_mp=config.dslr_mp)
     say("decode-only timing")
-    decode = _decode_seconds(work / "raw")
+    decode, decode_cpu = _decode_seconds(work / "raw")
     build = {}
     peak = 0.0
     from dpedkit.parallel import run_parallel
@@ -102,11 +104,12 @@ def bench_build(
     run_parallel(_warm_up, [0, 1], n_jobs=2)  # start the 2 workers (and their imports) outside the timing
     for jobs in (1, 2):
         say(f"building with {jobs} worker(s)")
-        seconds, peak_jobs = _timed_build(work, jobs)
+        seconds, cpu, peak_jobs = _timed_build(work, jobs)
         build[str(jobs)] = {
             "seconds": seconds,
             "pairs_per_s": config.pairs / seconds,
             "s_per_pair": seconds / config.pairs,
+            "cpu_s_per_pair": cpu / config.pairs,
         }
         peak = peak_jobs if jobs > 1 else peak
     say("random reads: shards vs JPEG folder")
@@ -114,9 +117,11 @@ def bench_build(
     out = {
         "config": config.to_dict(),
         "decode_s_per_pair": decode,
+        "decode_cpu_s_per_pair": decode_cpu,
         "build": build,
         "speedup_2_vs_1": build["2"]["pairs_per_s"] / build["1"]["pairs_per_s"],
         "e2e_over_decode": build["1"]["s_per_pair"] / decode,
+        "e2e_over_decode_cpu": build["1"]["cpu_s_per_pair"] / decode_cpu,
         "peak_rss_mb_per_worker": peak,
         "identical_1_vs_2": _digest(work / "ds-1") == _digest(work / "ds-2"),
         "reads": reads,
@@ -138,8 +143,8 @@ def _warm_up(_: int) -> None:
     import dpedkit.build  # noqa: F401 - the imports a build worker needs
 
 
-def _decode_seconds(raw: Path) -> float:
-    """Mean seconds to decode one pair (both JPEGs, EXIF handled, one OpenCV thread): the floor."""
+def _decode_seconds(raw: Path) -> tuple[float, float]:
+    """Mean wall and CPU seconds to decode one pair (both JPEGs, EXIF handled, one OpenCV thread): the floor."""
     import cv2
 
     from dpedkit.io import read_rgb
@@ -148,20 +153,20 @@ def _decode_seconds(raw: Path) -> float:
     cv2.setNumThreads(1)
     try:
         names = sorted(p.name for p in (raw / "phone").iterdir())
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for name in names:
             read_rgb(raw / "phone" / name)
             read_rgb(raw / "dslr" / name)
-        return (time.perf_counter() - t0) / len(names)
+        return (time.perf_counter() - t0) / len(names), (time.process_time() - c0) / len(names)
     finally:
         cv2.setNumThreads(threads)
 
 
-def _timed_build(work: Path, jobs: int) -> tuple[float, float]:
-    """Wall seconds of a fresh build with ``jobs`` workers, and the peak worker memory (MB) it reported."""
+def _timed_build(work: Path, jobs: int) -> tuple[float, float, float]:
+    """Wall seconds of a fresh build with ``jobs`` workers, the CPU seconds and peak worker memory (MB) reported."""
     from dpedkit.build import BuildConfig, build_dataset
 
-    peaks: list[float] = []
+    results: list[Any] = []
     t0 = time.perf_counter()
     build_dataset(
         work / "raw" / "phone",
@@ -170,9 +175,10 @@ def _timed_build(work: Path, jobs: int) -> tuple[float, float]:
         config=BuildConfig(test_images=0),
         jobs=jobs,
         overwrite=True,
-        on_result=lambda r: peaks.append(r.peak_rss_mb),
+        on_result=results.append,
     )
-    return time.perf_counter() - t0, max(peaks, default=0.0)
+    cpu = sum(r.cpu_seconds for r in results)
+    return time.perf_counter() - t0, cpu, max((r.peak_rss_mb for r in results), default=0.0)
 
 
 def _digest(root: Path) -> str:

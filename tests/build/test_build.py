@@ -302,3 +302,14 @@ def test_exit_status_1_when_no_pair_succeeds(bad_corpus, tmp_path):
     res = CliRunner().invoke(cli, ["-q", "build", str(phone), str(dslr), "-o", str(tmp_path / "o"), "--quiet"])
     assert res.exit_code == 1
     assert (tmp_path / "o" / "dataset.json").is_file()
+
+
+def test_pairs_csv_selects_and_names_pairs(raw, tmp_path):
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("name,phone,dslr\nfirst,0000.jpg,0000.jpg\nsecond,0001.jpg,0001.jpg\n")
+    cfg = BuildConfig(patch=PatchConfig(size=64), test_images=0)
+    summary = build_dataset(raw / "phone", raw / "dslr", tmp_path / "ds", config=cfg, pairs_csv=csv)
+    assert summary.ok == 2 and summary.pairs_by_split == {"train": 2, "test": 0}
+    records = pairs_of(tmp_path / "ds")
+    assert [r["pair"] for r in records] == ["first", "second"]
+    assert records[1]["phone"] == str((raw / "phone" / "0001.jpg").resolve())
