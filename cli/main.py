@@ -73,8 +73,12 @@ def cli(verbose: int, quiet: bool) -> None:
     """
     from rich.logging import RichHandler
 
+    from dpedkit_cli.render import console
+
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False)], force=True)
+    logging.basicConfig(
+        level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)], force=True
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_package_is_listed_in_pyproject():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "dpedkit").rglob("__init__.py")}
-    found |= {"dpedkit_cli." + ".".join(p.parent.relative_to(ROOT / "cli").parts) for p in (ROOT / "cli").rglob("__init__.py")}
+    found |= {
+        "dpedkit_cli." + ".".join(p.parent.relative_to(ROOT / "cli").parts) for p in (ROOT / "cli").rglob("__init__.py")
+    }
     found = {f.rstrip(".") for f in found}
     assert found == listed
 
@@ -38,3 +40,19 @@ def test_help_does_not_import_torch():
     code = "import sys; from dpedkit_cli.main import cli; cli(['--help'], standalone_mode=False); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False")
+
+
+def test_logging_goes_to_stderr_so_json_stdout_stays_clean():
+    import logging
+
+    @cli.command("_log_probe", hidden=True)
+    def probe():
+        logging.getLogger("dpedkit.test").info("hello from the library")
+
+    try:
+        result = CliRunner().invoke(cli, ["_log_probe"])
+    finally:
+        cli.commands.pop("_log_probe")
+    assert result.exit_code == 0
+    assert "hello from the library" not in result.stdout
+    assert "hello from the library" in result.stderr
