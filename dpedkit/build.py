@@ -40,7 +40,17 @@ from dpedkit.errors import ConfigError, InputError, check_choice, check_range
 from dpedkit.io import write_image, write_text
 from dpedkit.parallel import Backend, run_parallel
 from dpedkit.patches import PatchConfig
-from dpedkit.shards import MANIFEST, MANIFEST_SCHEMA, SCHEMA_VERSION, SPLITS, ShardWriter, file_sha256, shard_name
+from dpedkit.shards import (
+    COLUMNS,
+    IMAGES,
+    MANIFEST,
+    MANIFEST_SCHEMA,
+    SCHEMA_VERSION,
+    SPLITS,
+    ShardWriter,
+    file_sha256,
+    shard_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -364,15 +374,16 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
     records, timings = [], {}
     with ShardWriter(out / task["shard"], patch_size=config.patch.size, attrs=attrs) as writer:
         for name, phone, dslr in task["pairs"]:
+            times = timings[name] = {}
+            record, patches = process_pair(
+                name, phone, dslr, config=config, split=task["split"], out_dir=out, timings=times
+            )
             t1 = time.perf_counter()
-            record, patches = process_pair(name, phone, dslr, config=config, split=task["split"], out_dir=out)
             if patches is not None and len(patches):
-                writer.append(
-                    name,
-                    **{k: getattr(patches, k) for k in ("phone", "dslr", "xy", "shift", "angle", "ncc", "texture")},
-                )
+                writer.append(name, **{k: getattr(patches, k) for k in (*IMAGES, *COLUMNS) if k != "pair"})
             records.append(record)
-            timings[name] = round(time.perf_counter() - t1, 4)
+            times["write"] = time.perf_counter() - t1
+            timings[name] = {k: round(v, 4) for k, v in times.items()}
         info = writer.close()
     result = {
         "shard": task["shard"],
@@ -389,9 +400,19 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def process_pair(
-    name: str, phone: str, dslr: str, *, config: BuildConfig, split: str, out_dir: Path | None = None
+    name: str,
+    phone: str,
+    dslr: str,
+    *,
+    config: BuildConfig,
+    split: str,
+    out_dir: Path | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Align one pair and cut its patches; failures are returned in the record, never raised.
+
+    ``timings``, when given, receives wall seconds per stage (``decode``, ``align`` without decode,
+    ``patches``, ``test_full``).
 
     Returns:
         ``(record, patches)``: the ``pairs.jsonl`` record and a :class:`dpedkit.patches.PatchSet` (None when
@@ -403,14 +424,19 @@ def process_pair(
     from dpedkit.patches import extract_patches
 
     cv2.setRNGSeed(config.seed)  # results must not depend on what this worker processed before
+    times = timings if timings is not None else {}
     record: dict[str, Any] = {"pair": name, "phone": phone, "dslr": dslr, "split": split, "status": "ok", "reason": ""}
     record |= {"patches_total": 0, "patches_kept": 0}
     try:
         result = align_files(phone, dslr, config=config.align)
+        times["decode"] = result.timings.get("decode", 0.0)
+        times["align"] = result.timings.get("total", 0.0) - times["decode"]
         record |= _align_metrics(result)
         if not result.ok:
             return record | {"status": result.status, "reason": result.reason}, None
+        t0 = time.perf_counter()
         patches = extract_patches(result.phone, result.dslr, config=config.patch)
+        times["patches"] = time.perf_counter() - t0
     except InputError as exc:
         return record | {"status": "unreadable", "reason": str(exc)}, None
     except Exception as exc:
@@ -422,8 +448,10 @@ def process_pair(
     if not len(patches):
         record |= {"status": "no-patches", "reason": f"no window reached NCC >= {config.patch.ncc_min}"}
     if split == "test" and config.keep_test_full and out_dir is not None:
+        t0 = time.perf_counter()
         for side, img in (("phone", result.phone), ("dslr", result.dslr)):
             write_image(out_dir / TEST_FULL / side / f"{name}.png", img)
+        times["test_full"] = time.perf_counter() - t0
     log.debug("pair %s: %s, %d patches", name, record["status"], record["patches_kept"])
     return record, patches
 

@@ -33,6 +33,7 @@ def command(pairs: int, phone_mp: float, dslr_mp: float, reads: int, work_dir: s
         ["end-to-end s/pair (1 worker)", b["1"]["s_per_pair"], "", ""],
         ["end-to-end / decode", res["e2e_over_decode"], f"<= {t['e2e_over_decode']}", ok["e2e_over_decode"]],
         ["end-to-end / decode (CPU time)", res["e2e_over_decode_cpu"], "", ""],
+        *[[f"  stage {k} s/pair", v, "", ""] for k, v in res["stages_s_per_pair_1_worker"].items()],
         [
             "peak MB per worker",
             res["peak_rss_mb_per_worker"],

@@ -123,6 +123,7 @@ def bench_build(
         "e2e_over_decode": build["1"]["s_per_pair"] / decode,
         "e2e_over_decode_cpu": build["1"]["cpu_s_per_pair"] / decode_cpu,
         "peak_rss_mb_per_worker": peak,
+        "stages_s_per_pair_1_worker": _stage_means(work / "ds-1"),
         "identical_1_vs_2": _digest(work / "ds-1") == _digest(work / "ds-2"),
         "reads": reads,
         "read_ratio": reads["shard_raw_per_s"] / reads["jpeg_per_s"],
@@ -179,6 +180,18 @@ def _timed_build(work: Path, jobs: int) -> tuple[float, float, float]:
     )
     cpu = sum(r.cpu_seconds for r in results)
     return time.perf_counter() - t0, cpu, max((r.peak_rss_mb for r in results), default=0.0)
+
+
+def _stage_means(root: Path) -> dict[str, float]:
+    """Mean wall seconds per pair of each stage (decode, align, patches, write, ...) from the shard records."""
+    import json
+
+    sums: dict[str, list[float]] = {}
+    for record in sorted(root.glob("*/shard-*.json")):
+        for times in json.loads(record.read_text())["timings"].values():
+            for stage, seconds in times.items():
+                sums.setdefault(stage, []).append(seconds)
+    return {stage: float(np.mean(v)) for stage, v in sums.items()}
 
 
 def _digest(root: Path) -> str:

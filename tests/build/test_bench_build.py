@@ -15,6 +15,7 @@ def test_bench_build_smoke(tmp_path):
     n = res["reads"]["patches"]
     assert 0 < n <= 40 and len(list((tmp_path / "dped" / "canon").iterdir())) == n
     assert set(res["met"]) == set(res["targets"]) and len(seen) >= 4
+    assert {"decode", "align", "patches", "write"} <= set(res["stages_s_per_pair_1_worker"])
 
 
 def test_bench_config_validation():
