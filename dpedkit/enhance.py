@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -150,26 +151,28 @@ def plan_strips(height: int, width: int, channels: int, *, max_memory: float, ca
 
 
 class _Spill:
-    """An ``H x C x W`` float32 array in a temporary file, read and written by row ranges (pread/pwrite).
+    """An ``H x W x C`` float32 array in a temporary file, read and written by row ranges (pread/pwrite).
 
-    Plain file I/O rather than a memory map keeps the process's resident memory at the strip size.
+    ``H x W x C`` is the memory layout of a channels-last (1, C, rows, W) tensor, so strips move without copies
+    (channels-last convolutions are also about 1.5x faster on CPU).  Plain file I/O rather than a memory map
+    keeps the process's resident memory at the strip size.
     """
 
     def __init__(self, folder: str, height: int, channels: int, width: int) -> None:
         fd, self.path = tempfile.mkstemp(prefix="dpedkit-spill-", suffix=".f32", dir=folder)
-        self.fd, self.shape = fd, (height, channels, width)
+        self.fd, self.shape = fd, (height, width, channels)
         self.row_bytes = channels * width * 4
 
     def write(self, lo: int, t: torch.Tensor) -> None:
         """Store ``t`` (1, C, rows, W) as rows ``lo..lo+rows-1``."""
-        arr = np.ascontiguousarray(t[0].permute(1, 0, 2).float().cpu().numpy())
+        arr = np.ascontiguousarray(t[0].permute(1, 2, 0).float().cpu().numpy())
         view, off = memoryview(arr).cast("B"), lo * self.row_bytes
         while view:
             n = os.pwrite(self.fd, view, off)
             view, off = view[n:], off + n
 
     def read(self, lo: int, hi: int, device: torch.device) -> torch.Tensor:
-        """Rows ``lo..hi-1`` as a (1, C, hi - lo, W) tensor on ``device``."""
+        """Rows ``lo..hi-1`` as a channels-last (1, C, hi - lo, W) tensor on ``device``."""
         arr = np.empty((hi - lo, *self.shape[1:]), np.float32)
         view, off = memoryview(arr).cast("B"), lo * self.row_bytes
         while view:
@@ -177,12 +180,22 @@ class _Spill:
             if n <= 0:
                 raise DpedkitError(f"{self.path}: short read from the spill file")
             view, off = view[n:], off + n
-        return torch.from_numpy(arr).to(device).permute(1, 0, 2).unsqueeze(0).contiguous()
+        return torch.from_numpy(arr).to(device).permute(2, 0, 1).unsqueeze(0)
 
     def close(self) -> None:
         """Close and delete the file."""
         os.close(self.fd)
         os.unlink(self.path)
+
+
+def _check_free_space(folder: str, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise InputError(
+            folder,
+            f"strip mode needs {needed / GB:.1f} GB of temporary spill space here, only {free / GB:.1f} GB free "
+            "(set TMPDIR / spill_dir to a bigger disk, or raise the memory budget)",
+        )
 
 
 def _conv_rows(x: torch.Tensor, lo: int, height: int, conv: torch.nn.Conv2d) -> tuple[torch.Tensor, int]:
@@ -241,7 +254,8 @@ def _tail(g: torch.nn.Module, x: torch.Tensor, lo: int, height: int) -> tuple[to
 
 
 def _image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(rgb[lo:hi]).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0).contiguous()
+    x = torch.from_numpy(rgb[lo:hi]).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 @torch.inference_mode()
@@ -266,6 +280,7 @@ def enhance_strips(
     strips = _strips(height, rows)
     out = np.empty((height, width, 3), np.float32)
     with tempfile.TemporaryDirectory(prefix="dpedkit-enhance-", dir=spill_dir) as tmp:
+        _check_free_space(tmp, 4 * height * width * c * 4)
         spills = [_Spill(tmp, height, c, width) for _ in range(4)]
         x_old, x_new, y1, y2 = spills
         try:

@@ -196,3 +196,13 @@ def test_official_model_hd_photo_strips_match_whole(shared):
     a, b = np.rint(whole * 255), np.rint(tiled * 255)
     mse = np.mean((a - b) ** 2)
     assert mse == 0 or 10 * np.log10(255**2 / mse) >= 45
+
+
+def test_strips_refuse_without_spill_space(rng, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 100, 100))
+    with pytest.raises(InputError, match="spill space"):
+        enhance_strips(_generator(channels=4, blocks=1), _photo(rng, 8, 8), rows=4, device=torch.device("cpu"))

@@ -31,7 +31,7 @@ def command(
     MODEL is a dpedkit checkpoint or an official DPED TensorFlow checkpoint prefix (models/iphone_orig).
     Output: OUT/<name>.<format>, upright (EXIF orientation applied), clipped to [0, 1]. The result equals a
     whole-image run of the network even when memory forces strips (instance-norm statistics are computed over
-    the whole photo); strips spill activations to the temp folder (about 12 GB for a 12 MP photo).
+    the whole photo); strips spill activations to $TMPDIR (about 12 GB of disk for a 12 MP photo).
     """
     from dpedkit.enhance import EnhanceConfig, ImageResult, collect_inputs, enhance
 
