@@ -140,27 +140,27 @@ def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, check
         return empty
     flann = cv2.FlannBasedMatcher({"algorithm": _FLANN_KDTREE, "trees": trees}, {"checks": checks})
     knn = flann.knnMatch(a.desc, b.desc, k=3)
-    qi, ti, r = [], [], []
-    for cand in knn:
-        if len(cand) < 2:
-            continue
-        best = cand[0]
-        loc = b.pts[best.trainIdx]
-        second = next((m for m in cand[1:] if np.any(np.abs(b.pts[m.trainIdx] - loc) > 1e-3)), None)
-        if second is None or second.distance <= 0:
-            continue
-        q = best.distance / second.distance
-        if q < ratio:
-            qi.append(best.queryIdx)
-            ti.append(best.trainIdx)
-            r.append(q)
-    if not qi:
+    full = [c for c in knn if len(c) == 3]
+    if not full:
         return empty
-    order = np.argsort(np.asarray(r), kind="stable")
-    qi, ti = np.asarray(qi)[order], np.asarray(ti)[order]
+    train = np.array([[m.trainIdx for m in c] for c in full])
+    dist = np.array([[m.distance for m in c] for c in full], np.float64)
+    query = np.array([c[0].queryIdx for c in full])
+    # Second neighbour = the nearest one at a location other than the best one's (orientation duplicates).
+    same = np.all(np.abs(b.pts[train[:, 1]] - b.pts[train[:, 0]]) <= 1e-3, axis=1)
+    second = np.where(same, dist[:, 2], dist[:, 1])
+    same2 = same & np.all(np.abs(b.pts[train[:, 2]] - b.pts[train[:, 0]]) <= 1e-3, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = dist[:, 0] / second
+    ok = (q < ratio) & ~same2 & (second > 0)
+    if not ok.any():
+        return empty
+    qi, ti, r = query[ok], train[ok, 0], q[ok]
+    order = np.argsort(r, kind="stable")
+    qi, ti = qi[order], ti[order]
     src, dst = a.pts[qi], b.pts[ti]
     keep = _first_unique(src) & _first_unique(dst)  # kept rows are unique on both sides
-    rr = np.asarray(r, np.float32)[order]
+    rr = r[order].astype(np.float32)
     return Matches(src[keep], dst[keep], rr[keep], a.size[qi][keep], b.size[ti][keep])
 
 

@@ -61,7 +61,7 @@ class AlignConfig:
     """
 
     work_mp: float = 0.5
-    max_features: int = 0
+    max_features: int = 4000
     contrast_threshold: float = 0.04
     ratio: float = 0.8
     method: str = "magsac"
@@ -70,12 +70,12 @@ class AlignConfig:
     min_inliers: int = 20
     min_inlier_ratio: float = 0.1
     max_rmse_px: float = 1.0
-    scale_range: tuple[float, float] = (0.2, 5.0)
+    scale_range: tuple[float, float] = (0.125, 8.0)
     max_rotation_deg: float = 45.0
     max_anisotropy: float = 2.0
     min_overlap: float = 0.2
     margin_px: float = 1.0
-    interpolation: str = "cubic"
+    interpolation: str = "linear"
     min_side: int = 32
     threads: int = 2
 
@@ -365,8 +365,19 @@ def align_files(
         InputError: a file is missing, unreadable, truncated or not an image.
     """
     t0 = time.perf_counter()
-    phone, dslr = _map2(lambda p: read_image(p).rgb, phone_path, dslr_path, config.threads)
+    phone, dslr = read_pair(phone_path, dslr_path, threads=config.threads)
     return align_pair(phone, dslr, config=config, timings={"decode": time.perf_counter() - t0})
+
+
+def read_pair(phone_path: str | Path, dslr_path: str | Path, *, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Decode both images (RGB uint8, EXIF orientation applied), side by side when ``threads > 1``.
+
+    This is exactly the decode stage of :func:`align_files` (``dpedkit bench align`` times it alone).
+
+    Raises:
+        InputError: a file is missing, unreadable, truncated or not an image.
+    """
+    return _map2(lambda p: read_image(p).rgb, phone_path, dslr_path, threads)
 
 
 def write_alignment(result: AlignResult, out_dir: str | Path) -> None:

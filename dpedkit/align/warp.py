@@ -24,11 +24,6 @@ INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "lanczos
 _W_MIN = 1e-6  # smallest homogeneous coordinate accepted (relative to its value at the phone centre)
 
 
-def _scale_xy(sx: float, sy: float) -> np.ndarray:
-    """Full-resolution -> resized pixel coordinates for per-axis factors (pixel-centre convention)."""
-    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-
-
 def _translate(tx: float, ty: float) -> np.ndarray:
     return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
 
@@ -138,19 +133,28 @@ def crop_scale(h: np.ndarray, rect: tuple[int, int, int, int]) -> float:
     return local_geometry(h, np.array([(x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2])).scale
 
 
+def antialias_sigma(scale: float) -> float:
+    """Gaussian sigma (DSLR px) to pre-filter a DSLR image sampled every ``scale`` DSLR pixels (0 if ``<= 1``).
+
+    Treats each image as band-limited like a Gaussian of sigma 0.5 of its own pixel, as SIFT does: reaching
+    0.5 phone pixel (``0.5 * scale`` DSLR px) needs ``0.5 * sqrt(scale**2 - 1)`` more.
+    """
+    return 0.5 * math.sqrt(scale * scale - 1.0) if scale > 1.0 else 0.0
+
+
 def resample_dslr(
     dslr: np.ndarray,
     h: np.ndarray,
     rect: tuple[int, int, int, int],
     *,
-    interpolation: str = "cubic",
+    interpolation: str = "linear",
 ) -> np.ndarray:
     """Resample the DSLR image onto the phone pixel grid of ``rect``, anti-aliased when it shrinks.
 
     ``warpPerspective`` treats ``INTER_AREA`` as bilinear and would alias, so when the DSLR is downscaled
-    (more than one DSLR pixel per phone pixel) the DSLR region under the crop is first shrunk with
-    ``INTER_AREA`` to about the phone's sampling, and the remaining near-1:1 homography is applied with
-    ``interpolation``. When the DSLR is upscaled it is warped directly.
+    (more than one DSLR pixel per phone pixel at the crop centre) the DSLR region under the crop is first
+    blurred with a Gaussian of :func:`antialias_sigma`, then warped with ``interpolation``. When the DSLR is
+    upscaled it is warped directly.
 
     Args:
         dslr: ``H_d x W_d x 3`` uint8 RGB DSLR image.
@@ -163,23 +167,21 @@ def resample_dslr(
     """
     x0, y0, x1, y1 = rect
     out_size = (x1 - x0, y1 - y0)
-    m = np.asarray(h, np.float64) @ _translate(x0, y0)  # crop pixel -> DSLR pixel
-    src = dslr
-    scale = crop_scale(h, rect)
-    if scale > 1.0 + 1e-3:
-        f = 1.0 / scale
-        corners = np.array([[x0 - 0.5, y0 - 0.5], [x1 - 0.5, y0 - 0.5], [x1 - 0.5, y1 - 0.5], [x0 - 0.5, y1 - 0.5]])
-        q = np.c_[corners, np.ones(4)] @ np.asarray(h, np.float64).T
-        q = q[:, :2] / q[:, 2:3]
-        pad = 2.0 * scale + 2.0
-        hd, wd = dslr.shape[:2]
-        bx0, by0 = max(0, math.floor(q[:, 0].min() - pad)), max(0, math.floor(q[:, 1].min() - pad))
-        bx1, by1 = min(wd, math.ceil(q[:, 0].max() + pad) + 1), min(hd, math.ceil(q[:, 1].max() + pad) + 1)
-        sub = dslr[by0:by1, bx0:bx1]
-        size = (max(1, round(sub.shape[1] * f)), max(1, round(sub.shape[0] * f)))
-        src = cv2.resize(sub, size, interpolation=cv2.INTER_AREA)
-        sx, sy = size[0] / sub.shape[1], size[1] / sub.shape[0]
-        m = _scale_xy(sx, sy) @ _translate(-bx0, -by0) @ m
-        log.debug("anti-alias: DSLR region %dx%d shrunk by %.3f before warping", sub.shape[1], sub.shape[0], f)
+    h = np.asarray(h, np.float64)
+    m = h @ _translate(x0, y0)  # crop pixel -> DSLR pixel
+    sigma = antialias_sigma(crop_scale(h, rect))
+    # Work on the DSLR region under the crop only (plus room for the blur and interpolation kernels).
+    corners = np.array([[x0 - 0.5, y0 - 0.5], [x1 - 0.5, y0 - 0.5], [x1 - 0.5, y1 - 0.5], [x0 - 0.5, y1 - 0.5]])
+    q = np.c_[corners, np.ones(4)] @ h.T
+    q = q[:, :2] / q[:, 2:3]
+    pad = math.ceil(4 * sigma) + 4
+    hd, wd = dslr.shape[:2]
+    bx0, by0 = max(0, math.floor(q[:, 0].min()) - pad), max(0, math.floor(q[:, 1].min()) - pad)
+    bx1, by1 = min(wd, math.ceil(q[:, 0].max()) + pad + 1), min(hd, math.ceil(q[:, 1].max()) + pad + 1)
+    src = dslr[by0:by1, bx0:bx1]
+    if sigma > 0.05:
+        src = cv2.GaussianBlur(src, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+        log.debug("anti-alias: DSLR region %dx%d blurred with sigma %.3f px", src.shape[1], src.shape[0], sigma)
+    m = _translate(-bx0, -by0) @ m
     flags = INTERPOLATIONS[interpolation] | cv2.WARP_INVERSE_MAP
     return cv2.warpPerspective(src, m, out_size, flags=flags, borderMode=cv2.BORDER_REPLICATE)

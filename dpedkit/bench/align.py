@@ -12,6 +12,7 @@ Every function returns a plain dict of figures (JSON-friendly) so tests assert o
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -173,6 +174,108 @@ def synthetic_pairs(
         name, rgb = photos[i % len(photos)]
         pair = make_pair(rgb, rng=np.random.default_rng([seed, i]), phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
         yield f"{i:04d}-{name}", pair.phone, pair.dslr, np.asarray(pair.truth["H_phone_to_dslr"], np.float64)
+
+
+def bench_align(
+    *,
+    phone_mp: float = 13.0,
+    dslr_mp: float = 20.0,
+    seed: int = 0,
+    repeats: int = 3,
+    config: AlignConfig = _DEFAULT,
+    workdir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Decode-only vs full alignment time of one synthetic JPEG pair, peak memory and corner error.
+
+    The pair is made by :func:`dpedkit.synth.make_pair` and written as JPEG; then ONE fresh process (spawned,
+    so its memory high-water mark is the alignment's alone) times, ``repeats`` times after a warm-up, the
+    decode stage on its own (:func:`dpedkit.align.pipeline.read_pair`, as ``align_files`` decodes) and the
+    whole :func:`dpedkit.align.align_files` (decode + features + matching + homography + crop + warp).
+    Both wall-clock and process CPU seconds are reported (CPU time is robust to other load on the machine).
+
+    Returns:
+        Dict with ``decode_wall_s``, ``align_wall_s``, ``ratio_wall``, ``decode_cpu_s``, ``align_cpu_s``,
+        ``ratio_cpu`` (medians), ``stages_s``, ``peak_rss_mb``, ``baseline_rss_mb``, ``mce_px``, ``status``, sizes.
+    """
+    import multiprocessing as mp
+    import tempfile
+
+    from dpedkit.synth import bundled_photos, make_pair
+
+    photos = bundled_photos()
+    name = sorted(photos)[0]
+    pair = make_pair(photos[name], rng=np.random.default_rng(seed), phone_mp=phone_mp, dslr_mp=dslr_mp)
+    truth = np.asarray(pair.truth["H_phone_to_dslr"], np.float64)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        paths = (Path(tmp) / "phone.jpg", Path(tmp) / "dslr.jpg")
+        paths[0].write_bytes(pair.phone_jpeg)
+        paths[1].write_bytes(pair.dslr_jpeg)
+        sizes = {"phone_size": list(pair.truth["phone_size"]), "dslr_size": list(pair.truth["dslr_size"])}
+        jpeg_mb = [round(len(pair.phone_jpeg) / 1e6, 2), round(len(pair.dslr_jpeg) / 1e6, 2)]
+        del pair
+        with mp.get_context("spawn").Pool(1) as pool:
+            out = pool.apply(_measure, (str(paths[0]), str(paths[1]), config.to_dict(), repeats))
+    h = np.asarray(out.pop("H")) if out.get("H") is not None else None
+    out.pop("H", None)
+    out["mce_px"] = mean_corner_error(h, truth, *sizes["phone_size"]) if h is not None else None
+    return {
+        "source": name,
+        **sizes,
+        "jpeg_mb": jpeg_mb,
+        "repeats": repeats,
+        "cpu_count": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "config": config.to_dict(),
+        **out,
+    }
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB on Linux
+
+
+def _measure(phone: str, dslr: str, config: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """Runs in the spawned process: warm-up, then ``repeats`` x (decode only, full alignment)."""
+    from dpedkit.align.pipeline import read_pair
+
+    cfg = AlignConfig.from_dict(config)
+    baseline = _rss_mb() if os.path.exists("/proc/self/statm") else None
+    res = align_files(phone, dslr, config=cfg)  # warm-up: imports, OpenCV thread pool, page cache
+    dw, dc, aw, ac = [], [], [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        read_pair(phone, dslr, threads=cfg.threads)
+        w1, c1 = time.perf_counter(), time.process_time()
+        res = align_files(phone, dslr, config=cfg)
+        w2, c2 = time.perf_counter(), time.process_time()
+        dw.append(w1 - w0)
+        dc.append(c1 - c0)
+        aw.append(w2 - w1)
+        ac.append(c2 - c1)
+    med = float(np.median(dw)), float(np.median(dc)), float(np.median(aw)), float(np.median(ac))
+    return {
+        "status": res.status,
+        "reason": res.reason,
+        "inliers": res.inliers,
+        "matches": res.matches,
+        "decode_wall_s": med[0],
+        "decode_cpu_s": med[1],
+        "align_wall_s": med[2],
+        "align_cpu_s": med[3],
+        "ratio_wall": med[2] / med[0],
+        "ratio_cpu": med[3] / med[1],
+        "stages_s": {k: round(v, 4) for k, v in res.timings.items()},
+        "peak_rss_mb": _peak_rss_mb(),
+        "baseline_rss_mb": baseline,
+        "H": None if res.H_phone_to_dslr is None else res.H_phone_to_dslr.tolist(),
+    }
 
 
 def read_pair(phone_path: str | Path, dslr_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
