@@ -218,3 +218,25 @@ def test_windows_whose_match_leaves_the_crop_are_not_kept(scene, rng):
     ps = extract_patches(phone[:, :600], scene[:, :600], config=PatchConfig(rotation="none", radius=8))
     right = ps.candidates["xy"][:, 0] == 5 * P  # now 504..603 of a 600 px crop: 4 px out
     assert ps.candidates["outside"][right].all() and not ps.candidates["kept"][right].any()
+
+
+@pytest.mark.shared
+def test_city100_stored_pairs_recheck_from_files(shared, tmp_path):
+    """Real phone/DSLR pairs: every kept pair, written to PNG and read back, has NCC >= ncc_min."""
+    from dpedkit.align import align_pair
+    from dpedkit.io import read_rgb, write_image
+
+    root = shared("data", "city100")
+    names = sorted(p.name for p in (root / "iPhoneX").glob("*.png"))[:2]
+    assert names
+    for name in names:
+        res = align_pair(read_rgb(root / "iPhoneX" / name), read_rgb(root / "NikonD5500" / name))
+        assert res.ok, res.reason
+        ps = extract_patches(res.phone, res.dslr)
+        assert len(ps) >= 0.5 * len(ps.candidates["ncc"])
+        assert np.percentile(np.hypot(*ps.shift.T), 95) < 3.0  # planar scene: small residuals, far below R
+        for i in range(len(ps)):
+            write_image(tmp_path / "p.png", ps.phone[i])
+            write_image(tmp_path / "d.png", ps.dslr[i])
+            again = ncc(read_rgb(tmp_path / "p.png"), read_rgb(tmp_path / "d.png"))
+            assert again == pytest.approx(float(ps.ncc[i]), abs=1e-6) and again >= 0.9 - 1e-6
