@@ -118,7 +118,7 @@ def detect(
     return Features(pts, np.ascontiguousarray(desc, np.float32), scale, size)
 
 
-def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, checks: int = 64) -> Matches:
+def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, checks: int = 32) -> Matches:
     """Match descriptors of ``a`` to ``b`` with FLANN, Lowe's ratio test and duplicate removal.
 
     SIFT emits several orientations at one location, so the second-nearest neighbour used by the ratio test

@@ -122,19 +122,25 @@ def _summary(rows: list[dict[str, Any]], key: str, bounds: tuple[float, ...] = (
 
 
 def eval_synthetic(
-    pairs: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    pairs: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray | dict]],
     *,
     config: AlignConfig = _DEFAULT,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Align ``(name, phone, dslr, H_true)`` pairs; mean corner error and dense grid residual vs the truth.
+    """Align ``(name, phone, dslr, H_true or truth dict)`` pairs; corner error and grid residual vs the truth.
+
+    With a :mod:`dpedkit.synth` truth dict of a hard pair, rows also get ``true_residual`` (our H against the
+    true mapping: lens distortion, parallax; moving object excluded) and ``best_planar_residual`` (what the
+    best possible homography leaves), both ``{"median", "p95", "max"}`` in DSLR px.
 
     Returns:
         ``{"rows": [...], "accepted": n, "total": n, "mce_median": px, "mce_max": px, "grid_median": px,
         "seconds_median": s}``.
     """
     rows = []
-    for name, phone, dslr, h_true in pairs:
+    for name, phone, dslr, h_or_truth in pairs:
+        truth = h_or_truth if isinstance(h_or_truth, dict) else None
+        h_true = np.asarray(truth["H_phone_to_dslr"] if truth else h_or_truth, np.float64)
         t0 = time.perf_counter()
         res = align_pair(phone, dslr, config=config)
         extra: dict[str, Any] = {"seconds": time.perf_counter() - t0, "mce_px": None, "grid": None}
@@ -142,6 +148,9 @@ def eval_synthetic(
             w, h = res.phone_size
             extra["mce_px"] = mean_corner_error(res.H_phone_to_dslr, h_true, w, h)
             extra["grid"] = grid_residual(res.H_phone_to_dslr, h_true, w, h)
+            if truth is not None and truth.get("hard"):
+                extra["true_residual"] = _true_residual(res.H_phone_to_dslr, truth)
+                extra["best_planar_residual"] = _best_planar(truth)
         row = _row(name, res, **extra)
         rows.append(row)
         if on_result is not None:
@@ -159,10 +168,28 @@ def eval_synthetic(
     }
 
 
+def _true_residual(h: np.ndarray, truth: dict, step: int = 16) -> dict[str, float]:
+    from dpedkit.synth import map_phone_to_dslr
+
+    pw, ph = truth["phone_size"]
+    xs, ys = np.meshgrid(np.arange(0, pw, step), np.arange(0, ph, step))
+    pts = np.c_[xs.ravel(), ys.ravel()].astype(np.float64)
+    q = map_phone_to_dslr(truth, pts)
+    keep = np.isfinite(q).all(axis=1)
+    d = np.linalg.norm(apply_homography(h, pts[keep]) - q[keep], axis=1)
+    return {"median": float(np.median(d)), "p95": float(np.percentile(d, 95)), "max": float(d.max())}
+
+
+def _best_planar(truth: dict) -> dict[str, float]:
+    from dpedkit.synth import best_planar_fit
+
+    return best_planar_fit(truth)["residual_px"]
+
+
 def synthetic_pairs(
     n: int, *, seed: int = 0, phone_mp: float = 3.0, dslr_mp: float = 6.0, hard: bool = False
-) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``n`` pairs ``(name, phone, dslr, H_true)`` made like ``dpedkit synth`` does (bundled photos).
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
+    """Yield ``n`` pairs ``(name, phone, dslr, truth dict)`` made like ``dpedkit synth`` does (bundled photos).
 
     Pair ``i`` uses ``np.random.default_rng([seed, i])`` and photo ``i mod len(photos)``, as
     :func:`dpedkit.synth.synthesize`, so the pairs equal the files ``dpedkit synth`` writes.
@@ -173,7 +200,7 @@ def synthetic_pairs(
     for i in range(n):
         name, rgb = photos[i % len(photos)]
         pair = make_pair(rgb, rng=np.random.default_rng([seed, i]), phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
-        yield f"{i:04d}-{name}", pair.phone, pair.dslr, np.asarray(pair.truth["H_phone_to_dslr"], np.float64)
+        yield f"{i:04d}-{name}", pair.phone, pair.dslr, pair.truth
 
 
 def bench_align(

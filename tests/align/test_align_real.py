@@ -62,5 +62,8 @@ def test_synthetic_hard_pairs():
     """Lens distortion + parallax + a moving object: still accepted; the residual is reported, not hidden."""
     s = eval_synthetic(synthetic_pairs(3, seed=1, phone_mp=1.0, dslr_mp=2.0, hard=True))
     _show("synthetic hard 1 MP / 2 MP, mean corner error vs the planar H", s, "mce_px")
+    for r in s["rows"]:
+        print(f"  {r['pair']}: vs true mapping {r['true_residual']}, best planar fit {r['best_planar_residual']}")
     assert s["accepted"] == 3
-    assert all(r["grid"]["median"] < 5.0 for r in s["rows"])
+    # Against the true mapping (distortion + parallax), the robust H leaves about what the best homography does.
+    assert all(r["true_residual"]["median"] < 1.5 * r["best_planar_residual"]["median"] + 0.5 for r in s["rows"])
