@@ -310,7 +310,7 @@ class _Context:
         self.cfg = config
         self.phone = phone
         self.dslr = dslr
-        self.pad = config.radius + 4
+        self.pad = config.radius + 8  # search + Gauss-Newton moves + rotation + cubic support
         self.gphone = cv2.copyMakeBorder(_luma(phone), *[self.pad] * 4, cv2.BORDER_REFLECT_101)
         self.gdslr = _luma(dslr)
         self.centre = (config.size - 1) / 2.0
@@ -331,7 +331,8 @@ class _Context:
             sx, sy, angle = px - r, py - r, 0.0
             if peak >= self.cfg.ncc_min - _GN_SKIP_MARGIN:
                 sx, sy, angle = self._gauss_newton(tmpl, (gx, gy), x0, y0, sx, sy)
-            if abs(angle) >= self.cfg.max_angle or math.hypot(sx - px + r, sy - py + r) > 1.0:
+            at_limit = self.cfg.max_angle > 0 and abs(angle) >= self.cfg.max_angle
+            if at_limit or math.hypot(sx - px + r, sy - py + r) > 1.0:
                 # far from the correlation peak or stuck at the angle limit: keep it only if it scores better
                 patch, score = self._extract(x0, y0, sx, sy, angle)
                 start, start_score = self._extract(x0, y0, px - r, py - r, 0.0)
@@ -395,7 +396,8 @@ class _Context:
     def _warp_gray(self, x0: int, y0: int, sx: float, sy: float, angle: float) -> np.ndarray:
         p, pad = self.cfg.size, self.pad
         m = self._affine(x0 + pad, y0 + pad, sx, sy, angle)
-        return cv2.warpAffine(self.gphone, m, (p, p), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
+        return cv2.warpAffine(self.gphone, m, (p, p), flags=flags, borderMode=cv2.BORDER_REFLECT_101)
 
     def _affine(self, x0: int, y0: int, sx: float, sy: float, angle: float) -> np.ndarray:
         """2x3 matrix taking patch pixel ``(u, v)`` to its phone point (for ``WARP_INVERSE_MAP``)."""
