@@ -47,7 +47,7 @@ ROTATIONS: tuple[str, ...] = ("fit", "search", "none")
 INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
 _INTER = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 _GN_ITERS = 4  # Gauss-Newton iterations at most (1-2 are typical from the correlation peak)
-_GN_TOL = 0.01  # px; stop when an update moves the window (centre and corners) less than this
+_GN_TOL = 0.02  # px; stop when an update moves the window (centre and corners) less than this
 _GN_SKIP_MARGIN = 0.3  # windows whose correlation peak is below ncc_min - this are not refined further
 _GN_MAX_MOVE = 3.0  # px; a Gauss-Newton result further than this from the correlation peak is discarded
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma, as cv2.COLOR_RGB2GRAY
@@ -365,28 +365,32 @@ class _Context:
         tn = _normalise(tmpl)
         if tn is None:
             return sx, sy, 0.0
-        norm = float(np.sqrt(np.square(tmpl - tmpl.mean()).sum()))
-        tgx, tgy = grad[0] / norm, grad[1] / norm  # gradients of the normalised DSLR window
+        half = np.float32(0.5 / float(np.sqrt(np.square(tmpl - tmpl.mean()).sum())))
+        tgx, tgy = grad[0] * half, grad[1] * half  # half the gradients of the normalised DSLR window
         rotate = self.cfg.rotation == "fit"
-        est = np.array([sx, sy, 0.0])
+        sd = np.empty((3 if rotate else 2, tmpl.size), np.float32)  # Jacobian rows: d/dx, d/dy, d/d(angle)
+        gx, gy = sd[0].reshape(tmpl.shape), sd[1].reshape(tmpl.shape)
+        est = [sx, sy, 0.0]
         lim = math.radians(self.cfg.max_angle)
         for it in range(_GN_ITERS):
             win = _normalise(self._warp_gray(x0, y0, est[0], est[1], math.degrees(est[2])))
             if win is None:
                 return sx, sy, 0.0
-            gx = 0.5 * tgx + cv2.Sobel(win, cv2.CV_32F, 1, 0, ksize=1, scale=0.25)  # half the central difference
-            gy = 0.5 * tgy + cv2.Sobel(win, cv2.CV_32F, 0, 1, ksize=1, scale=0.25)
-            jac = [gx.ravel(), gy.ravel()]
+            np.add(tgx, cv2.Sobel(win, cv2.CV_32F, 1, 0, ksize=1, scale=0.25), out=gx)  # ESM: mean gradient
+            np.add(tgy, cv2.Sobel(win, cv2.CV_32F, 0, 1, ksize=1, scale=0.25), out=gy)
             if rotate:
                 u, v = self.uv
-                jac.append((gy * u - gx * v).ravel())  # d/d(angle, rad) of the sample point: (-v, u)
-            sd = np.array(jac)
-            hess = sd @ sd.T
-            if it == 0 and np.linalg.cond(hess) > 1e6:
-                return sx, sy, 0.0
-            step = np.linalg.solve(hess, sd @ (tn - win).ravel())
-            est[: len(step)] += step
-            est[2] = float(np.clip(est[2], -lim, lim))
+                np.subtract(gy * u, gx * v, out=sd[2].reshape(tmpl.shape))  # sample point moves by (-v, u)
+            hess = (sd @ sd.T).astype(np.float64)
+            if it == 0:
+                ev = np.linalg.eigvalsh(hess)
+                if not ev[0] > 1e-6 * ev[-1]:
+                    return sx, sy, 0.0
+            step = np.linalg.solve(hess, (sd @ (tn - win).ravel()).astype(np.float64))
+            est[0] += float(step[0])
+            est[1] += float(step[1])
+            if rotate:
+                est[2] = min(max(est[2] + float(step[2]), -lim), lim)
             if abs(step[0]) + abs(step[1]) < _GN_TOL and (not rotate or abs(step[2]) * self.centre < _GN_TOL):
                 break
         if not np.all(np.isfinite(est)) or math.hypot(est[0] - sx, est[1] - sy) > _GN_MAX_MOVE:
