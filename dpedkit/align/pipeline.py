@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from dpedkit import __version__
@@ -54,6 +55,8 @@ class AlignConfig:
         max_rotation_deg: plausible absolute rotation between the two images.
         max_anisotropy: largest singular-value ratio of the local Jacobian (shear/squash) accepted.
         min_overlap: smallest crop area, as a fraction of the phone image, accepted.
+        min_coverage: smallest area of the inliers' convex hull, as a fraction of the crop, accepted (a
+            homography supported by one small cluster of matches extrapolates badly to the rest of the crop).
         margin_px: DSLR pixels kept clear of the DSLR border by the crop.
         interpolation: resampling kernel of the DSLR warp: ``linear``, ``cubic`` or ``lanczos``.
         min_side: images with a side below this many pixels fail with ``too-small``.
@@ -74,6 +77,7 @@ class AlignConfig:
     max_rotation_deg: float = 45.0
     max_anisotropy: float = 2.0
     min_overlap: float = 0.2
+    min_coverage: float = 0.1
     margin_px: float = 1.0
     interpolation: str = "linear"
     min_side: int = 32
@@ -95,6 +99,7 @@ class AlignConfig:
         check_range("max_rotation_deg", self.max_rotation_deg, 0.0, 180.0)
         check_range("max_anisotropy", self.max_anisotropy, 1.0)
         check_range("min_overlap", self.min_overlap, 0.0, 1.0)
+        check_range("min_coverage", self.min_coverage, 0.0, 1.0)
         check_range("margin_px", self.margin_px, 0.0, 100.0)
         check_choice("interpolation", self.interpolation, tuple(INTERPOLATIONS))
         check_range("min_side", self.min_side, 1)
@@ -126,7 +131,7 @@ class AlignResult:
     Attributes:
         status: ``"ok"`` or a failure word (``too-small``, ``too-few-matches``, ``too-few-inliers``,
             ``low-inlier-ratio``, ``high-residual``, ``degenerate-homography``, ``implausible-scale``,
-            ``implausible-rotation``, ``small-overlap``).
+            ``implausible-rotation``, ``small-overlap``, ``inliers-clustered``).
         reason: a human sentence with the numbers behind a failure (``""`` when ok).
         H_phone_to_dslr: 3x3 float64 phone -> DSLR (full resolution, pixel centres at integers); None unless ok.
         crop: ``(x0, y0, x1, y1)`` half-open crop in phone pixels; None unless ok.
@@ -138,6 +143,7 @@ class AlignResult:
         scale: DSLR pixels per phone pixel at the inlier centroid (NaN when no fit).
         rotation_deg: rotation of the DSLR relative to the phone at the inlier centroid (NaN when no fit).
         overlap: crop area / phone image area (0 when no crop).
+        coverage: area of the inliers' convex hull (phone) / crop area (0 when no crop).
         phone_size: ``(width, height)`` of the full phone image.
         dslr_size: ``(width, height)`` of the full DSLR image.
         phone_pts: ``N x 2`` float64 inlier points in the phone image (full resolution).
@@ -158,6 +164,7 @@ class AlignResult:
     scale: float = math.nan
     rotation_deg: float = math.nan
     overlap: float = 0.0
+    coverage: float = 0.0
     phone_size: tuple[int, int] = (0, 0)
     dslr_size: tuple[int, int] = (0, 0)
     phone_pts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
@@ -189,6 +196,7 @@ class AlignResult:
             "scale": num(self.scale),
             "rotation_deg": num(self.rotation_deg),
             "overlap": float(self.overlap),
+            "coverage": float(self.coverage),
             "phone_size": list(self.phone_size),
             "dslr_size": list(self.dslr_size),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
@@ -325,6 +333,14 @@ def align_pair(
                 f"of the phone image, need {cfg.min_overlap:.0%}",
             )
         )
+    res.coverage = _hull_area(res.phone_pts) / max(1, (rect[2] - rect[0]) * (rect[3] - rect[1]))
+    if res.coverage < cfg.min_coverage:
+        return fail(
+            Failure(
+                "inliers-clustered",
+                f"the inliers' convex hull covers {res.coverage:.1%} of the crop, need {cfg.min_coverage:.0%}",
+            )
+        )
     with clock.stage("warp"):
         x0, y0, x1, y1 = rect
         res.phone = np.ascontiguousarray(phone[y0:y1, x0:x1])
@@ -338,6 +354,13 @@ def _match_sigma(m: Matches, s_p: float, s_d: float) -> np.ndarray:
     """Expected localisation error of each match in DSLR px, from both keypoint sizes (relative units)."""
     scale = s_p / s_d  # DSLR full-res px per phone full-res px, roughly (for weighting only)
     return np.sqrt(m.dst_size**2 + (scale * m.src_size) ** 2)
+
+
+def _hull_area(pts: np.ndarray) -> float:
+    """Area (px^2) of the convex hull of ``N x 2`` points (0 for fewer than 3)."""
+    if len(pts) < 3:
+        return 0.0
+    return float(cv2.contourArea(cv2.convexHull(pts.astype(np.float32))))
 
 
 def _check_fit(n_inliers: int, n_matches: int, rmse_work: float, cfg: AlignConfig) -> Failure | None:

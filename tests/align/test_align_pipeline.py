@@ -142,6 +142,18 @@ def test_small_overlap_is_rejected(known_pair):
     assert r.status == "small-overlap"
 
 
+def test_clustered_inliers_are_rejected():
+    """Texture in one small patch only: the H fits there but nothing constrains the rest of the crop."""
+    rng = np.random.default_rng(5)
+    phone = np.full((600, 800, 3), 128, np.uint8)
+    phone[250:400, 300:450] = _scene("astronaut", (150, 150), rng)
+    h = _similarity(1.2, 1.0, 10.0, 5.0)
+    dslr = cv2.warpPerspective(phone, h, (1000, 760), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    r = align_pair(phone, dslr)
+    assert r.status == "inliers-clustered", (r.status, r.reason)
+    assert 0 < r.coverage < 0.1 and r.inliers >= 20
+
+
 def test_bad_arrays_raise():
     with pytest.raises(InputError, match="uint8"):
         align_pair(np.zeros((64, 64, 3), np.float32), np.zeros((64, 64, 3), np.uint8))
