@@ -188,14 +188,15 @@ print(f"{scores.n_pairs} pairs | model: DPED PSNR {scores.model.dped_psnr:.2f} d
     new_code_cell(
         """\
 from dpedkit import diagnostics as dg
-from dpedkit.enhance import enhance_image
-from dpedkit.io import read_rgb
+from dpedkit.enhance import enhance_array
+from dpedkit.io import read_rgb, to_uint8
 
 photo = read_rgb(SHARED / "data" / "dped_hd" / "0.png")
 if SMALL:
     photo = photo[:256, :384]
-enhanced = enhance_image(model, photo)
-print(photo.shape, "->", enhanced.shape, enhanced.dtype)
+out, strips = enhance_array(model, photo, max_memory=2.0)  # strips > 0: tiled with exact instance-norm statistics
+enhanced = to_uint8(out)
+print(photo.shape, "->", enhanced.shape, enhanced.dtype, f"({strips} strips)" if strips else "(whole image)")
 display(Image(dg.encode_jpeg(dg.fit_width(photo, 700)[0])))
 display(Image(dg.encode_jpeg(dg.fit_width(enhanced, 700)[0])))"""
     ),
