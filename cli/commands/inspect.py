@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -27,6 +28,11 @@ def command(source: Path, out: Path | None, summary: bool, top: int, **options: 
     from dpedkit import diagnostics
     from dpedkit.report import ReportConfig, write_report
 
+    if summary and diagnostics.is_pair_dir(source):
+        meta = json.loads((source / "alignment.json").read_text())
+        rows = [[k, v] for k, v in meta.items() if not isinstance(v, list | dict) or k == "crop"]
+        console.print(table(f"aligned pair {source}", ["", "value"], rows))
+        return
     if summary:
         _print_summary(diagnostics.summarize_dataset(source), top)
         return

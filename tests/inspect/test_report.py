@@ -87,6 +87,10 @@ def test_pair_folder_report(tiny_dataset, tmp_path):
     assert res.kind == "pair" and res.sections == ["views"]
     for caption in ("inlier matches", "checkerboard", "blend", "band-passed", "windows kept", "residual shift"):
         assert caption in page
+    from dpedkit_cli.main import cli
+
+    res = CliRunner().invoke(cli, ["inspect", str(tmp_path / "pair"), "--summary"])
+    assert res.exit_code == 0 and "aligned pair" in res.output and "rmse_px" in res.output
 
 
 def test_report_refuses_other_folders(tmp_path):
