@@ -38,7 +38,7 @@ from dpedkit import __version__
 from dpedkit.align import AlignConfig
 from dpedkit.errors import ConfigError, InputError, check_choice, check_range
 from dpedkit.io import write_image, write_text
-from dpedkit.parallel import Backend, run_parallel
+from dpedkit.parallel import Backend, check_options, run_parallel
 from dpedkit.patches import PatchConfig
 from dpedkit.shards import (
     COLUMNS,
@@ -196,7 +196,8 @@ def build_dataset(
         pairs_csv: explicit pairing (see :func:`dpedkit.pairs.read_pairs_csv`), paths relative to the folders.
         jobs: worker processes (1: a plain loop here; -1: all cores / all cluster workers).
         backend: ``"loky"``, ``"dask"`` (a ``distributed`` cluster at ``scheduler``) or ``"ray"``.
-        scheduler: dask scheduler address (or ray address); without it dask starts a local cluster.
+        scheduler: dask scheduler address (or ray address); without it dask starts a local cluster. Remote
+            workers write the shards themselves: ``out_dir`` must be on storage they and this process share.
         overwrite: delete an existing dataset (finished or not) in ``out_dir`` first.
         on_result: called in this process with a :class:`ShardResult` for each shard (resumed ones first).
 
@@ -208,6 +209,7 @@ def build_dataset(
         InputError: a folder or the pairs CSV is missing or unreadable.
     """
     t0 = time.perf_counter()
+    check_options(jobs, backend)
     out = Path(out_dir)
     if overwrite:
         clear_dataset(out)

@@ -58,9 +58,7 @@ def run_parallel(
     Raises:
         ConfigError: unknown backend, bad ``n_jobs``, or the backend's package is not installed.
     """
-    check_choice("backend", backend, BACKENDS)
-    if n_jobs == 0 or n_jobs < -1:
-        raise ConfigError(f"n_jobs must be a positive number of workers or -1 (all cores), got {n_jobs}")
+    check_options(n_jobs, backend)
     results: list[Any] = [None] * len(items)
     if n_jobs == 1 or len(items) <= 1 and backend == "loky":
         import cv2
@@ -79,6 +77,13 @@ def run_parallel(
         parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         _drain(parallel(delayed(_call)(fn, i, item) for i, item in enumerate(items)), items, results, on_result)
     return results
+
+
+def check_options(n_jobs: int, backend: str) -> None:
+    """Raise :class:`ConfigError` for an unknown backend or a worker count other than -1 or >= 1."""
+    check_choice("backend", backend, BACKENDS)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+        raise ConfigError(f"jobs must be a positive number of workers or -1 (all cores); got {n_jobs!r}")
 
 
 def _drain(stream: Iterator[tuple[int, Any]], items: Sequence, results: list, on_result: Callable | None) -> None:

@@ -18,7 +18,7 @@ def test_results_in_input_order_and_callbacks_in_this_process(n_jobs):
 def test_bad_options():
     with pytest.raises(ConfigError, match="backend must be one of"):
         run_parallel(abs, [1], backend="spark")
-    with pytest.raises(ConfigError, match="n_jobs"):
+    with pytest.raises(ConfigError, match="jobs must be"):
         run_parallel(abs, [1], n_jobs=0)
 
 
