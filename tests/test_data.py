@@ -78,3 +78,12 @@ def test_refuses_foreign_damaged_and_unfinished(tmp_path):
     (root / "train/shard-00000.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
     with pytest.raises(ShardError, match="not a readable HDF5"):
         load_split(root, "train")
+
+
+@pytest.mark.gpu
+def test_load_split_to_gpu(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    phone, dslr = load_split(make_dataset(tmp_path, [2, 3]), "train", device="cuda")
+    assert phone.is_cuda and phone.dtype == torch.uint8 and phone.shape == (5, 8, 8, 3)
+    assert torch.equal(phone[:, 0, 0, 0].cpu(), torch.arange(5, dtype=torch.uint8))
