@@ -12,7 +12,7 @@ cross-correlation (NCC) with it:
    of the DSLR and warped phone gradients), 1-4 iterations of one cubic ``P x P`` warp each. It recovers known
    shifts to ~0.005 px and angles to ~0.005 degree on synthetic warps, where the parabola alone is biased by
    0.05-0.2 px. The angle costs one more Jacobian column, not a search: ~1.1x ``rotation="none"`` (the same
-   Gauss-Newton on ``(dx, dy)`` only), against ~1.7-1.9x for ``rotation="search"``, the naive search (rotate
+   Gauss-Newton on ``(dx, dy)`` only), against ~2x for ``rotation="search"``, the naive search (rotate
    the neighbourhood to ``angle_steps`` angles and re-match each; parabola sub-pixel, coarser);
 3. the phone patch is resampled once (``cv2.warpAffine``, cubic) at the refined shift and angle, its NCC with
    the DSLR patch is computed by :func:`ncc` on the stored uint8 arrays (so re-checking a stored pair from a
