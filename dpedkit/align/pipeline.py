@@ -61,10 +61,12 @@ class AlignConfig:
         interpolation: resampling kernel of the DSLR warp: ``linear``, ``cubic`` or ``lanczos``.
         min_side: images with a side below this many pixels fail with ``too-small``.
         threads: threads used to process the two images side by side (1: sequential).
+        seed: seed of OpenCV's random generator (FLANN trees, USAC sampling), set in the calling thread before
+            matching so the same pair always gives the same result.
     """
 
     work_mp: float = 0.5
-    max_features: int = 4000
+    max_features: int = 8000
     contrast_threshold: float = 0.04
     ratio: float = 0.8
     method: str = "magsac"
@@ -77,11 +79,12 @@ class AlignConfig:
     max_rotation_deg: float = 45.0
     max_anisotropy: float = 2.0
     min_overlap: float = 0.2
-    min_coverage: float = 0.1
+    min_coverage: float = 0.2
     margin_px: float = 1.0
     interpolation: str = "linear"
     min_side: int = 32
     threads: int = 2
+    seed: int = 0
 
     def __post_init__(self) -> None:
         check_range("work_mp", self.work_mp, 0.01, 1000.0)
@@ -104,6 +107,7 @@ class AlignConfig:
         check_choice("interpolation", self.interpolation, tuple(INTERPOLATIONS))
         check_range("min_side", self.min_side, 1)
         check_range("threads", self.threads, 1, 64)
+        check_range("seed", self.seed, 0, 2**31 - 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of the options."""
@@ -292,6 +296,7 @@ def align_pair(
 
         fp, fd = _map2(feats, (phone, s_p), (dslr, s_d), cfg.threads)
     with clock.stage("match"):
+        cv2.setRNGSeed(cfg.seed)  # FLANN's randomised trees and USAC's sampling draw from it
         m = match(fp, fd, ratio=cfg.ratio)
     res.matches = len(m)
     if len(m) < cfg.min_inliers:

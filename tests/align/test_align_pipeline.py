@@ -86,6 +86,14 @@ def test_crop_content_matches(known_pair, known_result):
     assert np.all(q >= 0) and np.all(q[:, 0] <= dw - 1) and np.all(q[:, 1] <= dh - 1)
 
 
+def test_deterministic(known_pair, known_result):
+    """OpenCV's RNG (FLANN trees, USAC sampling) is seeded from the config: same pair, same result."""
+    phone, dslr, _ = known_pair
+    again = align_pair(phone, dslr, config=AlignConfig(threads=1))
+    assert np.array_equal(again.H_phone_to_dslr, known_result.H_phone_to_dslr)
+    assert again.crop == known_result.crop and again.inliers == known_result.inliers
+
+
 def test_identity_pair():
     phone = _scene("coffee", (640, 480), np.random.default_rng(2))
     r = align_pair(phone, phone.copy())
