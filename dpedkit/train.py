@@ -78,8 +78,7 @@ def discriminator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
     run.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     run.opt_d.step()
-    acc = ((probs[:, 0] > probs[:, 1]).float() == adv).float().mean()
-    return {"d_loss": loss.detach(), "d_acc": acc.detach()}
+    return {"d_loss": loss.detach(), "d_acc": run.losses.accuracy(probs.detach(), adv)}
 
 
 def validate(run: Run, *, step: int) -> dict[str, float]:
@@ -90,7 +89,7 @@ def validate(run: Run, *, step: int) -> dict[str, float]:
 
     g = run.g_raw.eval()
     with run.autocast():
-        scores, _ = evaluate_arrays(g, *run.test, batch=run.config.eval_batch, device=run.device)
+        scores, identity = evaluate_arrays(g, *run.test, batch=run.config.eval_batch, device=run.device)
     k = min(run.config.samples, len(run.test[0]))
     if k:
         with torch.inference_mode():
@@ -99,7 +98,10 @@ def validate(run: Run, *, step: int) -> dict[str, float]:
         grid = np.concatenate([np.concatenate(t, axis=0) for t in (run.test[0][:k], out, run.test[1][:k])], axis=1)
         write_image(run.run_dir / "samples" / f"step-{step:06d}.png", grid)
     g.train()
-    return {"psnr": scores.dped_psnr, "ms_ssim": scores.dped_ms_ssim, "pirm_psnr": scores.pirm_psnr}
+    row = {"psnr": scores.dped_psnr, "ms_ssim": scores.dped_ms_ssim, "pirm_psnr": scores.pirm_psnr}
+    if step == 0:  # the baseline to beat: the phone patches as they are
+        row |= {"identity_psnr": identity.dped_psnr, "identity_ms_ssim": identity.dped_ms_ssim}
+    return row
 
 
 class _Meter:
@@ -220,8 +222,7 @@ def _evaluate(run: Run, *, step: int, meter: _Meter | None, on_eval) -> dict[str
         improved = "psnr" in row and (run.best_psnr is None or row["psnr"] > run.best_psnr)
         if improved:
             run.best_psnr = row["psnr"]
-        if step > 0:
-            run.save(step, best=improved)  # checkpoint first, then the row: a resume drops rows past it
+        run.save(step, best=improved)  # checkpoint first, then the row: a resume drops rows past it
         with open(run.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row, sort_keys=True) + "\n")
         if on_eval:

@@ -15,15 +15,6 @@ DATA_MODES = ("auto", "memory", "loader")
 # options that may change when a run is resumed (they do not change what is computed)
 RESUMABLE_CHANGES = ("iters", "eval_every", "device", "data_mode", "workers")
 
-VGG_HELP = (
-    "the {model!r} model needs VGG-19 weights for its content loss, and none can be downloaded here. Pass "
-    "--vgg PATH with either the MatConvNet file imagenet-vgg-verydeep-19.mat (the original DPED's, ~510 MB, from "
-    "https://www.vlfeat.org/matconvnet/pretrained/ : 'imagenet-vgg-verydeep-19') or a torchvision vgg19 state "
-    "dict saved with torch.save (torchvision.models.vgg19(weights='IMAGENET1K_V1').state_dict(), cached under "
-    "~/.cache/torch/hub/checkpoints/vgg19-dcbb9e9d.pth). For smoke tests only, --vgg random uses an untrained "
-    "VGG; the srcnn model needs no VGG."
-)
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -87,7 +78,10 @@ class TrainConfig:
         if self.model_config is not None and not isinstance(self.model_config, dict):
             raise ConfigError(f"model_config must be a dict of architecture options; got {self.model_config!r}")
         if self.needs_vgg and not self.vgg:
-            raise ConfigError(VGG_HELP.format(model=self.model))
+            from dpedkit.models.vgg import WEIGHTS_HELP
+
+            raise ConfigError(f"the {self.model!r} model trains with a VGG content loss. {WEIGHTS_HELP} "
+                              "(the srcnn model needs no VGG)")  # fmt: skip
 
     @property
     def needs_vgg(self) -> bool:

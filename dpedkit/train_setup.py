@@ -85,7 +85,7 @@ class Losses:
         """Unweighted generator terms: ``mse`` (srcnn); ``content``, ``tv`` (+ ``texture``, ``color`` for dped)."""
         if self.model == "srcnn":
             return {"mse": F.mse_loss(enhanced.float(), dslr)}
-        terms = {"content": self.L.content_loss(self.vgg, enhanced, dslr), "tv": self.L.tv_loss(enhanced)}
+        terms = {"content": self.L.content_loss(enhanced, dslr, vgg=self.vgg), "tv": self.L.tv_loss(enhanced)}
         if self.model == "dped":
             probs, _ = self.discriminate(d, enhanced, dslr, torch.zeros(len(dslr), device=dslr.device))
             terms["texture"] = self.L.texture_loss(probs)
@@ -103,6 +103,10 @@ class Losses:
     def discriminator_loss(self, probs: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
         """The summed cross-entropy with target ``[adv, 1 - adv]``."""
         return self.L.discriminator_loss(probs, adv)
+
+    def accuracy(self, probs: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+        """Fraction of the batch the discriminator classifies right."""
+        return self.L.discriminator_accuracy(probs, adv)
 
 
 @dataclass
@@ -251,7 +255,7 @@ def setup_run(data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, 
     if config.needs_vgg:
         from dpedkit.models.vgg import load_vgg
 
-        vgg = _seeded(config.seed + 2, lambda: load_vgg(config.vgg, dist.device))
+        vgg = load_vgg(config.vgg, dist.device, seed=config.seed)
     adam = {"lr": config.lr, "betas": (0.9, 0.999), "eps": 1e-8}
     opt_g = torch.optim.Adam(g.parameters(), **adam)
     opt_d = torch.optim.Adam(d.parameters(), **adam) if d is not None else None

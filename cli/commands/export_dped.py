@@ -1,0 +1,39 @@
+"""``dpedkit export-dped DATASET -o DIR --phone NAME``: a dpedkit dataset in the official DPED layout."""
+
+from __future__ import annotations
+
+import click
+from dpedkit_cli.render import console, handle_errors, print_json, progress
+
+
+@click.command(name="export-dped")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="The dped/ folder to write into.")
+@click.option("--phone", default=None, help="Phone folder name (default: the phone an imported dataset came from).")
+@click.option("--quality", type=click.IntRange(0, 100), default=95, show_default=True, help="JPEG quality.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT/<phone>.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@handle_errors
+def command(dataset: str, out: str, phone: str | None, quality: int, overwrite: bool, as_json: bool) -> None:
+    """Write DATASET as OUT/<phone>/training_data/... and test_data/patches/... (pairs by index).
+
+    Patches imported with `dpedkit import-dped` are written back byte for byte; others are encoded as JPEG.
+    """
+    from dpedkit.dped_io import export_dped
+
+    with progress("export", None, quiet=as_json) as advance:
+        result = export_dped(
+            dataset,
+            out,
+            phone=phone,
+            quality=quality,
+            overwrite=overwrite,
+            on_progress=lambda done, total: advance(1, info=f"{done}/{total} shards"),
+        )
+    if as_json:
+        print_json(result.to_dict())
+        return
+    console.print(
+        f"[green]{result.out}[/]: {result.pairs} pairs ({result.copied_bytes} original files, "
+        f"{result.encoded} encoded at quality {quality}), {result.full_size} full-size test images"
+    )
