@@ -78,7 +78,7 @@ class AlignConfig:
     scale_range: tuple[float, float] = (0.125, 8.0)
     max_rotation_deg: float = 45.0
     max_anisotropy: float = 2.0
-    min_overlap: float = 0.2
+    min_overlap: float = 0.1
     min_coverage: float = 0.2
     margin_px: float = 1.0
     interpolation: str = "linear"
