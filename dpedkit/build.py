@@ -65,7 +65,7 @@ class BuildConfig:
     """Options of :func:`build_dataset` (stored in ``dataset.json`` and in every shard's attributes).
 
     Attributes:
-        align: alignment options.
+        align: alignment options (``align.threads`` is not used: each build worker runs on one core).
         patch: patch options (``patch.size`` is the patch side ``P``, ``patch.ncc_min`` the NCC threshold).
         test_images: number of source pairs in the test split; overrides ``test_fraction`` when set.
         test_fraction: fraction of pairs in the test split (rounded, at least one when there are two or more
@@ -221,7 +221,7 @@ def build_dataset(
     records = _pair_records(phone_dir, dslr_dir, pairs_csv)
     plan = make_plan(records, config)
     _start(out, plan)
-    tasks = [dict(t, out=str(out), config=plan["config"], workers=jobs) for t in plan["tasks"]]
+    tasks = [dict(t, out=str(out), config=plan["config"]) for t in plan["tasks"]]
     done = {t["shard"]: r for t in tasks if (r := _finished(out, t)) is not None}
     log.info("%d pairs in %d shards; %d shards already done", len(records), len(tasks), len(done))
     for r in done.values():
@@ -362,16 +362,15 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: process one task's pairs into one shard (temp file + rename), then write its record file.
 
     Args:
-        task: ``{"split", "shard", "pairs": [[name, phone, dslr], ...], "out", "config", "workers"}`` (plain
-            data; ``workers`` is the job's worker count).
+        task: ``{"split", "shard", "pairs": [[name, phone, dslr], ...], "out", "config"}`` (plain data).
 
     Returns:
         A :class:`ShardResult` as a dict (small: no arrays).
     """
     t0, c0 = time.perf_counter(), time.process_time()
     out, config = Path(task["out"]), BuildConfig.from_dict(task["config"])
-    if task.get("workers", 1) != 1:  # one core per worker: decode the two photos one after the other
-        config = replace(config, align=replace(config.align, threads=1))
+    # one core per worker (jobs is the parallelism knob): decode the two photos one after the other
+    config = replace(config, align=replace(config.align, threads=1))
     attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
     records, timings = [], {}
     with ShardWriter(out / task["shard"], patch_size=config.patch.size, attrs=attrs) as writer:
