@@ -119,7 +119,8 @@ def load_split(
     Args:
         source: a dataset folder, one shard file or a list of shard files (see :class:`PatchDataset`).
         split: ``"train"`` or ``"test"``.
-        device: ``None`` for numpy arrays in host memory, else torch tensors on that device (e.g. ``"cuda"``).
+        device: ``None`` for numpy arrays in host memory, else torch tensors on that device (e.g. ``"cuda"``),
+            filled shard by shard (host memory then holds one shard at a time).
         verify: check shard checksums against the manifest first.
 
     Returns:
@@ -135,16 +136,21 @@ def load_split(
     if shards:
         with open_shard(shards[0].path) as f:
             p = int(f.attrs["patch_size"])
-    out = {name: np.empty((n, p, p, 3), np.uint8) for name in ("phone", "dslr")}
+    if device is None:
+        out = {name: np.empty((n, p, p, 3), np.uint8) for name in ("phone", "dslr")}
+    else:  # fill the device tensors shard by shard: host memory holds one shard at a time, not the split
+        out = {name: torch.empty((n, p, p, 3), dtype=torch.uint8, device=device) for name in ("phone", "dslr")}
     start = 0
     for s in shards:
         with open_shard(s.path) as f:
             if int(f.attrs["patch_size"]) != p:
                 raise ShardError(f"{s.path}: patch size {f.attrs['patch_size']} differs from the other shards' {p}")
             for name, arr in out.items():
-                if s.rows:
+                if not s.rows:
+                    continue
+                if isinstance(arr, np.ndarray):
                     f[name].read_direct(arr, dest_sel=np.s_[start : start + s.rows])
+                else:
+                    arr[start : start + s.rows].copy_(torch.from_numpy(f[name][()]))
         start += s.rows
-    if device is None:
-        return out["phone"], out["dslr"]
-    return torch.from_numpy(out["phone"]).to(device), torch.from_numpy(out["dslr"]).to(device)
+    return out["phone"], out["dslr"]
