@@ -87,6 +87,9 @@ class BuildConfig:
     on_error: OnError = "record"
 
     def __post_init__(self) -> None:
+        for name, cls in (("align", AlignConfig), ("patch", PatchConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}; got {type(getattr(self, name)).__name__}")
         if self.test_images is not None:
             check_range("test_images", self.test_images, 0)
         check_range("test_fraction", self.test_fraction, 0.0, 1.0)

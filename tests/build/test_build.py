@@ -314,3 +314,16 @@ def test_pairs_csv_selects_and_names_pairs(raw, tmp_path):
     records = pairs_of(tmp_path / "ds")
     assert [r["pair"] for r in records] == ["first", "second"]
     assert records[1]["phone"] == str((raw / "phone" / "0001.jpg").resolve())
+
+
+def test_build_config_roundtrip_and_errors():
+    cfg = BuildConfig(patch=PatchConfig(size=64, ncc_min=0.8), test_images=3, pairs_per_shard=2)
+    assert BuildConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="test_fraction"):
+        BuildConfig(test_fraction=1.5)
+    with pytest.raises(ConfigError, match="on_error must be one of"):
+        BuildConfig(on_error="ignore")
+    with pytest.raises(ConfigError, match="unknown BuildConfig option"):
+        BuildConfig.from_dict({"bogus": 1})
+    with pytest.raises(ConfigError, match="jobs must be"):
+        build_dataset("a", "b", "c", jobs=0)
