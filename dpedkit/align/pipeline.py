@@ -1,10 +1,11 @@
 """Entry points of the alignment stage: ``align_pair`` (arrays), ``align_files`` (paths), ``write_alignment``.
 
 Pipeline: gray + ``INTER_AREA`` shrink to ``work_mp`` megapixels -> SIFT (precise upscale, pixel-centre
-lifting to full resolution) -> FLANN + ratio test + duplicate removal -> USAC robust homography with inliers
-recomputed under the returned ``H`` and a least-squares re-fit on them at full resolution -> validation
-(inlier count/ratio/RMSE, plausible scale/rotation/anisotropy, overlap) -> largest valid crop -> DSLR
-resampled (anti-aliased) onto the phone grid.
+lifting to full resolution) -> FLANN + ratio test + duplicate removal -> USAC robust homography (MAGSAC++) with
+inliers recomputed under the returned ``H``, least-squares re-fits on them and a final fit weighted by the
+keypoint sizes, all at full resolution -> validation (inlier count/ratio/RMSE, plausible scale, rotation and
+anisotropy, overlap, inlier coverage of the crop) -> largest valid crop -> DSLR resampled onto the phone grid
+(Gaussian pre-filter when the DSLR shrinks). OpenCV's RNG is seeded from the config: results are repeatable.
 
 Convention: ``H_phone_to_dslr`` maps phone ``(x, y, 1)`` to DSLR pixels, full resolution, pixel centres at
 integers; ``crop`` is ``[x0, y0, x1, y1]`` half-open in phone pixels.
@@ -315,18 +316,18 @@ def align_pair(
     res.inliers, res.rmse_px = fit.n_inliers, fit.rmse
     res.phone_pts, res.dslr_pts = m.src[fit.inliers], m.dst[fit.inliers]
     failure = _check_fit(fit.n_inliers, len(m), fit.rmse * s_d, cfg)
-    centre = res.phone_pts.mean(axis=0) if len(res.phone_pts) else np.array([(psize[0] - 1) / 2, (psize[1] - 1) / 2])
-    geo, geo_failure = check_geometry(
-        fit.H,
-        psize,
-        centre,
-        scale_range=cfg.scale_range,
-        max_rotation_deg=cfg.max_rotation_deg,
-        max_anisotropy=cfg.max_anisotropy,
-    )
-    res.scale, res.rotation_deg = geo.scale, geo.rotation_deg
-    if failure is not None or geo_failure is not None:  # a Failure is falsy: compare with None
-        return fail(failure if failure is not None else geo_failure)
+    if failure is None:  # a Failure is falsy: always compare with None
+        geo, failure = check_geometry(
+            fit.H,
+            psize,
+            res.phone_pts.mean(axis=0),  # scale and rotation where the evidence is
+            scale_range=cfg.scale_range,
+            max_rotation_deg=cfg.max_rotation_deg,
+            max_anisotropy=cfg.max_anisotropy,
+        )
+        res.scale, res.rotation_deg = geo.scale, geo.rotation_deg
+    if failure is not None:
+        return fail(failure)
     with clock.stage("crop"):
         rect = largest_rectangle(valid_halfplanes(fit.H, psize, dsize, margin=cfg.margin_px), psize)
     res.overlap = (rect[2] - rect[0]) * (rect[3] - rect[1]) / (psize[0] * psize[1])
