@@ -53,3 +53,22 @@ def test_cli_demo_refuses_earlier_demo(tmp_path):
     res = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path)])
     assert res.exit_code == 2 and "--overwrite" in res.output
     assert (tmp_path / "report.html").read_text() == "earlier"
+
+
+def test_identity_srcnn_starts_at_the_identity(tmp_path):
+    import torch
+
+    from dpedkit.checkpoint import load_model
+    from dpedkit.demo import TINY_SRCNN, identity_srcnn
+
+    state = torch.random.get_rng_state()
+    path = identity_srcnn(TINY_SRCNN, tmp_path / "id.pt", seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)  # seeded privately
+    net = load_model(path)
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        err = (net(x) - x).abs()
+    assert err.mean() < 0.02 and err.mean() > 0  # identity plus a little trainable noise
+    plain = load_model(identity_srcnn(TINY_SRCNN, tmp_path / "plain.pt", seed=3, noise=0.0))
+    with torch.no_grad():
+        assert torch.allclose(plain(x), x, atol=1e-6)
