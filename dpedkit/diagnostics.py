@@ -342,8 +342,8 @@ def shift_field_png(
 ) -> bytes:
     """Arrows of the per-window residual shift over the (grayed) phone crop, magnified to be visible; PNG bytes.
 
-    The magnification makes the 95th-percentile kept shift half a window long; drawn arrows are capped at one
-    window (rejected windows often have large, meaningless shifts).
+    The magnification makes the 95th-percentile kept shift (at least 0.1 px) half a window long; arrows are
+    capped at one window (rejected windows often have large, meaningless shifts).
 
     Args:
         image: phone crop, ``H x W x 3`` uint8 RGB (background).
@@ -361,7 +361,7 @@ def shift_field_png(
     mag = np.hypot(s[:, 0], s[:, 1])
     ref = mag[k] if k.any() else mag
     top = float(np.percentile(ref, 95)) if len(ref) else 0.0
-    gain = 0.45 * size / max(top, 0.02)  # a typical long kept arrow spans about half a window
+    gain = 0.45 * size / max(top, 0.1)
     s = s * np.minimum(1.0, size / np.maximum(mag * gain, 1e-9))[:, None]  # no drawn arrow longer than a window
     fig = _figure(7.0, 7.0 * h / w + 0.6)
     ax = fig.add_subplot()
