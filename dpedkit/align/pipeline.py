@@ -329,7 +329,8 @@ def align_pair(
     if failure is not None:
         return fail(failure)
     with clock.stage("crop"):
-        rect = largest_rectangle(valid_halfplanes(fit.H, psize, dsize, margin=cfg.margin_px), psize)
+        anchor = tuple(res.phone_pts.mean(axis=0))
+        rect = largest_rectangle(valid_halfplanes(fit.H, psize, dsize, margin=cfg.margin_px, anchor=anchor), psize)
     res.overlap = (rect[2] - rect[0]) * (rect[3] - rect[1]) / (psize[0] * psize[1])
     if res.overlap < cfg.min_overlap or min(rect[2] - rect[0], rect[3] - rect[1]) < cfg.min_side:
         return fail(

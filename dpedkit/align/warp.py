@@ -29,7 +29,12 @@ def _translate(tx: float, ty: float) -> np.ndarray:
 
 
 def valid_halfplanes(
-    h: np.ndarray, phone_size: tuple[int, int], dslr_size: tuple[int, int], *, margin: float = 1.0
+    h: np.ndarray,
+    phone_size: tuple[int, int],
+    dslr_size: tuple[int, int],
+    *,
+    margin: float = 1.0,
+    anchor: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Half-planes ``a x + b y + c >= 0`` (rows ``[a, b, c]``) of phone points whose content is in the DSLR.
 
@@ -38,6 +43,8 @@ def valid_halfplanes(
         phone_size: ``(width, height)`` of the phone image.
         dslr_size: ``(width, height)`` of the DSLR image.
         margin: DSLR pixels kept clear of the DSLR border (room for the interpolation kernel).
+        anchor: a phone point known to be imaged by both cameras (e.g. the inlier centroid; default: the phone
+            centre); it fixes the sign of ``h``, so the valid side of the horizon line ``w = 0`` is its side.
 
     Returns:
         ``K x 3`` float64 array of half-planes (phone box, DSLR box pulled back through ``h``, ``w > 0``).
@@ -45,8 +52,9 @@ def valid_halfplanes(
     wp, hp = phone_size
     wd, hd = dslr_size
     h = np.asarray(h, np.float64)
-    w_centre = h[2] @ np.array([(wp - 1) / 2, (hp - 1) / 2, 1.0])
-    h = h / w_centre if w_centre != 0 else h  # make w positive (and ~1) at the phone centre
+    ax, ay = anchor if anchor is not None else ((wp - 1) / 2, (hp - 1) / 2)
+    w_anchor = h[2] @ np.array([ax, ay, 1.0])
+    h = h / w_anchor if w_anchor != 0 else h  # make w positive (and ~1) at the anchor
     r1, r2, r3 = h
     lo_x, hi_x, lo_y, hi_y = margin, wd - 1 - margin, margin, hd - 1 - margin
     return np.array(

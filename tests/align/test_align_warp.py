@@ -13,7 +13,8 @@ from dpedkit.geometry import apply_homography
 
 
 def _inside(h, pts, dslr_size, margin):
-    q = apply_homography(h, pts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = apply_homography(h, pts)
     w = np.c_[pts, np.ones(len(pts))] @ h[2]
     lo, hi = np.array([margin, margin]), np.array(dslr_size) - 1 - margin
     return np.all((q >= lo - 1e-9) & (q <= hi + 1e-9), axis=1) & (w > 0)
@@ -85,3 +86,14 @@ def test_resample_upscaling_is_not_blurred():
     assert np.array_equal(out, img[2:52, 3:73])
     assert antialias_sigma(1.0) == 0.0 and antialias_sigma(0.5) == 0.0
     assert antialias_sigma(2.0) == pytest.approx(0.5 * math.sqrt(3))
+
+
+def test_crop_stays_on_the_anchor_side_of_the_horizon():
+    """w = 1 - 0.01 x vanishes at x = 100 inside the phone image; points beyond it must never be used."""
+    h = np.array([[1.0, 0, 0], [0, 1.0, 0], [-0.01, 0, 1.0]])
+    x0, y0, x1, y1 = largest_rectangle(
+        valid_halfplanes(h, (200, 100), (300, 200), margin=1.0, anchor=(30, 50)), (200, 100), step=3
+    )
+    best, valid = _brute_force(h, (200, 100), (300, 200), 1.0)
+    assert valid[y0:y1, x0:x1].all() and x1 <= 100
+    assert (x1 - x0) * (y1 - y0) >= 0.97 * best
