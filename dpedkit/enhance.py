@@ -180,7 +180,7 @@ class _Spill:
             if n <= 0:
                 raise DpedkitError(f"{self.path}: short read from the spill file")
             view, off = view[n:], off + n
-        return torch.from_numpy(arr).to(device).permute(2, 0, 1).unsqueeze(0)
+        return torch.from_numpy(arr[None]).to(device).permute(0, 3, 1, 2)
 
     def close(self) -> None:
         """Close and delete the file."""
@@ -209,6 +209,7 @@ def _conv_rows(x: torch.Tensor, lo: int, height: int, conv: torch.nn.Conv2d) -> 
     bottom = p if lo + x.shape[-2] == height else 0
     if top or bottom:
         x = F.pad(x, (0, 0, top, bottom))
+    x = x.contiguous(memory_format=torch.channels_last)  # no copy when it already is
     y = F.conv2d(x, conv.weight, conv.bias, padding=(0, conv.kernel_size[1] // 2))
     return y, lo - top + p
 
@@ -219,24 +220,42 @@ def _crop(x: torch.Tensor, lo: int, r0: int, r1: int) -> torch.Tensor:
 
 
 class _Stats:
-    """Streaming per-channel sum and sum of squares (float64) of one IN layer's input over the whole image."""
+    """Streaming per-channel mean and biased variance of one IN layer's input over the whole image.
+
+    Sums of ``x - shift`` and its square, ``shift`` being a per-channel centre taken from the first strip (which
+    keeps the variance free of cancellation); each strip is summed with a matrix-vector product in the tensor's
+    dtype and accumulated in float64.
+    """
 
     def __init__(self, channels: int, device: torch.device) -> None:
         self.s = torch.zeros(channels, dtype=torch.float64, device=device)
         self.ss = torch.zeros(channels, dtype=torch.float64, device=device)
+        self.shift: torch.Tensor | None = None
         self.n = 0
 
     def add(self, y: torch.Tensor) -> None:
-        d = y.double()
-        self.s += d.sum((0, 2, 3))
-        self.ss += d.square_().sum((0, 2, 3))
-        self.n += y.shape[0] * y.shape[2] * y.shape[3]
+        """Add a (1, C, rows, W) strip (channels-last: the (rows * W, C) matrix below is a view)."""
+        x = y[0].permute(1, 2, 0).reshape(-1, y.shape[1])
+        if self.shift is None:
+            self.shift = x[:4096].mean(0)
+        d = x - self.shift
+        ones = torch.ones(1, d.shape[0], dtype=d.dtype, device=d.device)
+        self.s += (ones @ d)[0].double()
+        self.ss += (ones @ d.square_())[0].double()
+        self.n += d.shape[0]
 
     def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, biased variance)`` as float32 (C,) tensors, ready for ``InstanceNorm(x, stats=...)``."""
-        mean = self.s / self.n
-        var = (self.ss / self.n - mean * mean).clamp_min(0.0)
-        return mean.float(), var.float()
+        """``(mean, biased variance)`` as float32 (C,) tensors over everything added."""
+        m = self.s / self.n
+        return (self.shift.double() + m).float(), (self.ss / self.n - m * m).clamp_min(0.0).float()
+
+
+def _norm_relu(norm: torch.nn.Module, y: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``relu(norm(y, stats))`` of an :class:`~dpedkit.models.generator.InstanceNorm`, as one fused affine pass."""
+    mean, var = stats
+    a = norm.scale * torch.rsqrt(var + norm.eps)
+    b = norm.shift - mean * a
+    return torch.addcmul(b.view(1, -1, 1, 1), y, a.view(1, -1, 1, 1)).relu_()
 
 
 def _strips(height: int, rows: int) -> list[tuple[int, int]]:
@@ -248,13 +267,13 @@ def _tail(g: torch.nn.Module, x: torch.Tensor, lo: int, height: int) -> tuple[to
     from dpedkit.models.generator import output_activation
 
     h, lo = _conv_rows(x, lo, height, g.c10)
-    h, lo = _conv_rows(F.relu(h), lo, height, g.c11)
-    h, lo = _conv_rows(F.relu(h), lo, height, g.c12)
+    h, lo = _conv_rows(h.relu_(), lo, height, g.c11)
+    h, lo = _conv_rows(h.relu_(), lo, height, g.c12)
     return output_activation(h, g.cfg.out_scale, g.cfg.out_offset), lo
 
 
 def _image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(rgb[lo:hi]).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    x = torch.from_numpy(rgb[None, lo:hi]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -296,7 +315,7 @@ def enhance_strips(
             for r0, r1 in strips:
                 lo = max(0, r0 - 5)
                 h, lo = _conv_rows(_image_rows(rgb, lo, min(height, r1 + 5), device), lo, height, g.c1)
-                h = F.relu(h)
+                h = h.relu_().contiguous(memory_format=torch.channels_last)  # c1 on 3 channels may give NCHW
                 y, ylo = _conv_rows(h, lo, height, blocks[0].conv1)
                 x_old.write(r0, _crop(h, lo, r0, r1))
                 y = _crop(y, ylo, r0, r1)
@@ -307,7 +326,7 @@ def enhance_strips(
                 ms, stats = stats.mean_var(), _Stats(c, device)
                 for r0, r1 in strips:
                     lo, hi = max(0, r0 - 1), min(height, r1 + 1)
-                    a = F.relu(block.norm1(y1.read(lo, hi, device), ms))
+                    a = _norm_relu(block.norm1, y1.read(lo, hi, device), ms)
                     y, ylo = _conv_rows(a, lo, height, block.conv2)
                     y = _crop(y, ylo, r0, r1)
                     stats.add(y)
@@ -318,7 +337,7 @@ def enhance_strips(
                 halo = _TAIL_HALO if last else 1
                 for r0, r1 in strips:
                     lo, hi = max(0, r0 - halo), min(height, r1 + halo)
-                    x = F.relu(block.norm2(y2.read(lo, hi, device), ms)) + x_old.read(lo, hi, device)
+                    x = _norm_relu(block.norm2, y2.read(lo, hi, device), ms).add_(x_old.read(lo, hi, device))
                     if last:
                         o, olo = _tail(g, x, lo, height)
                         out[r0:r1] = _crop(o, olo, r0, r1)[0].permute(1, 2, 0).cpu().numpy()

@@ -180,7 +180,7 @@ def test_strips_on_cuda_match_cpu_whole(rng):
     g = _generator()
     rgb = _photo(rng, 41, 29)
     out = enhance_strips(g.cuda(), rgb, rows=8, device=torch.device("cuda"))
-    np.testing.assert_allclose(out, _whole(g.cpu(), rgb), atol=1e-4)
+    np.testing.assert_allclose(out, _whole(g.cpu(), rgb), atol=5e-3)  # cuDNN may use TF32 convolutions
 
 
 @pytest.mark.shared
