@@ -128,6 +128,8 @@ def bench_train(
     warmup: int = 2,
     workers: int = 2,
     amp: bool = False,
+    patch: int = 100,
+    model_config: dict | None = None,
 ) -> dict[str, Any]:
     """Measure the DPED recipe with both data paths on ``device``.
 
@@ -138,6 +140,8 @@ def bench_train(
         warmup: untimed first iterations.
         workers: DataLoader workers of the loader path.
         amp: bfloat16 autocast.
+        patch: patch side of the synthetic set (100, as DPED).
+        model_config: generator architecture overrides (default: the official generator).
 
     Returns:
         ``{"device", "batch", "iters", "memory": {...}, "loader": {...}}`` with ``iters_per_s``, ``patches_per_s``
@@ -162,13 +166,19 @@ def bench_train(
         workers=workers,
         samples=0,
     )
-    out: dict[str, Any] = {"device": str(dev), "batch": batch, "iters": iters - warmup, "workers": workers}
+    out: dict[str, Any] = {
+        "device": str(dev),
+        "batch": batch,
+        "iters": iters - warmup,
+        "workers": workers,
+        "patch": patch,
+    }
     if gpu:
         import torch
 
         out["device_name"] = torch.cuda.get_device_name(dev)
     with tempfile.TemporaryDirectory(prefix="dpedkit-bench-train-") as tmp:
-        data = write_synthetic_dataset(Path(tmp) / "data", n_train=max(256, 4 * batch), n_test=8)
+        data = write_synthetic_dataset(Path(tmp) / "data", n_train=max(256, 4 * batch), n_test=8, patch=patch)
         for mode in ("memory", "loader"):
             log.info("bench train: %s path, batch %d, %d iterations on %s", mode, batch, iters, dev)
             cfg = replace(base, data_mode=mode)
