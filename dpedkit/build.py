@@ -473,6 +473,8 @@ def _align_metrics(result: Any) -> dict[str, Any]:
 def _patch_metrics(patches: Any) -> dict[str, Any]:
     cand = patches.candidates
     out = {"patches_total": int(len(cand["kept"])), "patches_kept": len(patches)}
+    if "at_radius" in cand:  # best shift on the search border: the true one may lie beyond the radius
+        out["patches_at_radius"] = int(np.count_nonzero(cand["at_radius"]))
     if len(patches):
         out["ncc_median"] = round(float(np.median(patches.ncc)), 6)
         out["shift_median_px"] = round(float(np.median(np.hypot(*patches.shift.T))), 6)

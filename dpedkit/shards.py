@@ -88,7 +88,8 @@ class ShardWriter:
         os.close(fd)
         self._tmp = Path(tmp)
         self.rows = 0
-        self._file = h5py.File(self._tmp, "w", track_order=False)
+        # a private temporary file with one writer: no lock needed (locks fail on some network file systems)
+        self._file = h5py.File(self._tmp, "w", track_order=False, locking=False)
         self._file.attrs.update(_attrs(attrs or {}, patch_size=self.patch_size))
         p = self.patch_size
         for name in IMAGES:
