@@ -77,6 +77,18 @@ def test_default_output_is_inside_the_source(tiny_dataset, tmp_path):
     assert res.path == copy / "report.html" and res.path.stat().st_size == res.size_bytes
 
 
+def test_report_survives_moved_photos(tiny_dataset, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, copy)
+    lines = [json.loads(x) for x in (copy / "pairs.jsonl").read_text().splitlines()]
+    for r in lines:
+        r["phone"] = r["phone"] and str(tmp_path / "gone" / Path(r["phone"]).name)
+    (copy / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    res = write_report(copy, config=ReportConfig(samples=2, lowest=1))
+    page = res.path.read_text()
+    assert res.sections == SECTIONS and "kept patches only" in page and "no such file" in page
+
+
 def test_pair_folder_report(tiny_dataset, tmp_path):
     from dpedkit.align import align_files, write_alignment
 
