@@ -5,8 +5,11 @@ Output folder ``OUT``:
 - ``train/shard-NNNNN.h5``, ``test/shard-NNNNN.h5``: patch shards (schema in :mod:`dpedkit.shards`), each with
   ``shard-NNNNN.json`` beside it: the records of its pairs, its row count and checksum (written after the shard).
 - ``test_full/{phone,dslr}/NAME.png``: the full aligned crops of the test pairs, for full-image evaluation.
-- ``pairs.jsonl``: one line per input pair (``pair``, ``phone``, ``dslr``, ``status`` "ok" or a failure word,
-  ``reason``, ``split``, alignment metrics, ``patches_total``, ``patches_kept``), sorted by pair name.
+- ``pairs.jsonl``: one line per input pair, sorted by pair name: ``pair``, ``phone``, ``dslr``, ``status`` ("ok"
+  or a failure word: ``unreadable``, ``no-partner``, ``no-patches``, ``error`` or an alignment failure such as
+  ``too-few-matches``), ``reason``, ``split`` (null for a photo without partner), the alignment metrics
+  (``H_phone_to_dslr``, ``crop``, ``matches``, ``inliers``, ``rmse_px``, ``scale``, ...), ``patches_total``
+  (grid windows), ``patches_kept``, ``patches_at_radius``, ``ncc_median`` and ``shift_median_px``.
 - ``dataset.json``: schema, resolved config, counts and the list of shards with rows and sha256; written last,
   so its presence means the build finished.
 - ``build.json``: the plan (config and pairs) of a started build, so a rerun can check it resumes the same job.
