@@ -495,7 +495,7 @@ def _finish(out: Path, plan: dict[str, Any], results: list[ShardResult]) -> dict
             missing = "phone" if phone is None else "DSLR"
             records.append(
                 {"pair": name, "phone": phone, "dslr": dslr, "split": None, "status": "no-partner",
-                 "reason": f"no {missing} photo pairs with it", "patches_total": 0, "patches_kept": 0}
+                 "reason": f"no {missing} photo to pair it with", "patches_total": 0, "patches_kept": 0}
             )  # fmt: skip
     records.sort(key=lambda r: r["pair"])
     write_text(out / PAIRS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
