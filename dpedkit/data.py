@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dpedkit.errors import ShardError
+from dpedkit.errors import ConfigError, ShardError
 from dpedkit.shards import ShardInfo, check_schema, open_shard, split_shards
 
 Source = str | Path | Sequence[str | Path]
@@ -50,19 +51,30 @@ class PatchDataset(Dataset):
         split: ``"train"`` or ``"test"`` (used with a dataset folder).
         verify: check each shard's sha256 against the manifest first (reads every byte once).
         transform: optional ``f(phone, dslr) -> (phone, dslr)`` applied to the tensors.
+        max_open: shard files each process keeps open at once (least recently used ones are closed), so a
+            dataset of thousands of shards stays under the open-file limit.
 
     Raises:
         ShardError: a foreign, damaged or missing shard, or an unfinished dataset.
     """
 
     def __init__(
-        self, source: Source, split: str = "train", *, verify: bool = False, transform: Callable | None = None
+        self,
+        source: Source,
+        split: str = "train",
+        *,
+        verify: bool = False,
+        transform: Callable | None = None,
+        max_open: int = 64,
     ) -> None:
+        if max_open < 1:
+            raise ConfigError(f"max_open must be >= 1; got {max_open}")
         self.shards = _resolve(source, split, verify)
         self.split = split
         self.transform = transform
         self._ends = np.cumsum([s.rows for s in self.shards]).tolist()
-        self._handles: dict[int, tuple[h5py.File, h5py.Dataset, h5py.Dataset]] = {}
+        self.max_open = max_open
+        self._handles: OrderedDict[int, tuple[h5py.File, h5py.Dataset, h5py.Dataset]] = OrderedDict()
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -77,8 +89,12 @@ class PatchDataset(Dataset):
 
     def _datasets(self, k: int) -> tuple[h5py.Dataset, h5py.Dataset]:
         if self._pid != os.getpid():  # forked after opening: never reuse the parent's handles
-            self._handles, self._pid = {}, os.getpid()
-        if k not in self._handles:
+            self._handles, self._pid = OrderedDict(), os.getpid()
+        if k in self._handles:
+            self._handles.move_to_end(k)
+        else:
+            if len(self._handles) >= self.max_open:
+                self._handles.popitem(last=False)[1][0].close()
             f = open_shard(self.shards[k].path)
             self._handles[k] = (f, f["phone"], f["dslr"])  # look datasets up once: re-resolving is 10x slower
         return self._handles[k][1:]
@@ -97,11 +113,11 @@ class PatchDataset(Dataset):
         """Close the shard handles this process opened."""
         for f, *_ in self._handles.values():
             f.close()
-        self._handles = {}
+        self._handles = OrderedDict()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_handles"] = {}  # open h5py objects cannot (and must not) be pickled
+        state["_handles"] = OrderedDict()  # open h5py objects cannot (and must not) be pickled
         return state
 
 

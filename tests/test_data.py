@@ -87,3 +87,11 @@ def test_load_split_to_gpu(tmp_path):
     phone, dslr = load_split(make_dataset(tmp_path, [2, 3]), "train", device="cuda")
     assert phone.is_cuda and phone.dtype == torch.uint8 and phone.shape == (5, 8, 8, 3)
     assert torch.equal(phone[:, 0, 0, 0].cpu(), torch.arange(5, dtype=torch.uint8))
+
+
+def test_open_files_are_bounded(tmp_path):
+    ds = PatchDataset(make_dataset(tmp_path, [1] * 6), max_open=2)
+    for i in [0, 1, 2, 0, 5, 3, 0]:
+        assert torch.all(ds[i][0] == i / 255)
+        assert len(ds._handles) <= 2
+    assert list(ds._handles) == [3, 0]  # least recently used closed first
