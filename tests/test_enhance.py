@@ -188,7 +188,7 @@ def test_strips_on_cuda_match_cpu_whole(rng):
 def test_official_model_hd_photo_strips_match_whole(shared):
     from dpedkit.checkpoint import load_model
 
-    g = load_model(shared("models", "dped_orig", "iphone_orig"))
+    g = load_model(shared("models", "dped_orig", "iphone_orig.index"))
     rgb = read_rgb(shared("data", "dped_hd", "0.png"))[:360]  # half the photo keeps the test under a minute
     whole, _ = enhance_array(g, rgb, max_memory=100)
     tiled, strips = enhance_array(g, rgb, strip_rows=64)

@@ -167,7 +167,7 @@ def test_cli_evaluate_json_and_errors(tmp_path, rng):
 @pytest.mark.slow
 def test_official_iphone_model_reproduces_reference(shared):
     res = evaluate(
-        shared("models", "dped_orig", "iphone_orig"),
+        shared("models", "dped_orig", "iphone_orig.index"),
         shared("data", "dped"),
         config=EvalConfig(phone="iphone", device="cpu"),
     )

@@ -141,3 +141,12 @@ def test_metrics_on_cuda_match_cpu(pair):
         got = fn(x.cuda(), y.cuda())
         assert got.is_cuda
         assert torch.allclose(got.cpu(), fn(x, y), atol=1e-9)
+
+
+def test_conv_and_matmul_filter_paths_agree(pair, monkeypatch):
+    import dpedkit.metrics as metrics
+
+    x, y = _nchw(pair[0]), _nchw(pair[1])
+    by_matmul = ms_ssim(x, y)
+    monkeypatch.setattr(metrics, "_MATMUL_MAX_SIDE", 0)
+    assert torch.allclose(ms_ssim(x, y), by_matmul, atol=1e-12)
