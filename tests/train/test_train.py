@@ -22,6 +22,15 @@ from dpedkit.train_data import LoaderSource, MemorySource, draw, read_all, shard
 TINY = {"channels": 8, "blocks": 1}
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """64 train + 8 test synthetic 24x24 pairs (about the smallest the discriminator can tell apart)."""
@@ -156,6 +165,10 @@ def _assert_identical(a, b):
         assert a.keys() == b.keys()
         for k in a:
             _assert_identical(a[k], b[k])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_identical(x, y)
     else:
         assert a == b
 
