@@ -206,3 +206,14 @@ def test_strips_refuse_without_spill_space(rng, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 100, 100))
     with pytest.raises(InputError, match="spill space"):
         enhance_strips(_generator(channels=4, blocks=1), _photo(rng, 8, 8), rows=4, device=torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_bench_enhance_small():
+    from dpedkit.bench.enhance import bench_enhance
+
+    out = bench_enhance(megapixels=0.01, device="cpu", hd_size=(96, 64), hd_strip_rows=16)
+    assert out["hd_strips"]["strips"] == 4 and out["hd_whole"]["strips"] == 0
+    assert out["hd_psnr_db"] >= 45
+    (photo,) = out["photo"]
+    assert photo["size"] == "115x86" and photo["peak_rss_gb"] > 0 and photo["cpu_seconds"] > 0

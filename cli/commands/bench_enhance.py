@@ -30,13 +30,13 @@ def command(model: str | None, megapixels: float, device: str, max_memory: float
             r["device"],
             r["strips"] or "whole",
             r["seconds"],
-            r["megapixels_per_s"],
+            r["cpu_seconds"],
             r["peak_rss_gb"],
             "-" if r["peak_cuda_gb"] is None else r["peak_cuda_gb"],
         ]
         for name, r in runs
     ]
-    cols = ["photo", "device", "strips", "seconds", "MP/s", "peak RSS GB", "peak CUDA GB"]
+    cols = ["photo", "device", "strips", "seconds", "CPU seconds", "peak RSS GB", "peak CUDA GB"]
     console.print(table(f"dpedkit enhance, {out['model']}", cols, rows))
     console.print(
         f"tiling cost (strips / whole, 1280x720): {out['hd_tiling_cost']:.2f}x; "

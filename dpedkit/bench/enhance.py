@@ -52,6 +52,7 @@ def _run_one(model: str | None, size: tuple[int, int], device: str, max_memory: 
     if model is None:
         from dpedkit.models.generator import Generator
 
+        torch.manual_seed(0)  # this child process only: the same random network in every run
         net = Generator().to(dev).eval()
     else:
         from dpedkit.checkpoint import load_model
@@ -62,7 +63,7 @@ def _run_one(model: str | None, size: tuple[int, int], device: str, max_memory: 
         enhance_array(net, rgb[:64, :64].copy(), device=dev)  # warm-up (cuDNN, allocator)
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
     out, strips = enhance_array(net, rgb, device=dev, max_memory=max_memory, strip_rows=strip_rows)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -72,12 +73,18 @@ def _run_one(model: str | None, size: tuple[int, int], device: str, max_memory: 
         "device": str(dev),
         "strips": strips,
         "seconds": seconds,
+        "cpu_seconds": _cpu_seconds() - cpu0,
         "megapixels_per_s": size[0] * size[1] / 1e6 / seconds,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
         "peak_cuda_gb": torch.cuda.max_memory_allocated(dev) / 1e9 if dev.type == "cuda" else None,
         "threads": torch.get_num_threads(),
         "output": to_uint8(out) if size[0] * size[1] <= 2_000_000 else None,
     }
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _in_fresh_process(*args: Any) -> dict[str, Any]:
@@ -98,6 +105,7 @@ def bench_enhance(
     device: str = "auto",
     max_memory: float = 2.0,
     hd_strip_rows: int = 100,
+    hd_size: tuple[int, int] = HD_SIZE,
 ) -> dict[str, Any]:
     """Time full-resolution enhancement; see the module docstring.
 
@@ -107,10 +115,12 @@ def bench_enhance(
         device: ``"auto"`` also measures the CPU when a GPU is present; ``"cpu"``/``"cuda"`` only that one.
         max_memory: budget in GB given to :func:`dpedkit.enhance.enhance_array`.
         hd_strip_rows: strip height forced for the 1280x720 tiled run.
+        hd_size: ``(width, height)`` of the whole-versus-strips comparison photo.
 
     Returns:
         ``{"hd_whole", "hd_strips", "hd_tiling_cost", "hd_psnr_db", "photo": [runs], "max_memory_gb", "model"}``;
-        each run has ``size, device, strips, seconds, megapixels_per_s, peak_rss_gb, peak_cuda_gb, threads``.
+        each run has ``size, device, strips, seconds, cpu_seconds, megapixels_per_s, peak_rss_gb, peak_cuda_gb,
+        threads``.  On a shared machine ``cpu_seconds / threads`` estimates the wall time of an idle one.
     """
     import torch
 
@@ -121,8 +131,8 @@ def bench_enhance(
     width = int(round(math.sqrt(megapixels * 1e6 * 4 / 3)))
     size = (width, int(round(width * 3 / 4)))
     log.info("bench enhance: %s on %s, budget %.1f GB", f"{size[0]}x{size[1]}", devices, max_memory)
-    whole = _in_fresh_process(model, HD_SIZE, devices[0], 1000.0, None)
-    strips = _in_fresh_process(model, HD_SIZE, devices[0], max_memory, hd_strip_rows)
+    whole = _in_fresh_process(model, hd_size, devices[0], 1000.0, None)
+    strips = _in_fresh_process(model, hd_size, devices[0], max_memory, hd_strip_rows)
     out: dict[str, Any] = {
         "model": model or "random-init DPED generator",
         "max_memory_gb": max_memory,
