@@ -15,7 +15,10 @@ from dpedkit_cli.render import console, handle_errors, print_json, table
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 @handle_errors
 def command(device: str, batch: int | None, iters: int | None, workers: int, amp: bool, as_json: bool) -> None:
-    """Time the DPED recipe (G step + D step, VGG content loss) with in-memory and DataLoader data paths."""
+    """Iterations/s, patches/s and data-wait fraction of the DPED recipe (G step + D step, VGG content loss).
+
+    Both data paths side by side: uint8 patches in device memory, and a DataLoader with worker processes.
+    """
     from dpedkit.bench.train import bench_train
 
     with console.status("benchmarking training..."):

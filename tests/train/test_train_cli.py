@@ -1,0 +1,81 @@
+"""CLI smoke tests: dpedkit train / import-dped / export-dped / bench train, and the training benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from dpedkit_cli.main import cli
+
+from dpedkit.bench.train import bench_train, write_synthetic_dataset
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("cli") / "ds", n_train=32, n_test=4, patch=24)
+
+
+def test_train_without_vgg_says_how_to_get_the_weights(data, tmp_path):
+    res = CliRunner().invoke(cli, ["train", str(data), "-o", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert "imagenet-vgg-verydeep-19.mat" in res.output and "--vgg" in res.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_bad_option_is_a_clean_error(data, tmp_path):
+    res = CliRunner().invoke(cli, ["train", str(data), "-o", str(tmp_path / "r"), "--model", "unet"])
+    assert res.exit_code == 2 and "unet" in res.output
+    res = CliRunner().invoke(cli, ["train", str(data), "-o", str(tmp_path / "r"), "--arch", "channels"])
+    assert res.exit_code == 2 and "KEY=VALUE" in res.output
+
+
+def test_train_and_resume_from_the_command_line(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", str(data), "-o", str(run), "--model", "dped", "--vgg", "random", "--batch", "2",
+            "--eval-every", "2", "--arch", "channels=8", "--arch", "blocks=1", "--device", "cpu", "--json"]  # fmt: skip
+    res = CliRunner().invoke(cli, [*args, "--iters", "2"])
+    assert res.exit_code == 0, res.output
+    assert [r["step"] for r in json.loads(res.stdout)["history"]] == [0, 2]
+    res = CliRunner().invoke(cli, [*args, "--iters", "4"])
+    assert res.exit_code == 2 and "--resume" in res.output
+    res = CliRunner().invoke(cli, [*args, "--iters", "4", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["step"] == 4
+    assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [0, 2, 4]
+
+
+def test_import_and_export_commands(tmp_path):
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=3, n_test=2, patch=24)
+    res = CliRunner().invoke(cli, ["export-dped", str(ds), "-o", str(tmp_path / "dped"), "--phone", "pixel"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["import-dped", str(tmp_path / "dped"), "--phone", "pixel", "-o",
+                                   str(tmp_path / "back"), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["pairs"] == {"train": 3, "test": 2}
+    res = CliRunner().invoke(cli, ["import-dped", str(tmp_path), "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "not an official DPED folder" in " ".join(res.output.split())
+
+
+def test_bench_train_reports_both_data_paths():
+    out = bench_train(device="cpu", batch=2, iters=3, warmup=1, workers=1, patch=24,
+                      model_config={"channels": 8, "blocks": 1})  # fmt: skip
+    assert out["iters"] == 2 and out["batch"] == 2
+    for mode in ("memory", "loader"):
+        r = out[mode]
+        assert r["iters_per_s"] > 0 and r["patches_per_s"] == pytest.approx(4 * r["iters_per_s"])
+        assert 0 <= r["data_wait"] < 1
+
+
+def test_bench_train_command_help():
+    res = CliRunner().invoke(cli, ["bench", "train", "--help"])
+    assert res.exit_code == 0 and "data-wait" in res.output
