@@ -38,7 +38,14 @@ def command(model: str, data: str, phone: str | None, split: str, batch: int, de
         print_json(result.to_dict())
         return
     rows = [
-        [name, s.dped_psnr, s.dped_ms_ssim, s.pirm_psnr, s.pirm_ms_ssim, s.ssim]
+        [
+            name,
+            f"{s.dped_psnr:.2f}",
+            f"{s.dped_ms_ssim:.4f}",
+            f"{s.pirm_psnr:.2f}",
+            f"{s.pirm_ms_ssim:.4f}",
+            f"{s.ssim:.4f}",
+        ]
         for name, s in (("model", result.model), ("identity", result.identity))
     ]
     cols = ["", "DPED PSNR dB", "DPED MS-SSIM", "PIRM PSNR dB", "PIRM MS-SSIM", "SSIM"]
