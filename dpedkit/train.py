@@ -164,6 +164,7 @@ def train(
                 write_text(run_dir / "config.json", json.dumps(run.resolved, indent=1, sort_keys=True))
             result.history += [r for r in [_evaluate(run, step=0, meter=None, on_eval=on_eval)] if r]
         _loop(run, result, on_progress, on_eval)
+        run.source.close()
         run.write_ranks()
         return result
     finally:

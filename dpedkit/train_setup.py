@@ -250,6 +250,9 @@ def setup_run(data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, 
             test = load_test_pairs(data, phone=config.phone, split="test")
         except InputError as exc:
             log.warning("no test split (%s): metrics rows will have no PSNR", exc)
+        if test is not None and len(test[0]) == 0:
+            log.warning("%s: the test split is empty: metrics rows will have no PSNR and best.pt is not written", data)
+            test = None
     g, d = build_networks(config, patch, dist.device)
     vgg = None
     if config.needs_vgg:
