@@ -217,3 +217,11 @@ def test_two_process_gloo_torchrun_shards_the_data(tiny_data, tmp_path):
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert load_checkpoint(run / "latest.pt")["step"] == 4
     assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [0, 2, 4]
+
+
+def test_amp_run_keeps_float32_weights_and_finite_losses(tiny_data, tmp_path):
+    result = train(tiny_data, tmp_path / "amp", config=_cfg(iters=2, eval_every=2, amp=True))
+    row = result.history[-1]
+    assert all(np.isfinite(row[k]) for k in ("g_loss", "d_loss", "psnr"))
+    state = load_checkpoint(tmp_path / "amp" / "latest.pt")["state_dict"]
+    assert all(v.dtype == torch.float32 for v in state.values())
