@@ -225,3 +225,18 @@ def test_amp_run_keeps_float32_weights_and_finite_losses(tiny_data, tmp_path):
     assert all(np.isfinite(row[k]) for k in ("g_loss", "d_loss", "psnr"))
     state = load_checkpoint(tmp_path / "amp" / "latest.pt")["state_dict"]
     assert all(v.dtype == torch.float32 for v in state.values())
+
+
+@pytest.mark.parametrize(
+    ("model", "arch", "terms"),
+    [
+        ("srcnn", {"channels1": 8, "channels2": 4}, {"g_mse"}),
+        ("johnson", {"channels": 4, "blocks": 1}, {"g_content", "g_tv"}),
+    ],
+)
+def test_baselines_train_with_their_own_losses(tiny_data, tmp_path, model, arch, terms):
+    result = train(tiny_data, tmp_path / model, config=_cfg(model=model, model_config=arch, iters=2, eval_every=2))
+    row = result.history[-1]
+    assert terms | {"g_loss"} == {k for k in row if k.startswith("g_")} and "d_loss" not in row
+    assert row["patches_per_s"] == pytest.approx(4 * row["iters_per_s"])  # one batch per iteration
+    assert type(load_model(tmp_path / model / "best.pt")).name == model
