@@ -213,13 +213,42 @@ def _host_available() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def read_all(reader: PairReader, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Read the pairs ``index`` of ``reader`` into two ``M x P x P x 3`` uint8 arrays."""
+def _as_is(item: object) -> object:
+    """DataLoader collate that keeps numpy arrays as they are (module level: picklable for spawn)."""
+    return item
+
+
+class _ChunkReader(torch.utils.data.Dataset):
+    """Chunk ``k`` of ``index`` read as two stacked uint8 arrays (runs in DataLoader workers)."""
+
+    def __init__(self, reader: PairReader, index: np.ndarray, chunk: int) -> None:
+        self.reader, self.index, self.chunk = reader, index, chunk
+
+    def __len__(self) -> int:
+        return -(-len(self.index) // self.chunk)
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.reader.raw(int(i)) for i in self.index[k * self.chunk : (k + 1) * self.chunk]]
+        return np.stack([p for p, _ in pairs]), np.stack([d for _, d in pairs])
+
+
+def read_all(reader: PairReader, index: np.ndarray, *, workers: int = 0, chunk: int = 512) -> tuple[np.ndarray, ...]:
+    """Read the pairs ``index`` of ``reader`` into two ``M x P x P x 3`` uint8 arrays.
+
+    With ``workers > 0`` the chunks are read (e.g. JPEG-decoded) by that many processes.
+    """
     if len(index) == 0:
         raise InputError(None, "no patch pairs to read")
     first = reader.raw(int(index[0]))[0]
     phone = np.empty((len(index), *first.shape), np.uint8)
     dslr = np.empty_like(phone)
-    for row, i in enumerate(index):
-        phone[row], dslr[row] = reader.raw(int(i))
+    chunks = torch.utils.data.DataLoader(
+        _ChunkReader(reader, index, chunk),
+        batch_size=None,
+        num_workers=workers,
+        multiprocessing_context="spawn" if workers else None,
+        collate_fn=_as_is,
+    )
+    for k, (p, d) in enumerate(chunks):
+        phone[k * chunk : k * chunk + len(p)], dslr[k * chunk : k * chunk + len(d)] = p, d
     return phone, dslr

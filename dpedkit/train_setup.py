@@ -228,7 +228,7 @@ def _source(data: Path, config: TrainConfig, dist: Dist, start: int):
         mode = "memory" if fits_in_memory(nbytes, dist.device) else "loader"
     kw = {"batch": config.batch, "seed": config.seed, "rank": dist.rank, "device": dist.device}
     if mode == "memory":
-        phone, dslr = read_all(reader, index)
+        phone, dslr = read_all(reader, index, workers=config.workers if len(index) > 4096 else 0)
         src = MemorySource(phone, dslr, index, **kw)
     else:
         streams = (0, 1) if config.model == "dped" else (0,)

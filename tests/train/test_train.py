@@ -92,7 +92,11 @@ def test_memory_and_loader_paths_give_the_same_batches(tiny_data):
     reader = PatchDataset(tiny_data, "train")
     index = shard_indices(len(reader), 1, 2)
     kw = {"batch": 5, "seed": 3, "rank": 1, "device": "cpu"}
-    mem = MemorySource(*read_all(reader, index), index, **kw)
+    phone, dslr = read_all(reader, index)
+    in_workers = read_all(reader, index, workers=1, chunk=7)
+    assert np.array_equal(phone, in_workers[0]) and np.array_equal(dslr, in_workers[1])
+    assert np.array_equal(phone[3], reader.raw(int(index[3]))[0])
+    mem = MemorySource(phone, dslr, index, **kw)
     loader = LoaderSource(reader, index, start=2, stop=4, workers=1, **kw)
     for step in (2, 3):
         for stream in (0, 1):
