@@ -13,8 +13,11 @@ Both checkpoints load anywhere a model is taken (``dpedkit evaluate RUN/best.pt`
 
 Resume is exact: the batches of step ``s`` depend only on ``(seed, rank, s)`` (:mod:`dpedkit.train_data`), and
 ``latest.pt`` holds both networks and both optimiser states, so a resumed run is bit-identical to an
-uninterrupted one on the same device. Several processes: ``torchrun --nproc-per-node G dpedkit train ...`` runs
-DDP (NCCL on GPUs, gloo on CPU); each rank samples its own shard of the indices and rank 0 writes the run.
+uninterrupted one on CPU (on CUDA, nondeterministic cuDNN kernels may differ in the last bits; there is no
+other random state to restore: no dropout, no augmentation).
+
+Several processes: ``torchrun --nproc-per-node G dpedkit train ...`` runs DDP (NCCL on GPUs, gloo on CPU);
+each rank samples its own shard of the indices and rank 0 writes the run.
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ class Dist:
     def barrier(self) -> None:
         """Wait for every rank (no-op alone)."""
         if self.active:
-            torch.distributed.barrier()
+            cuda = self.device.type == "cuda"  # NCCL wants to know the rank's GPU
+            torch.distributed.barrier(device_ids=[self.device.index] if cuda else None)
 
     def close(self) -> None:
         """Leave the process group (no-op alone)."""
@@ -166,13 +167,13 @@ class Run:
 
     def write_ranks(self) -> None:
         """Gather every rank's seen-index mask; rank 0 writes ``ranks.json`` (counts and overlap)."""
-        seen = torch.from_numpy(self.seen.astype(np.uint8))
+        seen = torch.from_numpy(self.seen.astype(np.uint8)).to(self.device)  # NCCL gathers device tensors only
         masks = [seen]
         if self.dist.active:
             masks = [torch.zeros_like(seen) for _ in range(self.dist.world)]
             torch.distributed.all_gather(masks, seen)
         if self.dist.rank == 0:
-            stack = torch.stack(masks).bool()
+            stack = torch.stack(masks).bool().cpu()
             out = {"world": self.dist.world, "n_train": self.n_train,
                    "seen": [int(m.sum()) for m in stack], "overlap": int((stack.sum(0) > 1).sum())}  # fmt: skip
             (self.run_dir / "ranks.json").write_text(json.dumps(out, indent=1))
