@@ -112,18 +112,35 @@ NB2 = [
     new_markdown_cell(
         "# 02: train a model and evaluate it\n\n"
         "A short training run on a small synthetic dataset, then the evaluation table (DPED protocol, PIRM "
-        "protocol and the identity baseline). `srcnn` (3 convolutions, MSE) needs no VGG weights; the DPED "
-        "recipe (`model='dped'`) needs `imagenet-vgg-verydeep-19.mat` for its content loss. Terminal twin: "
+        "protocol and the identity baseline). As in `dpedkit demo`, the phone photos get one consistent camera "
+        "look for the network to learn, and a tiny SRCNN (no VGG weights needed) starts at the identity. The "
+        "DPED recipe (`model='dped'`) needs `imagenet-vgg-verydeep-19.mat` for its content loss. Terminal twin: "
         "`dpedkit train dataset -o run --model srcnn --iters 300 && dpedkit evaluate run/best.pt dataset`."
     ),
     new_code_cell(SETUP),
-    new_code_cell(SYNTH_AND_BUILD),
     new_code_cell(
         """\
+from dpedkit.build import BuildConfig, build_dataset
+from dpedkit.demo import PHONE_LOOK, apply_look
+from dpedkit.io import list_images, read_rgb, write_image
+from dpedkit.synth import synthesize
+
+raw = WORK / "raw"
+synthesize(raw, n=3 if SMALL else 8, seed=0, phone_mp=0.3 if SMALL else 0.5, dslr_mp=0.6 if SMALL else 1.0)
+for path in list_images(raw / "phone"):  # one phone "camera": the same look on every phone photo
+    write_image(path, apply_look(read_rgb(path), PHONE_LOOK), quality=92)
+dataset = WORK / "dataset"
+summary = build_dataset(raw / "phone", raw / "dslr", dataset, config=BuildConfig(test_images=1 if SMALL else 2), jobs=2)
+summary.to_dict()"""
+    ),
+    new_code_cell(
+        """\
+from dpedkit.demo import TINY_SRCNN, identity_srcnn
 from dpedkit.train import TrainConfig, train
 
-config = TrainConfig(model="srcnn", iters=20 if SMALL else 400, batch=8 if SMALL else 32, lr=1e-3,
-                     eval_every=10 if SMALL else 100, device="auto", seed=0)
+init = identity_srcnn(TINY_SRCNN, WORK / "identity-srcnn.pt")  # output = input at step 0
+config = TrainConfig(model="srcnn", model_config=TINY_SRCNN, init=str(init), iters=20 if SMALL else 300,
+                     batch=8 if SMALL else 16, lr=2e-3, eval_every=10 if SMALL else 50, device="auto", seed=0)
 result = train(dataset, WORK / "run", config=config)
 for row in result.history:
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})"""

@@ -10,7 +10,7 @@ from dpedkit_cli.render import console, handle_errors, table
 
 @click.command("demo")
 @click.option("-o", "--out", "out_dir", default="dpedkit-demo", show_default=True, type=click.Path(path_type=Path))
-@click.option("--pairs", default=6, show_default=True, help="Synthetic phone/DSLR pairs.")
+@click.option("--pairs", default=8, show_default=True, help="Synthetic phone/DSLR pairs.")
 @click.option("--iters", default=300, show_default=True, help="Training iterations.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", default=0, show_default=True)

@@ -7,7 +7,7 @@ from dpedkit.demo import STAGES, DemoConfig, run_demo
 from dpedkit.errors import ConfigError
 from dpedkit.io import read_rgb
 
-TINY = DemoConfig(pairs=3, phone_mp=0.2, dslr_mp=0.4, iters=4, batch=4, device="cpu")
+TINY = DemoConfig(pairs=3, phone_mp=0.2, dslr_mp=0.4, test_images=1, iters=4, batch=4, device="cpu")
 
 
 @pytest.mark.slow
@@ -27,13 +27,16 @@ def test_demo_writes_every_result(tmp_path):
     assert saved["scores"]["n_pairs"] == res.patches["test"]
     assert set(saved["seconds"]) == set(STAGES) and set(saved["commands"]) == set(STAGES)
     assert saved["scores"]["identity"]["dped_psnr"] > 10
+    # the phone photos carry the demo's camera look: darker than their DSLR twins (gamma 1.4)
+    phone, dslr = read_rgb(res.paths["raw"] / "phone" / "0000.jpg"), read_rgb(res.paths["raw"] / "dslr" / "0000.jpg")
+    assert phone.mean() < dslr.mean() - 10
     # a second run refuses to clobber the first one unless asked
     with pytest.raises(ConfigError, match="overwrite"):
         run_demo(tmp_path / "demo", config=TINY)
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("pairs", 1), ("dslr_mp", 0.1), ("model", "unet"), ("test_images", 6), ("iters", 0)]
+    ("field", "value"), [("pairs", 1), ("dslr_mp", 0.1), ("model", "unet"), ("test_images", 8), ("iters", 0)]
 )
 def test_demo_config_validation(field, value):
     with pytest.raises(ConfigError, match=field):
@@ -53,6 +56,17 @@ def test_cli_demo_refuses_earlier_demo(tmp_path):
     res = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path)])
     assert res.exit_code == 2 and "--overwrite" in res.output
     assert (tmp_path / "report.html").read_text() == "earlier"
+
+
+def test_apply_look_is_pointwise_and_analytic():
+    import numpy as np
+
+    from dpedkit.demo import apply_look
+
+    grey = np.full((2, 3, 3), 128, np.uint8)
+    out = apply_look(grey, {"gamma": 2.0, "gains": [1.0, 1.0, 0.5], "saturation": 0.5})
+    expect = np.rint(255 * np.array([128 / 255, 128 / 255, 64 / 255]) ** 2)  # grey stays grey under saturation
+    assert np.array_equal(out, np.broadcast_to(expect, out.shape).astype(np.uint8))
 
 
 def test_identity_srcnn_starts_at_the_identity(tmp_path):
