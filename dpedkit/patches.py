@@ -47,6 +47,8 @@ ROTATIONS: tuple[str, ...] = ("fit", "search", "none")
 INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
 _INTER = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 _GN_ITERS = 4  # Gauss-Newton iterations at most (1-2 are typical from the correlation peak)
+_GN_JACOBIANS = 2  # Gauss-Newton steps that recompute the Jacobian (later ones reuse the last)
+_GN_CHUNK = 8  # windows refined together (their arrays stay in cache)
 _GN_TOL = 0.02  # px; stop when an update moves the window (centre and corners) less than this
 _GN_SKIP_MARGIN = 0.3  # windows whose correlation peak is below ncc_min - this are not refined further
 _GN_MAX_MOVE = 3.0  # px; a Gauss-Newton result further than this from the correlation peak is discarded
@@ -207,26 +209,17 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
     h, w = phone.shape[:2]
     grid = np.array([(gx, gy) for gy in range(h // p) for gx in range(w // p)], np.int32).reshape(-1, 2)
     ctx = _Context(phone, dslr, config)
-    recs = [ctx.refine(int(gx) * p, int(gy) * p) for gx, gy in grid]
-    cand = {
-        "xy": (grid * p).astype(np.int32),
-        "grid": grid,
-        "shift": np.array([r.shift for r in recs], np.float32).reshape(-1, 2),
-        "angle": np.array([r.angle for r in recs], np.float32),
-        "ncc": np.array([r.ncc for r in recs], np.float32),
-        "texture": np.array([r.texture for r in recs], np.float32),
-        "at_radius": np.array([r.at_radius for r in recs], bool),
-        "outside": np.array([r.outside for r in recs], bool),
-    }
-    scores = np.array([r.ncc for r in recs], np.float64)  # decide on the exact value, store float32
+    rows = [ctx.refine_row(gy) for gy in range(h // p)] if w >= p else []
+    cand: dict[str, np.ndarray] = {"xy": (grid * p).astype(np.int32), "grid": grid}
+    for key, dtype, shape in _ROW_KEYS:
+        cand[key] = np.concatenate([r[key] for r in rows]).astype(dtype) if rows else np.zeros(shape, dtype)
+    scores = np.concatenate([r["ncc"] for r in rows]) if rows else np.zeros(0)  # exact values decide
     cand["kept"] = (scores >= config.ncc_min) & ~cand["outside"]
     idx = np.flatnonzero(cand["kept"])
     empty = np.zeros((0, p, p, 3), np.uint8)
     out = PatchSet(
-        phone=np.stack([recs[i].phone for i in idx]) if len(idx) else empty,
-        dslr=np.stack([dslr[recs[i].y0 : recs[i].y0 + p, recs[i].x0 : recs[i].x0 + p] for i in idx])
-        if len(idx)
-        else empty.copy(),
+        phone=np.concatenate([r["phone"] for r in rows]) if len(idx) else empty,
+        dslr=np.concatenate([r["dslr"] for r in rows]) if len(idx) else empty.copy(),
         xy=cand["xy"][idx],
         shift=cand["shift"][idx],
         angle=cand["angle"][idx],
@@ -241,17 +234,15 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
 # --------------------------------------------------------------------------------------------------- internals
 
 
-@dataclass
-class _Window:
-    x0: int
-    y0: int
-    shift: tuple[float, float]
-    angle: float
-    ncc: float
-    texture: float
-    at_radius: bool
-    outside: bool
-    phone: np.ndarray
+# per-window arrays of a row: key, dtype stored, shape when there are no windows
+_ROW_KEYS = (
+    ("shift", np.float32, (0, 2)),
+    ("angle", np.float32, (0,)),
+    ("ncc", np.float32, (0,)),
+    ("texture", np.float32, (0,)),
+    ("at_radius", bool, (0,)),
+    ("outside", bool, (0,)),
+)
 
 
 def _luma(img: np.ndarray) -> np.ndarray:
@@ -282,11 +273,38 @@ def _check_pair(phone: np.ndarray, dslr: np.ndarray) -> None:
         raise InputError(None, f"phone {phone.shape} and dslr {dslr.shape} must have the same shape (aligned pair)")
 
 
-def _normalise(win: np.ndarray) -> np.ndarray | None:
-    """Zero-mean, unit-norm copy of a float32 window, None when flat."""
-    mean, std = cv2.meanStdDev(win)
-    n = float(std[0, 0]) * math.sqrt(win.size)
-    return (win - np.float32(mean[0, 0])) * np.float32(1.0 / n) if n > 1e-6 else None
+def _normalise(win: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-mean, unit-norm copies of ``m x P x P`` float32 windows (flat ones all zero) and the norms."""
+    flat = win.reshape(len(win), -1)
+    c = flat - flat.mean(axis=1, dtype=np.float64).astype(np.float32)[:, None]
+    norm = np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.float64))
+    c *= np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 1e-6).astype(np.float32)[:, None]
+    return c.reshape(win.shape), norm
+
+
+def _ncc_rows(patches: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    """:func:`ncc` of ``m x P x P x 3`` uint8 patches with ``m x P x P`` float32 luma windows (float64)."""
+    if not len(patches):
+        return np.zeros(0)
+    a = (patches.astype(np.float32) @ _GRAY).reshape(len(patches), -1).astype(np.float64)
+    b = gray.reshape(a.shape).astype(np.float64)
+    a -= a.mean(axis=1, keepdims=True)
+    b -= b.mean(axis=1, keepdims=True)
+    den = np.sqrt(np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b))
+    return np.divide(np.einsum("ij,ij->i", a, b), den, out=np.zeros(len(a)), where=den > 1e-9)
+
+
+def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``a[idx]`` for sorted unique ``idx``, without the copy when it selects everything."""
+    return a if len(idx) == len(a) else a[idx]
+
+
+def _luma_image(img: np.ndarray) -> np.ndarray:
+    """:func:`_luma` of a whole RGB image, in row bands (cache-sized temporaries: ~2x faster)."""
+    out = np.empty(img.shape[:2], np.float32)
+    for y in range(0, len(img), 64):
+        out[y : y + 64] = img[y : y + 64].astype(np.float32) @ _GRAY
+    return out
 
 
 def _rot(deg: float) -> np.ndarray:
@@ -311,15 +329,15 @@ def _subpixel_peak(res: np.ndarray) -> tuple[float, float, float, bool]:
 
 
 class _Context:
-    """Per-pair state: grayscale images padded for the search, the options and the window refiner."""
+    """Per-pair state: grayscale images padded for the search, the options and the row refiner."""
 
     def __init__(self, phone: np.ndarray, dslr: np.ndarray, config: PatchConfig) -> None:
         self.cfg = config
         self.phone = phone
         self.dslr = dslr
         self.pad = 2 * ((config.radius + 9) // 2)  # search + Gauss-Newton moves + rotation + cubic; even
-        self.gphone = cv2.copyMakeBorder(_luma(phone), *[self.pad] * 4, cv2.BORDER_REFLECT_101)
-        self.gdslr = _luma(dslr)
+        self.gphone = cv2.copyMakeBorder(_luma_image(phone), *[self.pad] * 4, cv2.BORDER_REFLECT_101)
+        self.gdslr = _luma_image(dslr)
         if config.search_scale == 2:  # same pixel phase on both sides (even pad): half-res shift x 2 = shift
             self.half = [
                 cv2.resize(g, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA) for g in (self.gphone, self.gdslr)
@@ -328,41 +346,54 @@ class _Context:
         v, u = np.mgrid[0 : config.size, 0 : config.size] - self.centre
         self.uv = (u.astype(np.float32), v.astype(np.float32))
 
-    def refine(self, x0: int, y0: int) -> _Window:
-        """Refine one grid window and extract its phone patch."""
-        p = self.cfg.size
-        tmpl = self.gdslr[y0 : y0 + p, x0 : x0 + p]
-        gy, gx = np.gradient(tmpl)  # texture measure and Gauss-Newton Jacobian
-        patch = None
-        if self.cfg.rotation == "search":
-            (sx, sy), angle, at_radius = self._search_rotation(tmpl, x0, y0)
-        else:
-            px, py, peak, at_radius = self._search(tmpl, x0, y0)
-            sx, sy, angle = px, py, 0.0
-            if peak >= self.cfg.ncc_min - _GN_SKIP_MARGIN:
-                sx, sy, angle = self._gauss_newton(tmpl, (gx, gy), x0, y0, sx, sy)
-            at_limit = self.cfg.max_angle > 0 and abs(angle) >= self.cfg.max_angle
-            if at_limit or math.hypot(sx - px, sy - py) > 1.0:
-                # far from the correlation peak or stuck at the angle limit: keep it only if it scores better
-                patch, score = self._extract(x0, y0, sx, sy, angle)
-                start, start_score = self._extract(x0, y0, px, py, 0.0)
-                if start_score > score:
-                    sx, sy, angle, patch, score = px, py, 0.0, start, start_score
-            if self.cfg.search_scale == 2:  # a half-res peak on the border: only if the result is there too
-                at_radius = at_radius and max(abs(sx), abs(sy)) >= self.cfg.radius - 1
-        if patch is None:
-            patch, score = self._extract(x0, y0, sx, sy, angle)
-        return _Window(
-            x0=x0,
-            y0=y0,
-            shift=(sx, sy),
-            angle=angle,
-            ncc=score,
-            texture=float(np.sqrt(gx * gx + gy * gy).mean()),
-            at_radius=at_radius,
-            outside=self._reach_outside(x0, y0, sx, sy, angle) > self.cfg.max_outside,
-            phone=patch,
-        )
+    def refine_row(self, gy: int) -> dict[str, np.ndarray]:
+        """Refine the grid windows of row ``gy`` together; per-window arrays plus the kept patch pairs."""
+        cfg, p = self.cfg, self.cfg.size
+        n, y0 = self.phone.shape[1] // p, gy * p
+        x0s = np.arange(n) * p
+        tmpl = np.ascontiguousarray(self.gdslr[y0 : y0 + p, : n * p].reshape(p, n, p).transpose(1, 0, 2))
+        tgy, tgx = np.gradient(tmpl, axis=(1, 2))  # texture measure and Gauss-Newton Jacobian
+        texture = np.sqrt(tgx * tgx + tgy * tgy).mean(axis=(1, 2))
+        start, angle = np.zeros((n, 2)), np.zeros(n)
+        peak, at_radius = np.zeros(n), np.zeros(n, bool)
+        for k in range(n):
+            if cfg.rotation == "search":
+                (start[k, 0], start[k, 1]), angle[k], at_radius[k] = self._search_rotation(tmpl[k], x0s[k], y0)
+            else:
+                start[k, 0], start[k, 1], peak[k], at_radius[k] = self._search(tmpl[k], x0s[k], y0)
+        shift = start.copy()
+        todo = np.flatnonzero(peak >= cfg.ncc_min - _GN_SKIP_MARGIN) if cfg.rotation != "search" else []
+        for i in range(0, len(todo), _GN_CHUNK):  # a few windows at a time: the arrays stay in cache
+            c = todo[i : i + _GN_CHUNK]
+            shift[c], angle[c] = self._gauss_newton(tmpl[c], (tgx[c], tgy[c]), x0s[c], y0, start[c])
+        patches = np.empty((n, p, p, 3), np.uint8)
+        self._extract(patches, x0s, y0, shift, angle)
+        score = _ncc_rows(patches, tmpl)
+        if cfg.rotation != "search":
+            # far from the correlation peak or stuck at the angle limit: keep it only if it scores better
+            at_limit = (cfg.max_angle > 0) & (np.abs(angle) >= cfg.max_angle)
+            check = np.flatnonzero(at_limit | (np.hypot(*(shift - start).T) > 1.0))
+            if len(check):
+                alt = np.empty((len(check), p, p, 3), np.uint8)
+                self._extract(alt, x0s[check], y0, start[check], np.zeros(len(check)))
+                better = _ncc_rows(alt, tmpl[check]) > score[check]
+                k = check[better]
+                shift[k], angle[k], patches[k], score[k] = start[k], 0.0, alt[better], _ncc_rows(alt[better], tmpl[k])
+            if cfg.search_scale == 2:  # a half-res peak on the border: only if the result is there too
+                at_radius &= np.abs(shift).max(axis=1) >= cfg.radius - 1
+        outside = self._reach_outside(x0s, y0, shift, angle) > cfg.max_outside
+        kept = (score >= cfg.ncc_min) & ~outside
+        dslr = self.dslr[y0 : y0 + p, : n * p].reshape(p, n, p, 3).transpose(1, 0, 2, 3)
+        return {
+            "shift": shift,
+            "angle": angle,
+            "ncc": score,
+            "texture": texture,
+            "at_radius": at_radius,
+            "outside": outside,
+            "phone": patches[kept],
+            "dslr": dslr[kept],
+        }
 
     def _search(self, tmpl: np.ndarray, x0: int, y0: int) -> tuple[float, float, float, bool]:
         """Integer search + parabola: shift ``(dx, dy)``, peak NCC, peak-on-border flag."""
@@ -381,76 +412,114 @@ class _Context:
         return min(max(2.0 * (px - r), -lim), lim), min(max(2.0 * (py - r), -lim), lim), peak, border
 
     def _gauss_newton(
-        self, tmpl: np.ndarray, grad: tuple[np.ndarray, np.ndarray], x0: int, y0: int, sx: float, sy: float
-    ) -> tuple[float, float, float]:
-        """Refine ``(dx, dy[, angle])`` from the correlation peak by Gauss-Newton on the normalised windows.
+        self, tmpl: np.ndarray, grad: tuple[np.ndarray, np.ndarray], x0s: np.ndarray, y0: int, start: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Refine ``(dx, dy[, angle])`` of ``m`` windows of a row from their correlation peaks, in lock step.
 
-        Efficient second-order minimisation (ESM): the Jacobian uses the mean of the DSLR window's gradients
-        and the warped phone window's, which converges in 1-3 iterations even when the phone is blurrier
-        than the DSLR (the DSLR gradients alone overshoot the normal matrix and crawl). Each iteration costs
-        one P x P cubic warp. Falls back to the starting shift (angle 0) when degenerate or runaway.
+        Gauss-Newton on the zero-mean, unit-norm windows (i.e. maximising NCC) with the efficient second-order
+        minimisation (ESM) Jacobian: the mean of the DSLR window's gradients and the phone window's, which
+        converges even when the phone is blurrier than the DSLR (the DSLR gradients alone overshoot the normal
+        matrix and crawl). The first step linearises at the rounded peak (an integer shift: the phone window is a
+        plain slice), the second at the first estimate (one cubic ``P x P`` warp), whose Jacobian and normal
+        matrix are kept for the last steps (warp + one ``3 x P^2`` product each). A window falls back to its peak
+        (angle 0) when degenerate or runaway.
+
+        Returns:
+            ``m x 2`` shifts and ``m`` angles in degrees.
         """
-        tn = _normalise(tmpl)
-        if tn is None:
-            return sx, sy, 0.0
-        half = np.float32(0.5 / float(np.sqrt(np.square(tmpl - tmpl.mean()).sum())))
-        tgx, tgy = grad[0] * half, grad[1] * half  # half the gradients of the normalised DSLR window
+        m, p, pad = len(tmpl), self.cfg.size, self.pad
         rotate = self.cfg.rotation == "fit"
-        sd = np.empty((3 if rotate else 2, tmpl.size), np.float32)  # Jacobian rows: d/dx, d/dy, d/d(angle)
-        gx, gy = sd[0].reshape(tmpl.shape), sd[1].reshape(tmpl.shape)
-        est = [sx, sy, 0.0]
+        tn, tnorm = _normalise(tmpl)
+        tn = tn.reshape(m, -1)
+        # 4x the Jacobian (central differences without the 1/2, ESM mean without the 1/2): steps are 4 H^-1 J^T r
+        scale = np.divide(2.0, tnorm, out=np.zeros_like(tnorm), where=tnorm > 1e-6).astype(np.float32)[:, None, None]
+        tgrad = (grad[0] * scale, grad[1] * scale)
+        est = np.zeros((m, 3))
+        est[:, :2] = np.rint(start)
+        ok = tnorm > 1e-6
+        active = np.flatnonzero(ok)
+        win = np.empty_like(tmpl)
         lim = math.radians(self.cfg.max_angle)
-        for it in range(_GN_ITERS):
-            win = _normalise(self._warp_gray(x0, y0, est[0], est[1], math.degrees(est[2])))
-            if win is None:
-                return sx, sy, 0.0
-            np.add(tgx, cv2.Sobel(win, cv2.CV_32F, 1, 0, ksize=1, scale=0.25), out=gx)  # ESM: mean gradient
-            np.add(tgy, cv2.Sobel(win, cv2.CV_32F, 0, 1, ksize=1, scale=0.25), out=gy)
-            if rotate:
-                u, v = self.uv
-                np.subtract(gy * u, gx * v, out=sd[2].reshape(tmpl.shape))  # sample point moves by (-v, u)
-            hess = (sd @ sd.T).astype(np.float64)
-            if it == 0:
-                ev = np.linalg.eigvalsh(hess)
-                if not ev[0] > 1e-6 * ev[-1]:
-                    return sx, sy, 0.0
-            step = np.linalg.solve(hess, (sd @ (tn - win).ravel()).astype(np.float64))
-            est[0] += float(step[0])
-            est[1] += float(step[1])
-            if rotate:
-                est[2] = min(max(est[2] + float(step[2]), -lim), lim)
-            if abs(step[0]) + abs(step[1]) < _GN_TOL and (not rotate or abs(step[2]) * self.centre < _GN_TOL):
-                break
-        if not np.all(np.isfinite(est)) or math.hypot(est[0] - sx, est[1] - sy) > _GN_MAX_MOVE:
-            return sx, sy, 0.0
-        return float(est[0]), float(est[1]), math.degrees(float(est[2]))
-
-    def _warp_gray(self, x0: int, y0: int, sx: float, sy: float, angle: float) -> np.ndarray:
-        p, pad = self.cfg.size, self.pad
-        m = self._affine(x0 + pad, y0 + pad, sx, sy, angle)
         flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
-        return cv2.warpAffine(self.gphone, m, (p, p), flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+        sd = hinv = np.zeros(0)
+        for it in range(_GN_ITERS):
+            for k in active:
+                if it == 0:
+                    x, y = int(x0s[k] + pad + est[k, 0]), int(y0 + pad + est[k, 1])
+                    win[k] = self.gphone[y : y + p, x : x + p]
+                else:
+                    mat = self._affine(x0s[k] + pad, y0 + pad, est[k, 0], est[k, 1], math.degrees(est[k, 2]))
+                    cv2.warpAffine(self.gphone, mat, (p, p), dst=win[k], flags=flags, borderMode=cv2.BORDER_REFLECT_101)
+            wn, norm = _normalise(_take(win, active))
+            good = norm > 1e-6
+            if it < _GN_JACOBIANS:
+                sd, hess = self._jacobian(wn, _take(tgrad[0], active), _take(tgrad[1], active))
+                if it == 0:
+                    ev = np.linalg.eigvalsh(hess)
+                    good &= ev[:, 0] > 1e-6 * ev[:, -1]
+                hess[~good] = np.eye(len(hess[0]))
+                hinv = 4.0 * np.linalg.inv(hess)
+            res = (_take(tn, active) - wn.reshape(len(active), -1))[:, :, None]
+            step = (hinv @ (sd @ res).astype(np.float64))[:, :, 0]
+            step[~good] = 0.0
+            ok[active[~good]] = False
+            est[active, : step.shape[1]] += step
+            if rotate:
+                est[active, 2] = np.clip(est[active, 2], -lim, lim)
+            moving = np.abs(step[:, 0]) + np.abs(step[:, 1]) >= _GN_TOL
+            if rotate:
+                moving |= np.abs(step[:, 2]) * self.centre >= _GN_TOL
+            moving &= good
+            active = active[moving]
+            if not len(active):
+                break
+            if it + 1 >= _GN_JACOBIANS and not moving.all():
+                sd, hinv = sd[moving], hinv[moving]
+        bad = ~ok | ~np.isfinite(est).all(axis=1) | (np.hypot(*(est[:, :2] - start).T) > _GN_MAX_MOVE)
+        est[bad, :2], est[bad, 2] = start[bad], 0.0
+        return est[:, :2], np.degrees(est[:, 2])
 
-    def _affine(self, x0: int, y0: int, sx: float, sy: float, angle: float) -> np.ndarray:
+    def _jacobian(self, wn: np.ndarray, tgx: np.ndarray, tgy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """4x the ESM Jacobian rows ``a x c x P^2`` (d/dx, d/dy[, d/d(angle)]) and normal matrices ``a x c x c``.
+
+        ``wn`` are the normalised phone windows, ``tgx``/``tgy`` 2x the normalised DSLR window gradients.
+        """
+        a, p = wn.shape[:2]
+        sd = np.empty((a, 3 if self.cfg.rotation == "fit" else 2, p, p), np.float32)
+        gx, gy = sd[:, 0], sd[:, 1]
+        np.subtract(wn[:, :, 2:], wn[:, :, :-2], out=gx[:, :, 1:-1])  # central differences, 0 on the border
+        np.subtract(wn[:, 2:], wn[:, :-2], out=gy[:, 1:-1])  # (as Sobel ksize 1 with reflected borders)
+        gx[:, :, 0] = gx[:, :, -1] = gy[:, 0] = gy[:, -1] = 0.0
+        gx += tgx
+        gy += tgy
+        if len(sd[0]) == 3:
+            u, v = self.uv
+            np.multiply(gy, u, out=sd[:, 2])  # the sample point moves by (-v, u)
+            sd[:, 2] -= gx * v
+        sd = sd.reshape(a, len(sd[0]), p * p)
+        return sd, (sd @ sd.transpose(0, 2, 1)).astype(np.float64)
+
+    def _affine(self, x0: float, y0: float, sx: float, sy: float, angle: float) -> np.ndarray:
         """2x3 matrix taking patch pixel ``(u, v)`` to its phone point (for ``WARP_INVERSE_MAP``)."""
         c, s, k = math.cos(math.radians(angle)), math.sin(math.radians(angle)), self.centre
         return np.array([[c, -s, x0 + sx + k - (c - s) * k], [s, c, y0 + sy + k - (s + c) * k]])
 
-    def _extract(self, x0: int, y0: int, sx: float, sy: float, angle: float) -> tuple[np.ndarray, float]:
-        p = self.cfg.size
-        m = self._affine(x0, y0, sx, sy, angle)
-        flags = _INTER[self.cfg.interpolation] | cv2.WARP_INVERSE_MAP
-        patch = cv2.warpAffine(self.phone, m, (p, p), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        return patch, _ncc_luma(_luma(patch), self.gdslr[y0 : y0 + p, x0 : x0 + p])
+    def _extract(self, out: np.ndarray, x0s: np.ndarray, y0: int, shift: np.ndarray, angle: np.ndarray) -> None:
+        """Resample the phone patches (RGB, ``interpolation``) at ``shift``/``angle`` into ``out``."""
+        p, flags = self.cfg.size, _INTER[self.cfg.interpolation] | cv2.WARP_INVERSE_MAP
+        for k in range(len(out)):
+            mat = self._affine(float(x0s[k]), y0, float(shift[k, 0]), float(shift[k, 1]), float(angle[k]))
+            cv2.warpAffine(self.phone, mat, (p, p), dst=out[k], flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
-    def _reach_outside(self, x0: int, y0: int, sx: float, sy: float, angle: float) -> float:
-        """How far (px) the refined window's corner pixel centres reach beyond the crop's pixel centres."""
-        p = self.cfg.size
-        m = self._affine(x0, y0, sx, sy, angle)
-        corners = np.array([[0, 0, 1], [p - 1, 0, 1], [0, p - 1, 1], [p - 1, p - 1, 1]], np.float64) @ m.T
+    def _reach_outside(self, x0s: np.ndarray, y0: int, shift: np.ndarray, angle: np.ndarray) -> np.ndarray:
+        """How far (px) each refined window's corner pixel centres reach beyond the crop's pixel centres."""
+        k, a = self.centre, np.radians(angle)[:, None]
+        du, dv = np.array([-k, k, -k, k]), np.array([-k, -k, k, k])  # corners relative to the centre
+        cx = x0s[:, None] + k + shift[:, :1] + np.cos(a) * du - np.sin(a) * dv
+        cy = y0 + k + shift[:, 1:] + np.sin(a) * du + np.cos(a) * dv
         h, w = self.phone.shape[:2]
-        over = np.maximum(-corners, corners - [w - 1, h - 1])
-        return float(over.max())
+        over = np.maximum(np.maximum(-cx, cx - (w - 1)), np.maximum(-cy, cy - (h - 1)))
+        return over.max(axis=1)
 
     def _search_rotation(self, tmpl: np.ndarray, x0: int, y0: int) -> tuple[tuple[float, float], float, bool]:
         """Naive rotation search: rotate the neighbourhood to each angle, re-match, refine the best angle."""
