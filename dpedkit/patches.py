@@ -209,17 +209,24 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
     h, w = phone.shape[:2]
     grid = np.array([(gx, gy) for gy in range(h // p) for gx in range(w // p)], np.int32).reshape(-1, 2)
     ctx = _Context(phone, dslr, config)
-    rows = [ctx.refine_row(gy) for gy in range(h // p)] if w >= p else []
+    out_phone, out_dslr = np.empty((len(grid), p, p, 3), np.uint8), np.empty((len(grid), p, p, 3), np.uint8)
+    rows, n, pos = [], w // p, 0
+    for gy in range(h // p if n else 0):
+        rows.append(ctx.refine_row(gy, out_phone[pos : pos + n]))  # its phone patches land there
+        keep = np.flatnonzero(rows[-1]["kept"])
+        if len(keep) < n:
+            out_phone[pos : pos + len(keep)] = out_phone[pos : pos + n][keep]
+        row_dslr = dslr[gy * p : gy * p + p, : n * p].reshape(p, n, p, 3).transpose(1, 0, 2, 3)
+        np.take(row_dslr, keep, axis=0, out=out_dslr[pos : pos + len(keep)])
+        pos += len(keep)
     cand: dict[str, np.ndarray] = {"xy": (grid * p).astype(np.int32), "grid": grid}
     for key, dtype, shape in _ROW_KEYS:
         cand[key] = np.concatenate([r[key] for r in rows]).astype(dtype) if rows else np.zeros(shape, dtype)
-    scores = np.concatenate([r["ncc"] for r in rows]) if rows else np.zeros(0)  # exact values decide
-    cand["kept"] = (scores >= config.ncc_min) & ~cand["outside"]
+    cand["kept"] = np.concatenate([r["kept"] for r in rows]) if rows else np.zeros(0, bool)
     idx = np.flatnonzero(cand["kept"])
-    empty = np.zeros((0, p, p, 3), np.uint8)
     out = PatchSet(
-        phone=np.concatenate([r["phone"] for r in rows]) if len(idx) else empty,
-        dslr=np.concatenate([r["dslr"] for r in rows]) if len(idx) else empty.copy(),
+        phone=out_phone[:pos],
+        dslr=out_dslr[:pos],
         xy=cand["xy"][idx],
         shift=cand["shift"][idx],
         angle=cand["angle"][idx],
@@ -299,11 +306,23 @@ def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return a if len(idx) == len(a) else a[idx]
 
 
-def _luma_image(img: np.ndarray) -> np.ndarray:
-    """:func:`_luma` of a whole RGB image, in row bands (cache-sized temporaries: ~2x faster)."""
-    out = np.empty(img.shape[:2], np.float32)
-    for y in range(0, len(img), 64):
-        out[y : y + 64] = img[y : y + 64].astype(np.float32) @ _GRAY
+def _luma_image(img: np.ndarray, pad: int = 0) -> np.ndarray:
+    """:func:`_luma` of a whole RGB image with ``pad`` px of reflected border (``BORDER_REFLECT_101``).
+
+    Row bands keep the temporaries cache-sized (~2x faster than one pass); the border is mirrored in place.
+    """
+    h, w = img.shape[:2]
+    if pad >= min(h, w):  # the border reflects more than once
+        return cv2.copyMakeBorder(_luma_image(img), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    out = np.empty((h + 2 * pad, w + 2 * pad), np.float32)
+    for y in range(0, h, 64):
+        band = img[y : y + 64]
+        out[pad + y : pad + y + len(band), pad : pad + w] = band.astype(np.float32) @ _GRAY
+    if pad:
+        out[pad : pad + h, :pad] = out[pad : pad + h, pad + 1 : 2 * pad + 1][:, ::-1]
+        out[pad : pad + h, -pad:] = out[pad : pad + h, -2 * pad - 1 : -pad - 1][:, ::-1]
+        out[:pad] = out[pad + 1 : 2 * pad + 1][::-1]
+        out[-pad:] = out[-2 * pad - 1 : -pad - 1][::-1]
     return out
 
 
@@ -314,17 +333,17 @@ def _rot(deg: float) -> np.ndarray:
 
 def _subpixel_peak(res: np.ndarray) -> tuple[float, float, float, bool]:
     """Peak of a correlation map: ``(x, y)`` with a 1-D parabola fit per axis, its value, on-border flag."""
-    res = np.nan_to_num(res, nan=-1.0)
+    cv2.patchNaNs(res, -1.0)  # in place (flat neighbourhoods)
     _, peak, _, (ix, iy) = cv2.minMaxLoc(res)
     rh, rw = res.shape
     border = ix in (0, rw - 1) or iy in (0, rh - 1)
 
     def vertex(lo: float, c: float, hi: float) -> float:
         den = lo - 2.0 * c + hi
-        return float(np.clip(0.5 * (lo - hi) / den, -0.5, 0.5)) if den < 0 else 0.0
+        return min(max(0.5 * (lo - hi) / den, -0.5), 0.5) if den < 0 else 0.0
 
-    fx = vertex(res[iy, ix - 1], peak, res[iy, ix + 1]) if 0 < ix < rw - 1 else 0.0
-    fy = vertex(res[iy - 1, ix], peak, res[iy + 1, ix]) if 0 < iy < rh - 1 else 0.0
+    fx = vertex(res[iy, ix - 1].item(), peak, res[iy, ix + 1].item()) if 0 < ix < rw - 1 else 0.0
+    fy = vertex(res[iy - 1, ix].item(), peak, res[iy + 1, ix].item()) if 0 < iy < rh - 1 else 0.0
     return ix + fx, iy + fy, float(peak), border
 
 
@@ -336,7 +355,7 @@ class _Context:
         self.phone = phone
         self.dslr = dslr
         self.pad = 2 * ((config.radius + 9) // 2)  # search + Gauss-Newton moves + rotation + cubic; even
-        self.gphone = cv2.copyMakeBorder(_luma_image(phone), *[self.pad] * 4, cv2.BORDER_REFLECT_101)
+        self.gphone = _luma_image(phone, self.pad)
         self.gdslr = _luma_image(dslr)
         if config.search_scale == 2:  # same pixel phase on both sides (even pad): half-res shift x 2 = shift
             self.half = [
@@ -346,8 +365,12 @@ class _Context:
         v, u = np.mgrid[0 : config.size, 0 : config.size] - self.centre
         self.uv = (u.astype(np.float32), v.astype(np.float32))
 
-    def refine_row(self, gy: int) -> dict[str, np.ndarray]:
-        """Refine the grid windows of row ``gy`` together; per-window arrays plus the kept patch pairs."""
+    def refine_row(self, gy: int, patches: np.ndarray) -> dict[str, np.ndarray]:
+        """Refine the grid windows of row ``gy`` together, resample their phone patches into ``patches``.
+
+        Returns:
+            Per-window arrays: ``_ROW_KEYS`` (``ncc`` float64, exact) and ``kept``.
+        """
         cfg, p = self.cfg, self.cfg.size
         n, y0 = self.phone.shape[1] // p, gy * p
         x0s = np.arange(n) * p
@@ -366,7 +389,6 @@ class _Context:
         for i in range(0, len(todo), _GN_CHUNK):  # a few windows at a time: the arrays stay in cache
             c = todo[i : i + _GN_CHUNK]
             shift[c], angle[c] = self._gauss_newton(tmpl[c], (tgx[c], tgy[c]), x0s[c], y0, start[c])
-        patches = np.empty((n, p, p, 3), np.uint8)
         self._extract(patches, x0s, y0, shift, angle)
         score = _ncc_rows(patches, tmpl)
         if cfg.rotation != "search":
@@ -376,14 +398,13 @@ class _Context:
             if len(check):
                 alt = np.empty((len(check), p, p, 3), np.uint8)
                 self._extract(alt, x0s[check], y0, start[check], np.zeros(len(check)))
-                better = _ncc_rows(alt, tmpl[check]) > score[check]
+                alt_score = _ncc_rows(alt, tmpl[check])
+                better = alt_score > score[check]
                 k = check[better]
-                shift[k], angle[k], patches[k], score[k] = start[k], 0.0, alt[better], _ncc_rows(alt[better], tmpl[k])
+                shift[k], angle[k], patches[k], score[k] = start[k], 0.0, alt[better], alt_score[better]
             if cfg.search_scale == 2:  # a half-res peak on the border: only if the result is there too
                 at_radius &= np.abs(shift).max(axis=1) >= cfg.radius - 1
         outside = self._reach_outside(x0s, y0, shift, angle) > cfg.max_outside
-        kept = (score >= cfg.ncc_min) & ~outside
-        dslr = self.dslr[y0 : y0 + p, : n * p].reshape(p, n, p, 3).transpose(1, 0, 2, 3)
         return {
             "shift": shift,
             "angle": angle,
@@ -391,8 +412,7 @@ class _Context:
             "texture": texture,
             "at_radius": at_radius,
             "outside": outside,
-            "phone": patches[kept],
-            "dslr": dslr[kept],
+            "kept": (score >= cfg.ncc_min) & ~outside,  # decided on the exact (float64) NCC
         }
 
     def _search(self, tmpl: np.ndarray, x0: int, y0: int) -> tuple[float, float, float, bool]:
