@@ -218,8 +218,8 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
         keep = np.flatnonzero(rows[-1]["kept"])
         if len(keep) < n:
             out_phone[pos : pos + len(keep)] = out_phone[pos : pos + n][keep]
-        row_dslr = dslr[gy * p : gy * p + p, : n * p].reshape(p, n, p, 3).transpose(1, 0, 2, 3)
-        np.take(row_dslr, keep, axis=0, out=out_dslr[pos : pos + len(keep)])
+        for i, k in enumerate(keep):  # (np.take from the strided row view is 15x slower)
+            out_dslr[pos + i] = dslr[gy * p : gy * p + p, k * p : k * p + p]
         pos += len(keep)
     cand: dict[str, np.ndarray] = {"xy": (grid * p).astype(np.int32), "grid": grid}
     for key, dtype, shape in _ROW_KEYS:
