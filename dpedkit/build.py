@@ -39,6 +39,7 @@ import numpy as np
 
 from dpedkit import __version__
 from dpedkit.align import AlignConfig
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, InputError, check_choice, check_range
 from dpedkit.io import write_image, write_text
 from dpedkit.parallel import Backend, check_options, run_parallel
@@ -64,7 +65,7 @@ OnError = Literal["record", "raise"]
 
 
 @dataclass(frozen=True)
-class BuildConfig:
+class BuildConfig(ConfigMixin):
     """Options of :func:`build_dataset` (stored in ``dataset.json`` and in every shard's attributes).
 
     Attributes:
@@ -99,22 +100,12 @@ class BuildConfig:
         check_range("pairs_per_shard", self.pairs_per_shard, 1, 100_000)
         check_choice("on_error", self.on_error, ("record", "raise"))
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (nested align/patch dicts)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        return out | {"align": self.align.to_dict(), "patch": self.patch.to_dict()}
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BuildConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown BuildConfig option(s) {unknown}; valid: {sorted(known)}")
-        data = dict(data)
-        data["align"] = AlignConfig.from_dict(data.get("align", {}))
-        data["patch"] = PatchConfig.from_dict(data.get("patch", {}))
-        return cls(**data)
+    def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return data | {
+            "align": AlignConfig.from_dict(data.get("align", {})),
+            "patch": PatchConfig.from_dict(data.get("patch", {})),
+        }
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, check_choice, check_range
 from dpedkit.io import read_rgb, to_uint8, write_image, write_text
 
@@ -43,7 +44,7 @@ _OWN = ("raw", "dataset", "report.html", "run-init", "run", "enhanced", "demo.js
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(ConfigMixin):
     """Options of :func:`run_demo` (defaults: under 3 minutes on 2 CPU cores).
 
     Attributes:
@@ -83,19 +84,6 @@ class DemoConfig:
         check_range("lr", self.lr, 1e-7, 1.0)
         check_range("jobs", self.jobs, 1)
         check_range("seed", self.seed, 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the options."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DemoConfig:
-        """Build from a dict; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown DemoConfig option(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
 
 
 @dataclass

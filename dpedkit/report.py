@@ -17,7 +17,7 @@ import html
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +25,8 @@ import numpy as np
 
 from dpedkit import __version__
 from dpedkit import diagnostics as dg
-from dpedkit.errors import ConfigError, InputError, check_range
+from dpedkit.config import ConfigMixin
+from dpedkit.errors import InputError, check_range
 from dpedkit.io import read_rgb, write_text
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 @dataclass(frozen=True)
-class ReportConfig:
+class ReportConfig(ConfigMixin):
     """Options of the report.
 
     Attributes:
@@ -58,19 +59,6 @@ class ReportConfig:
         for name in ("pair_views", "hist_pairs", "samples", "lowest", "seed"):
             check_range(name, getattr(self, name), 0)
         check_range("image_width", self.image_width, 200, 4000)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the options."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ReportConfig:
-        """Build from a dict; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown ReportConfig option(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
 
 
 @dataclass

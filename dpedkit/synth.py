@@ -44,13 +44,14 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from dpedkit import __version__
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, InputError, check_range
 from dpedkit.geometry import apply_homography
 from dpedkit.io import atomic_path, list_images, read_rgb, write_text
@@ -74,7 +75,7 @@ _STRIP = 32  # rows per strip in per-pixel float work (keeps buffers small and c
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(ConfigMixin):
     """Options of a synthetic pair.
 
     Attributes:
@@ -96,18 +97,6 @@ class SynthConfig:
             )
         if not isinstance(self.hard, bool):
             raise ConfigError(f"hard must be True or False; got {self.hard!r}")
-
-    def to_dict(self) -> dict:
-        """Plain JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SynthConfig:
-        """Inverse of :meth:`to_dict` (unknown keys raise ConfigError)."""
-        unknown = set(d) - {"phone_mp", "dslr_mp", "hard"}
-        if unknown:
-            raise ConfigError(f"unknown SynthConfig fields {sorted(unknown)}; allowed: phone_mp, dslr_mp, hard")
-        return cls(**d)
 
 
 @dataclass

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, check_choice, check_range
 
 MODELS = ("dped", "srcnn", "johnson")
@@ -17,7 +18,7 @@ RESUMABLE_CHANGES = ("iters", "eval_every", "device", "data_mode", "workers")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     """Options of :func:`dpedkit.train.train`; defaults are the DPED paper's recipe.
 
     Attributes:
@@ -87,19 +88,6 @@ class TrainConfig:
     def needs_vgg(self) -> bool:
         """True for the models trained with the VGG content loss."""
         return self.model in ("dped", "johnson")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of the fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig option(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
 
 
 def resolve_resume(run_dir: Path, config: TrainConfig) -> TrainConfig:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from dpedkit import __version__
 from dpedkit.align.features import Features, Matches, detect, match, working_scale
 from dpedkit.align.homography import METHODS, check_geometry, robust_fit
 from dpedkit.align.warp import INTERPOLATIONS, largest_rectangle, resample_dslr, valid_halfplanes
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, Failure, InputError, check_choice, check_range
 from dpedkit.io import read_image, write_image, write_text
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class AlignConfig:
+class AlignConfig(ConfigMixin):
     """Options of the alignment stage (defaults chosen by measurement, see ``dpedkit bench align``).
 
     Attributes:
@@ -109,24 +110,6 @@ class AlignConfig:
         check_range("min_side", self.min_side, 1)
         check_range("threads", self.threads, 1, 64)
         check_range("seed", self.seed, 0, 2**31 - 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict of the options."""
-        d = asdict(self)
-        d["scale_range"] = list(self.scale_range)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AlignConfig:
-        """Build from a dict (e.g. a TOML table); unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown align option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        d = dict(d)
-        if "scale_range" in d:
-            d["scale_range"] = tuple(d["scale_range"])
-        return cls(**d)
 
 
 @dataclass

@@ -7,18 +7,19 @@ were trained with in the paper's comparison: SRCNN with MSE, Johnson et al. with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import check_choice, check_range
-from dpedkit.models.generator import InstanceNorm, _from_dict
+from dpedkit.models.generator import InstanceNorm
 
 
 @dataclass(frozen=True)
-class SRCNNConfig:
+class SRCNNConfig(ConfigMixin):
     """SRCNN 9-1-5 (Dong et al. 2014): conv 9x9 -> 64, ReLU, conv 1x1 -> 32, ReLU, conv 5x5 -> 3.
 
     Attributes:
@@ -38,17 +39,6 @@ class SRCNNConfig:
         check_choice("len(kernels)", len(self.kernels), (3,))
         for k in self.kernels:
             check_choice("kernels[i]", k, (1, 3, 5, 7, 9, 11))
-
-    def to_dict(self) -> dict:
-        """Plain dict of the fields (``kernels`` as a list)."""
-        d = asdict(self)
-        d["kernels"] = list(self.kernels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SRCNNConfig:
-        """Inverse of :meth:`to_dict`."""
-        return _from_dict(cls, d)
 
 
 class SRCNN(nn.Module):
@@ -74,7 +64,7 @@ class SRCNN(nn.Module):
 
 
 @dataclass(frozen=True)
-class JohnsonConfig:
+class JohnsonConfig(ConfigMixin):
     """Johnson et al. (2016) image transformation network.
 
     ``c9s1-C, d2C, d4C, R4C x blocks, u2C, uC, c9s1-3`` with instance norm (``norm="instance"``, the later
@@ -94,15 +84,6 @@ class JohnsonConfig:
         check_range("channels", self.channels, 1, 1024)
         check_range("blocks", self.blocks, 0, 64)
         check_choice("norm", self.norm, ("instance", "batch"))
-
-    def to_dict(self) -> dict:
-        """Plain dict of the fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> JohnsonConfig:
-        """Inverse of :meth:`to_dict`."""
-        return _from_dict(cls, d)
 
 
 def _norm(kind: str, c: int) -> nn.Module:

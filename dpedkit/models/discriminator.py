@@ -13,14 +13,15 @@ As in the official code (the paper's "sigmoid on a 1024-neuron FC" differs)::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import InputError, check_range
-from dpedkit.models.generator import InstanceNorm, _from_dict, conv_same, init_tf_, tf_same_padding
+from dpedkit.models.generator import InstanceNorm, conv_same, init_tf_, tf_same_padding
 
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 
@@ -32,7 +33,7 @@ def to_gray(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(ConfigMixin):
     """Architecture of the DPED discriminator (defaults = the official one).
 
     Attributes:
@@ -49,15 +50,6 @@ class DiscriminatorConfig:
         check_range("patch", self.patch, 16, 4096)
         check_range("slope", self.slope, 0.0, 1.0)
         check_range("eps", self.eps, 0.0, 1.0)
-
-    def to_dict(self) -> dict:
-        """Plain dict of the fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DiscriminatorConfig:
-        """Inverse of :meth:`to_dict`."""
-        return _from_dict(cls, d)
 
 
 # (in, out, kernel, stride, instance norm)

@@ -21,17 +21,18 @@ injected, ``InstanceNorm.forward(x, stats=(mean, var))`` with ``mean``/``var`` s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpedkit.errors import ConfigError, check_range
+from dpedkit.config import ConfigMixin
+from dpedkit.errors import check_range
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(ConfigMixin):
     """Architecture of the DPED generator (defaults = the official model).
 
     Attributes:
@@ -53,23 +54,6 @@ class GeneratorConfig:
         check_range("blocks", self.blocks, 0, 64)
         check_range("eps", self.eps, 0.0, 1.0)
         check_range("out_scale", self.out_scale, 0.0, 10.0)
-
-    def to_dict(self) -> dict:
-        """Plain dict of the fields (JSON- and checkpoint-friendly)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GeneratorConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        return _from_dict(cls, d)
-
-
-def _from_dict(cls: type, d: dict):  # noqa: ANN202 - generic over config dataclasses
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown field(s) {unknown}; allowed: {sorted(names)}")
-    return cls(**d)
 
 
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

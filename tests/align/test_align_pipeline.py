@@ -176,7 +176,7 @@ def test_config_validation_and_round_trip():
         AlignConfig(ratio=1.5)
     with pytest.raises(ConfigError, match="scale_range"):
         AlignConfig(scale_range=(2.0, 1.0))
-    with pytest.raises(ConfigError, match="unknown align option"):
+    with pytest.raises(ConfigError, match="unknown AlignConfig option"):
         AlignConfig.from_dict({"wrk_mp": 1})
     cfg = AlignConfig(work_mp=0.3, scale_range=(0.5, 2))
     d = json.loads(json.dumps(cfg.to_dict()))

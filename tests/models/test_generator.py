@@ -67,7 +67,7 @@ def test_config_validation_and_round_trip():
     assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="channels"):
         GeneratorConfig(channels=0)
-    with pytest.raises(ConfigError, match="unknown field"):
+    with pytest.raises(ConfigError, match="unknown GeneratorConfig option"):
         GeneratorConfig.from_dict({"chanels": 3})
 
 
