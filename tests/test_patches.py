@@ -86,6 +86,9 @@ def test_config_roundtrip_and_validation():
         PatchConfig(angle_steps=4)
     with pytest.raises(ConfigError, match="unknown PatchConfig option"):
         PatchConfig.from_dict({"size": 100, "stride": 50})
+    with pytest.raises(ConfigError, match="search_scale must be one of 1, 2"):
+        PatchConfig(search_scale=4)
+    assert PatchConfig.from_dict(PatchConfig(search_scale=1).to_dict()).search_scale == 1
 
 
 def test_bad_input_raises(scene):
@@ -206,6 +209,36 @@ def test_radius_limits_the_search(scene, rng):
     inner = ~big.candidates["outside"]
     assert not big.candidates["at_radius"].any()
     assert np.abs(big.candidates["shift"][inner] - b).max() < 0.05
+
+
+def test_half_resolution_search_matches_the_full_resolution_one(scene, rng):
+    a_mat = rotation(0.3)
+    b = np.array([-1.6, 2.2])
+    phone = warp_affine_pair(scene, a_mat, b, rng)
+    full = extract_patches(phone, scene, config=PatchConfig(search_scale=1))
+    half = extract_patches(phone, scene, config=PatchConfig(search_scale=2))
+    assert np.array_equal(full.candidates["kept"], half.candidates["kept"]) and len(half) >= 12
+    assert np.abs(full.shift - half.shift).max() < 0.01 and np.abs(full.angle - half.angle).max() < 0.01
+    assert np.abs(full.phone.astype(int) - half.phone).max() <= 1 and np.allclose(full.ncc, half.ncc, atol=1e-4)
+
+
+def test_large_shift_widens_the_near_search(scene, rng):
+    """A 15 px residual is beyond the first (+-8 px) search: the search widens and finds it."""
+    b = np.array([15.3, -12.6])
+    phone = warp_affine_pair(scene, np.eye(2), b, rng)
+    ps = extract_patches(phone, scene, config=PatchConfig(radius=24))
+    inner = ~ps.candidates["outside"]
+    assert inner.sum() >= 8 and not ps.candidates["at_radius"].any()
+    assert np.abs(ps.candidates["shift"][inner] - b).max() < 0.05
+
+
+def test_padded_luma_reflects_like_opencv(rng):
+    from dpedkit.patches import _GRAY, _luma_image
+
+    for h, w, pad in [(50, 70, 10), (30, 200, 34), (20, 20, 40)]:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        want = cv2.copyMakeBorder(img.astype(np.float32) @ _GRAY, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+        assert np.array_equal(_luma_image(img, pad), want)
 
 
 def test_windows_whose_match_leaves_the_crop_are_not_kept(scene, rng):
