@@ -397,7 +397,7 @@ class _Context:
         x0s = np.arange(n) * p
         tmpl = np.ascontiguousarray(self.gdslr[y0 : y0 + p, : n * p].reshape(p, n, p).transpose(1, 0, 2))
         tgx, tgy = _gradient(tmpl)  # texture measure and Gauss-Newton Jacobian
-        texture = cv2.magnitude(tgx.reshape(-1, p), tgy.reshape(-1, p)).reshape(n, -1).mean(axis=1)
+        texture = np.sqrt(tgx * tgx + tgy * tgy).mean(axis=(1, 2))  # (cv2.magnitude varies with alignment)
         start, angle = np.zeros((n, 2)), np.zeros(n)
         peak, at_radius = np.zeros(n), np.zeros(n, bool)
         for k in range(n):
