@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
 import cv2
 import numpy as np
 
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, InputError, check_choice, check_range
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ _GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma, as cv2
 
 
 @dataclass(frozen=True)
-class PatchConfig:
+class PatchConfig(ConfigMixin):
     """Options of :func:`extract_patches`.
 
     Attributes:
@@ -115,19 +116,6 @@ class PatchConfig:
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         check_range("max_outside", self.max_outside, 0.0, float(self.size))
         check_choice("search_scale", self.search_scale, (1, 2))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the options (JSON-ready)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PatchConfig:
-        """Build from a dict such as :meth:`to_dict` returns; unknown keys raise :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown PatchConfig option(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
 
 
 @dataclass
