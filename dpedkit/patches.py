@@ -57,7 +57,6 @@ INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
 _INTER = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 _NEAR_RADIUS = 4  # half-res px searched first (search_scale=2); wider only when not clearly found there
 _GN_ITERS = 4  # Gauss-Newton iterations at most (1-2 are typical from the correlation peak)
-_GN_JACOBIANS = 2  # Gauss-Newton steps that recompute the Jacobian (later ones reuse the last)
 _GN_CHUNK = 8  # windows refined together (their arrays stay in cache)
 _GN_TOL = 0.02  # px; stop when an update moves the window (centre and corners) less than this
 _GN_SKIP_MARGIN = 0.3  # windows whose correlation peak is below ncc_min - this are not refined further
@@ -459,9 +458,9 @@ class _Context:
         minimisation (ESM) Jacobian: the mean of the DSLR window's gradients and the phone window's, which
         converges even when the phone is blurrier than the DSLR (the DSLR gradients alone overshoot the normal
         matrix and crawl). The first step linearises at the rounded peak (an integer shift: the phone window is a
-        plain slice), the second at the first estimate (one cubic ``P x P`` warp), whose Jacobian and normal
-        matrix are kept for the last steps (warp + one ``3 x P^2`` product each). A window falls back to its peak
-        (angle 0) when degenerate or runaway.
+        plain slice, no interpolation), each later one at the current estimate (one cubic ``P x P`` warp; the
+        Jacobian is recomputed each time: keeping the previous one biased blurred windows by up to 0.1 px). A
+        window falls back to its peak (angle 0) when degenerate or runaway.
 
         Returns:
             ``m x 2`` shifts and ``m`` angles in degrees.
@@ -480,7 +479,6 @@ class _Context:
         win = np.empty_like(tmpl)
         lim = math.radians(self.cfg.max_angle)
         flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
-        sd = hinv = np.zeros(0)
         for it in range(_GN_ITERS):
             for k in active:
                 if it == 0:
@@ -491,15 +489,13 @@ class _Context:
                     cv2.warpAffine(self.gphone, mat, (p, p), dst=win[k], flags=flags, borderMode=cv2.BORDER_REFLECT_101)
             wn, norm = _normalise(_take(win, active))
             good = norm > 1e-6
-            if it < _GN_JACOBIANS:
-                sd, hess = self._jacobian(wn, _take(tgrad[0], active), _take(tgrad[1], active))
-                if it == 0:
-                    ev = np.linalg.eigvalsh(hess)
-                    good &= ev[:, 0] > 1e-6 * ev[:, -1]
-                hess[~good] = np.eye(len(hess[0]))
-                hinv = 4.0 * np.linalg.inv(hess)
+            sd, hess = self._jacobian(wn, _take(tgrad[0], active), _take(tgrad[1], active))
+            if it == 0:
+                ev = np.linalg.eigvalsh(hess)
+                good &= ev[:, 0] > 1e-6 * ev[:, -1]
+            hess[~good] = np.eye(len(hess[0]))
             res = (_take(tn, active) - wn.reshape(len(active), -1))[:, :, None]
-            step = (hinv @ (sd @ res).astype(np.float64))[:, :, 0]
+            step = 4.0 * np.linalg.solve(hess, (sd @ res).astype(np.float64))[:, :, 0]
             step[~good] = 0.0
             ok[active[~good]] = False
             est[active, : step.shape[1]] += step
@@ -512,8 +508,6 @@ class _Context:
             active = active[moving]
             if not len(active):
                 break
-            if it + 1 >= _GN_JACOBIANS and not moving.all():
-                sd, hinv = sd[moving], hinv[moving]
         bad = ~ok | ~np.isfinite(est).all(axis=1) | (np.hypot(*(est[:, :2] - start).T) > _GN_MAX_MOVE)
         est[bad, :2], est[bad, 2] = start[bad], 0.0
         return est[:, :2], np.degrees(est[:, 2])
