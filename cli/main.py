@@ -40,9 +40,11 @@ class LazyGroup(click.Group):
         self.package = package
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Registered names, sorted."""
         return sorted(set(self.registry) | set(self.commands))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Import the command's module on first use."""
         if name in self.commands:
             return self.commands[name]
         if name not in self.registry:
@@ -51,6 +53,7 @@ class LazyGroup(click.Group):
         return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List commands with their registry help, without importing them."""
         rows = [(name, self.registry[name][1]) for name in sorted(self.registry)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
@@ -71,11 +74,11 @@ def cli(verbose: int, quiet: bool) -> None:
     Conventions: images RGB, (x, y) pixel coordinates with pixel centres at integers, homographies map
     phone to DSLR. Run `dpedkit COMMAND --help` for each command.
     """
+    from dpedkit_cli.render import console
     from rich.logging import RichHandler
 
-    from dpedkit_cli.render import console
-
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.getLogger("PIL").setLevel(logging.INFO)  # Pillow's chunk-by-chunk DEBUG lines drown -v output
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)], force=True
     )

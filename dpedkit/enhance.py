@@ -25,13 +25,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, DpedkitError, Failure, InputError, check_choice, check_range
 from dpedkit.io import IMAGE_SUFFIXES, list_images, read_image, to_uint8, write_image
 from dpedkit.torchutil import resolve_device
@@ -50,7 +51,7 @@ _TAIL_HALO = 6  # rows of context of c10 (1) + c11 (1) + c12 (4)
 
 
 @dataclass(frozen=True)
-class EnhanceConfig:
+class EnhanceConfig(ConfigMixin):
     """Options of :func:`enhance`.
 
     Attributes:
@@ -76,18 +77,6 @@ class EnhanceConfig:
         check_range("quality", self.quality, 1, 100)
         if self.strip_rows is not None:
             check_range("strip_rows", self.strip_rows, 1)
-
-    def to_dict(self) -> dict:
-        """Plain dict of the fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> EnhanceConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"EnhanceConfig: unknown field(s) {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, check_choice, check_range
 from dpedkit.metrics import ms_ssim, psnr, ssim
 from dpedkit.torchutil import resolve_device, to_nchw
@@ -33,7 +34,7 @@ Model = torch.nn.Module | str | Path
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(ConfigMixin):
     """Options of :func:`evaluate`.
 
     Attributes:
@@ -53,18 +54,6 @@ class EvalConfig:
         check_range("batch", self.batch, 1)
         if not isinstance(self.batch, int):
             raise ConfigError(f"batch must be an integer; got {self.batch!r}")
-
-    def to_dict(self) -> dict:
-        """Plain dict of the fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> EvalConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"EvalConfig: unknown field(s) {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ from dpedkit.report import dataset_pair_view
 worst = ok[0]["pair"]
 view = dataset_pair_view(dataset, worst, width=700)
 print(worst, view.metrics)
-for key, (mime, data) in view.images.items():
+for key, (_mime, data) in view.images.items():
     print(view.captions[key])
     display(Image(data))
 display(Image(dg.ncc_histogram_png(view.candidates["ncc"], threshold=s.ncc_min, kept=view.candidates["kept"])))"""

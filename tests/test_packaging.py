@@ -4,9 +4,9 @@ import tomllib
 from pathlib import Path
 
 from click.testing import CliRunner
+from dpedkit_cli.main import COMMANDS, cli
 
 import dpedkit
-from dpedkit_cli.main import COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,10 @@ def test_every_registered_command_imports():
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from dpedkit_cli.main import cli; cli(['--help'], standalone_mode=False); print('torch' in sys.modules)"
+    code = (
+        "import sys; from dpedkit_cli.main import cli; "
+        "cli(['--help'], standalone_mode=False); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False")
 

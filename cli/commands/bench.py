@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from dpedkit_cli.main import LazyGroup
 
 BENCHES: dict[str, tuple[str, str]] = {
