@@ -79,8 +79,13 @@ def test_bad_files_raise_typed_errors_naming_the_file(tmp_path, photo):
     buf = io.BytesIO()
     Image.fromarray(photo).save(buf, "PNG")
     (tmp_path / "cut.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    cases = {"missing.jpg": "no such file", "empty.jpg": "empty", "text.png": "not a readable image",
-             "cut.jpg": "truncated", "cut.png": "truncated"}
+    cases = {
+        "missing.jpg": "no such file",
+        "empty.jpg": "empty",
+        "text.png": "not a readable image",
+        "cut.jpg": "truncated",
+        "cut.png": "truncated",
+    }
     for name, cause in cases.items():
         with pytest.raises(InputError, match=cause) as err:
             read_image(tmp_path / name)
