@@ -2,8 +2,10 @@
 
 Output folder ``OUT``:
 
-- ``train/shard-NNNNN.h5``, ``test/shard-NNNNN.h5``: patch shards (schema in :mod:`dpedkit.shards`), each with
-  ``shard-NNNNN.json`` beside it: the records of its pairs, its row count and checksum (written after the shard).
+- ``train/shard-NNNNN.h5``, ``test/shard-NNNNN.h5``: patch shards (schema in :mod:`dpedkit.shards`): the kept
+  patch pairs and, in the ``candidates/`` group, every grid window of each ok pair (kept or not: shift, angle,
+  NCC, texture, flags) for ``dpedkit inspect``; each with ``shard-NNNNN.json`` beside it: the records of its
+  pairs, its row count and checksum (written after the shard).
 - ``test_full/{phone,dslr}/NAME.png``: the full aligned crops of the test pairs, for full-image evaluation.
 - ``pairs.jsonl``: one line per input pair, sorted by pair name: ``pair``, ``phone``, ``dslr``, ``status`` ("ok"
   or a failure word: ``unreadable``, ``no-partner``, ``no-patches``, ``error`` or an alignment failure such as
@@ -45,6 +47,7 @@ from dpedkit.io import write_image, write_text
 from dpedkit.parallel import Backend, check_options, run_parallel
 from dpedkit.patches import PatchConfig
 from dpedkit.shards import (
+    CANDIDATE_COLUMNS,
     COLUMNS,
     IMAGES,
     MANIFEST,
@@ -370,15 +373,16 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
     config = replace(config, align=replace(config.align, threads=1))
     attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
     records, timings = [], {}
-    with ShardWriter(out / task["shard"], patch_size=config.patch.size, attrs=attrs) as writer:
+    with ShardWriter(out / task["shard"], patch_size=config.patch.size, attrs=attrs, candidates=True) as writer:
         for name, phone, dslr in task["pairs"]:
             times = timings[name] = {}
             record, patches = process_pair(
                 name, phone, dslr, config=config, split=task["split"], out_dir=out, timings=times
             )
             t1 = time.perf_counter()
-            if patches is not None and len(patches):
-                writer.append(name, **{k: getattr(patches, k) for k in (*IMAGES, *COLUMNS) if k != "pair"})
+            if patches is not None:  # every window's record too, so `dpedkit inspect` needs no re-refinement
+                arrays = {k: getattr(patches, k) for k in (*IMAGES, *COLUMNS) if k != "pair"}
+                writer.append(name, candidates=_candidates(patches), **arrays)
             records.append(record)
             times["write"] = time.perf_counter() - t1
             timings[name] = {k: round(v, 4) for k, v in times.items()}
@@ -462,6 +466,15 @@ def _align_metrics(result: Any) -> dict[str, Any]:
     if result.crop is not None:
         metrics["crop"] = [int(v) for v in result.crop]
     return metrics
+
+
+def _candidates(patches: Any) -> dict[str, np.ndarray]:
+    """The shard's candidate columns of a PatchSet (flags an older PatchSet lacks are stored as False)."""
+    cand = dict(patches.candidates)
+    m = len(cand["kept"])
+    for name in ("at_radius", "outside"):
+        cand.setdefault(name, np.zeros(m, bool))
+    return {k: cand[k] for k in CANDIDATE_COLUMNS if k not in ("pair", "row")}
 
 
 def _patch_metrics(patches: Any) -> dict[str, Any]:

@@ -9,7 +9,17 @@ Schema (``SCHEMA`` version ``SCHEMA_VERSION``), for ``N`` patch pairs of ``P x P
   phone window in the aligned crop, ``shift`` (N, 2) float32 DSLR window offset in px, ``angle`` (N,) float32
   degrees, ``ncc`` (N,) float32 normalised cross-correlation of the stored pair, ``texture`` (N,) float32.
 - file attributes: ``schema``, ``schema_version``, ``dpedkit_version``, ``config`` (resolved build config as
-  JSON), ``split``, ``patch_size``.
+  JSON), ``split``, ``patch_size``, ``rows``.
+- optional group ``candidates/`` (version 2; written by ``dpedkit build``, absent from shards written by
+  ``import-dped`` or by version 1): the refinement record of every grid window of the shard's pairs, kept or not,
+  one row per window (``M`` rows, attribute ``rows``), pairs in the order they were appended and windows in
+  row-major grid order: ``pair`` (M,) UTF-8, ``xy`` (M, 2) int32 window top-left, ``grid`` (M, 2) int32 column
+  and row index, ``shift`` (M, 2) float32, ``angle`` (M,) float32, ``ncc`` (M,) float32, ``texture`` (M,)
+  float32, ``kept`` (M,) bool, ``at_radius`` (M,) bool, ``outside`` (M,) bool (see
+  :class:`dpedkit.patches.PatchSet`) and ``row`` (M,) int32: the window's patch row in this shard, -1 when
+  not kept.
+
+Version 1 shards (no ``candidates/`` group) are still read; readers never require the group.
 
 Files are written deterministically (no timestamps), so two builds of the same pairs have equal checksums.
 """
@@ -20,7 +30,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +42,8 @@ from dpedkit import __version__
 from dpedkit.errors import ShardError
 
 SCHEMA = "dpedkit-patches"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 2 added the optional candidates/ group
 IMAGES = ("phone", "dslr")
 # column name -> (dtype, trailing shape)
 COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
@@ -42,6 +53,21 @@ COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "angle": (np.float32, ()),
     "ncc": (np.float32, ()),
     "texture": (np.float32, ()),
+}
+CANDIDATES = "candidates"
+# candidate column name -> (dtype, trailing shape); ``row`` is filled in by the writer
+CANDIDATE_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "pair": (h5py.string_dtype("utf-8"), ()),
+    "xy": (np.int32, (2,)),
+    "grid": (np.int32, (2,)),
+    "shift": (np.float32, (2,)),
+    "angle": (np.float32, ()),
+    "ncc": (np.float32, ()),
+    "texture": (np.float32, ()),
+    "kept": (np.bool_, ()),
+    "at_radius": (np.bool_, ()),
+    "outside": (np.bool_, ()),
+    "row": (np.int32, ()),
 }
 
 
@@ -80,6 +106,7 @@ class ShardWriter:
         patch_size: int,
         attrs: Mapping[str, Any] | None = None,
         compression: str | None = None,
+        candidates: bool = False,
     ) -> None:
         self.path = Path(path)
         self.patch_size = int(patch_size)
@@ -103,40 +130,61 @@ class ShardWriter:
                 track_times=False,
             )
         for name, (dtype, tail) in COLUMNS.items():
-            self._file.create_dataset(
-                name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=(1024, *tail), track_times=False
-            )
+            _column(self._file, name, dtype, tail)
+        self.candidate_rows = 0
+        self._cand = None
+        if candidates:
+            self._cand = self._file.create_group(CANDIDATES, track_order=False)
+            for name, (dtype, tail) in CANDIDATE_COLUMNS.items():
+                _column(self._cand, name, dtype, tail)
 
-    def append(self, pair: str, **arrays: np.ndarray) -> int:
-        """Append the ``K`` patch pairs of source pair ``pair``; returns ``K``.
+    def append(self, pair: str, *, candidates: Mapping[str, np.ndarray] | None = None, **arrays: np.ndarray) -> int:
+        """Append the ``K`` patch pairs of source pair ``pair`` (and its candidate windows); returns ``K``.
 
         Args:
             pair: name of the source photo pair (stored in the ``pair`` column for each row).
+            candidates: every grid window of the pair (:attr:`dpedkit.patches.PatchSet.candidates`: each column of
+                :data:`CANDIDATE_COLUMNS` but ``pair`` and ``row``, ``M`` rows), whose ``K`` kept windows are, in
+                order, the patch pairs given; only for a writer opened with ``candidates=True``.
             **arrays: ``phone``, ``dslr`` ``(K, P, P, 3)`` uint8 and every column of :data:`COLUMNS` but ``pair``.
 
         Raises:
-            ShardError: a field is missing or has the wrong shape.
+            ShardError: a field is missing or has the wrong shape, or the candidates do not fit the patches.
         """
         k = len(arrays["phone"]) if "phone" in arrays else -1
         want = {n: (self.patch_size, self.patch_size, 3) for n in IMAGES}
         want.update({n: tail for n, (_, tail) in COLUMNS.items() if n != "pair"})
-        for name, tail in want.items():
-            a = arrays.get(name)
-            if a is None or np.shape(a) != (k, *tail):
-                raise ShardError(f"append({pair!r}): field {name!r} must have shape {(k, *tail)}, got {np.shape(a)}")
+        _check_fields(pair, arrays, want, k)
+        if candidates is not None:
+            self._append_candidates(pair, candidates, k)
         if k == 0:
             return 0
-        arrays = {**arrays, "pair": np.array([pair] * k, dtype=object)}
-        for name in (*IMAGES, *COLUMNS):
-            ds = self._file[name]
-            ds.resize(self.rows + k, axis=0)
-            ds[self.rows :] = np.asarray(arrays[name], dtype=ds.dtype if name != "pair" else object)
+        _extend(self._file, {**arrays, "pair": np.array([pair] * k, dtype=object)}, (*IMAGES, *COLUMNS), self.rows)
         self.rows += k
         return k
+
+    def _append_candidates(self, pair: str, cand: Mapping[str, np.ndarray], k: int) -> None:
+        if self._cand is None:
+            raise ShardError(f"append({pair!r}): candidates given, but the writer was opened with candidates=False")
+        m = len(cand["kept"]) if "kept" in cand else -1
+        _check_fields(
+            pair, cand, {n: tail for n, (_, tail) in CANDIDATE_COLUMNS.items() if n not in ("pair", "row")}, m
+        )
+        kept = np.asarray(cand["kept"], bool)
+        if int(kept.sum()) != k:
+            raise ShardError(f"append({pair!r}): {int(kept.sum())} candidate windows are kept but {k} patches given")
+        row = np.full(m, -1, np.int32)
+        row[kept] = self.rows + np.arange(k, dtype=np.int32)
+        if m:
+            cols = {**cand, "pair": np.array([pair] * m, dtype=object), "row": row}
+            _extend(self._cand, cols, tuple(CANDIDATE_COLUMNS), self.candidate_rows)
+        self.candidate_rows += m
 
     def close(self) -> ShardInfo:
         """Flush, rename into place atomically and return the shard's :class:`ShardInfo`."""
         self._file.attrs["rows"] = self.rows
+        if self._cand is not None:
+            self._cand.attrs["rows"] = self.candidate_rows
         self._file.close()
         os.chmod(self._tmp, _file_mode())  # mkstemp made it private (0600); a dataset is for sharing
         os.replace(self._tmp, self.path)
@@ -156,6 +204,30 @@ class ShardWriter:
             self.abort()
         elif self._file.id.valid:
             self.close()
+
+
+def _column(group: h5py.Group, name: str, dtype: Any, tail: tuple[int, ...]) -> None:
+    """An empty resizable per-row dataset ``name`` of ``group``."""
+    group.create_dataset(
+        name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=(1024, *tail), track_times=False
+    )
+
+
+def _check_fields(pair: str, arrays: Mapping[str, Any], want: Mapping[str, tuple[int, ...]], n: int) -> None:
+    """Every field of ``want`` is in ``arrays`` with shape ``(n, *tail)``, else ShardError."""
+    for name, tail in want.items():
+        a = arrays.get(name)
+        if a is None or np.shape(a) != (n, *tail):
+            raise ShardError(f"append({pair!r}): field {name!r} must have shape {(n, *tail)}, got {np.shape(a)}")
+
+
+def _extend(group: h5py.Group, arrays: Mapping[str, Any], names: tuple[str, ...], start: int) -> None:
+    """Write ``arrays[name]`` at rows ``start:`` of each dataset ``name`` of ``group`` (growing it)."""
+    for name in names:
+        ds = group[name]
+        a = np.asarray(arrays[name], dtype=object if name == "pair" else ds.dtype)
+        ds.resize(start + len(a), axis=0)
+        ds[start:] = a
 
 
 def _file_mode() -> int:
@@ -200,9 +272,10 @@ def check_schema(f: h5py.File, path: str | Path) -> int:
     if schema != SCHEMA:
         raise ShardError(f"{path}: not a dpedkit patch shard (schema attribute {schema!r}, expected {SCHEMA!r})")
     version = int(f.attrs.get("schema_version", -1))
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ShardError(
-            f"{path}: shard schema version {version} is not supported (this dpedkit reads {SCHEMA_VERSION})"
+            f"{path}: shard schema version {version} is not supported (this dpedkit reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
     p = int(f.attrs["patch_size"])
     rows = int(f.attrs.get("rows", -1))
@@ -215,15 +288,71 @@ def check_schema(f: h5py.File, path: str | Path) -> int:
     for name in IMAGES:
         if f[name].dtype != np.uint8:
             raise ShardError(f"{path}: damaged shard, {name!r} is {f[name].dtype}, expected uint8")
+    if CANDIDATES in f:
+        _check_candidates(f[CANDIDATES], path)
     return rows
 
 
+def _check_candidates(group: Any, path: str | Path) -> int:
+    """Validate a shard's ``candidates/`` group; returns its row count."""
+    if not isinstance(group, h5py.Group):
+        raise ShardError(f"{path}: damaged shard, {CANDIDATES!r} is not a group")
+    m = int(group.attrs.get("rows", -1))
+    for name, (dtype, tail) in CANDIDATE_COLUMNS.items():
+        ds = group.get(name)
+        if not isinstance(ds, h5py.Dataset):
+            raise ShardError(f"{path}: damaged shard, dataset {CANDIDATES}/{name} is missing")
+        if ds.shape != (m, *tail):
+            raise ShardError(f"{path}: damaged shard, {CANDIDATES}/{name} has shape {ds.shape}, expected {(m, *tail)}")
+        if name != "pair" and ds.dtype != np.dtype(dtype):
+            raise ShardError(f"{path}: damaged shard, {CANDIDATES}/{name} is {ds.dtype}, expected {np.dtype(dtype)}")
+    return m
+
+
+def has_candidates(f: h5py.File) -> bool:
+    """True when an open (checked) shard stores its candidate windows (a ``candidates/`` group)."""
+    return CANDIDATES in f
+
+
+def shard_candidates(
+    f: h5py.File, *, pairs: Collection[str] | None = None, columns: Sequence[str] | None = None
+) -> dict[str, np.ndarray] | None:
+    """The candidate windows of an open (checked) shard, or None when it stores none.
+
+    Args:
+        f: a shard from :func:`open_shard`.
+        pairs: keep only the windows of these pair names (a collection of ``str``); None: all.
+        columns: columns of :data:`CANDIDATE_COLUMNS` to read (``pair`` is always read); None: all.
+
+    Returns:
+        Column name -> array with ``M`` rows (``pair`` as an object array of ``str``), or None.
+    """
+    if CANDIDATES not in f:
+        return None
+    group = f[CANDIDATES]
+    names = list(CANDIDATE_COLUMNS) if columns is None else ["pair", *(c for c in columns if c != "pair")]
+    unknown = [c for c in names if c not in CANDIDATE_COLUMNS]
+    if unknown:
+        raise ShardError(f"unknown candidate column(s) {unknown}; choose from {', '.join(CANDIDATE_COLUMNS)}")
+    pair = np.array(group["pair"].asstr()[()], dtype=object)
+    if pairs is None:
+        return {"pair": pair} | {c: group[c][()] for c in names if c != "pair"}
+    mask = np.isin(pair, np.array(sorted(set(pairs)), dtype=object))
+    return {"pair": pair[mask]} | {c: group[c][()][mask] for c in names if c != "pair"}
+
+
 def read_shard(path: str | Path) -> dict[str, Any]:
-    """Read a whole shard into memory: every dataset as a numpy array (``pair`` as ``str``) plus ``attrs``."""
+    """Read a whole shard into memory: every dataset as a numpy array (``pair`` as ``str``) plus ``attrs``.
+
+    Candidate windows, when stored, appear under keys ``"candidates/<column>"``.
+    """
     with open_shard(path) as f:
         out: dict[str, Any] = {n: f[n][()] for n in (*IMAGES, *COLUMNS) if n != "pair"}
         out["pair"] = np.array(f["pair"].asstr()[()], dtype=object)
         out["attrs"] = dict(f.attrs)
+        cand = shard_candidates(f)
+        if cand is not None:
+            out.update({f"{CANDIDATES}/{k}": v for k, v in cand.items()})
     return out
 
 
@@ -252,7 +381,7 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         raise ShardError(f"{path}: unreadable dataset manifest ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         raise ShardError(f"{path}: not a dpedkit dataset manifest (schema {manifest.get('schema')!r})")
-    if int(manifest.get("schema_version", -1)) != SCHEMA_VERSION:
+    if int(manifest.get("schema_version", -1)) not in READABLE_VERSIONS:
         raise ShardError(f"{path}: dataset schema version {manifest.get('schema_version')} is not supported")
     return manifest
 
@@ -276,4 +405,66 @@ def split_shards(root: str | Path, split: str, *, verify: bool = False) -> list[
         if verify and file_sha256(path) != entry["sha256"]:
             raise ShardError(f"{path}: checksum mismatch (damaged or modified shard)")
         out.append(ShardInfo(path, int(entry["rows"]), entry["sha256"]))
+    return out
+
+
+def dataset_has_candidates(root: str | Path) -> bool:
+    """True when every shard of a finished dataset stores its candidate windows (and there is at least one).
+
+    Raises:
+        ShardError: not a finished dataset, or a missing, foreign or damaged shard.
+    """
+    infos = [i for split in SPLITS for i in split_shards(root, split)]
+    for info in infos:
+        with open_shard(info.path) as f:
+            if not has_candidates(f):
+                return False
+    return bool(infos)
+
+
+def read_candidates(
+    root: str | Path, pairs: Collection[str] | None = None, *, columns: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Every stored candidate window of a dataset (kept or not), concatenated over its shards.
+
+    Args:
+        root: a finished dataset folder written by ``dpedkit build``.
+        pairs: only the windows of these pair names; None: every pair. Shards whose ``pairs`` attribute lists
+            none of them are not read.
+        columns: the columns of :data:`CANDIDATE_COLUMNS` to return (``pair`` always); None: all. For a large
+            dataset, ask for what you need (``ncc`` and ``kept`` for a histogram: 5 bytes a window).
+
+    Returns:
+        Column name -> array, rows ordered by split (train, test), shard and then as stored (each pair's windows
+        in row-major grid order), plus ``split`` (``"train"``/``"test"``) and ``shard`` (the shard's path
+        relative to ``root``, e.g. ``"train/shard-00000.h5"``; ``row`` is a patch row of that shard), both object
+        arrays of ``str``.
+
+    Raises:
+        ShardError: not a finished dataset, a damaged shard, or a shard without candidate windows (written by
+            ``import-dped`` or by dpedkit before schema version 2; see :func:`dataset_has_candidates`).
+    """
+    root = Path(root)
+    want = None if pairs is None else {str(p) for p in pairs}
+    parts: list[dict[str, np.ndarray]] = []
+    for split in SPLITS:
+        for info in split_shards(root, split):
+            with open_shard(info.path) as f:
+                if not has_candidates(f):
+                    raise ShardError(f"{info.path}: the shard stores no candidate windows (only kept patches)")
+                listed = f.attrs.get("pairs")
+                if want is not None and listed is not None and not want & set(json.loads(listed)):
+                    continue
+                cand = shard_candidates(f, pairs=want, columns=columns)
+            n = len(cand["pair"])
+            shard = info.path.relative_to(root).as_posix()
+            parts.append(cand | {"split": np.full(n, split, object), "shard": np.full(n, shard, object)})
+    names = list(CANDIDATE_COLUMNS) if columns is None else ["pair", *(c for c in columns if c != "pair")]
+    out: dict[str, np.ndarray] = {}
+    for name in (*dict.fromkeys(names), "split", "shard"):
+        if parts:
+            out[name] = np.concatenate([p[name] for p in parts])
+        else:
+            dtype, tail = CANDIDATE_COLUMNS.get(name, (object, ()))
+            out[name] = np.zeros((0, *tail), object if name == "pair" else dtype)
     return out

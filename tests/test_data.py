@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from dpedkit.data import PatchDataset, load_split, to_tensor
 from dpedkit.errors import ShardError
-from dpedkit.shards import ShardWriter
+from dpedkit.shards import CANDIDATE_COLUMNS, ShardWriter
 
 
 def make_dataset(root, sizes, p=8):
@@ -95,3 +95,21 @@ def test_open_files_are_bounded(tmp_path):
         assert torch.all(ds[i][0] == i / 255)
         assert len(ds._handles) <= 2
     assert list(ds._handles) == [3, 0]  # least recently used closed first
+
+
+@pytest.mark.parametrize("candidates", [False, True])
+def test_version_1_and_version_2_shards_load(tmp_path, candidates):
+    """Shards written before the candidates/ group (schema 1) and shards with it (schema 2) read the same."""
+    root = make_dataset(tmp_path, [2, 3])
+    for k in range(2):
+        with h5py.File(root / f"train/shard-{k:05d}.h5", "a") as f:
+            if candidates:  # a build's group: one window per patch, all kept
+                g = f.create_group("candidates")
+                g.attrs["rows"] = n = f.attrs["rows"]
+                for name, (dtype, tail) in CANDIDATE_COLUMNS.items():
+                    g.create_dataset(name, data=np.zeros((n, *tail), "S1" if name == "pair" else dtype))
+            else:
+                f.attrs["schema_version"] = 1
+    phone, _ = load_split(root, "train")
+    assert torch.equal(to_tensor(phone), torch.stack([PatchDataset(root)[i][0] for i in range(5)]))
+    assert phone[:, 0, 0, 0].tolist() == list(range(5))

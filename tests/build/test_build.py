@@ -15,7 +15,7 @@ from dpedkit.build import BuildConfig, build_dataset, split_pairs
 from dpedkit.errors import ConfigError
 from dpedkit.geometry import apply_homography
 from dpedkit.patches import PatchConfig, ncc
-from dpedkit.shards import read_shard
+from dpedkit.shards import read_candidates, read_shard
 from dpedkit.synth import map_phone_to_dslr, synthesize
 
 SMALL = {"phone_mp": 0.15, "dslr_mp": 0.3}
@@ -130,6 +130,36 @@ def test_stored_pairs_pass_the_ncc_threshold(clean):
         d = read_shard(shard)
         for a, b, stored in zip(d["phone"], d["dslr"], d["ncc"], strict=True):
             assert ncc(a, b) == pytest.approx(float(stored), abs=1e-5) and stored >= 0.9
+
+
+def test_every_candidate_window_is_stored(clean):
+    out, _ = clean
+    cand = read_candidates(out)
+    records = {r["pair"]: r for r in pairs_of(out)}
+    assert sorted(set(cand["pair"])) == sorted(records)
+    for name, r in records.items():
+        mine = cand["pair"] == name
+        assert mine.sum() == r["patches_total"] > 0 and cand["kept"][mine].sum() == r["patches_kept"]
+        assert np.all(cand["split"][mine] == r["split"])
+        # row-major grid of P x P windows; xy is the grid position times P
+        grid = cand["grid"][mine]
+        np.testing.assert_array_equal(cand["xy"][mine], grid * CONFIG.patch.size)
+        assert np.all(np.diff(grid[:, 1] * 10_000 + grid[:, 0]) > 0)
+    for shard_path in sorted(set(cand["shard"])):
+        shard = read_shard(out / shard_path)
+        here = cand["shard"] == shard_path
+        kept = here & cand["kept"]
+        # the kept windows are the stored patches, in order, with the same columns
+        np.testing.assert_array_equal(cand["row"][kept], np.arange(len(shard["ncc"])))
+        assert np.all(cand["row"][here & ~cand["kept"]] == -1)
+        for col in ("pair", "xy", "shift", "angle", "ncc", "texture"):
+            np.testing.assert_array_equal(cand[col][kept], shard[col])
+        assert np.all(cand["ncc"][here & ~cand["kept"] & ~cand["outside"]] < CONFIG.patch.ncc_min)
+    assert (~cand["kept"]).any()  # rejected windows are stored too
+    some = sorted(records)[:2]
+    sub = read_candidates(out, some, columns=["ncc"])
+    assert set(sub) == {"pair", "ncc", "split", "shard"} and sorted(set(sub["pair"])) == some
+    np.testing.assert_array_equal(sub["ncc"], cand["ncc"][np.isin(cand["pair"], some)])
 
 
 def test_two_workers_give_the_same_dataset(raw, clean, tmp_path):
