@@ -401,6 +401,9 @@ class DatasetSummary:
         columns: per-patch columns of every stored patch (``pair``, ``split``, ``xy``, ``shift``, ``angle``,
             ``ncc``, ``texture``), concatenated over all shards, no images.
         patch_size: ``P``; ``ncc_min``: the keep threshold used by the build.
+        stored_candidates: every shard stores its candidate windows (schema 2 ``candidates/`` group, written by
+            ``dpedkit build``; read them with :func:`dpedkit.shards.read_candidates`). False for an imported or
+            older dataset, whose windows must be recomputed from the photos.
     """
 
     root: Path
@@ -412,6 +415,7 @@ class DatasetSummary:
     columns: dict[str, np.ndarray]
     patch_size: int
     ncc_min: float
+    stored_candidates: bool = False
 
     @property
     def patches_kept(self) -> int:
@@ -480,11 +484,13 @@ def summarize_dataset(root: str | Path) -> DatasetSummary:
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("pair", "split", "xy", "shift", "angle", "ncc", "texture")}
     split_patches: dict[str, int] = {}
     patch_size = int(_find(config, "size", 100))
+    n_shards = with_candidates = 0
     for split in shards.SPLITS:
         split_patches[split] = 0
         for info in shards.split_shards(root, split):
             with shards.open_shard(info.path) as f:
                 patch_size = int(f.attrs["patch_size"])
+                n_shards, with_candidates = n_shards + 1, with_candidates + shards.has_candidates(f)
                 n = int(f["ncc"].shape[0])
                 split_patches[split] += n
                 cols["pair"].append(np.array(f["pair"].asstr()[()], dtype=object))
@@ -503,6 +509,7 @@ def summarize_dataset(root: str | Path) -> DatasetSummary:
         columns=columns,
         patch_size=patch_size,
         ncc_min=float(_find(config, "ncc_min", 0.9)),
+        stored_candidates=n_shards > 0 and with_candidates == n_shards,
     )
 
 

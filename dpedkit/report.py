@@ -4,10 +4,13 @@
 ``dpedkit align``) and writes plain HTML with inline CSS, a tiny inline table sorter and every image embedded
 as a ``data:`` URI (no CDN, no sibling files). The pictures come from :mod:`dpedkit.diagnostics`.
 
-Pair views need the aligned images and every candidate window, which a dataset does not store: for the worst
-pairs (and a seeded random sample used for the dataset-wide NCC histogram) the pair is re-aligned from the
-photo paths in ``pairs.jsonl`` and its windows re-refined with the build's own configuration. The report says
-which pairs were recomputed.
+A dataset written by ``dpedkit build`` stores every candidate window (kept or not) in its shards (schema 2,
+:func:`dpedkit.shards.read_candidates`): the NCC histogram then covers every window of every ok pair and the
+pair views' window grid and shift field come from the stored windows, with nothing recomputed; only the photo
+overlays (matches, checkerboard, blend, difference) of the worst pairs need their photos re-aligned from the
+paths in ``pairs.jsonl``. For a dataset without stored windows (imported, or built by an older dpedkit) the
+worst pairs (and a seeded random sample for the histogram) are re-aligned and their windows re-refined with
+the build's own configuration. The page says which was used.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dpedkit import __version__
+from dpedkit import __version__, shards
 from dpedkit import diagnostics as dg
 from dpedkit.config import ConfigMixin
 from dpedkit.errors import InputError, check_range
@@ -73,6 +76,10 @@ class ReportResult:
             ``samples``, ``lowest``; a pair report has ``views`` only).
         notes: caveats written into the report (e.g. which pairs were recomputed).
         size_bytes: size of the HTML file.
+        stored_candidates: the histogram and the window pictures come from the dataset's stored candidate
+            windows (False: recomputed from the photos, or a pair report).
+        recomputed: pairs re-aligned from their photos (for the photo overlays, and without stored candidates
+            also re-refined), in the order they were processed.
     """
 
     path: Path
@@ -82,6 +89,8 @@ class ReportResult:
     sections: list[str]
     notes: list[str] = field(default_factory=list)
     size_bytes: int = 0
+    stored_candidates: bool = False
+    recomputed: list[str] = field(default_factory=list)
 
 
 def write_report(
@@ -182,18 +191,33 @@ def render_pair_view(
     view.captions["diff"] = (
         f"|difference| of the band-passed lumas (tone and colour removed): black 0, yellow >= {vmax:.0f} grey levels"
     )
+    _window_pictures(view, phone_crop, small_a, s, candidates, patch_size=patch_size, ncc_min=ncc_min)
+    return view
+
+
+def _window_pictures(
+    view: PairView,
+    crop: np.ndarray,
+    small: np.ndarray,
+    s: float,
+    candidates: Mapping[str, np.ndarray],
+    *,
+    patch_size: int,
+    ncc_min: float,
+    note: str = "",
+) -> None:
+    """Add the ``grid`` (windows coloured by NCC on ``small``, ``crop`` shrunk by ``s``) and ``field`` pictures."""
     xy, ncc, kept = candidates["xy"], candidates["ncc"], np.asarray(candidates["kept"], bool)
     grid = dg.patch_grid_overlay(
-        small_a, np.asarray(xy) * s, ncc, kept, size=patch_size * s, ncc_range=(ncc_min - 0.4, 1.0)
+        small, np.asarray(xy) * s, ncc, kept, size=patch_size * s, ncc_range=(ncc_min - 0.4, 1.0)
     )
     view.images["grid"] = _jpeg(grid)
     view.captions["grid"] = (
         f"{kept.sum()} of {len(kept)} windows kept (NCC >= {ncc_min:g}; thick = kept, crossed = rejected; "
-        f"red NCC <= {ncc_min - 0.4:.1f}, green 1)"
+        f"red NCC <= {ncc_min - 0.4:.1f}, green 1){note}"
     )
-    view.images["field"] = ("image/png", dg.shift_field_png(phone_crop, xy, candidates["shift"], kept, size=patch_size))
-    view.captions["field"] = "residual shift of every window after the global homography (magnified)"
-    return view
+    view.images["field"] = ("image/png", dg.shift_field_png(crop, xy, candidates["shift"], kept, size=patch_size))
+    view.captions["field"] = f"residual shift of every window after the global homography (magnified){note}"
 
 
 def _jpeg(rgb: np.ndarray) -> tuple[str, bytes]:
@@ -205,8 +229,16 @@ def _resolve(path: str, root: Path) -> Path:
     return p if p.is_absolute() or p.exists() else root / p
 
 
-def recompute_pair(rec: Mapping[str, Any], root: Path, build_config: Mapping[str, Any]) -> dict[str, Any]:
+def recompute_pair(
+    rec: Mapping[str, Any], root: Path, build_config: Mapping[str, Any], *, patches: bool = True
+) -> dict[str, Any]:
     """Re-align one dataset pair from its photos and re-refine its windows with the build's configuration.
+
+    Args:
+        rec: the pair's ``pairs.jsonl`` record (``phone`` and ``dslr`` paths).
+        root: the dataset folder (relative photo paths are tried there).
+        build_config: the build configuration (``dataset.json``'s ``config``).
+        patches: also re-refine the windows (False when the dataset stores them).
 
     Returns:
         A dict with ``result`` (the :class:`dpedkit.align.AlignResult`), ``phone``/``dslr`` (full images),
@@ -223,12 +255,15 @@ def recompute_pair(rec: Mapping[str, Any], root: Path, build_config: Mapping[str
     dslr = read_rgb(_resolve(str(rec["dslr"]), root))
     cv2.setRNGSeed(config.seed)  # as the build does before each pair
     result = align_pair(phone, dslr, config=config.align)
-    patches = extract_patches(result.phone, result.dslr, config=config.patch) if result.ok else None
-    return {"result": result, "phone": phone, "dslr": dslr, "patches": patches}
+    refined = extract_patches(result.phone, result.dslr, config=config.patch) if result.ok and patches else None
+    return {"result": result, "phone": phone, "dslr": dslr, "patches": refined}
 
 
 def dataset_pair_view(root: str | Path, name: str, *, width: int = 900) -> PairView:
     """Re-align pair ``name`` of a dataset and draw its view (what the report shows for that pair).
+
+    The window grid and shift field use the dataset's stored candidate windows when it has them; otherwise the
+    windows are re-refined too.
 
     Args:
         root: dataset folder.
@@ -242,10 +277,8 @@ def dataset_pair_view(root: str | Path, name: str, *, width: int = 900) -> PairV
     Raises:
         InputError: no pair of that name, or its photos are unreadable.
     """
-    from dpedkit.shards import read_manifest
-
     root = Path(root)
-    config = read_manifest(root).get("config") or {}
+    config = shards.read_manifest(root).get("config") or {}
     recs = {str(r["pair"]): r for r in dg.read_jsonl(root / "pairs.jsonl")}
     if name not in recs:
         raise InputError(root / "pairs.jsonl", f"no pair named {name!r}")
@@ -253,10 +286,29 @@ def dataset_pair_view(root: str | Path, name: str, *, width: int = 900) -> PairV
     if rec.get("status") != "ok":
         return _failed_view(rec)
     psize, ncc_min = int(dg._find(config, "size", 100)), float(dg._find(config, "ncc_min", 0.9))
-    return _view_from_recomputed(rec, recompute_pair(rec, root, config), psize, ncc_min, width)
+    stored = _stored_windows(root, [name]).get(name) if shards.dataset_has_candidates(root) else None
+    rc = recompute_pair(rec, root, config, patches=stored is None)
+    return _view_from_recomputed(rec, rc, psize, ncc_min, width, candidates=stored)
 
 
-def _view_from_recomputed(rec: Mapping[str, Any], rc: Mapping[str, Any], psize: int, ncc_min: float, width: int):
+def _stored_windows(root: Path, names: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Stored candidate windows of pairs ``names``: name -> columns ``xy``, ``shift``, ``ncc``, ``kept``."""
+    if not names:
+        return {}
+    cand = shards.read_candidates(root, names, columns=["xy", "shift", "ncc", "kept"])
+    return {n: {k: v[cand["pair"] == n] for k, v in cand.items()} for n in names}
+
+
+def _view_from_recomputed(
+    rec: Mapping[str, Any],
+    rc: Mapping[str, Any],
+    psize: int,
+    ncc_min: float,
+    width: int,
+    *,
+    candidates: Mapping[str, np.ndarray] | None = None,
+) -> PairView:
+    """The view of a re-aligned pair; windows from ``candidates`` (stored) or else from ``rc["patches"]``."""
     res = rc["result"]
     metrics = {k: v for k, v in res.to_json().items() if not isinstance(v, list | dict) or k == "crop"}
     metrics.update({k: rec[k] for k in ("split", "patches_total", "patches_kept") if k in rec})
@@ -268,7 +320,7 @@ def _view_from_recomputed(rec: Mapping[str, Any], rc: Mapping[str, Any], psize: 
         str(rec["pair"]),
         res.phone,
         res.dslr,
-        rc["patches"].candidates,
+        rc["patches"].candidates if candidates is None else candidates,
         patch_size=psize,
         ncc_min=ncc_min,
         metrics=metrics,
@@ -285,28 +337,44 @@ def _dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None) -
     rng = np.random.default_rng(cfg.seed)
     pairs = summary.pairs
     ok = [p for p in pairs if p.get("status") == "ok"]
+    stored = summary.stored_candidates
     notes: list[str] = []
     # Failed pairs get a (cheap) text view with their reason; the worst ok pairs are re-aligned and drawn.
     failed = [p for p in pairs if p.get("status") != "ok"]
     worst_ok = [str(p["pair"]) for p in ok[: cfg.pair_views]]
-    sample_names = _hist_sample(ok, cfg.hist_pairs, rng)
+    sample_names = [] if stored else _hist_sample(ok, cfg.hist_pairs, rng)
+    windows = _stored_windows(root, worst_ok) if stored else {}
     todo = [p for p in ok if str(p["pair"]) in set(worst_ok) | set(sample_names)]
     views: dict[str, PairView] = {str(p["pair"]): _failed_view(p) for p in failed}
+    recomputed = []
     for i, rec in enumerate(todo):
+        name = str(rec["pair"])
         if on_progress:
             on_progress("re-aligning pairs", i, len(todo))
         try:
-            rc = recompute_pair(rec, root, summary.config)
+            rc = recompute_pair(rec, root, summary.config, patches=not stored)
         except InputError as exc:
-            views[str(rec["pair"])] = PairView(str(rec["pair"]), "unreadable", {"error": str(exc)})
+            views[name] = _unreadable_view(rec, exc, windows.get(name), summary, cfg.image_width)
             continue
-        views[str(rec["pair"])] = _view_from_recomputed(rec, rc, summary.patch_size, summary.ncc_min, cfg.image_width)
+        recomputed.append(name)
+        view = _view_from_recomputed(rec, rc, summary.patch_size, summary.ncc_min, cfg.image_width,
+                                     candidates=windows.get(name))  # fmt: skip
+        views[name] = view
     view_names = [str(p["pair"]) for p in pairs if str(p["pair"]) in set(worst_ok) | {str(f["pair"]) for f in failed}]
     if on_progress:
         on_progress("re-aligning pairs", len(todo), len(todo))
-    hist_ncc, hist_kept, hist_note = _histogram_values(summary, views, sample_names, len(ok))
+    if stored:
+        hist_ncc, hist_kept, hist_note = _stored_histogram(root, len(ok))
+    else:
+        hist_ncc, hist_kept, hist_note = _histogram_values(summary, views, sample_names, len(ok))
     notes.append(hist_note)
-    if worst_ok:
+    if worst_ok and stored:
+        notes.append(
+            f"Pair views: the {len(worst_ok)} worst ok pairs were re-aligned from their photos for the photo "
+            "overlays (matches, checkerboard, blend, difference); their window grid and shift field are drawn "
+            "from the candidate windows stored in the dataset."
+        )
+    elif worst_ok:
         notes.append(
             f"Pair views: the {len(worst_ok)} worst ok pairs were re-aligned from their photos and their windows "
             "re-refined with the build configuration (the dataset stores kept patches only)."
@@ -324,7 +392,47 @@ def _dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None) -
     sections = ["summary", "plots", "pairs", "views", "samples", "lowest"]
     page = _page(f"dpedkit report: {root.name}", body, nav=sections)
     shown = [n for n in view_names if n in views]
-    return page, ReportResult(Path(), "dataset", len(pairs), shown, sections, notes)
+    result = ReportResult(Path(), "dataset", len(pairs), shown, sections, notes)
+    result.stored_candidates, result.recomputed = stored, recomputed
+    return page, result
+
+
+def _unreadable_view(
+    rec: Mapping[str, Any],
+    exc: InputError,
+    windows: Mapping[str, np.ndarray] | None,
+    summary: dg.DatasetSummary,
+    width: int,
+) -> PairView:
+    """A pair whose photos cannot be read: the error, and the stored windows drawn on a plain background."""
+    view = PairView(str(rec["pair"]), "unreadable", {"error": str(exc)})
+    if windows is None or not len(windows["kept"]):
+        return view
+    p = summary.patch_size
+    crop = rec.get("crop")
+    if isinstance(crop, list | tuple) and len(crop) == 4:
+        w, h = int(crop[2]) - int(crop[0]), int(crop[3]) - int(crop[1])
+    else:
+        w, h = (np.asarray(windows["xy"]).max(axis=0) + p).tolist()
+    blank = np.full((h, w, 3), 200, np.uint8)
+    small, s = dg.fit_width(blank, width)
+    note = " (stored windows; the photos could not be read, so no image behind them)"
+    _window_pictures(view, blank, small, s, windows, patch_size=p, ncc_min=summary.ncc_min, note=note)
+    return view
+
+
+def _stored_histogram(root: Path, n_ok: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(ncc, kept, note)`` of every candidate window stored in the dataset."""
+    cand = shards.read_candidates(root, columns=["ncc", "kept"])
+    n_pairs = len(set(cand["pair"]))
+    return (
+        cand["ncc"],
+        cand["kept"],
+        (
+            f"NCC histogram: every candidate window (kept or rejected) of all ok pairs ({len(cand['ncc'])} windows "
+            f"of {n_pairs} pairs), read from the candidate windows stored in the dataset; nothing was recomputed."
+        ),
+    )
 
 
 def _failed_view(rec: Mapping[str, Any]) -> PairView:

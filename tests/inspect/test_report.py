@@ -32,6 +32,26 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def legacy_dataset(tiny_dataset, tmp_path_factory):
+    """``tiny_dataset`` as dpedkit wrote it before schema 2: shards without the candidates/ group."""
+    import h5py
+
+    from dpedkit.shards import file_sha256
+
+    out = tmp_path_factory.mktemp("legacy") / "ds"
+    shutil.copytree(tiny_dataset, out)
+    manifest = json.loads((out / "dataset.json").read_text())
+    for entry in manifest["shards"]:
+        with h5py.File(out / entry["path"], "a") as f:
+            del f["candidates"]
+            f.attrs["schema_version"] = 1
+        entry["sha256"] = file_sha256(out / entry["path"])
+    manifest["schema_version"] = 1
+    (out / "dataset.json").write_text(json.dumps(manifest))
+    return out
+
+
 def _rows(page: str) -> list[str]:
     body = page.split("id='pairs-table'", 1)[1].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
     return re.findall(r"<tr[^>]*>(.*?)</tr>", body)
@@ -61,13 +81,53 @@ def test_dataset_report_has_every_section_and_is_self_contained(tiny_dataset, tm
     assert "every candidate window (kept or rejected) of all ok pairs" in page
 
 
-def test_dataset_report_bounded_recomputation(tiny_dataset, tmp_path):
-    res = write_report(tiny_dataset, tmp_path / "r.html", config=ReportConfig(pair_views=1, hist_pairs=0, samples=2))
+def test_dataset_report_bounded_recomputation(legacy_dataset, tmp_path):
+    res = write_report(legacy_dataset, tmp_path / "r.html", config=ReportConfig(pair_views=1, hist_pairs=0, samples=2))
     page = (tmp_path / "r.html").read_text()
     assert len([n for n in res.pair_views if n in ("0000", "0001", "0002")]) == 1  # + the 2 failed pairs' views
     assert {"0003", "0099"} <= set(res.pair_views)
     assert "kept patches only" in page
     assert "raise --pair-views" in page
+    assert not res.stored_candidates and len(res.recomputed) == 1
+
+
+def test_legacy_dataset_recomputes_windows_for_the_histogram(legacy_dataset, tmp_path):
+    res = write_report(legacy_dataset, tmp_path / "r.html", config=ReportConfig(pair_views=1, samples=2, lowest=1))
+    page = res.path.read_text()
+    assert not res.stored_candidates and sorted(res.recomputed) == ["0000", "0001", "0002"]  # hist_pairs=12 >= 3
+    assert "of all ok pairs, recomputed from the photos" in page and "stores only the kept patches" in page
+
+
+def test_stored_candidates_are_used_without_recomputation(tiny_dataset, tmp_path, monkeypatch):
+    from dpedkit import report
+    from dpedkit.shards import read_candidates
+
+    calls = []
+    real = report.recompute_pair
+    monkeypatch.setattr(report, "recompute_pair", lambda *a, **k: calls.append((a[0]["pair"], k)) or real(*a, **k))
+    res = write_report(tiny_dataset, tmp_path / "r.html", config=ReportConfig(pair_views=0, samples=2, lowest=1))
+    page = res.path.read_text()
+    assert res.stored_candidates and res.recomputed == [] and calls == []  # hist_pairs (12) is not used
+    n = len(read_candidates(tiny_dataset, columns=["ncc"])["ncc"])
+    records = [json.loads(x) for x in (tiny_dataset / "pairs.jsonl").read_text().splitlines()]
+    assert n == sum(r["patches_total"] for r in records) > 0
+    assert f"every candidate window (kept or rejected) of all ok pairs ({n} windows of 3 pairs)" in page
+    assert "stored in the dataset; nothing was recomputed" in page and "recomputed from the photos" not in page
+    # pair views re-align for the photo overlays only: the windows are not re-refined
+    res = write_report(tiny_dataset, tmp_path / "v.html", config=ReportConfig(pair_views=2, samples=1, lowest=1))
+    assert [c[0] for c in calls] == res.recomputed and len(calls) == 2
+    assert all(k == {"patches": False} for _, k in calls)
+    assert "shift field are drawn from the candidate windows stored" in res.path.read_text()
+
+
+def test_pair_view_from_stored_windows_equals_recomputed(tiny_dataset, legacy_dataset):
+    from dpedkit.report import dataset_pair_view
+
+    stored, again = dataset_pair_view(tiny_dataset, "0001"), dataset_pair_view(legacy_dataset, "0001")
+    assert set(stored.images) == set(again.images) >= {"grid", "field", "checkerboard"}
+    for key in ("xy", "shift", "ncc", "kept"):  # the build is deterministic: same windows, same pictures
+        np.testing.assert_array_equal(stored.candidates[key], again.candidates[key])
+    assert stored.images["field"] == again.images["field"] and stored.captions == again.captions
 
 
 def test_default_output_is_inside_the_source(tiny_dataset, tmp_path):
@@ -77,16 +137,21 @@ def test_default_output_is_inside_the_source(tiny_dataset, tmp_path):
     assert res.path == copy / "report.html" and res.path.stat().st_size == res.size_bytes
 
 
-def test_report_survives_moved_photos(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("legacy", [True, False])
+def test_report_survives_moved_photos(tiny_dataset, legacy_dataset, tmp_path, legacy):
     copy = tmp_path / "ds"
-    shutil.copytree(tiny_dataset, copy)
+    shutil.copytree(legacy_dataset if legacy else tiny_dataset, copy)
     lines = [json.loads(x) for x in (copy / "pairs.jsonl").read_text().splitlines()]
     for r in lines:
         r["phone"] = r["phone"] and str(tmp_path / "gone" / Path(r["phone"]).name)
     (copy / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     res = write_report(copy, config=ReportConfig(samples=2, lowest=1))
     page = res.path.read_text()
-    assert res.sections == SECTIONS and "kept patches only" in page and "no such file" in page
+    if legacy:
+        assert res.sections == SECTIONS and "kept patches only" in page and "no such file" in page
+    else:  # the histogram and the window pictures need no photo
+        assert res.sections == SECTIONS and "nothing was recomputed" in page and "no such file" in page
+        assert page.count("no image behind them") == 2 * 3  # grid and field of the 3 ok pairs
 
 
 def test_pair_folder_report(tiny_dataset, tmp_path):
@@ -204,5 +269,6 @@ def test_city100_report_acceptance(shared, tmp_path):
     lowest = min(r["patches_kept"] / r["patches_total"] for r in records)
     fractions = [_kept_fraction(r) for r in _rows(page)]
     assert fractions[0] == pytest.approx(lowest) and fractions == sorted(fractions)
-    assert "of all ok pairs, recomputed" in page  # NCC histogram over every candidate window of the 10 pairs
+    assert "of all ok pairs (" in page and "windows of 10 pairs)" in page  # NCC histogram: every window, stored
+    assert res.stored_candidates and "nothing was recomputed" in page
     check_in_browser(tmp_path, res.path)
