@@ -136,7 +136,7 @@ class ShardWriter:
         if candidates:
             self._cand = self._file.create_group(CANDIDATES, track_order=False)
             for name, (dtype, tail) in CANDIDATE_COLUMNS.items():
-                _column(self._cand, name, dtype, tail)
+                _column(self._cand, name, dtype, tail, compression="gzip")  # a partly filled chunk: mostly zeros
 
     def append(self, pair: str, *, candidates: Mapping[str, np.ndarray] | None = None, **arrays: np.ndarray) -> int:
         """Append the ``K`` patch pairs of source pair ``pair`` (and its candidate windows); returns ``K``.
@@ -206,10 +206,16 @@ class ShardWriter:
             self.close()
 
 
-def _column(group: h5py.Group, name: str, dtype: Any, tail: tuple[int, ...]) -> None:
+def _column(group: h5py.Group, name: str, dtype: Any, tail: tuple[int, ...], compression: str | None = None) -> None:
     """An empty resizable per-row dataset ``name`` of ``group``."""
     group.create_dataset(
-        name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=(1024, *tail), track_times=False
+        name,
+        shape=(0, *tail),
+        maxshape=(None, *tail),
+        dtype=dtype,
+        chunks=(1024, *tail),
+        compression=compression,
+        track_times=False,
     )
 
 
