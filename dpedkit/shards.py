@@ -328,23 +328,32 @@ def shard_candidates(
     Args:
         f: a shard from :func:`open_shard`.
         pairs: keep only the windows of these pair names (a collection of ``str``); None: all.
-        columns: columns of :data:`CANDIDATE_COLUMNS` to read (``pair`` is always read); None: all.
+        columns: columns of :data:`CANDIDATE_COLUMNS` to read; None: all. (``pair`` is a variable-length string
+            column, by far the slowest to read: leave it out when counting windows.)
 
     Returns:
         Column name -> array with ``M`` rows (``pair`` as an object array of ``str``), or None.
+
+    Raises:
+        ShardError: an unknown column name.
     """
     if CANDIDATES not in f:
         return None
     group = f[CANDIDATES]
-    names = list(CANDIDATE_COLUMNS) if columns is None else ["pair", *(c for c in columns if c != "pair")]
-    unknown = [c for c in names if c not in CANDIDATE_COLUMNS]
+    names = _candidate_names(columns, ())
+    pair = np.array(group["pair"].asstr()[()], dtype=object) if pairs is not None or "pair" in names else None
+    mask = slice(None) if pairs is None else np.isin(pair, np.array(sorted(set(pairs)), dtype=object))
+    return {c: pair[mask] if c == "pair" else group[c][()][mask] for c in names}
+
+
+def _candidate_names(columns: Sequence[str] | None, extra: tuple[str, ...]) -> list[str]:
+    """The requested candidate column names (all when None), checked."""
+    names = list(CANDIDATE_COLUMNS) + list(extra) if columns is None else list(dict.fromkeys(columns))
+    unknown = [c for c in names if c not in CANDIDATE_COLUMNS and c not in extra]
     if unknown:
-        raise ShardError(f"unknown candidate column(s) {unknown}; choose from {', '.join(CANDIDATE_COLUMNS)}")
-    pair = np.array(group["pair"].asstr()[()], dtype=object)
-    if pairs is None:
-        return {"pair": pair} | {c: group[c][()] for c in names if c != "pair"}
-    mask = np.isin(pair, np.array(sorted(set(pairs)), dtype=object))
-    return {"pair": pair[mask]} | {c: group[c][()][mask] for c in names if c != "pair"}
+        choices = ", ".join((*CANDIDATE_COLUMNS, *extra))
+        raise ShardError(f"unknown candidate column(s) {unknown}; choose from {choices}")
+    return names
 
 
 def read_shard(path: str | Path) -> dict[str, Any]:
@@ -437,20 +446,24 @@ def read_candidates(
         root: a finished dataset folder written by ``dpedkit build``.
         pairs: only the windows of these pair names; None: every pair. Shards whose ``pairs`` attribute lists
             none of them are not read.
-        columns: the columns of :data:`CANDIDATE_COLUMNS` to return (``pair`` always); None: all. For a large
-            dataset, ask for what you need (``ncc`` and ``kept`` for a histogram: 5 bytes a window).
+        columns: what to return: names of :data:`CANDIDATE_COLUMNS`, ``"split"`` and ``"shard"``; None: all.
+            For a large dataset ask for what you need (``ncc`` and ``kept``, 5 bytes a window, for a histogram;
+            ``pair`` is a string column, much slower to read).
 
     Returns:
         Column name -> array, rows ordered by split (train, test), shard and then as stored (each pair's windows
-        in row-major grid order), plus ``split`` (``"train"``/``"test"``) and ``shard`` (the shard's path
-        relative to ``root``, e.g. ``"train/shard-00000.h5"``; ``row`` is a patch row of that shard), both object
-        arrays of ``str``.
+        in row-major grid order). ``split`` (``"train"``/``"test"``) and ``shard`` (the shard's path relative
+        to ``root``, e.g. ``"train/shard-00000.h5"``; ``row`` is a patch row of that shard) are object arrays of
+        ``str``, as is ``pair``.
 
     Raises:
-        ShardError: not a finished dataset, a damaged shard, or a shard without candidate windows (written by
-            ``import-dped`` or by dpedkit before schema version 2; see :func:`dataset_has_candidates`).
+        ShardError: not a finished dataset, a damaged shard, an unknown column, or a shard without candidate
+            windows (written by ``import-dped`` or by dpedkit before schema version 2; see
+            :func:`dataset_has_candidates`).
     """
     root = Path(root)
+    names = _candidate_names(columns, ("split", "shard"))
+    stored = [c for c in names if c in CANDIDATE_COLUMNS]
     want = None if pairs is None else {str(p) for p in pairs}
     parts: list[dict[str, np.ndarray]] = []
     for split in SPLITS:
@@ -461,16 +474,23 @@ def read_candidates(
                 listed = f.attrs.get("pairs")
                 if want is not None and listed is not None and not want & set(json.loads(listed)):
                     continue
-                cand = shard_candidates(f, pairs=want, columns=columns)
-            n = len(cand["pair"])
+                cand = shard_candidates(f, pairs=want, columns=stored)
+                n = len(next(iter(cand.values()))) if cand else int(np.count_nonzero(_pair_mask(f, want)))
             shard = info.path.relative_to(root).as_posix()
             parts.append(cand | {"split": np.full(n, split, object), "shard": np.full(n, shard, object)})
-    names = list(CANDIDATE_COLUMNS) if columns is None else ["pair", *(c for c in columns if c != "pair")]
     out: dict[str, np.ndarray] = {}
-    for name in (*dict.fromkeys(names), "split", "shard"):
+    for name in names:
         if parts:
             out[name] = np.concatenate([p[name] for p in parts])
         else:
             dtype, tail = CANDIDATE_COLUMNS.get(name, (object, ()))
             out[name] = np.zeros((0, *tail), object if name == "pair" else dtype)
     return out
+
+
+def _pair_mask(f: h5py.File, want: set[str] | None) -> np.ndarray:
+    """Which candidate rows of an open shard belong to pairs ``want`` (all when None)."""
+    group = f[CANDIDATES]
+    if want is None:
+        return np.ones(int(group.attrs["rows"]), bool)
+    return np.isin(np.array(group["pair"].asstr()[()], dtype=object), np.array(sorted(want), dtype=object))

@@ -139,7 +139,7 @@ def test_candidates_roundtrip_with_patch_rows(tmp_path, rng):
     np.testing.assert_array_equal(d["candidates/row"], [-1, 0, -1, 1, -1, -1, -1, -1])
     with open_shard(tmp_path / "s.h5") as f:
         only_b = shard_candidates(f, pairs={"b"}, columns=["ncc"])
-    assert set(only_b) == {"pair", "ncc"} and list(only_b["pair"]) == ["b"] * 3
+    assert set(only_b) == {"ncc"} and len(only_b["ncc"]) == 3
     write_with_candidates(tmp_path / "t.h5", np.random.default_rng(5))
     write_with_candidates(tmp_path / "u.h5", np.random.default_rng(5))
     assert file_sha256(tmp_path / "t.h5") == file_sha256(tmp_path / "u.h5")
@@ -204,8 +204,13 @@ def test_read_candidates_of_a_dataset(tmp_path, rng):
     c = read_candidates(tmp_path)
     assert len(c["ncc"]) == 16 and list(c["split"]) == ["train"] * 8 + ["test"] * 8
     assert list(c["shard"][[0, 15]]) == ["train/shard-00000.h5", "test/shard-00000.h5"]
-    sub = read_candidates(tmp_path, ["b"], columns=["kept"])
-    assert set(sub) == {"pair", "kept", "split", "shard"} and len(sub["kept"]) == 6 and not sub["kept"].any()
+    sub = read_candidates(tmp_path, ["b"], columns=["kept", "split"])
+    assert set(sub) == {"kept", "split"} and len(sub["kept"]) == 6 and not sub["kept"].any()
+    assert list(sub["split"]) == ["train"] * 3 + ["test"] * 3
+    assert (
+        list(read_candidates(tmp_path, ["a"], columns=["shard"])["shard"])
+        == ["train/shard-00000.h5"] * 5 + ["test/shard-00000.h5"] * 5
+    )
     assert len(read_candidates(tmp_path, ["zzz"])["ncc"]) == 0  # listed in no shard: none read
     with pytest.raises(ShardError, match="unknown candidate column"):
         read_candidates(tmp_path, columns=["nope"])

@@ -158,7 +158,8 @@ def test_every_candidate_window_is_stored(clean):
     assert (~cand["kept"]).any()  # rejected windows are stored too
     some = sorted(records)[:2]
     sub = read_candidates(out, some, columns=["ncc"])
-    assert set(sub) == {"pair", "ncc", "split", "shard"} and sorted(set(sub["pair"])) == some
+    assert set(sub) == {"ncc"}
+    assert sorted(set(read_candidates(out, some, columns=["pair"])["pair"])) == some
     np.testing.assert_array_equal(sub["ncc"], cand["ncc"][np.isin(cand["pair"], some)])
 
 
