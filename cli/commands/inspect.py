@@ -15,7 +15,12 @@ from dpedkit_cli.render import console, handle_errors, progress, table
 @click.option("--summary", is_flag=True, help="Print the summary and the worst pairs as tables; no HTML.")
 @click.option("--top", default=10, show_default=True, help="Worst pairs listed by --summary.")
 @click.option("--pair-views", default=12, show_default=True, help="Worst ok pairs re-aligned and drawn.")
-@click.option("--hist-pairs", default=12, show_default=True, help="Pairs re-refined for the NCC histogram.")
+@click.option(
+    "--hist-pairs",
+    default=12,
+    show_default=True,
+    help="Pairs re-refined for the NCC histogram when the dataset stores no candidate windows (imported or older).",
+)
 @click.option("--samples", default=24, show_default=True, help="Random kept patch pairs shown.")
 @click.option("--lowest", default=12, show_default=True, help="Lowest-NCC kept patch pairs shown.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random choices.")
