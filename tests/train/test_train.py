@@ -22,15 +22,6 @@ from dpedkit.train_data import LoaderSource, MemorySource, draw, read_all, shard
 TINY = {"channels": 8, "blocks": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """64 train + 8 test synthetic 24x24 pairs (about the smallest the discriminator can tell apart)."""

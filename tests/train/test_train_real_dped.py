@@ -7,21 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from dpedkit.dped_io import import_dped
 from dpedkit.train import TrainConfig, train
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _layout(shared, root: Path, train_idx: range, test_idx: range) -> Path:
