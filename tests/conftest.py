@@ -11,6 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# CI sets DPEDKIT_SHARED=../shared: make it absolute once, so tests that change folders, make symlinks or start
+# subprocesses and notebook kernels (which inherit the environment) all see the same folder.
+if os.environ.get("DPEDKIT_SHARED"):
+    os.environ["DPEDKIT_SHARED"] = str(Path(os.environ["DPEDKIT_SHARED"]).resolve())
+
 
 def shared_path(*parts: str) -> Path:
     """Path under the shared data folder; skip if DPEDKIT_SHARED is unset, fail if the path is missing."""
