@@ -130,12 +130,44 @@ def _read_bytes(path: Path) -> bytes:
 def _check_complete(path: Path, data: bytes) -> None:
     """Detect truncated JPEG/PNG files, which OpenCV would decode silently with a grey tail."""
     if data[:2] == b"\xff\xd8":
-        last_sos = data.rfind(b"\xff\xda")
-        # Entropy-coded data never holds FFD9 (FF is stuffed), so an EOI after the last scan means complete.
-        if last_sos < 0 or data.find(b"\xff\xd9", last_sos) < 0:
-            raise InputError(path, "truncated JPEG (no end-of-image marker after the last scan)")
+        if _jpeg_end(data) < 0:
+            raise InputError(path, "truncated JPEG (the image data ends before its end-of-image marker)")
     elif data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-32:]:
         raise InputError(path, "truncated PNG (no IEND chunk)")
+
+
+def _jpeg_end(data: bytes) -> int:
+    """Offset just past the primary image's end-of-image marker, or -1 when the file ends first.
+
+    Walks the marker segments from the start and skips entropy-coded scan data (where FF is always followed
+    by 00 or a restart marker), so data appended after the image (motion photos) is never mistaken for it.
+    """
+    pos, n = 2, len(data)
+    while pos + 2 <= n:
+        if data[pos] != 0xFF:
+            return -1
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return pos + 2
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # restart / TEM: no length
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return -1
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:  # start of scan: skip the entropy-coded data up to the next real marker
+            while True:
+                pos = data.find(b"\xff", pos)
+                if pos < 0 or pos + 1 >= n:
+                    return -1
+                if data[pos + 1] == 0x00 or 0xD0 <= data[pos + 1] <= 0xD7:
+                    pos += 2
+                    continue
+                break
+    return -1
 
 
 def _to_rgb(img: np.ndarray, path: Path) -> np.ndarray:
@@ -151,11 +183,14 @@ def _to_rgb(img: np.ndarray, path: Path) -> np.ndarray:
 def _exif(data: bytes):  # noqa: ANN202 - PIL.Image.Exif, imported lazily
     from PIL import Image, UnidentifiedImageError
 
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # header only: 200 MP photos are not bombs
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.getexif()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def exif_orientation(data: bytes) -> int:

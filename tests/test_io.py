@@ -105,3 +105,34 @@ def test_written_files_get_normal_permissions(tmp_path, photo):
     os.umask(umask)
     write_image(tmp_path / "p.png", photo)
     assert os.stat(tmp_path / "p.png").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_jpeg_with_appended_data_is_complete(tmp_path, photo, rng):
+    """Motion photos append a video after the JPEG: bytes that may hold FFDA/FFD9 must not matter."""
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", quality=90)
+    for i in range(20):
+        tail = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes() + b"\xff\xda\x00\x08" + bytes(100)
+        (tmp_path / f"m{i}.jpg").write_bytes(buf.getvalue() + tail)
+        assert read_image(tmp_path / f"m{i}.jpg").rgb.shape == photo.shape
+    progressive = io.BytesIO()
+    Image.fromarray(photo).save(progressive, "JPEG", quality=90, progressive=True)
+    (tmp_path / "p.jpg").write_bytes(progressive.getvalue())
+    assert read_image(tmp_path / "p.jpg").rgb.shape == photo.shape
+    (tmp_path / "pcut.jpg").write_bytes(progressive.getvalue()[:-200])
+    with pytest.raises(InputError, match="truncated JPEG"):
+        read_image(tmp_path / "pcut.jpg")
+
+
+def test_exif_of_a_200_megapixel_photo_is_read(tmp_path):
+    """Pillow refuses to open images over ~179 MP; the header-only EXIF read must still work."""
+    from dpedkit.io import exif_orientation
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG", exif=exif)
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (12240).to_bytes(2, "big") + (16320).to_bytes(2, "big")  # height, width in SOF0
+    assert exif_orientation(bytes(data)) == 6
