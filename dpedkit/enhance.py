@@ -414,9 +414,12 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 def _output_names(paths: list[Path], out_dir: Path, fmt: str) -> list[Path]:
     outs = [out_dir / f"{p.stem}.{fmt}" for p in paths]
     seen: dict[Path, Path] = {}
+    inputs = {p.resolve() for p in paths}
     for src, dst in zip(paths, outs, strict=True):
         if dst in seen:
             raise ConfigError(f"{src} and {seen[dst]} would both be written to {dst}; enhance them separately")
+        if dst.resolve() in inputs:
+            raise ConfigError(f"{dst} is one of the input photos: choose another output folder or --format")
         seen[dst] = src
     return outs
 

@@ -142,6 +142,10 @@ def test_enhance_input_errors(tmp_path, rng):
         write_image(tmp_path / d / "same.png", _photo(rng, 8, 8))
     with pytest.raises(ConfigError, match="would both be written"):
         enhance(g, [tmp_path / "x", tmp_path / "y"], tmp_path / "out")
+    before = (tmp_path / "x" / "same.png").read_bytes()
+    with pytest.raises(ConfigError, match="is one of the input photos"):
+        enhance(g, [tmp_path / "x"], tmp_path / "x")
+    assert (tmp_path / "x" / "same.png").read_bytes() == before
     with pytest.raises(InputError, match="no such file"):
         enhance(g, [tmp_path / "missing.png"], tmp_path / "out")
     (tmp_path / "notes.txt").write_text("hi")
@@ -171,6 +175,9 @@ def test_cli_enhance(tmp_path, rng):
     assert res.exit_code == 2 and "gif" in res.output
     res = runner.invoke(cli, ["enhance", str(tmp_path / "nope.pt"), str(tmp_path / "p.png"), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and "error" in res.output
+    odd = tmp_path / "[draft] [/b]"  # rich markup characters in a path must print as they are, not crash
+    res = runner.invoke(cli, ["enhance", str(odd / "nope.pt"), str(tmp_path / "p.png"), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "[draft] [/b]" in res.output, res.output
 
 
 @pytest.mark.gpu

@@ -6,6 +6,7 @@ import sys
 
 import click
 from dpedkit_cli.render import console, handle_errors, progress
+from rich.markup import escape
 
 
 @click.command(name="enhance")
@@ -32,6 +33,8 @@ def command(
     Output: OUT/<name>.<format>, upright (EXIF orientation applied), clipped to [0, 1]. The result equals a
     whole-image run of the network even when memory forces strips (instance-norm statistics are computed over
     the whole photo); strips spill activations to $TMPDIR (about 12 GB of disk for a 12 MP photo).
+    Exit status: 0 when every photo was enhanced, 1 when some could not be read (the others are written),
+    2 on bad usage or an unusable model.
     """
     from dpedkit.enhance import EnhanceConfig, ImageResult, collect_inputs, enhance
 
@@ -42,11 +45,11 @@ def command(
         def on_result(res: object) -> None:
             ok = isinstance(res, ImageResult)
             how = (f"{res.strips} strips" if res.strips else "whole") if ok else ""
-            advance(info=f"{res.width}x{res.height} {res.seconds:.1f} s {how}" if ok else f"[red]{res}")
+            advance(info=f"{res.width}x{res.height} {res.seconds:.1f} s {how}" if ok else f"[red]{escape(str(res))}")
 
         result = enhance(model, inputs, out_dir, config=config, on_result=on_result)
-    console.print(f"{len(result.images)} photo(s) written to {out_dir} ({result.device})")
+    console.print(f"{len(result.images)} photo(s) written to {escape(str(out_dir))} ({result.device})")
     for src, failure in result.failures:
-        console.print(f"[red]failed[/] {src}: {failure}")
+        console.print(f"[red]failed[/] {escape(str(src))}: {escape(str(failure))}")
     if result.failures:
         sys.exit(1)
