@@ -189,9 +189,9 @@ def read_pairs_csv(
         raise InputError(path, "no such pairs CSV file")
     try:
         with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = [c.strip() for c in reader.fieldnames or []]
+            reader = csv.reader(fh)
+            header = [c.strip() for c in next(reader, [])]
+            rows = [dict(zip(header, cells, strict=False)) for cells in reader if any(c.strip() for c in cells)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot read pairs CSV: {exc}") from exc
     missing = [c for c in ("name", "phone", "dslr") if c not in header]
@@ -209,7 +209,11 @@ def read_pairs_csv(
             raise InputError(path, f"line {line}: pair name {name!r} repeated")
         seen.add(name)
         dt = (row.get("dt") or "").strip()
-        out.append(PairRecord(name, str(base_p / phone), str(base_d / dslr), float(dt) if dt else None))
+        try:
+            dt_s = float(dt) if dt else None
+        except ValueError:
+            raise InputError(path, f"line {line}: dt must be a number of seconds; got {dt!r}") from None
+        out.append(PairRecord(name, str(base_p / phone), str(base_d / dslr), dt_s))
     return out
 
 

@@ -133,6 +133,16 @@ def test_read_csv_errors(tmp_path):
     bad.write_text("")
     with pytest.raises(InputError, match="lacks column"):
         read_pairs_csv(bad)
+    bad.write_text("name,phone,dslr,dt\nx,a.jpg,b.jpg,abc\n")
+    with pytest.raises(InputError, match="line 2: dt must be a number"):
+        read_pairs_csv(bad)
+
+
+def test_read_csv_tolerates_spaces_in_the_header(tmp_path):
+    ok = tmp_path / "ok.csv"
+    ok.write_text("name, phone, dslr, dt\nx,a.jpg,b.jpg,0.5\n")
+    (rec,) = read_pairs_csv(ok)
+    assert (rec.name, rec.dt) == ("x", 0.5) and rec.phone.endswith("a.jpg") and rec.dslr.endswith("b.jpg")
 
 
 def test_cli_pairs_writes_the_csv_build_reads(tmp_path):
