@@ -214,6 +214,12 @@ def build_dataset(
     if overwrite:
         clear_dataset(out)
     elif (out / MANIFEST).is_file():
+        plan = make_plan(_pair_records(phone_dir, dslr_dir, pairs_csv), config)
+        if (out / PLAN).is_file() and (out / PLAN).read_text() != _plan_text(plan):
+            raise ConfigError(
+                f"{out} is a finished dataset of other pairs or settings; pass overwrite (--overwrite) to rebuild "
+                "it, or choose another output folder"
+            )
         log.info("%s is a finished dataset: left alone (use overwrite to rebuild)", out)
         summary = summarize(out, json.loads((out / MANIFEST).read_text()))
         summary.already_finished = True
@@ -322,17 +328,22 @@ def make_plan(records: list[list[Any]], config: BuildConfig) -> dict[str, Any]:
 def _start(out: Path, plan: dict[str, Any]) -> None:
     """Write the plan, or check that an unfinished build in ``out`` has the same one; drop stale temp files."""
     path = out / PLAN
-    text = json.dumps(plan, indent=1, sort_keys=True)
+    text = _plan_text(plan)
     if path.is_file():
         if path.read_text() != text:
             raise ConfigError(
                 f"{out} holds an unfinished build of other pairs or settings; rerun the same command to resume "
                 "it, or pass overwrite (--overwrite) to start again"
             )
-        for tmp in out.rglob(".*.tmp*"):  # left by a killed worker
-            tmp.unlink(missing_ok=True)
+        for folder in (out, *(out / name for name in (*SPLITS, TEST_FULL))):  # temp files of a killed worker
+            for tmp in folder.rglob(".*.tmp*") if folder != out else folder.glob(".*.tmp*"):
+                tmp.unlink(missing_ok=True)
     else:
         write_text(path, text)
+
+
+def _plan_text(plan: dict[str, Any]) -> str:
+    return json.dumps(plan, indent=1, sort_keys=True)
 
 
 def _record_path(out: Path, shard: str) -> Path:
@@ -449,7 +460,7 @@ def process_pair(
     record |= _patch_metrics(patches)
     if not len(patches):
         record |= {"status": "no-patches", "reason": f"no window reached NCC >= {config.patch.ncc_min}"}
-    if split == "test" and config.keep_test_full and out_dir is not None:
+    if split == "test" and config.keep_test_full and out_dir is not None and record["status"] == "ok":
         t0 = time.perf_counter()
         for side, img in (("phone", result.phone), ("dslr", result.dslr)):
             write_image(out_dir / TEST_FULL / side / f"{name}.png", img)

@@ -173,8 +173,10 @@ def test_finished_dataset_is_left_alone_and_plans_must_match(raw, tmp_path):
     cfg = BuildConfig(patch=PatchConfig(size=64), pairs_per_shard=3)
     first = build_dataset(raw / "phone", raw / "dslr", tmp_path, config=cfg)
     assert first.shards == 3 and first.shards_built == 3  # train: 3 + 2 pairs, test: 1
-    again = build_dataset(raw / "phone", raw / "dslr", tmp_path, config=BuildConfig(seed=9))
-    assert again.already_finished and again.ok == first.ok
+    again = build_dataset(raw / "phone", raw / "dslr", tmp_path, config=cfg)
+    assert again.already_finished and again.ok == first.ok and again.shards_built == 0
+    with pytest.raises(ConfigError, match="finished dataset of other pairs or settings"):
+        build_dataset(raw / "phone", raw / "dslr", tmp_path, config=BuildConfig(seed=9))
     (tmp_path / "dataset.json").unlink()  # an unfinished build ...
     with pytest.raises(ConfigError, match="unfinished build"):
         build_dataset(raw / "phone", raw / "dslr", tmp_path, config=BuildConfig(seed=9))
