@@ -315,12 +315,14 @@ def align_pair(
         anchor = tuple(res.phone_pts.mean(axis=0))
         rect = largest_rectangle(valid_halfplanes(fit.H, psize, dsize, margin=cfg.margin_px, anchor=anchor), psize)
     res.overlap = (rect[2] - rect[0]) * (rect[3] - rect[1]) / (psize[0] * psize[1])
-    if res.overlap < cfg.min_overlap or min(rect[2] - rect[0], rect[3] - rect[1]) < cfg.min_side:
+    side = min(rect[2] - rect[0], rect[3] - rect[1])
+    if res.overlap < cfg.min_overlap or side < cfg.min_side:
+        need = f"{cfg.min_overlap:.0%} of it" if res.overlap < cfg.min_overlap else f"a side of {cfg.min_side} px"
         return fail(
             Failure(
                 "small-overlap",
                 f"the largest common rectangle {rect[2] - rect[0]}x{rect[3] - rect[1]} covers {res.overlap:.1%} "
-                f"of the phone image, need {cfg.min_overlap:.0%}",
+                f"of the phone image, need {need}",
             )
         )
     res.coverage = _hull_area(res.phone_pts) / max(1, (rect[2] - rect[0]) * (rect[3] - rect[1]))

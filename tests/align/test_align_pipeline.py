@@ -147,7 +147,9 @@ def test_small_overlap_is_rejected(known_pair):
     r = align_pair(phone, dslr[:, : dslr.shape[1] // 12])
     assert r.status in {"small-overlap", "too-few-matches", "too-few-inliers"}
     r = align_pair(phone, dslr, config=AlignConfig(min_overlap=0.99))
-    assert r.status == "small-overlap"
+    assert r.status == "small-overlap" and "need 99% of it" in r.reason
+    r = align_pair(phone, dslr, config=AlignConfig(min_side=670))
+    assert r.status == "small-overlap" and "need a side of 670 px" in r.reason
 
 
 def test_clustered_inliers_are_rejected():
@@ -211,3 +213,23 @@ def test_unreadable_files_raise(tmp_path, known_pair):
         align_files(tmp_path / "cut.jpg", tmp_path / "p.jpg")
     with pytest.raises(InputError, match="no such file"):
         align_files(tmp_path / "missing.jpg", tmp_path / "p.jpg")
+
+
+def test_relative_blur_finds_a_known_defocus(known_pair):
+    from dpedkit.bench.align import relative_blur
+
+    phone = known_pair[0]
+    for sigma in (0.0, 1.5, 3.0):
+        dslr = cv2.GaussianBlur(phone, (0, 0), sigma) if sigma else phone
+        assert relative_blur(phone, dslr) == pytest.approx(sigma, abs=0.5)
+    assert relative_blur(cv2.GaussianBlur(phone, (0, 0), 2.0), phone) == 0.0  # a sharper DSLR needs no blur
+
+
+def test_local_residual_tells_a_true_homography_from_one_off_by_pixels(known_pair, known_result):
+    from dpedkit.bench.align import local_residual
+
+    phone, dslr, h = known_pair
+    crop = known_result.crop
+    off = h @ np.array([[1.004, 0, 0], [0, 0.997, 0], [0, 0, 1]])  # ~1-2 px at the crop's corners
+    assert local_residual(phone, dslr, h, crop) < 0.15
+    assert local_residual(phone, dslr, off, crop) > 0.5

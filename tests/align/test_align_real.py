@@ -23,11 +23,20 @@ def _show(title, summary, key):
 def test_oxford(shared):
     s = eval_oxford(shared("data", "oxford"))
     _show("oxford img1->imgN, mean corner error", s, "mce_px")
-    accepted = [r["mce_px"] for r in s["rows"] if r["status"] == "ok"]
-    assert all(e <= 5.0 for e in accepted), "a pair was accepted above 5 px"
-    assert sum(e > 2.0 for e in accepted) <= 1  # bikes img6 (strong blur): 4.5 px vs H1to6p; see the note
+    for r in s["rows"]:
+        if r["status"] == "ok":
+            print(f"  {r['pair']:<22} pixels left over (median window shift): {r['local_residual_px']}")
+    accepted = [r for r in s["rows"] if r["status"] == "ok"]
+    assert all(r["mce_px"] <= 5.0 for r in accepted), "a pair was accepted above 5 px"
     assert all(r["reason"] for r in s["rows"] if r["status"] != "ok")
     assert s["within_3px"] >= 0.8
+    # Above 2 px vs H1toNp only where the pixels contradict H1toNp: bikes img6 (strong defocus), 4.8 px. Its
+    # windows resampled with H1to6p are still 1.2 px off (median), with ours 0.3 px (as every other pair).
+    for r in accepted:
+        if r["mce_px"] > 2.0:
+            left = r["local_residual_px"]
+            assert left["dpedkit"] <= 0.5 and left["dpedkit"] <= 0.5 * left["truth"], r["pair"]
+    assert sum(r["mce_px"] > 2.0 for r in accepted) <= 1
 
 
 @pytest.mark.shared
