@@ -77,7 +77,9 @@ class BuildConfig(ConfigMixin):
         test_images: number of source pairs in the test split; overrides ``test_fraction`` when set.
         test_fraction: fraction of pairs in the test split (rounded, at least one when there are two or more
             pairs and the fraction is positive).
-        seed: seed of the split permutation (and of OpenCV's RNG, reset before each pair).
+        seed: seed of the split permutation; OpenCV's RNG is also reset to it before each pair, so a pair's
+            result never depends on what its worker processed before (matching and USAC sampling are then
+            seeded by ``align.seed``).
         pairs_per_shard: source pairs per shard (= per parallel task; 1 gives the finest resume and balance).
         keep_test_full: write the full aligned test images to ``test_full/``.
         on_error: what an unexpected exception while processing a pair does: ``"record"`` (log it and mark

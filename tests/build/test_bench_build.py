@@ -6,7 +6,7 @@ from dpedkit.errors import ConfigError
 
 @pytest.mark.slow
 def test_bench_build_smoke(tmp_path):
-    cfg = BuildBenchConfig(pairs=2, phone_mp=0.1, dslr_mp=0.2, reads=50, jpeg_patches=40)
+    cfg = BuildBenchConfig(pairs=2, phone_mp=0.1, dslr_mp=0.2, reads=50, jpeg_patches=40, repeats=1)
     seen = []
     res = bench_build(tmp_path, config=cfg, on_progress=seen.append)
     assert res["identical_1_vs_2"] is True
