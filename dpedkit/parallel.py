@@ -1,7 +1,10 @@
-"""Run one function over many items in parallel through joblib: loky (local), dask or ray (clusters).
+"""Run one function over many items in parallel: joblib with loky (local) or dask (a cluster), or ray's pool.
+
+Ray's joblib backend cannot stream results (it returns them all at the end), so ray runs through its own
+``ray.util.multiprocessing.Pool.imap_unordered``: the same worker function, still no scheduler of ours.
 
 ``n_jobs=1`` is a plain loop in this process. Otherwise results stream back unordered
-(``return_as="generator_unordered"``) so ``on_result`` runs in the calling process as each item finishes
+(joblib's ``return_as="generator_unordered"``, ray's ``imap_unordered``) so ``on_result`` runs in the calling process as each item finishes
 (the CLI drives its progress bar from it); the returned list is in input order whatever the completion order.
 Workers get plain data and should return small results; OpenCV is pinned to one thread in each worker.
 """
@@ -73,10 +76,22 @@ def run_parallel(
 
     with ExitStack() as stack:
         stack.enter_context(_backend(backend, scheduler, n_jobs))
+        if backend == "ray":  # ray's joblib backend returns nothing until all is done: ray's own pool streams
+            from ray.util.multiprocessing import Pool
+
+            pool = stack.enter_context(Pool(processes=None if n_jobs == -1 else n_jobs))
+            tasks = [(fn, i, item) for i, item in enumerate(items)]
+            _drain(pool.imap_unordered(_call_task, tasks), items, results, on_result)
+            return results
         stack.enter_context(parallel_config(backend=backend))
         parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         _drain(parallel(delayed(_call)(fn, i, item) for i, item in enumerate(items)), items, results, on_result)
     return results
+
+
+def _call_task(task: tuple[Callable[[Any], Any], int, Any]) -> tuple[int, Any]:
+    """:func:`_call` on one ``(fn, index, item)`` tuple (ray's pool passes one argument)."""
+    return _call(*task)
 
 
 def check_options(n_jobs: int, backend: str) -> None:
@@ -112,12 +127,15 @@ def _backend(backend: str, scheduler: str | None, n_jobs: int) -> Iterator[None]
     elif backend == "ray":
         try:
             import ray
-            from ray.util.joblib import register_ray
         except ImportError as exc:
             raise ConfigError("backend 'ray' needs ray: pip install 'dpedkit[ray]'") from exc
-        register_ray()
-        if not ray.is_initialized():
-            ray.init(address=scheduler)
-        yield
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=scheduler, log_to_driver=False)
+        try:
+            yield
+        finally:
+            if started:
+                ray.shutdown()
     else:
         yield

@@ -251,6 +251,19 @@ def test_dask_backend_on_a_local_cluster_matches_loky(raw, clean, tmp_path):
     assert_same_dataset(tmp_path, out)
 
 
+@pytest.mark.slow
+def test_ray_backend_matches_loky(raw, clean, tmp_path):
+    """Runs where ray is installed (``pip install 'dpedkit[ray]'``): a local ray instance, 2 pool workers."""
+    pytest.importorskip("ray")
+    out, _ = clean
+    seen = []
+    build_dataset(raw / "phone", raw / "dslr", tmp_path, config=CONFIG, jobs=2, backend="ray", on_result=seen.append)
+    assert_same_dataset(tmp_path, out)
+    assert len(seen) == len(list((tmp_path / "train").glob("shard-*.h5"))) + len(
+        list((tmp_path / "test").glob("shard-*.h5"))
+    )
+
+
 @pytest.mark.shared
 def test_city100_all_pairs_ok_and_ncc_rechecked(shared, tmp_path):
     city = shared("data", "city100")
