@@ -3,9 +3,10 @@
 Ray's joblib backend cannot stream results (it returns them all at the end), so ray runs through its own
 ``ray.util.multiprocessing.Pool.imap_unordered``: the same worker function, still no scheduler of ours.
 
-``n_jobs=1`` is a plain loop in this process. Otherwise results stream back unordered
-(joblib's ``return_as="generator_unordered"``, ray's ``imap_unordered``) so ``on_result`` runs in the calling process as each item finishes
-(the CLI drives its progress bar from it); the returned list is in input order whatever the completion order.
+``n_jobs=1`` is a plain loop in this process. Otherwise results stream back unordered (joblib's
+``return_as="generator_unordered"``, ray's ``imap_unordered``) so ``on_result`` runs in the calling process as
+each item finishes (the CLI drives its progress bar from it); the returned list is in input order whatever the
+completion order.
 Workers get plain data and should return small results; OpenCV is pinned to one thread in each worker.
 """
 
