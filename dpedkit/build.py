@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import resource
 import shutil
 import time
@@ -148,6 +149,7 @@ class BuildSummary:
         shards: shard files; ``shards_built`` of them in this run, the rest found finished (resume).
         already_finished: the dataset was complete and left alone (no ``overwrite``).
         seconds: wall time of this run.
+        warnings: problems a user must know about although the build succeeded (a split without patches).
     """
 
     out_dir: str
@@ -161,6 +163,7 @@ class BuildSummary:
     shards_built: int = 0
     already_finished: bool = False
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -208,25 +211,27 @@ def build_dataset(
 
     Raises:
         ConfigError: bad options, or ``out_dir`` holds an unfinished build of other pairs or settings.
-        InputError: a folder or the pairs CSV is missing or unreadable.
+        InputError: a folder or the pairs CSV is missing or unreadable, a folder holds no photos, or no photo
+            has a partner.
     """
     t0 = time.perf_counter()
-    check_options(jobs, backend)
+    check_options(jobs, backend, scheduler)
     out = Path(out_dir)
     if overwrite:
         clear_dataset(out)
     elif (out / MANIFEST).is_file():
         plan = make_plan(_pair_records(phone_dir, dslr_dir, pairs_csv), config)
-        if (out / PLAN).is_file() and (out / PLAN).read_text() != _plan_text(plan):
+        stored = (out / PLAN).read_text() if (out / PLAN).is_file() else None
+        if stored is not None and stored != _plan_text(plan):
             raise ConfigError(
-                f"{out} is a finished dataset of other pairs or settings; pass overwrite (--overwrite) to rebuild "
-                "it, or choose another output folder"
+                f"{out} is a finished dataset of other pairs or settings ({_plan_change(stored, plan)}); pass "
+                "overwrite (--overwrite) to rebuild it, or choose another output folder"
             )
         log.info("%s is a finished dataset: left alone (use overwrite to rebuild)", out)
         summary = summarize(out, json.loads((out / MANIFEST).read_text()))
         summary.already_finished = True
         return summary
-    records = _pair_records(phone_dir, dslr_dir, pairs_csv)
+    records = _pair_records(phone_dir, dslr_dir, pairs_csv, report=True)
     plan = make_plan(records, config)
     _start(out, plan)
     tasks = [dict(t, out=str(out), config=plan["config"]) for t in plan["tasks"]]
@@ -249,6 +254,8 @@ def build_dataset(
     summary = summarize(out, manifest)
     summary.shards_built = len(todo)
     summary.seconds = time.perf_counter() - t0
+    for warning in summary.warnings:
+        log.warning("%s", warning)
     log.info("built %s: %d/%d pairs ok, %s patches", out, summary.ok, summary.pairs, summary.patches)
     return summary
 
@@ -265,14 +272,25 @@ def clear_dataset(out: Path) -> None:
 # ------------------------------------------------------------------------------------------------ the plan
 
 
-def _pair_records(phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None) -> list[list[Any]]:
-    """``[name, phone_path | None, dslr_path | None]`` for every input pair, sorted by name."""
-    from dpedkit.pairs import pair_folders, read_pairs_csv
+def _pair_records(
+    phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None, *, report: bool = False
+) -> list[list[Any]]:
+    """``[name, phone_path | None, dslr_path | None]`` for every input pair, sorted by name.
+
+    ``report``: log a warning naming files skipped for their format, and refuse input without a single pair.
+    """
+    from dpedkit.pairs import pair_folders, read_pairs_csv, skipped_message
 
     if pairs_csv is not None:
         found = read_pairs_csv(pairs_csv, phone_dir=phone_dir, dslr_dir=dslr_dir)
     else:
         found = pair_folders(phone_dir, dslr_dir)
+        if report and found.skipped:
+            log.warning("%s", skipped_message(found.skipped))
+        if report and not found.pairs:
+            raise InputError(
+                phone_dir, f"no phone photo here has a DSLR partner in {dslr_dir} by file name (see `dpedkit pairs`)"
+            )
     rows = [
         [
             r.name,
@@ -324,7 +342,33 @@ def make_plan(records: list[list[Any]], config: BuildConfig) -> dict[str, Any]:
         "config": config.to_dict(),
         "pairs": records,
         "tasks": tasks,
+        "inputs": {r[0]: [*_stamp(r[1]), *_stamp(r[2])] for r in complete},
     }
+
+
+def _stamp(path: str) -> list[int]:
+    """``[size, mtime_ns]`` of a photo: a rerun notices a photo replaced under the same name."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [-1, -1]  # unreadable: the pair fails as "unreadable" when processed
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _plan_change(old_text: str, plan: dict[str, Any]) -> str:
+    """What differs between a stored plan and a new one, in words (``"settings"``, ``"pairs"``, ``"photos"``)."""
+    try:
+        old = json.loads(old_text)
+    except ValueError:
+        return "an unreadable plan"
+    if old.get("config") != plan["config"]:
+        return "other settings"
+    if old.get("pairs") != plan["pairs"]:
+        return "other pairs"
+    changed = sorted(n for n, st in plan["inputs"].items() if old.get("inputs", {}).get(n) != st)
+    if changed:
+        return f"photos changed since (size or time): {', '.join(changed[:5])}" + (", ..." if len(changed) > 5 else "")
+    return "another version of the plan"
 
 
 def _start(out: Path, plan: dict[str, Any]) -> None:
@@ -334,8 +378,8 @@ def _start(out: Path, plan: dict[str, Any]) -> None:
     if path.is_file():
         if path.read_text() != text:
             raise ConfigError(
-                f"{out} holds an unfinished build of other pairs or settings; rerun the same command to resume "
-                "it, or pass overwrite (--overwrite) to start again"
+                f"{out} holds an unfinished build of other pairs or settings ({_plan_change(path.read_text(), plan)}); "
+                "rerun the same command to resume it, or pass overwrite (--overwrite) to start again"
             )
         for folder in (out, *(out / name for name in (*SPLITS, TEST_FULL))):  # temp files of a killed worker
             for tmp in folder.rglob(".*.tmp*") if folder != out else folder.glob(".*.tmp*"):
@@ -552,4 +596,26 @@ def summarize(out: Path, manifest: dict[str, Any]) -> BuildSummary:
         patches=c["patches"],
         patches_total=c["patches_total"],
         shards=len(manifest["shards"]),
+        warnings=split_warnings(c),
     )
+
+
+def split_warnings(counts: dict[str, Any]) -> list[str]:
+    """Warnings for a split that ended up without patches although the build as a whole kept some.
+
+    The split is planned before any pair is processed (so it is deterministic and resumable): when every pair
+    drawn for a split fails, that split is empty.
+    """
+    if not sum(counts["patches"].values()):
+        return []
+    out = []
+    for split in SPLITS:
+        n = counts["pairs_by_split"].get(split, 0)
+        if n and not counts["patches"].get(split, 0):
+            out.append(
+                f"the {split} split has no patches: its {n} pair(s) all failed (see pairs.jsonl); rebuild with "
+                "another --seed, --test-images or --pairs to draw other pairs"
+            )
+        elif split == "train" and not n:
+            out.append("the train split has no pairs: --test-images/--test-fraction took every pair")
+    return out

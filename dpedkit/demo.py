@@ -50,7 +50,8 @@ class DemoConfig(ConfigMixin):
     Attributes:
         pairs: synthetic pairs (one of them, at least, goes to the test split).
         phone_mp: phone photo size in megapixels; ``dslr_mp``: DSLR size (>= phone_mp).
-        test_images: pairs held out for evaluation (and for the enhanced photo).
+        test_images: pairs held out for evaluation (and for the enhanced photo); None: 1 for up to 5 pairs,
+            else 2 (see :attr:`held_out`).
         model: network trained (``"srcnn"``: needs no VGG weights, learns the colour mapping in seconds).
         model_config: architecture options of ``model``; None: :data:`TINY_SRCNN` for ``srcnn``, the
             model's defaults otherwise.
@@ -63,7 +64,7 @@ class DemoConfig(ConfigMixin):
     pairs: int = 8
     phone_mp: float = 0.5
     dslr_mp: float = 1.0
-    test_images: int = 2
+    test_images: int | None = None
     model: str = "srcnn"
     model_config: dict[str, Any] | None = None
     iters: int = 300
@@ -77,13 +78,19 @@ class DemoConfig(ConfigMixin):
         check_range("pairs", self.pairs, 2, 1000)
         check_range("phone_mp", self.phone_mp, 0.05, 50.0)
         check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
-        check_range("test_images", self.test_images, 1, self.pairs - 1)
+        if self.test_images is not None:
+            check_range("test_images", self.test_images, 1, self.pairs - 1)
         check_choice("model", self.model, ("srcnn", "dped", "johnson"))
         check_range("iters", self.iters, 1)
         check_range("batch", self.batch, 1)
         check_range("lr", self.lr, 1e-7, 1.0)
         check_range("jobs", self.jobs, 1)
         check_range("seed", self.seed, 0)
+
+    @property
+    def held_out(self) -> int:
+        """Pairs in the test split: ``test_images``, or by default 1 for up to 5 pairs and 2 above."""
+        return self.test_images if self.test_images is not None else max(1, min(2, self.pairs // 3))
 
 
 @dataclass
@@ -210,13 +217,13 @@ def _build(res: DemoResult, cfg: DemoConfig) -> None:
 
     raw, ds = res.paths["raw"], res.paths["dataset"]
     summary = build_dataset(
-        raw / "phone", raw / "dslr", ds, config=BuildConfig(test_images=cfg.test_images, seed=cfg.seed), jobs=cfg.jobs
+        raw / "phone", raw / "dslr", ds, config=BuildConfig(test_images=cfg.held_out, seed=cfg.seed), jobs=cfg.jobs
     )
     res.patches = dict(summary.patches)
     if not all(res.patches.get(s, 0) for s in ("train", "test")):
         raise ConfigError(f"the demo dataset has an empty split ({res.patches}); try more pairs or megapixels")
     res.commands["build"] = (
-        f"dpedkit build {raw / 'phone'} {raw / 'dslr'} -o {ds} --test-images {cfg.test_images} --jobs {cfg.jobs}"
+        f"dpedkit build {raw / 'phone'} {raw / 'dslr'} -o {ds} --test-images {cfg.held_out} --jobs {cfg.jobs}"
     )
 
 

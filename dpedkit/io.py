@@ -57,11 +57,21 @@ class LoadedImage:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder`` (by suffix, case-insensitive), sorted by name."""
+    """Image files directly in ``folder`` (by suffix, case-insensitive; hidden files excluded), sorted by name."""
+    return [p for p in _visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def list_other_files(folder: str | Path) -> list[Path]:
+    """Visible files directly in ``folder`` that :func:`list_images` leaves out (HEIC, raw files, sidecars...)."""
+    return [p for p in _visible_files(folder) if p.suffix.lower() not in IMAGE_SUFFIXES]
+
+
+def _visible_files(folder: str | Path) -> list[Path]:
+    """Files directly in ``folder``, sorted, without hidden ones (``.DS_Store``, macOS ``._IMG_1.jpg``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "not a folder")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def read_image(path: str | Path, *, keep_16bit: bool = False, min_side: int | None = None) -> LoadedImage:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from dpedkit.errors import ConfigError, InputError, check_choice
-from dpedkit.io import list_images, read_capture_time, write_text
+from dpedkit.io import list_images, list_other_files, read_capture_time, write_text
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class Pairing:
         dslr_dir: the DSLR folder.
         by: the pairing rule used.
         no_time: images without a readable capture time (time pairing only; also listed as unpaired).
+        skipped: files in either folder that are not images dpedkit reads (e.g. HEIC, raw), not paired.
     """
 
     pairs: list[PairRecord]
@@ -72,6 +73,7 @@ class Pairing:
     dslr_dir: str = ""
     by: str = "name"
     no_time: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def records(self) -> list[PairRecord]:
         """Pairs plus unpaired photos as one-sided records, with unique names, sorted by name."""
@@ -110,12 +112,18 @@ def pair_folders(phone_dir: str | Path, dslr_dir: str | Path, *, by: PairBy = "n
 
     Raises:
         ConfigError: ``by`` or ``max_dt`` is invalid.
-        InputError: a folder is missing, or (``by="name"``) two images of one folder share a stem.
+        InputError: a folder is missing or holds no photos, or (``by="name"``) two images of one folder share
+            a stem.
     """
     check_choice("by", by, PAIR_BY)
     if not max_dt > 0:
         raise ConfigError(f"max_dt must be > 0 seconds; got {max_dt!r}")
     phones, dslrs = list_images(phone_dir), list_images(dslr_dir)
+    skipped = [str(p) for folder in (phone_dir, dslr_dir) for p in list_other_files(folder)]
+    for folder, found in ((phone_dir, phones), (dslr_dir, dslrs)):
+        if not found:
+            kinds = ", ".join(sorted({Path(p).suffix.lower() or Path(p).name for p in list_other_files(folder)}))
+            raise InputError(folder, "no photos in this folder" + (f" (only {kinds} files)" if kinds else ""))
     no_time: list[str] = []
     if by == "name":
         matches = _by_name(phones, dslrs, phone_dir, dslr_dir)
@@ -134,15 +142,20 @@ def pair_folders(phone_dir: str | Path, dslr_dir: str | Path, *, by: PairBy = "n
         dslr_dir=str(dslr_dir),
         by=by,
         no_time=no_time,
+        skipped=skipped,
     )
-    log.info(
-        "paired %d by %s; unpaired: %d phone, %d DSLR",
-        len(pairs),
-        by,
-        len(result.unpaired_phone),
-        len(result.unpaired_dslr),
-    )
+    log.debug("paired %d by %s; unpaired: %d phone, %d DSLR; %d other files skipped", len(pairs), by,
+              len(result.unpaired_phone), len(result.unpaired_dslr), len(skipped))  # fmt: skip
     return result
+
+
+def skipped_message(skipped: list[str]) -> str:
+    """One line naming files that were skipped because dpedkit does not read their format."""
+    names = ", ".join(Path(p).name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    return (
+        f"{len(skipped)} file(s) skipped, not a format dpedkit reads (JPEG, PNG, TIFF, PPM/PGM, BMP, WebP; convert "
+        f"HEIC or raw files first): {names}"
+    )
 
 
 def write_pairs_csv(pairing: Pairing | list[PairRecord], path: str | Path) -> None:

@@ -13,6 +13,7 @@ Workers get plain data and should return small results; OpenCV is pinned to one 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, Literal, TypeVar
@@ -24,13 +25,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 Backend = Literal["loky", "dask", "ray"]
+CONNECT_TIMEOUT = "20s"  # how long to try reaching a dask scheduler
 BACKENDS = ("loky", "dask", "ray")
 
 
-def _call(fn: Callable[[T], R], index: int, item: T) -> tuple[int, R]:
-    """Worker side: pin OpenCV to one thread (joblib limits BLAS/OpenMP, not OpenCV's pool), run ``fn``."""
+def _call(fn: Callable[[T], R], index: int, item: T, parent: int | None = None) -> tuple[int, R]:
+    """Worker side: pin OpenCV to one thread (joblib limits BLAS/OpenMP, not OpenCV's pool), run ``fn``.
+
+    ``parent``: the pid of the process that started this (local) worker. When it is gone (killed with
+    SIGKILL, say) the worker exits instead of working through the queue unseen, racing a rerun.
+    """
     import cv2
 
+    if parent is not None and os.getppid() != parent:
+        log.warning("the build process %d is gone: worker %d exits", parent, os.getpid())
+        os._exit(1)
     cv2.setNumThreads(1)
     return index, fn(item)
 
@@ -49,22 +58,25 @@ def run_parallel(
     Args:
         fn: a module-level (picklable) function of one item.
         items: plain, picklable inputs (paths, dicts).
-        n_jobs: worker processes (``-1``: all cores, or all workers of a dask cluster); ``1`` runs a plain loop
-            here, whatever the backend.
+        n_jobs: worker processes (``-1``: all cores, or all workers of a cluster); ``1`` runs a plain loop
+            here, unless a ``scheduler`` is named: then it means all the cluster's workers.
         backend: ``"loky"`` (local processes), ``"dask"`` (a ``distributed`` cluster) or ``"ray"``.
-        scheduler: dask scheduler address (``tcp://host:8786``); without it a local dask cluster of
-            ``n_jobs`` single-threaded worker processes is started for the call. Ignored by other backends.
+        scheduler: dask scheduler address (``tcp://host:8786``) or ray cluster address; without it a local
+            cluster of ``n_jobs`` single-threaded worker processes is started for the call. Refused with loky.
         on_result: called in this process as ``on_result(item, result)`` as each item completes.
 
     Returns:
         The results, in the order of ``items``.
 
     Raises:
-        ConfigError: unknown backend, bad ``n_jobs``, or the backend's package is not installed.
+        ConfigError: unknown backend, bad ``n_jobs``, a scheduler with loky, an unreachable scheduler, or the
+            backend's package is not installed.
     """
-    check_options(n_jobs, backend)
+    check_options(n_jobs, backend, scheduler)
     results: list[Any] = [None] * len(items)
-    if n_jobs == 1 or len(items) <= 1 and backend == "loky":
+    if scheduler is not None and n_jobs == 1:
+        n_jobs = -1  # a cluster was named: all its workers
+    elif n_jobs == 1 or len(items) <= 1 and backend == "loky":
         import cv2
 
         threads = cv2.getNumThreads()
@@ -86,7 +98,9 @@ def run_parallel(
             return results
         stack.enter_context(parallel_config(backend=backend))
         parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        _drain(parallel(delayed(_call)(fn, i, item) for i, item in enumerate(items)), items, results, on_result)
+        parent = os.getpid() if backend == "loky" else None  # loky workers are this process's children
+        calls = (delayed(_call)(fn, i, item, parent) for i, item in enumerate(items))
+        _drain(parallel(calls), items, results, on_result)
     return results
 
 
@@ -95,9 +109,14 @@ def _call_task(task: tuple[Callable[[Any], Any], int, Any]) -> tuple[int, Any]:
     return _call(*task)
 
 
-def check_options(n_jobs: int, backend: str) -> None:
-    """Raise :class:`ConfigError` for an unknown backend or a worker count other than -1 or >= 1."""
+def check_options(n_jobs: int, backend: str, scheduler: str | None = None) -> None:
+    """Raise :class:`ConfigError` for a bad backend, worker count (not -1 or >= 1) or scheduler use.
+
+    A scheduler address with the local loky backend is refused: it would be ignored.
+    """
     check_choice("backend", backend, BACKENDS)
+    if scheduler is not None and backend == "loky":
+        raise ConfigError(f"a scheduler address ({scheduler}) needs backend 'dask' or 'ray' (--backend)")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
         raise ConfigError(f"jobs must be a positive number of workers or -1 (all cores); got {n_jobs!r}")
 
@@ -118,7 +137,10 @@ def _backend(backend: str, scheduler: str | None, n_jobs: int) -> Iterator[None]
         except ImportError as exc:
             raise ConfigError("backend 'dask' needs dask.distributed: pip install 'dpedkit[cluster]'") from exc
         if scheduler:
-            client = Client(scheduler)
+            try:
+                client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from exc
         else:
             workers = n_jobs if n_jobs > 0 else None
             client = Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
@@ -132,7 +154,10 @@ def _backend(backend: str, scheduler: str | None, n_jobs: int) -> Iterator[None]
             raise ConfigError("backend 'ray' needs ray: pip install 'dpedkit[ray]'") from exc
         started = not ray.is_initialized()
         if started:
-            ray.init(address=scheduler, log_to_driver=False)
+            try:
+                ray.init(address=scheduler, log_to_driver=False)
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                raise ConfigError(f"cannot reach the ray cluster at {scheduler}: {exc}") from exc
         try:
             yield
         finally:

@@ -158,9 +158,14 @@ class ShardWriter:
         if candidates is not None:
             self._append_candidates(pair, candidates, k)
         if k == 0:
+            self._file.flush()
             return 0
         _extend(self._file, {**arrays, "pair": np.array([pair] * k, dtype=object)}, (*IMAGES, *COLUMNS), self.rows)
         self.rows += k
+        # HDF5 places a chunk in the file when its dataset's cache is flushed, and a file flush or close visits
+        # the open datasets in an order that depends on the process's history: each dataset is flushed as it is
+        # written (``_extend``) and then the file, so the same pairs always give the same bytes
+        self._file.flush()
         return k
 
     def _append_candidates(self, pair: str, cand: Mapping[str, np.ndarray], k: int) -> None:
@@ -234,6 +239,7 @@ def _extend(group: h5py.Group, arrays: Mapping[str, Any], names: tuple[str, ...]
         a = np.asarray(arrays[name], dtype=object if name == "pair" else ds.dtype)
         ds.resize(start + len(a), axis=0)
         ds[start:] = a
+        ds.flush()  # place its chunks now, in this fixed order (see ShardWriter.append)
 
 
 def _file_mode() -> int:

@@ -43,6 +43,7 @@ import functools
 import json
 import logging
 import math
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -746,6 +747,7 @@ def synthesize(
     dslr_mp: float = 6.0,
     hard: bool = False,
     on_result: Callable[[SynthResult], None] | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write ``n`` synthetic pairs: ``phone/NAME.jpg``, ``dslr/NAME.jpg``, ``truth/NAME.json`` (NAME = 0000, ...).
 
@@ -761,13 +763,15 @@ def synthesize(
         dslr_mp: DSLR size in megapixels (3:2), ``>= phone_mp``.
         hard: add lens distortion, a parallax region and a moving object (see :func:`make_pair`).
         on_result: called with a :class:`SynthResult` as soon as each pair is written.
+        overwrite: replace the pairs of an earlier run in ``out_dir`` (only what this function writes there).
 
     Returns:
         The truth JSON paths, in order.
 
     Raises:
-        ConfigError: bad option values. InputError: ``source`` is not a folder, holds no images, or an image
-        cannot be read.
+        ConfigError: bad option values, or ``out_dir`` holds an earlier run and ``overwrite`` is off (its old
+        pairs would otherwise mix with the new ones). InputError: ``source`` is not a folder, holds no images,
+        or an image cannot be read.
     """
     if not isinstance(n, int) or n < 1:
         raise ConfigError(f"n must be an integer >= 1; got {n!r}")
@@ -776,6 +780,7 @@ def synthesize(
     cfg = SynthConfig(phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
     sources = _sources(source)
     out = Path(out_dir)
+    _clear_earlier_run(out, overwrite)
     paths = []
     for i in range(n):
         name, load = sources[i % len(sources)]
@@ -802,6 +807,25 @@ def synthesize(
     write_text(out / "synth.json", json.dumps(meta, indent=2))
     log.info("wrote %d synthetic pairs to %s", n, out)
     return paths
+
+
+_OUTPUTS = ("phone", "dslr", "truth")
+
+
+def _clear_earlier_run(out: Path, overwrite: bool) -> None:
+    """Refuse (or, with ``overwrite``, delete) an earlier run's ``synth.json`` and pair folders in ``out``."""
+    found = [out / d for d in _OUTPUTS if (out / d).is_dir() and any((out / d).iterdir())]
+    found += [out / "synth.json"] if (out / "synth.json").exists() else []
+    if not found:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{out} already holds synthetic pairs ({', '.join(p.name for p in found)}): pass overwrite "
+            "(--overwrite) to replace them, or choose another folder"
+        )
+    for d in _OUTPUTS:
+        shutil.rmtree(out / d, ignore_errors=True)
+    (out / "synth.json").unlink(missing_ok=True)
 
 
 def write_pair(out_dir: str | Path, name: str, pair: SynthPair, *, extra: dict | None = None) -> Path:

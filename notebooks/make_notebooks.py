@@ -29,7 +29,8 @@ from dpedkit.build import BuildConfig, build_dataset
 from dpedkit.synth import synthesize
 
 raw = WORK / "raw"
-synthesize(raw, n=3 if SMALL else 12, seed=0, phone_mp=0.3 if SMALL else 3.0, dslr_mp=0.6 if SMALL else 6.0)
+synthesize(raw, n=3 if SMALL else 12, seed=0, phone_mp=0.3 if SMALL else 3.0, dslr_mp=0.6 if SMALL else 6.0,
+           overwrite=True)
 dataset = WORK / "dataset"
 summary = build_dataset(raw / "phone", raw / "dslr", dataset, config=BuildConfig(test_images=1 if SMALL else 2), jobs=2)
 summary.to_dict()"""
@@ -126,7 +127,8 @@ from dpedkit.io import list_images, read_rgb, write_image
 from dpedkit.synth import synthesize
 
 raw = WORK / "raw"
-synthesize(raw, n=3 if SMALL else 8, seed=0, phone_mp=0.3 if SMALL else 0.5, dslr_mp=0.6 if SMALL else 1.0)
+synthesize(raw, n=3 if SMALL else 8, seed=0, phone_mp=0.3 if SMALL else 0.5, dslr_mp=0.6 if SMALL else 1.0,
+           overwrite=True)
 for path in list_images(raw / "phone"):  # one phone "camera": the same look on every phone photo
     write_image(path, apply_look(read_rgb(path), PHONE_LOOK), quality=92)
 dataset = WORK / "dataset"

@@ -160,3 +160,24 @@ def test_cli_pairs_writes_the_csv_build_reads(tmp_path):
     assert [(r.name, r.dslr) for r in recs] == [("a", str(tmp_path / "dslr" / "a.png"))]
     bad = CliRunner().invoke(cli, ["pairs", str(tmp_path / "phone"), str(tmp_path / "dslr"), "--by", "size"])
     assert bad.exit_code == 2 and "'size' is not one of" in bad.output
+
+
+def test_hidden_files_are_ignored_and_other_formats_reported(tmp_path):
+    make(tmp_path / "phone", "a.jpg")
+    make(tmp_path / "dslr", "a.jpg")
+    make(tmp_path / "phone", "._a.jpg")  # macOS AppleDouble sidecar: not a photo
+    (tmp_path / "phone" / "C.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (tmp_path / "dslr" / "D.NEF").write_bytes(b"II*\0")
+    pairing = pair_folders(tmp_path / "phone", tmp_path / "dslr")
+    assert [r.name for r in pairing] == ["a"]
+    assert sorted(p.split("/")[-1] for p in pairing.skipped) == ["C.HEIC", "D.NEF"]
+
+
+def test_a_folder_without_photos_is_an_input_error(tmp_path):
+    make(tmp_path / "dslr", "a.jpg")
+    (tmp_path / "phone").mkdir()
+    with pytest.raises(InputError, match="no photos in this folder"):
+        pair_folders(tmp_path / "phone", tmp_path / "dslr")
+    (tmp_path / "phone" / "IMG_1.HEIC").write_bytes(b"x")
+    with pytest.raises(InputError, match=r"only \.heic files"):
+        pair_folders(tmp_path / "phone", tmp_path / "dslr")

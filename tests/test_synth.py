@@ -341,3 +341,14 @@ def test_cli_synth(tmp_path):
     assert (tmp_path / "phone" / "0001.jpg").stat().st_size > 0
     bad = runner.invoke(cli, ["synth", str(tmp_path / "x"), "--phone-mp", "9", "--dslr-mp", "6"])
     assert bad.exit_code == 2 and "phone_mp" in bad.output
+
+
+def test_an_earlier_run_is_refused_or_replaced(tmp_path):
+    synthesize(tmp_path, n=2, seed=3, **TINY)
+    with pytest.raises(ConfigError, match="already holds synthetic pairs"):
+        synthesize(tmp_path, n=1, seed=4, **TINY)
+    (tmp_path / "mine.txt").write_text("not ours")
+    synthesize(tmp_path, n=1, seed=4, overwrite=True, **TINY)
+    assert sorted(p.name for p in (tmp_path / "phone").iterdir()) == ["0000.jpg"]  # no stale 0001
+    assert sorted(p.name for p in (tmp_path / "truth").iterdir()) == ["0000.json"]
+    assert (tmp_path / "mine.txt").exists()

@@ -14,9 +14,10 @@ from dpedkit_cli.render import console, handle_errors, print_json, progress, tab
 @click.argument("dslr_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
 @click.option("--pairs", "pairs_csv", type=click.Path(exists=True, dir_okay=False), help="Explicit pairing CSV.")
-@click.option("--jobs", default=1, show_default=True, help="Worker processes (-1: all cores / cluster workers).")
+@click.option("--jobs", default=1, show_default=True,
+              help="Worker processes (-1: all cores). With --scheduler, 1 means all cluster workers.")  # fmt: skip
 @click.option("--backend", type=click.Choice(["loky", "dask", "ray"]), default="loky", show_default=True)
-@click.option("--scheduler", help="dask scheduler address (tcp://host:8786) or ray address.")
+@click.option("--scheduler", help="dask scheduler address (tcp://host:8786) or ray address (with --backend).")
 @click.option("--patch", default=100, show_default=True, help="Patch side P in pixels.")
 @click.option("--ncc", default=0.9, show_default=True, help="Keep patch pairs with NCC >= this.")
 @click.option("--test-images", type=int, help="Source pairs in the test split (overrides --test-fraction).")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from dpedkit_cli.render import console, handle_errors, print_json, table
+from rich.markup import escape
 
 
 @click.command("pairs")
@@ -23,22 +24,29 @@ def command(phone_dir, dslr_dir, out_csv, by, max_dt, as_json) -> None:
     The CSV (name,phone,dslr,dt; paths relative to the two folders) is what `dpedkit build PHONE_DIR
     DSLR_DIR --pairs CSV` reads.
     """
-    from dpedkit.pairs import pair_folders, write_pairs_csv
+    from dpedkit.pairs import pair_folders, skipped_message, write_pairs_csv
 
     pairing = pair_folders(phone_dir, dslr_dir, by=by, max_dt=max_dt)
     if out_csv:
         write_pairs_csv(pairing, out_csv)
     if as_json:
         print_json({"by": by, "pairs": [vars(r) for r in pairing.pairs], "unpaired_phone": pairing.unpaired_phone,
-                    "unpaired_dslr": pairing.unpaired_dslr, "no_capture_time": pairing.no_time})  # fmt: skip
+                    "unpaired_dslr": pairing.unpaired_dslr, "no_capture_time": pairing.no_time,
+                    "skipped": pairing.skipped})  # fmt: skip
         return
-    rows = [[r.name, Path(r.phone).name, Path(r.dslr).name, "" if r.dt is None else f"{r.dt:+.3f}"]
+
+    def name(path: str) -> str:
+        return escape(Path(path).name)
+
+    rows = [[escape(r.name), name(r.phone), name(r.dslr), "" if r.dt is None else f"{r.dt:+.3f}"]
             for r in pairing.pairs]  # fmt: skip
-    rows += [["[yellow]unpaired[/]", Path(p).name, "", ""] for p in pairing.unpaired_phone]
-    rows += [["[yellow]unpaired[/]", "", Path(p).name, ""] for p in pairing.unpaired_dslr]
+    rows += [["[yellow]unpaired[/]", name(p), "", ""] for p in pairing.unpaired_phone]
+    rows += [["[yellow]unpaired[/]", "", name(p), ""] for p in pairing.unpaired_dslr]
     title = f"{len(pairing.pairs)} pairs by {by}"
     console.print(table(title, ["pair", "phone", "dslr", "dt (s)"], rows))
     summary = f"unpaired: {len(pairing.unpaired_phone)} phone, {len(pairing.unpaired_dslr)} DSLR"
     if pairing.no_time:
         summary += f"; {len(pairing.no_time)} without EXIF capture time"
-    console.print(summary + (f"; wrote {out_csv}" if out_csv else ""))
+    console.print(escape(summary + (f"; wrote {out_csv}" if out_csv else "")))
+    if pairing.skipped:
+        console.print(f"[bold yellow]warning:[/] {escape(skipped_message(pairing.skipped))}")

@@ -14,10 +14,11 @@ from dpedkit_cli.render import console, handle_errors, print_json, progress, tab
 @click.option("--phone-mp", default=3.0, show_default=True, help="Phone image size in megapixels (4:3).")
 @click.option("--dslr-mp", default=6.0, show_default=True, help="DSLR image size in megapixels (3:2).")
 @click.option("--hard", is_flag=True, help="Add lens distortion, a parallax region and a moving object.")
+@click.option("--overwrite", is_flag=True, help="Replace the pairs of an earlier run in OUT_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bar or table.")
 @click.option("--json", "as_json", is_flag=True, help="Print one summary row per pair as JSON on stdout.")
 @handle_errors
-def command(out_dir, n, seed, source, phone_mp, dslr_mp, hard, quiet, as_json) -> None:  # fmt: skip
+def command(out_dir, n, seed, source, phone_mp, dslr_mp, hard, overwrite, quiet, as_json) -> None:  # fmt: skip
     """Make phone/DSLR pairs with KNOWN geometry from real photos (default: scikit-image's bundled photos).
 
     Writes OUT_DIR/phone/NAME.jpg, OUT_DIR/dslr/NAME.jpg and OUT_DIR/truth/NAME.json, whose
@@ -39,7 +40,7 @@ def command(out_dir, n, seed, source, phone_mp, dslr_mp, hard, quiet, as_json) -
             advance(1, info=f"{r.name} from {t['source']}")
 
         synthesize(out_dir, n=n, seed=seed, source=source, phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard,
-                   on_result=on_result)  # fmt: skip
+                   on_result=on_result, overwrite=overwrite)  # fmt: skip
     if as_json:
         print_json({"out_dir": out_dir, "pairs": rows})
     elif not quiet:

@@ -103,7 +103,9 @@ def bench_build(
     work = Path(work_dir)
     load0 = os.getloadavg()
     say(f"synthesizing {config.pairs} pairs of {config.phone_mp:g} / {config.dslr_mp:g} MP")
-    synthesize(work / "raw", n=config.pairs, seed=config.seed, phone_mp=config.phone_mp, dslr_mp=config.dslr_mp)
+    synthesize(
+        work / "raw", n=config.pairs, seed=config.seed, phone_mp=config.phone_mp, dslr_mp=config.dslr_mp, overwrite=True
+    )
     say("decode-only timing")
     decode, decode_cpu = _decode_seconds(work / "raw")
     build: dict[str, dict[str, float]] = {}

@@ -186,6 +186,22 @@ def test_finished_dataset_is_left_alone_and_plans_must_match(raw, tmp_path):
     assert redone.shards_built == 3
 
 
+def test_a_photo_replaced_under_its_name_is_noticed(raw, tmp_path):
+    import shutil
+
+    src = tmp_path / "raw"
+    for side in ("phone", "dslr"):
+        (src / side).mkdir(parents=True)
+        for name in ("0000.jpg", "0001.jpg"):
+            shutil.copy(raw / side / name, src / side / name)
+    cfg = BuildConfig(patch=PatchConfig(size=64), test_images=0)
+    build_dataset(src / "phone", src / "dslr", tmp_path / "ds", config=cfg)
+    shutil.copy(raw / "dslr" / "0002.jpg", src / "dslr" / "0001.jpg")  # the right photo, say, under the old name
+    with pytest.raises(ConfigError, match=r"photos changed since \(size or time\): 0001"):
+        build_dataset(src / "phone", src / "dslr", tmp_path / "ds", config=cfg)
+    assert build_dataset(src / "phone", src / "dslr", tmp_path / "ds", config=cfg, overwrite=True).ok == 1
+
+
 def test_sigkill_then_resume_equals_clean_build(raw, clean, tmp_path):
     out, _ = clean
     dest = tmp_path / "ds"
@@ -373,3 +389,31 @@ def test_build_config_roundtrip_and_errors():
         BuildConfig.from_dict({"bogus": 1})
     with pytest.raises(ConfigError, match="jobs must be"):
         build_dataset("a", "b", "c", jobs=0)
+
+
+def test_empty_or_unpartnered_input_is_bad_input_and_writes_nothing(raw, tmp_path):
+    from dpedkit_cli.main import cli
+
+    empty, lonely = tmp_path / "empty", tmp_path / "lonely"
+    empty.mkdir(), lonely.mkdir()
+    (lonely / "other.jpg").write_bytes((raw / "phone" / "0000.jpg").read_bytes())
+    for phone in (empty, lonely):
+        out = tmp_path / f"out-{phone.name}"
+        res = CliRunner().invoke(cli, ["-q", "build", str(phone), str(raw / "dslr"), "-o", str(out), "--quiet"])
+        assert res.exit_code == 2 and "error:" in res.output, res.output
+        assert not out.exists() or not any(out.iterdir())
+    res = CliRunner().invoke(cli, ["-q", "pairs", str(empty), str(raw / "dslr")])
+    assert res.exit_code == 2 and "no photos in this folder" in " ".join(res.output.split())
+
+
+def test_a_split_whose_pairs_all_failed_is_a_warning(bad_corpus, tmp_path, caplog):
+    cfg = BuildConfig(patch=PatchConfig(size=64), test_images=1)
+    split = split_pairs(["a", "b"], cfg)  # the split is drawn before any pair runs: make the test pair fail
+    files = {name: "corrupt.jpg" if split[name] == "test" else "good.jpg" for name in split}
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("name,phone,dslr\n" + "".join(f"{n},{f},{f}\n" for n, f in files.items()))
+    with caplog.at_level("WARNING", logger="dpedkit.build"):
+        summary = build_dataset(bad_corpus / "phone", bad_corpus / "dslr", tmp_path / "ds", config=cfg, pairs_csv=csv)
+    assert summary.ok == 1 and summary.patches["test"] == 0
+    assert len(summary.warnings) == 1 and "the test split has no patches" in summary.warnings[0]
+    assert "the test split has no patches" in caplog.text

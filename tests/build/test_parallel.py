@@ -30,3 +30,49 @@ def test_ray_missing_is_a_clear_error():
             run_parallel(abs, [1, 2], n_jobs=2, backend="ray")
     else:
         pytest.skip("ray is installed")
+
+
+def test_scheduler_needs_a_cluster_backend_and_must_be_reachable(monkeypatch):
+    with pytest.raises(ConfigError, match="needs backend 'dask' or 'ray'"):
+        run_parallel(abs, [1, 2], n_jobs=2, scheduler="tcp://127.0.0.1:1")
+    pytest.importorskip("distributed")
+    monkeypatch.setattr("dpedkit.parallel.CONNECT_TIMEOUT", "1s")
+    with pytest.raises(ConfigError, match="cannot reach the dask scheduler"):  # jobs 1 + scheduler: the cluster
+        run_parallel(abs, [1, 2], backend="dask", scheduler="tcp://127.0.0.1:1")
+
+
+_ORPHAN_SCRIPT = """
+import pathlib, sys, time
+from dpedkit.parallel import run_parallel
+
+out = pathlib.Path(sys.argv[1])
+
+def work(i):
+    time.sleep(0.2)
+    (out / str(i)).touch()
+
+run_parallel(work, list(range(60)), n_jobs=2)
+"""
+
+
+@pytest.mark.slow
+def test_workers_stop_when_the_parent_is_killed(tmp_path):
+    """SIGKILL of the calling process: its loky workers exit instead of working through the queue."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    done = tmp_path / "done"
+    done.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), str(done)])
+    deadline = time.monotonic() + 60
+    while not any(done.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    at_kill = len(list(done.iterdir()))
+    time.sleep(2.0)
+    # the two items in flight may still finish; the ones queued to the workers (joblib pre-dispatches) must not
+    assert len(list(done.iterdir())) - at_kill <= 2

@@ -86,3 +86,8 @@ def test_identity_srcnn_starts_at_the_identity(tmp_path):
     plain = load_model(identity_srcnn(TINY_SRCNN, tmp_path / "plain.pt", seed=3, noise=0.0))
     with torch.no_grad():
         assert torch.allclose(plain(x), x, atol=1e-6)
+
+
+def test_the_default_test_split_fits_any_number_of_pairs():
+    assert [DemoConfig(pairs=n).held_out for n in (2, 3, 5, 6, 8)] == [1, 1, 1, 2, 2]
+    assert DemoConfig(pairs=8, test_images=3).held_out == 3
