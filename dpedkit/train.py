@@ -7,9 +7,15 @@ random batch with random per-sample real/fake swaps; two Adam optimisers. Baseli
 scored on the test split with the DPED protocol (:func:`dpedkit.evaluate.evaluate_arrays`), a row is appended
 to ``metrics.jsonl``, a sample grid (phone | enhanced | DSLR) is saved and the checkpoints are written.
 
-Run folder: ``config.json`` (resolved), ``metrics.jsonl``, ``latest.pt`` (generator + everything needed to
-resume), ``best.pt`` (best test PSNR), ``samples/step-NNNNNN.png``, ``ranks.json`` (which data each rank saw).
-Both checkpoints load anywhere a model is taken (``dpedkit evaluate RUN/best.pt``).
+Run folder: ``config.json`` (resolved options, written once data and networks are set up), ``metrics.jsonl``,
+``latest.pt`` (generator + everything needed to resume), ``best.pt`` (best test PSNR), ``samples/step-NNNNNN.png``,
+``ranks.json`` (which data each rank saw). Both checkpoints load anywhere a model is taken (``dpedkit evaluate
+RUN/best.pt``). Metrics rows (``metrics.jsonl``, :attr:`TrainResult.history`, ``on_eval``) are strict JSON: a
+value that is not finite (NaN or inf, e.g. the MS-SSIM of patches too small for its five scales) is ``null``.
+
+Each evaluation appends its row, then writes ``best.pt`` (when improved), then ``latest.pt``, each atomically:
+a run stopped at any point (Ctrl-C, kill) resumes from ``latest.pt``, drops the rows past it and replays the
+rest. A run stopped before its first ``latest.pt`` holds nothing to resume and is started again.
 
 Resume is exact: the batches of step ``s`` depend only on ``(seed, rank, s)`` (:mod:`dpedkit.train_data`), and
 ``latest.pt`` holds both networks and both optimiser states, so a resumed run is bit-identical to an
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,11 +44,20 @@ from dpedkit.errors import ConfigError
 from dpedkit.io import write_image, write_text
 from dpedkit.train_config import TrainConfig, resolve_resume
 from dpedkit.train_data import D_STREAM, G_STREAM, Batch
-from dpedkit.train_setup import Run, init_distributed, setup_run
+from dpedkit.train_setup import RUN_FILES, Run, init_distributed, plan_run_dir, remove_paths, saved_step, setup_run
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainResult", "discriminator_step", "generator_step", "train", "validate"]
+__all__ = [
+    "RUN_FILES",
+    "TrainConfig",
+    "TrainResult",
+    "discriminator_step",
+    "generator_step",
+    "saved_step",
+    "train",
+    "validate",
+]
 
 
 @dataclass
@@ -128,18 +144,26 @@ def train(
     *,
     config: TrainConfig,
     resume: bool = False,
+    overwrite: bool = False,
     on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
     on_eval: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on the patch pairs of ``data``, writing the run to ``run_dir``.
 
+    A run folder holding only what an earlier run wrote before its first checkpoint (``latest.pt``) is started
+    again (with a log line): it holds nothing to resume.
+
     Args:
         data: a dpedkit dataset folder (``dataset.json``; train and test splits) or an official DPED folder
             (``.../dped`` with ``config.phone``, or ``.../dped/<phone>``).
-        run_dir: run folder (created; must be new or empty unless ``resume``).
+        run_dir: run folder (created; must be new, empty or hold a run without checkpoint unless ``resume``
+            or ``overwrite``; files that are not a run's are never deleted).
         config: the options (:class:`TrainConfig`).
-        resume: continue the run in ``run_dir`` from ``latest.pt`` up to ``config.iters``; the options must match
-            the run's ``config.json`` except ``iters``, ``eval_every``, ``device``, ``data_mode`` and ``workers``.
+        resume: continue the run in ``run_dir`` from ``latest.pt`` up to ``config.iters`` (from step 0 when it has
+            no checkpoint yet), on the same ``data``; the options must match the run's ``config.json`` except
+            :data:`~dpedkit.train_config.RESUMABLE_CHANGES` (:func:`~dpedkit.train_config.resume_config` builds
+            such a config from the saved one).
+        overwrite: delete the files of an earlier run in ``run_dir`` (checkpoints included) and start again.
         on_progress: called ``(step, iters, losses)`` after every iteration (``losses`` is filled every 10th).
         on_eval: called with each metrics row (a dict, as appended to ``metrics.jsonl``).
 
@@ -147,37 +171,42 @@ def train(
         A :class:`TrainResult` (on rank 0 the history of this run; other ranks get an empty history).
 
     Raises:
-        ConfigError: invalid options, a missing VGG file for a model with content loss, or a resume mismatch.
+        ConfigError: invalid options, a missing VGG file for a model with content loss, an ``init`` model whose
+            architecture ``model_config`` contradicts, a run folder in the way, or a resume mismatch.
         InputError / ShardError: unreadable data.
         CheckpointError: unreadable ``init`` model or ``latest.pt``.
+        KeyboardInterrupt: passed on; ``run_dir`` then resumes from its last checkpoint (``saved_step``).
     """
+    if resume and overwrite:
+        raise ConfigError("resume (--resume) and overwrite (--overwrite) exclude each other")
     dist = init_distributed(config.device)
     try:
         run_dir = Path(run_dir)
         if resume:
-            config = resolve_resume(run_dir, config)
-        elif run_dir.is_dir() and any(run_dir.iterdir()):
-            raise ConfigError(f"run folder {run_dir} is not empty: pass resume (--resume) or choose a new one")
+            config = resolve_resume(run_dir, config, data)
+        start, stale = plan_run_dir(run_dir, resume=resume, overwrite=overwrite)
         dist.barrier()  # every rank has checked the folder before rank 0 writes to it
-        start = _latest_step(run_dir) if resume else 0
-        run = setup_run(data, run_dir, config, dist, start=start)
-        result = TrainResult(str(run_dir), start, best_psnr=run.best_psnr)
-        if not resume:
-            if dist.rank == 0:
-                write_text(run_dir / "config.json", json.dumps(run.resolved, indent=1, sort_keys=True))
-            result.history += [r for r in [_evaluate(run, step=0, meter=None, on_eval=on_eval)] if r]
-        _loop(run, result, on_progress, on_eval)
-        run.source.close()
-        run.write_ranks()
-        return result
+        if dist.rank == 0:
+            remove_paths(stale)
+        run = setup_run(data, run_dir, config, dist, start=start or 0, resume=start is not None)
+        try:
+            return _run(run, start, on_progress, on_eval)
+        finally:
+            run.source.close()
     finally:
         dist.close()
 
 
-def _latest_step(run_dir: Path) -> int:
-    from dpedkit.checkpoint import load_checkpoint
-
-    return int(load_checkpoint(run_dir / "latest.pt")["step"])
+def _run(run: Run, start: int | None, on_progress, on_eval) -> TrainResult:
+    """The training of a set-up run: from scratch (``start`` None: config.json, step-0 evaluation) or resumed."""
+    result = TrainResult(str(run.run_dir), start or 0, best_psnr=run.best_psnr)
+    if start is None:
+        if run.dist.rank == 0:
+            write_text(run.run_dir / "config.json", json.dumps(run.resolved, indent=1, sort_keys=True))
+        result.history += [r for r in [_evaluate(run, step=0, meter=None, on_eval=on_eval)] if r]
+    _loop(run, result, on_progress, on_eval)
+    run.write_ranks()
+    return result
 
 
 def _loop(run: Run, result: TrainResult, on_progress, on_eval) -> None:
@@ -222,15 +251,29 @@ def _evaluate(run: Run, *, step: int, meter: _Meter | None, on_eval) -> dict[str
                 "patches_per_s": ips * run.patches_per_iter,
                 "data_wait": meter.data_s / elapsed,
             }
-        row |= validate(run, step=step)
-        improved = "psnr" in row and (run.best_psnr is None or row["psnr"] > run.best_psnr)
+        row = _finite_or_null(row | validate(run, step=step))
+        improved = row.get("psnr") is not None and (run.best_psnr is None or row["psnr"] > run.best_psnr)
         if improved:
             run.best_psnr = row["psnr"]
-        run.save(step, best=improved)  # checkpoint first, then the row: a resume drops rows past it
-        with open(run.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
+        with open(run.run_dir / "metrics.jsonl", "a") as f:  # the row first: a resume drops rows past latest.pt
+            f.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
+        run.save(step, best=improved)
         if on_eval:
             on_eval(row)
-        log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
+        log.info("step %d: %s", step, ", ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k != "step"))
     run.dist.barrier()
     return row
+
+
+def _finite_or_null(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its float values as Python floats, and None for those that are not finite (NaN, inf)."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, float | np.floating):
+            v = float(v) if math.isfinite(v) else None
+        out[k] = v
+    return out
+
+
+def _fmt(value: Any) -> str:
+    return "null" if value is None else f"{value:.4g}"

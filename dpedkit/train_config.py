@@ -90,21 +90,100 @@ class TrainConfig(ConfigMixin):
         return self.model in ("dped", "johnson")
 
 
-def resolve_resume(run_dir: Path, config: TrainConfig) -> TrainConfig:
-    """Check that ``config`` may continue the run in ``run_dir``; returns it.
+def option_flag(name: str) -> str:
+    """The ``dpedkit train`` option of the :class:`TrainConfig` field ``name`` (``model_config`` is ``--arch``)."""
+    return "--arch" if name == "model_config" else "--" + name.replace("_", "-")
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any] | None:
+    """The resolved config a run saved in ``run_dir/config.json``, or None when there is none of dpedkit's."""
+    try:
+        saved = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ours = isinstance(saved, dict) and isinstance(saved.get("train"), dict) and "dpedkit_version" in saved
+    return saved if ours else None
+
+
+def resume_config(run_dir: Path, data: str | Path, changes: dict[str, Any]) -> TrainConfig:
+    """The options of the run in ``run_dir`` (its ``config.json``), with ``changes`` applied where allowed.
+
+    Only the fields in :data:`RESUMABLE_CHANGES` may take a new value; any other field of ``changes`` must
+    equal the run's (for ``model_config``: each key given must match the architecture the run trains).
+
+    Args:
+        run_dir: the run folder.
+        data: the dataset the caller would train on; it must be the run's dataset.
+        changes: :class:`TrainConfig` fields the caller set explicitly (e.g. the options typed on the command line).
 
     Raises:
-        ConfigError: no resumable run there, or an option other than :data:`RESUMABLE_CHANGES` differs.
+        ConfigError: nothing to resume in ``run_dir``, another dataset, or options that differ from the run's.
     """
-    path = run_dir / "config.json"
-    if not (path.is_file() and (run_dir / "latest.pt").is_file()):
-        raise ConfigError(f"{run_dir}: nothing to resume (config.json and latest.pt are written at the first "
-                          "evaluation); start a new run without --resume")  # fmt: skip
-    saved = json.loads(path.read_text())["train"]
-    ours = config.to_dict()
-    differ = sorted(k for k in ours if k not in RESUMABLE_CHANGES and saved.get(k) != ours[k])
+    saved = read_run_config(run_dir)
+    if saved is None:
+        raise ConfigError(f"{run_dir}: nothing to resume (no config.json of a dpedkit run: it is written once the "
+                          "data and networks are set up, before the first evaluation); start a new run without "
+                          "resume (--resume)")  # fmt: skip
+    _check_same_data(run_dir, saved, data)
+    run = saved["train"]
+    differ = sorted(k for k, v in changes.items() if k not in RESUMABLE_CHANGES and not _same(k, run, v))
     if differ:
-        detail = "; ".join(f"{k}: run has {saved.get(k)!r}, given {ours[k]!r}" for k in differ)
-        raise ConfigError(f"cannot resume {run_dir} with other options ({detail}); only "
-                          f"{', '.join(RESUMABLE_CHANGES)} may change")  # fmt: skip
-    return config
+        detail = "; ".join(f"{option_flag(k)}: run has {run.get(k)!r}, given {changes[k]!r}" for k in differ)
+        allowed = ", ".join(option_flag(k) for k in RESUMABLE_CHANGES)
+        raise ConfigError(f"cannot resume {run_dir} with other options ({detail}); a resumed run keeps the options "
+                          f"saved in its config.json, only {allowed} may change")  # fmt: skip
+    return TrainConfig.from_dict(run | {k: v for k, v in changes.items() if k in RESUMABLE_CHANGES})
+
+
+def resolve_resume(run_dir: Path, config: TrainConfig, data: str | Path) -> TrainConfig:
+    """The config that continues the run in ``run_dir`` when the caller asks for ``config``.
+
+    ``config`` must match the run's saved options except :data:`RESUMABLE_CHANGES` (see :func:`resume_config`);
+    the result is the saved config with those changes applied.
+
+    Raises:
+        ConfigError: no run to resume in ``run_dir``, another dataset, or an option that differs.
+    """
+    return resume_config(run_dir, data, config.to_dict())
+
+
+def _check_same_data(run_dir: Path, saved: dict[str, Any], data: str | Path) -> None:
+    """Refuse to resume on another dataset than the one the run saved (paths compared resolved)."""
+    path = saved.get("data", {}).get("path")
+    if path is not None and Path(path).resolve() != Path(data).resolve():
+        raise ConfigError(f"cannot resume {run_dir} on another dataset: the run trains on {path}, given {data}")
+
+
+def _same(name: str, run: dict[str, Any], value: Any) -> bool:
+    """Whether the given ``value`` of field ``name`` agrees with the run's saved options ``run``."""
+    if name != "model_config":
+        return run.get(name) == value
+    try:
+        return not arch_conflicts(run["model"], run.get(name), value)
+    except ConfigError:  # e.g. options of another model
+        return False
+
+
+def arch_conflicts(model: str, arch: dict[str, Any] | None, overrides: dict[str, Any] | None) -> list[str]:
+    """The keys of ``overrides`` whose value differs from the architecture ``arch`` of ``model`` (defaults filled).
+
+    ``overrides=None`` conflicts with nothing.
+
+    Raises:
+        ConfigError: an unknown or invalid architecture option.
+    """
+    if not overrides:
+        return []
+    full, given = arch_dict(model, arch), arch_dict(model, overrides)
+    return sorted(k for k in overrides if full[k] != given[k])
+
+
+def arch_dict(model: str, model_config: dict[str, Any] | None) -> dict[str, Any]:
+    """The complete generator architecture of ``model`` with the overrides ``model_config`` (defaults filled in).
+
+    Raises:
+        ConfigError: an unknown or invalid architecture option.
+    """
+    from dpedkit.checkpoint import model_class
+
+    return model_class(model).config_class.from_dict(model_config or {}).to_dict()

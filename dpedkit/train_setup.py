@@ -2,6 +2,7 @@
 
 - :func:`init_distributed`: one process, or DDP from the ``torchrun`` environment (``WORLD_SIZE > 1``): NCCL on
   CUDA, gloo on CPU; rank ``r`` uses ``cuda:LOCAL_RANK``.
+- :func:`plan_run_dir`: whether the run folder starts a run, resumes one or is in the way (:data:`RUN_FILES`).
 - :func:`setup_run`: builds the :class:`Run` (networks under a forked, seeded RNG so the global RNG is left
   alone; optimisers; the data source; the test split; the resume state from ``latest.pt``).
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,8 @@ from torch import nn
 
 from dpedkit import __version__
 from dpedkit.errors import ConfigError, InputError
-from dpedkit.train_config import TrainConfig
+from dpedkit.io import write_text
+from dpedkit.train_config import TrainConfig, arch_conflicts, arch_dict, read_run_config
 from dpedkit.train_data import Batch, LoaderSource, MemorySource, fits_in_memory, read_all, shard_indices
 
 log = logging.getLogger(__name__)
@@ -155,15 +159,19 @@ class Run:
                 self.seen[b.index.numpy()] = True
 
     def save(self, step: int, *, best: bool) -> None:
-        """Write ``latest.pt`` (everything to resume) and, if ``best``, ``best.pt`` (generator only)."""
+        """Write ``best.pt`` if ``best`` (generator only), then ``latest.pt`` (everything to resume).
+
+        ``latest.pt`` comes last, each file atomically: a run stopped anywhere resumes from a step whose
+        ``best.pt`` is on disk (a resume replays the steps after it and rewrites ``best.pt`` if they improve it).
+        """
         from dpedkit.checkpoint import save_checkpoint
 
         info = {"step": step, "best_psnr": self.best_psnr, "train_config": self.config.to_dict()}
         state = {"discriminator": self.d_raw.state_dict() if self.d_raw is not None else {},
                  "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict() if self.opt_d else {}}  # fmt: skip
-        save_checkpoint(self.run_dir / "latest.pt", self.g_raw, extra=info | state)
         if best:
             save_checkpoint(self.run_dir / "best.pt", self.g_raw, extra=info)
+        save_checkpoint(self.run_dir / "latest.pt", self.g_raw, extra=info | state)
 
     def write_ranks(self) -> None:
         """Gather every rank's seen-index mask; rank 0 writes ``ranks.json`` (counts and overlap)."""
@@ -179,6 +187,64 @@ class Run:
             (self.run_dir / "ranks.json").write_text(json.dumps(out, indent=1))
 
 
+# What a run writes in its folder (atomic writes leave ".NAME.*.tmp*" files only when killed outright).
+RUN_FILES = ("config.json", "metrics.jsonl", "latest.pt", "best.pt", "samples", "ranks.json")
+
+
+def saved_step(run_dir: str | Path) -> int | None:
+    """The step of the run's last checkpoint (``run_dir/latest.pt``), or None when it has none yet."""
+    from dpedkit.checkpoint import load_checkpoint
+
+    path = Path(run_dir) / "latest.pt"
+    return int(load_checkpoint(path)["step"]) if path.is_file() else None
+
+
+def plan_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[int | None, list[Path]]:
+    """``(step to resume from or None for a fresh start, files of an earlier run to delete first)``.
+
+    Raises:
+        ConfigError: ``run_dir`` holds files that are not a run's, or a checkpoint and neither resume nor overwrite.
+    """
+    ours, foreign = _run_entries(run_dir)
+    has_checkpoint = (run_dir / "latest.pt").is_file()
+    stale = [p for p in ours if p.name != "config.json"]  # config.json: replaced once the new run is set up
+    if resume:
+        if has_checkpoint:
+            return saved_step(run_dir), []
+        log.info("%s has no checkpoint yet (stopped before its first one): starting it from step 0", run_dir)
+        return None, stale
+    if foreign:
+        names = ", ".join(sorted(p.name for p in foreign)[:4])
+        raise ConfigError(f"run folder {run_dir} is not empty: it holds files that are not a dpedkit run's ({names}); "
+                          "choose a new or empty folder")  # fmt: skip
+    if has_checkpoint and not overwrite:
+        step = saved_step(run_dir)
+        raise ConfigError(f"run folder {run_dir} holds a run saved at step {step}: pass resume (--resume) to "
+                          "continue it, or overwrite (--overwrite) to delete it and start again")  # fmt: skip
+    if ours and not overwrite:
+        log.info("%s holds a run stopped before its first checkpoint: starting it again", run_dir)
+    return None, stale
+
+
+def _run_entries(run_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The entries of ``run_dir`` a run writes (``RUN_FILES``, their temporary files), and the others."""
+    if not run_dir.is_dir():
+        return [], []
+    ours, foreign = [], []
+    for path in run_dir.iterdir():
+        own = path.name in RUN_FILES or any(path.name.startswith(f".{n}.") and ".tmp" in path.name for n in RUN_FILES)
+        if path.name == "config.json" and read_run_config(run_dir) is None:
+            own = False  # someone else's config.json
+        (ours if own else foreign).append(path)
+    return ours, foreign
+
+
+def remove_paths(paths: list[Path]) -> None:
+    """Delete these files and folders (a link is removed, never followed)."""
+    for path in paths:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+
+
 def _seeded(seed: int, fn: Callable[[], nn.Module]) -> nn.Module:
     """Build a module with the global RNG forked and seeded (left unchanged afterwards)."""
     with torch.random.fork_rng(devices=[]):
@@ -186,23 +252,51 @@ def _seeded(seed: int, fn: Callable[[], nn.Module]) -> nn.Module:
         return fn()
 
 
-def build_networks(config: TrainConfig, patch: int, device: torch.device) -> tuple[nn.Module, nn.Module | None]:
-    """The generator (from ``init`` when given) and, for ``dped``, the discriminator for ``patch`` px inputs."""
-    from dpedkit.checkpoint import build_model, load_checkpoint, load_state
+def build_networks(
+    config: TrainConfig, patch: int, device: torch.device, *, resume: dict[str, Any] | None = None
+) -> tuple[nn.Module, nn.Module | None]:
+    """The generator and, for ``dped``, the discriminator for ``patch`` px inputs.
 
-    g = _seeded(config.seed, lambda: build_model(config.model, config.model_config))
-    if config.init:
-        ckpt = load_checkpoint(config.init)
-        if ckpt["model"] != config.model:
-            raise ConfigError(f"init model {config.init} is a {ckpt['model']!r} network, not {config.model!r}")
-        g = build_model(ckpt["model"], ckpt["config"])
-        load_state(g, ckpt["state_dict"], source=config.init)
+    The generator is built, in this order of precedence, with the architecture of the checkpoint ``resume``
+    (the run's ``latest.pt``, whose weights the caller loads), from ``config.init`` (architecture and weights),
+    or fresh from ``config.model_config``.
+
+    Raises:
+        ConfigError: ``init`` holds another model, or an architecture that ``model_config`` contradicts.
+        CheckpointError: unreadable ``init``.
+    """
+    from dpedkit.checkpoint import build_model
+
+    if resume is not None:
+        g = build_model(resume["model"], resume["config"])
+    elif config.init:
+        g = _init_generator(config)
+    else:
+        g = _seeded(config.seed, lambda: build_model(config.model, config.model_config))
     d = None
     if config.model == "dped":
         from dpedkit.models.discriminator import Discriminator, DiscriminatorConfig
 
         d = _seeded(config.seed + 1, lambda: Discriminator(DiscriminatorConfig(patch=patch))).to(device)
     return g.to(device), d
+
+
+def _init_generator(config: TrainConfig) -> nn.Module:
+    """The generator of ``config.init``; ``model_config`` may only repeat its architecture."""
+    from dpedkit.checkpoint import build_model, load_checkpoint, load_state
+
+    ckpt = load_checkpoint(config.init)
+    if ckpt["model"] != config.model:
+        raise ConfigError(f"init model {config.init} is a {ckpt['model']!r} network, not {config.model!r}")
+    conflicts = arch_conflicts(ckpt["model"], ckpt["config"], config.model_config)
+    if conflicts:
+        arch = arch_dict(ckpt["model"], ckpt["config"])
+        detail = ", ".join(f"{k}: init has {arch[k]!r}, given {config.model_config[k]!r}" for k in conflicts)
+        raise ConfigError(f"model_config (--arch) contradicts the architecture of the init model {config.init} "
+                          f"({detail}); a run started from a model keeps its architecture")  # fmt: skip
+    g = build_model(ckpt["model"], ckpt["config"])
+    load_state(g, ckpt["state_dict"], source=config.init)
+    return g
 
 
 def _open_reader(data: Path, phone: str | None, split: str):
@@ -238,8 +332,20 @@ def _source(data: Path, config: TrainConfig, dist: Dist, start: int):
     return src, len(reader), p, mode
 
 
-def setup_run(data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, *, start: int) -> Run:
-    """Build the :class:`Run` for ``config`` on this rank, restored from ``run_dir/latest.pt`` when ``start > 0``."""
+def setup_run(
+    data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, *, start: int, resume: bool | None = None
+) -> Run:
+    """Build the :class:`Run` for ``config`` on this rank.
+
+    Args:
+        data: the dataset folder.
+        run_dir: the run folder.
+        config: the options; ``Run.config`` records the generator architecture actually built (all fields).
+        dist: this process's place in the job.
+        start: the first step to train.
+        resume: restore networks and optimisers from ``run_dir/latest.pt`` (default: ``start > 0``).
+    """
+    from dpedkit.checkpoint import load_checkpoint
     from dpedkit.evaluate import load_test_pairs
     from dpedkit.losses import PRESETS
 
@@ -254,7 +360,9 @@ def setup_run(data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, 
         if test is not None and len(test[0]) == 0:
             log.warning("%s: the test split is empty: metrics rows will have no PSNR and best.pt is not written", data)
             test = None
-    g, d = build_networks(config, patch, dist.device)
+    latest = load_checkpoint(run_dir / "latest.pt") if (start > 0 if resume is None else resume) else None
+    g, d = build_networks(config, patch, dist.device, resume=latest)
+    config = replace(config, model_config=g.cfg.to_dict())  # what is trained (init or latest.pt may set it)
     vgg = None
     if config.needs_vgg:
         from dpedkit.models.vgg import load_vgg
@@ -263,7 +371,7 @@ def setup_run(data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, 
     adam = {"lr": config.lr, "betas": (0.9, 0.999), "eps": 1e-8}
     opt_g = torch.optim.Adam(g.parameters(), **adam)
     opt_d = torch.optim.Adam(d.parameters(), **adam) if d is not None else None
-    best = _restore(run_dir, g, d, opt_g, opt_d, start, dist) if start else None
+    best = _restore(run_dir, latest, g, d, opt_g, opt_d, start, dist) if latest is not None else None
     g_w, d_w = g, d
     if dist.active:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
@@ -271,7 +379,7 @@ def setup_run(data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, 
         d_w = nn.parallel.DistributedDataParallel(d, device_ids=ids) if d is not None else None
     w = PRESETS[config.loss_preset]
     weights = {"content": w.content, "texture": w.texture, "color": w.color, "tv": w.tv, "mse": 1.0}
-    resolved = {"train": config.to_dict(), "data": {"path": str(data), "n_train": n_train, "patch": patch,
+    resolved = {"train": config.to_dict(), "data": {"path": str(data.resolve()), "n_train": n_train, "patch": patch,
                 "n_test": 0 if test is None else len(test[0]), "data_mode": mode}, "world_size": dist.world,
                 "device": str(dist.device), "dpedkit_version": __version__, "torch_version": torch.__version__,
                 "loss_weights": weights}  # fmt: skip
@@ -279,19 +387,31 @@ def setup_run(data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, 
                test, resolved, n_train, best, np.zeros(n_train, bool))  # fmt: skip
 
 
-def _restore(run_dir: Path, g, d, opt_g, opt_d, start: int, dist: Dist) -> float | None:
-    """Load ``latest.pt`` into the networks and optimisers; drop metrics rows past its step (rank 0)."""
-    from dpedkit.checkpoint import load_checkpoint, load_state
+def _restore(run_dir: Path, ckpt: dict[str, Any], g, d, opt_g, opt_d, start: int, dist: Dist) -> float | None:
+    """Load the ``latest.pt`` dict ``ckpt`` into the networks and optimisers; drop metrics rows past ``start``."""
+    from dpedkit.checkpoint import load_state
 
-    ckpt = load_checkpoint(run_dir / "latest.pt")
     load_state(g, ckpt["state_dict"], source=run_dir / "latest.pt")
     if d is not None:
         load_state(d, ckpt["discriminator"], source=run_dir / "latest.pt")
         opt_d.load_state_dict(ckpt["opt_d"])
     opt_g.load_state_dict(ckpt["opt_g"])
-    metrics = run_dir / "metrics.jsonl"
-    if dist.rank == 0 and metrics.is_file():
-        rows = [r for r in metrics.read_text().splitlines() if r and json.loads(r)["step"] <= start]
-        metrics.write_text("".join(r + "\n" for r in rows))
+    if dist.rank == 0:
+        _truncate_metrics(run_dir / "metrics.jsonl", start)
     log.info("resumed %s at step %d", run_dir, start)
-    return ckpt.get("best_psnr")
+    best = ckpt.get("best_psnr")
+    return best if best is not None and math.isfinite(best) else None  # runs saved before NaN PSNRs were skipped
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the rows of ``metrics.jsonl`` up to ``step`` (a line cut short by a kill is dropped too)."""
+    if not path.is_file():
+        return
+    rows = []
+    for line in filter(str.strip, path.read_text().splitlines()):
+        try:
+            if json.loads(line)["step"] <= step:
+                rows.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s: dropped a damaged row %r", path, line[:80])
+    write_text(path, "".join(rows))
