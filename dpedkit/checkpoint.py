@@ -18,6 +18,7 @@ import importlib
 import logging
 import pickle
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,8 +140,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{p}: no such file; {_WEIGHTS_HELP}")
     if p.is_dir():
         raise CheckpointError(f"{p}: is a folder without a TensorFlow checkpoint; {_WEIGHTS_HELP}")
+    kind = _sniff(p)
+    if kind is not None:  # torch.load would call any such file a refused pickle
+        raise CheckpointError(
+            f"{p}: not a dpedkit/PyTorch checkpoint or TF checkpoint prefix ({kind}); {_WEIGHTS_HELP}"
+        )
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # plain pickles of protocol 3+ make the weights-only reader warn first
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{p}: holds pickled objects other than tensors (refused); {_WEIGHTS_HELP}") from exc
     except Exception as exc:  # torch.load raises many types on foreign bytes (KeyError, RuntimeError, EOFError...)
@@ -165,6 +173,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing or not isinstance(ckpt["state_dict"], dict) or not isinstance(ckpt["config"], dict):
         raise CheckpointError(f"{p}: damaged dpedkit checkpoint (missing or malformed {missing or 'entries'})")
     return ckpt
+
+
+_MAGIC = {b"\xff\xd8\xff": "a JPEG image", b"\x89PNG": "a PNG image", b"GIF8": "a GIF image", b"%PDF": "a PDF"}
+
+
+def _sniff(path: Path) -> str | None:
+    """None when ``path`` starts like a ``torch.save`` file (zip archive, or pickle protocol 2+), else what it is."""
+    with path.open("rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04") or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        return None
+    if not head:
+        return "it is empty"
+    kind = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    if kind is None and all(b >= 32 or b in b"\t\n\r" for b in head):
+        kind = "a text file"
+    return f"it is {kind}" if kind else "neither a zip archive nor a pickle"
 
 
 def load_model(

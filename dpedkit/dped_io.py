@@ -16,10 +16,13 @@ Official layout (see :mod:`dpedkit.dped_folder`): ``<phone>/training_data/{<phon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,14 +68,25 @@ class FolderReader:
 
 @dataclass
 class TransferResult:
-    """What an import or export wrote: ``out`` folder, patch pairs per split, shards, exact byte copies."""
+    """What an import or export wrote.
+
+    Attributes:
+        out: the dataset folder (import) or ``OUT/<phone>`` folder (export) written.
+        phone: the phone name.
+        pairs: patch pairs per split.
+        shards: shard files read or written.
+        copied_pairs: patch pairs (two JPEG files each) kept byte for byte (import) or written back byte for
+            byte (export).
+        encoded_pairs: patch pairs encoded as new JPEG files (export only).
+        full_size: full-size test images.
+    """
 
     out: str
     phone: str
     pairs: dict[str, int] = field(default_factory=dict)
     shards: int = 0
-    copied_bytes: int = 0  # rows written back byte for byte (export) / kept as bytes (import)
-    encoded: int = 0  # rows re-encoded as JPEG (export only)
+    copied_pairs: int = 0
+    encoded_pairs: int = 0
     full_size: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,12 +94,49 @@ class TransferResult:
         return asdict(self)
 
 
-def _prepare(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise InputError(out, "exists and is not empty; pass overwrite (--overwrite) to replace it")
+@contextlib.contextmanager
+def _staged(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield the folder to write ``out`` into, so that a failed or interrupted transfer leaves nothing it created.
+
+    A new ``out`` (or a non-empty one being overwritten) is written as a hidden folder beside it, moved into place
+    on success and removed on failure, with any parents of ``out`` that had to be made: an ``out`` that existed
+    is left as it was, also with ``overwrite``.  An existing empty ``out`` is written in place and emptied again
+    on failure.
+    """
+    out = Path(os.path.abspath(out))
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder")
+    if out.is_dir() and not any(out.iterdir()):
+        try:
+            yield out
+        except BaseException:
+            _remove_contents(out)
+            raise
+        return
+    if out.is_dir() and not overwrite:
+        raise InputError(out, "exists and is not empty; pass overwrite (--overwrite) to replace it")
+    made = [d for d in (out.parent, *out.parent.parents) if not d.exists()]  # deepest first
+    stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for d in made:
+            with contextlib.suppress(OSError):  # not empty: someone else wrote there meanwhile
+                d.rmdir()
+        raise
+    if out.is_dir():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    stage.rename(out)
+
+
+def _remove_contents(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def import_dped(
@@ -102,7 +153,9 @@ def import_dped(
 
     Args:
         dped_dir: ``.../dped`` (with ``phone``) or ``.../dped/<phone>``.
-        out: dataset folder to write (must be new or empty unless ``overwrite``).
+        out: dataset folder to write (must be new or empty unless ``overwrite``). It is written beside ``out``
+            and moved into place at the end: a failed import leaves nothing it created, and an ``out`` that
+            existed is left as it was.
         phone: phone name (``iphone``, ``blackberry``, ``sony``...).
         rows_per_shard: patch pairs per shard file.
         jobs: worker processes (one shard per task).
@@ -124,11 +177,26 @@ def import_dped(
             continue
         pairs = [(p.stem, str(p), str(d)) for p, d in list_pairs(folder, split)]
         for k in range(0, len(pairs), rows_per_shard):
-            tasks.append({"out": str(out), "split": split, "shard": shard_name(split, k // rows_per_shard),
+            tasks.append({"split": split, "shard": shard_name(split, k // rows_per_shard),
                           "rows": pairs[k : k + rows_per_shard], "phone": folder.phone})  # fmt: skip
     if not tasks:
         raise InputError(folder.root, "no training_data or test_data/patches folder with patch pairs")
-    _prepare(out, overwrite)
+    with _staged(out, overwrite) as stage:
+        counts, n_full = _import_into(stage, folder.root, folder.phone, tasks, jobs, on_progress)
+    return TransferResult(
+        str(out), folder.phone, counts, len(tasks), copied_pairs=sum(counts.values()), full_size=n_full
+    )
+
+
+def _import_into(
+    out: Path,
+    root: Path,
+    phone: str,
+    tasks: list[dict[str, Any]],
+    jobs: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[dict[str, int], int]:
+    """Write the shards of ``tasks``, the full-size test images and the manifest; returns (pairs per split, images)."""
     done = [0]
 
     def tick(_task: dict, _res: dict) -> None:
@@ -136,8 +204,8 @@ def import_dped(
         if on_progress:
             on_progress(done[0], len(tasks))
 
-    results = run_parallel(_import_shard, tasks, n_jobs=jobs, on_result=tick)
-    full = folder.root / "test_data" / FULL_SIZE
+    results = run_parallel(_import_shard, [{**t, "out": str(out)} for t in tasks], n_jobs=jobs, on_result=tick)
+    full = root / "test_data" / FULL_SIZE
     n_full = 0
     if full.is_dir():
         shutil.copytree(full, out / SOURCE_DIR / FULL_SIZE)
@@ -145,13 +213,13 @@ def import_dped(
     counts = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
     manifest = {
         "schema": MANIFEST_SCHEMA, "schema_version": SCHEMA_VERSION, "dpedkit_version": __version__,
-        "config": {"source": "dped", "dped_dir": str(folder.root), "phone": folder.phone},
+        "config": {"source": "dped", "dped_dir": str(root), "phone": phone},
         "counts": {"pairs": 0, "ok": 0, "by_reason": {}, "pairs_by_split": {s: 0 for s in SPLITS},
                    "patches": counts, "patches_total": sum(counts.values())},
         "shards": [{k: r[k] for k in ("split", "path", "rows", "sha256")} for r in results],
     }  # fmt: skip
     write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-    return TransferResult(str(out), folder.phone, counts, len(results), sum(counts.values()), 0, n_full)
+    return counts, n_full
 
 
 def _import_shard(task: dict[str, Any]) -> dict[str, Any]:
@@ -192,35 +260,63 @@ def export_dped(
 
     Args:
         dataset: dpedkit dataset folder (``dataset.json``).
-        out: the ``dped`` folder to write into; ``OUT/<phone>`` must be new or empty unless ``overwrite``.
+        out: the ``dped`` folder to write into; ``OUT/<phone>`` must be new or empty unless ``overwrite``
+            (written beside it and moved into place at the end, as in :func:`import_dped`).
         phone: phone folder name (the DSLR folder is always ``canon``); default: the phone an imported
-            dataset came from.
-        quality: JPEG quality for rows that are not byte copies of imported files.
+            dataset came from (required for other datasets).
+        quality: JPEG quality 1..100 for rows that are not byte copies of imported files.
         overwrite: replace a non-empty ``OUT/<phone>``.
         on_progress: called ``(shards_done, shards_total)``.
 
     Raises:
         ShardError: not a finished dpedkit dataset, or a damaged shard.
         InputError: ``OUT/<phone>`` not empty.
+        ConfigError: no ``phone`` for a dataset not imported from DPED, a bad ``phone`` or ``quality``.
     """
-    check_range("quality", quality, 0, 100)
+    check_range("quality", quality, 1, 100)
     dataset = Path(dataset)
     manifest = read_manifest(dataset)
-    phone = phone or manifest.get("config", {}).get("phone")
+    phone = _export_phone(phone, manifest)
+    root = Path(out) / phone
+    with _staged(root, overwrite) as stage:
+        result = _export_into(stage, dataset, manifest["shards"], phone, quality, on_progress)
+    result.out = str(root)
+    return result
+
+
+def _export_phone(phone: str | None, manifest: dict[str, Any]) -> str:
+    """The phone folder name: ``phone``, else the phone an imported dataset came from."""
+    if phone is None:
+        phone = manifest.get("config", {}).get("phone")
+        if phone is None:
+            raise ConfigError(
+                "phone (--phone) is required for datasets that were not imported from DPED: it names the phone "
+                "folders to write, OUT/<phone>/training_data/<phone>/ and .../test_data/patches/<phone>/ "
+                f"(e.g. iphone; the DSLR folders are always {DSLR_NAME!r})"
+            )
     if not phone or "/" in phone or phone in (".", "..", DSLR_NAME):
         raise ConfigError(f"phone (--phone) must be a plain folder name other than {DSLR_NAME!r}; got {phone!r}")
-    root = Path(out) / phone
-    _prepare(root, overwrite)
+    return phone
+
+
+def _export_into(
+    root: Path,
+    dataset: Path,
+    shards: list[dict[str, Any]],
+    phone: str,
+    quality: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> TransferResult:
+    """Write every shard's rows and the full-size test images into ``root`` (the ``<phone>`` folder)."""
     result = TransferResult(str(root), phone)
-    shards = manifest["shards"]
     for k, entry in enumerate(shards):
         split = entry["split"]
         dirs = [root.joinpath(*_SPLIT_PARTS[split], name) for name in (phone, DSLR_NAME)]
         start = result.pairs.get(split, 0)
         copied = _export_shard(dataset, entry, dirs, start, quality)
         result.pairs[split] = start + entry["rows"]
-        result.copied_bytes += copied
-        result.encoded += entry["rows"] - copied
+        result.copied_pairs += copied
+        result.encoded_pairs += entry["rows"] - copied
         if on_progress:
             on_progress(k + 1, len(shards))
     result.shards = len(shards)

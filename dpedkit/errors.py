@@ -22,6 +22,10 @@ class InputError(DpedkitError):
         self.cause = cause
         super().__init__(f"{self.path}: {cause}" if self.path else cause)
 
+    def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
+        # raised in a worker process and pickled back: rebuild from both arguments
+        return type(self), (self.path, self.cause)
+
 
 class ShardError(DpedkitError):
     """A dataset shard or dataset folder is foreign, damaged or of an unsupported schema."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from dpedkit.config import ConfigMixin
-from dpedkit.errors import ConfigError, check_choice, check_range
+from dpedkit.errors import ConfigError, InputError, check_choice, check_range
 from dpedkit.metrics import ms_ssim, psnr, ssim
 from dpedkit.torchutil import resolve_device, to_nchw
 
@@ -99,10 +99,10 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
         split: ``"test"`` or ``"train"``.
 
     Returns:
-        ``(phone, dslr)``: ``N x P x P x 3`` uint8 RGB arrays paired by row.
+        ``(phone, dslr)``: ``N x P x P x 3`` uint8 RGB arrays paired by row, ``N >= 1``.
 
     Raises:
-        InputError: ``data`` is neither kind of folder, or its files are unreadable.
+        InputError: ``data`` is neither kind of folder, its files are unreadable, or ``split`` holds no pairs.
         ShardError: a damaged dpedkit dataset.
     """
     from dpedkit.dped_folder import find_dped_folder, load_pairs
@@ -112,6 +112,9 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
         from dpedkit.data import load_split
 
         phone_u8, dslr_u8 = load_split(data, split)
+        if not len(phone_u8):
+            other = "train" if split == "test" else "test"
+            raise InputError(data, f"its {split} split holds no patch pairs, nothing to evaluate (try split {other!r})")
         return np.asarray(phone_u8), np.asarray(dslr_u8)
     return load_pairs(find_dped_folder(data, phone=phone), split)
 
@@ -173,8 +176,13 @@ def evaluate_arrays(
 
     Returns:
         ``(model_scores, identity_scores)``.
+
+    Raises:
+        InputError: no pairs (the scores would be undefined), or ``phone`` and ``dslr`` differ in length.
     """
     n = len(phone)
+    if n == 0 or len(dslr) != n:
+        raise InputError(None, f"need at least one phone/DSLR pair of equal counts; got {n} and {len(dslr)}")
     model_acc, ident_acc = _Accumulator(), _Accumulator()
     with torch.inference_mode():
         for start in range(0, n, batch):

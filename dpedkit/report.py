@@ -80,6 +80,8 @@ class ReportResult:
             windows (False: recomputed from the photos, or a pair report).
         recomputed: pairs re-aligned from their photos (for the photo overlays, and without stored candidates
             also re-refined), in the order they were processed.
+        unreadable: pairs that were to be re-aligned but whose photos could not be read (moved, deleted or
+            damaged), each with its error; their views show the stored windows, or only the error.
     """
 
     path: Path
@@ -91,6 +93,7 @@ class ReportResult:
     size_bytes: int = 0
     stored_candidates: bool = False
     recomputed: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def write_report(
@@ -346,7 +349,7 @@ def _dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None) -
     windows = _stored_windows(root, worst_ok) if stored else {}
     todo = [p for p in ok if str(p["pair"]) in set(worst_ok) | set(sample_names)]
     views: dict[str, PairView] = {str(p["pair"]): _failed_view(p) for p in failed}
-    recomputed = []
+    recomputed, unreadable = [], {}
     for i, rec in enumerate(todo):
         name = str(rec["pair"])
         if on_progress:
@@ -355,6 +358,7 @@ def _dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None) -
             rc = recompute_pair(rec, root, summary.config, patches=not stored)
         except InputError as exc:
             views[name] = _unreadable_view(rec, exc, windows.get(name), summary, cfg.image_width)
+            unreadable[name] = str(exc)
             continue
         recomputed.append(name)
         view = _view_from_recomputed(rec, rc, summary.patch_size, summary.ncc_min, cfg.image_width,
@@ -368,17 +372,8 @@ def _dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None) -
     else:
         hist_ncc, hist_kept, hist_note = _histogram_values(summary, views, sample_names, len(ok))
     notes.append(hist_note)
-    if worst_ok and stored:
-        notes.append(
-            f"Pair views: the {len(worst_ok)} worst ok pairs were re-aligned from their photos for the photo "
-            "overlays (matches, checkerboard, blend, difference); their window grid and shift field are drawn "
-            "from the candidate windows stored in the dataset."
-        )
-    elif worst_ok:
-        notes.append(
-            f"Pair views: the {len(worst_ok)} worst ok pairs were re-aligned from their photos and their windows "
-            "re-refined with the build configuration (the dataset stores kept patches only)."
-        )
+    if worst_ok:
+        notes.append(_views_note(worst_ok, unreadable, stored))
     plots = _dataset_plots(summary, hist_ncc, hist_kept)
     samples, lowest = _patch_galleries(summary, cfg, rng)
     body = [
@@ -393,8 +388,31 @@ def _dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None) -
     page = _page(f"dpedkit report: {root.name}", body, nav=sections)
     shown = [n for n in view_names if n in views]
     result = ReportResult(Path(), "dataset", len(pairs), shown, sections, notes)
-    result.stored_candidates, result.recomputed = stored, recomputed
+    result.stored_candidates, result.recomputed, result.unreadable = stored, recomputed, unreadable
     return page, result
+
+
+def _views_note(worst_ok: Sequence[str], unreadable: Mapping[str, str], stored: bool) -> str:
+    """What the pair views of the worst ok pairs were drawn from, counting pairs whose photos could not be read."""
+    missing = [n for n in worst_ok if n in unreadable]
+    n_ok = len(worst_ok) - len(missing)
+    if stored:
+        how = (
+            "for the photo overlays (matches, checkerboard, blend, difference); their window grid and shift field "
+            "are drawn from the candidate windows stored in the dataset."
+        )
+    else:
+        how = "and their windows re-refined with the build configuration (the dataset stores kept patches only)."
+    if not missing:
+        return f"Pair views: the {n_ok} worst ok pairs were re-aligned from their photos {how}"
+    lead = (
+        f"Pair views: {n_ok} of the {len(worst_ok)} worst ok pairs were re-aligned from their photos {how} "
+        f"{len(missing)} could not be"
+        if n_ok
+        else f"Pair views: none of the {len(worst_ok)} worst ok pairs could be re-aligned"
+    )
+    drawn = "their stored windows on a plain background" if stored else "only the error"
+    return f"{lead}: their photos could not be read (first: {unreadable[missing[0]]}); their views show {drawn}."
 
 
 def _unreadable_view(
@@ -467,7 +485,10 @@ def _histogram_values(
     return (
         ncc,
         np.ones(len(ncc), bool),
-        ("NCC histogram: kept patches only (candidate windows were not recomputed: hist_pairs = 0 or no ok pair)."),
+        (
+            "NCC histogram: kept patches only (candidate windows were not recomputed: hist_pairs = 0, no ok pair, "
+            "or no photo of the sampled pairs could be read)."
+        ),
     )
 
 

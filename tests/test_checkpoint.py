@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from dpedkit.checkpoint import (
     build_model,
@@ -34,11 +35,36 @@ def test_missing_path_is_clear(tmp_path):
         load_model(tmp_path / "nope.pt")
 
 
-def test_non_checkpoint_file(tmp_path):
-    p = tmp_path / "notes.pt"
-    p.write_text("hello, I am not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+@pytest.mark.parametrize(
+    ("name", "data", "kind"),
+    [
+        ("notes.pt", b"hello, I am not a checkpoint", "it is a text file"),
+        ("photo.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)), "it is a JPEG image"),
+        ("empty.pt", b"", "it is empty"),
+        ("noise.bin", bytes(range(256)), "neither a zip archive nor a pickle"),
+    ],
+)
+def test_non_checkpoint_file_is_not_called_a_pickle(tmp_path, name, data, kind):
+    from dpedkit_cli.main import cli
+
+    p = tmp_path / name
+    p.write_bytes(data)
+    with pytest.raises(CheckpointError, match=f"{name}: not a dpedkit/PyTorch checkpoint or TF checkpoint prefix"):
         load_model(p)
+    res = CliRunner().invoke(cli, ["convert", str(p), "-o", str(tmp_path / "n.pt")])
+    message = " ".join(res.output.split())
+    assert res.exit_code == 2 and name in message and kind in message and "pickled" not in message
+    assert not (tmp_path / "n.pt").exists()
+
+
+def test_plain_pickle_of_foreign_objects_is_refused(tmp_path):
+    import collections
+    import pickle
+
+    p = tmp_path / "counter.pkl"
+    p.write_bytes(pickle.dumps(collections.Counter(a=1), protocol=4))
+    with pytest.raises(CheckpointError, match="pickled objects other than tensors"):
+        load_checkpoint(p)
 
 
 def test_truncated_checkpoint(tmp_path):

@@ -180,6 +180,76 @@ def test_cli_enhance(tmp_path, rng):
     assert res.exit_code == 2 and "[draft] [/b]" in res.output, res.output
 
 
+def _interrupt_on_call(n, real):
+    """``real`` wrapped to raise KeyboardInterrupt (Ctrl-C) on its ``n``-th call."""
+    calls = [0]
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    return wrapper
+
+
+def test_interrupt_removes_spill_files_and_writes_no_partial_photo(tmp_path, rng, monkeypatch):
+    import pathlib
+
+    from dpedkit import enhance as enh
+
+    g = _generator(channels=8, blocks=2)
+    for name in ("a", "b"):
+        write_image(tmp_path / "in" / f"{name}.png", _photo(rng, 25, 19))
+    spill, out = tmp_path / "spill", tmp_path / "out"
+    spill.mkdir()
+    config = EnhanceConfig(device="cpu", strip_rows=4, spill_dir=str(spill))
+    monkeypatch.setattr(enh._Spill, "read", _interrupt_on_call(50, enh._Spill.read))  # a takes 42 reads: in b
+    with pytest.raises(KeyboardInterrupt):
+        enhance(g, [tmp_path / "in"], out, config=config)
+    assert [p.name for p in out.iterdir()] == ["a.png"] and list(spill.iterdir()) == []
+    monkeypatch.undo()
+
+    def half_then_interrupt(self, data):  # Ctrl-C in the middle of writing the photo
+        real_write_bytes(self, data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    real_write_bytes = pathlib.Path.write_bytes
+    monkeypatch.setattr(pathlib.Path, "write_bytes", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        enhance(g, [tmp_path / "in" / "b.png"], out, config=config)
+    monkeypatch.undo()
+    assert [p.name for p in out.iterdir()] == ["a.png"] and list(spill.iterdir()) == []
+
+
+def test_cli_enhance_interrupted_exits_130(tmp_path, rng, monkeypatch):
+    from dpedkit_cli.main import cli
+
+    from dpedkit import enhance as enh
+    from dpedkit.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "g.pt", _generator(channels=4, blocks=1))
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "in" / f"{name}.png", _photo(rng, 16, 12))
+    monkeypatch.setattr(enh, "enhance_array", _interrupt_on_call(2, enh.enhance_array))
+    res = CliRunner().invoke(cli, ["enhance", str(ckpt), str(tmp_path / "in"), "-o", str(tmp_path / "o")])
+    message = " ".join(res.output.split())
+    assert res.exit_code == 130, res.output
+    assert "interrupted: 1 of 3 photo(s) written" in message and "Aborted" not in message
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["a.png"]
+
+
+def test_jpeg_quality_options_agree():
+    """`enhance --quality` and `export-dped --quality` take the same range (1-100), described the same way."""
+    from dpedkit_cli.commands import enhance, export_dped
+
+    enh, exp = ({p.name: p for p in cmd.command.params}["quality"] for cmd in (enhance, export_dped))
+    assert (enh.type.min, enh.type.max) == (exp.type.min, exp.type.max) == (1, 100)
+    assert enh.help == exp.help and "1-100" in enh.help
+    with pytest.raises(ConfigError, match="quality"):
+        EnhanceConfig(quality=0)
+
+
 @pytest.mark.gpu
 def test_strips_on_cuda_match_cpu_whole(rng):
     if not torch.cuda.is_available():

@@ -135,6 +135,23 @@ def test_dpedkit_dataset_goes_through_load_split(tmp_path, rng, monkeypatch):
     assert res.identity.pirm_psnr == float("inf") and res.identity.ssim == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_empty_split_is_a_clear_error_before_the_model_loads(tmp_path, split):
+    from dpedkit_cli.main import cli
+
+    from dpedkit.bench.train import write_synthetic_dataset
+
+    counts = {"n_train": 0, "n_test": 2} if split == "train" else {"n_train": 2, "n_test": 0}
+    ds = write_synthetic_dataset(tmp_path / "ds", patch=SIZE, **counts)
+    missing_model = tmp_path / "no-such-model.pt"  # a CheckpointError would mean the model was loaded first
+    with pytest.raises(InputError, match=f"ds: its {split} split holds no patch pairs"):
+        evaluate(missing_model, ds, config=EvalConfig(split=split, device="cpu"))
+    res = CliRunner().invoke(cli, ["evaluate", str(missing_model), str(ds), "--split", split])
+    assert res.exit_code == 2 and f"its {split} split holds no patch pairs" in " ".join(res.output.split())
+    with pytest.raises(InputError, match="at least one"):
+        evaluate_arrays(torch.nn.Identity(), np.zeros((0, SIZE, SIZE, 3), np.uint8), np.zeros((0, SIZE, SIZE, 3)))
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="split"):
         EvalConfig(split="val")

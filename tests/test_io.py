@@ -136,3 +136,17 @@ def test_exif_of_a_200_megapixel_photo_is_read(tmp_path):
     sof = data.find(b"\xff\xc0")
     data[sof + 5 : sof + 9] = (12240).to_bytes(2, "big") + (16320).to_bytes(2, "big")  # height, width in SOF0
     assert exif_orientation(bytes(data)) == 6
+
+
+def test_input_error_survives_pickling():
+    """Raised in a worker process, it reaches the caller whole (else loky reports a BrokenProcessPool)."""
+    import pickle
+
+    from dpedkit.errors import InputError
+
+    err = pickle.loads(pickle.dumps(InputError("a.jpg", "truncated JPEG")))
+    assert isinstance(err, InputError) and (err.path, err.cause, str(err)) == (
+        "a.jpg",
+        "truncated JPEG",
+        "a.jpg: truncated JPEG",
+    )

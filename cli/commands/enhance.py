@@ -22,7 +22,7 @@ from rich.markup import escape
     help="Memory budget in GB per photo; larger photos run in strips (same result, computed exactly).",
 )
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality, 1-100.")
 @handle_errors
 def command(
     model: str, inputs: tuple[str, ...], out_dir: str, device: str, max_memory: float, fmt: str, quality: int
@@ -34,20 +34,30 @@ def command(
     whole-image run of the network even when memory forces strips (instance-norm statistics are computed over
     the whole photo); strips spill activations to $TMPDIR (about 12 GB of disk for a 12 MP photo).
     Exit status: 0 when every photo was enhanced, 1 when some could not be read (the others are written),
-    2 on bad usage or an unusable model.
+    2 on bad usage or an unusable model, 130 when interrupted (Ctrl-C; the photos finished so far are kept).
     """
     from dpedkit.enhance import EnhanceConfig, ImageResult, collect_inputs, enhance
 
     config = EnhanceConfig(device=device, max_memory=max_memory, format=fmt, quality=quality)
     total = len(collect_inputs(inputs))
-    with progress("enhance", total) as advance:
+    written = [0]
+    try:
+        with progress("enhance", total) as advance:
 
-        def on_result(res: object) -> None:
-            ok = isinstance(res, ImageResult)
-            how = (f"{res.strips} strips" if res.strips else "whole") if ok else ""
-            advance(info=f"{res.width}x{res.height} {res.seconds:.1f} s {how}" if ok else f"[red]{escape(str(res))}")
+            def on_result(res: object) -> None:
+                ok = isinstance(res, ImageResult)
+                written[0] += ok
+                how = (f"{res.strips} strips" if res.strips else "whole") if ok else ""
+                info = f"{res.width}x{res.height} {res.seconds:.1f} s {how}" if ok else f"[red]{escape(str(res))}"
+                advance(info=info)
 
-        result = enhance(model, inputs, out_dir, config=config, on_result=on_result)
+            result = enhance(model, inputs, out_dir, config=config, on_result=on_result)
+    except KeyboardInterrupt:  # as `dpedkit build`: 130, not click's "Aborted!" and 1 (= unreadable photos)
+        console.print(
+            f"interrupted: {written[0]} of {total} photo(s) written to {escape(str(out_dir))}; the photo in "
+            "progress was not written and its temporary files were removed"
+        )
+        sys.exit(130)
     console.print(f"{len(result.images)} photo(s) written to {escape(str(out_dir))} ({result.device})")
     for src, failure in result.failures:
         console.print(f"[red]failed[/] {escape(str(src))}: {escape(str(failure))}")

@@ -9,15 +9,20 @@ from dpedkit_cli.render import console, handle_errors, print_json, progress
 @click.command(name="export-dped")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="The dped/ folder to write into.")
-@click.option("--phone", default=None, help="Phone folder name (default: the phone an imported dataset came from).")
-@click.option("--quality", type=click.IntRange(0, 100), default=95, show_default=True, help="JPEG quality.")
+@click.option(
+    "--phone",
+    default=None,
+    help="Phone folder name, e.g. iphone (default: the phone an imported dataset came from; required otherwise).",
+)
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality, 1-100.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT/<phone>.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @handle_errors
 def command(dataset: str, out: str, phone: str | None, quality: int, overwrite: bool, as_json: bool) -> None:
     """Write DATASET as OUT/<phone>/training_data/... and test_data/patches/... (pairs by index).
 
-    Patches imported with `dpedkit import-dped` are written back byte for byte; others are encoded as JPEG.
+    Patches imported with `dpedkit import-dped` are written back byte for byte; others are encoded as JPEG at
+    --quality. A failed export leaves nothing it created.
     """
     from dpedkit.dped_io import export_dped
 
@@ -34,6 +39,6 @@ def command(dataset: str, out: str, phone: str | None, quality: int, overwrite: 
         print_json(result.to_dict())
         return
     console.print(
-        f"[green]{result.out}[/]: {result.pairs} pairs ({result.copied_bytes} original files, "
-        f"{result.encoded} encoded at quality {quality}), {result.full_size} full-size test images"
+        f"[green]{result.out}[/]: {result.pairs} pairs ({result.copied_pairs} copied byte for byte, "
+        f"{result.encoded_pairs} encoded at quality {quality}), {result.full_size} full-size test images"
     )

@@ -21,6 +21,7 @@ def command(
     """Convert DPED_DIR (`dped/` with --phone, or `dped/<phone>/`) into a dpedkit dataset in OUT.
 
     The original JPEG bytes are kept beside the shards, so `dpedkit export-dped` writes the same files back.
+    OUT is written beside itself and moved into place at the end: a failed import leaves nothing it created.
     """
     from dpedkit.dped_io import import_dped
 

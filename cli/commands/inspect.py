@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from dpedkit_cli.render import console, handle_errors, progress, table
+from rich.markup import escape
 
 
 @click.command("inspect")
@@ -47,7 +48,13 @@ def command(source: Path, out: Path | None, summary: bool, top: int, **options: 
             source, out, config=config, on_progress=lambda stage, done, total: advance(0, f"{stage} {done}/{total}")
         )
     for note in result.notes:
-        console.print(f"[dim]{note}[/]")
+        console.print(f"[dim]{escape(note)}[/]")
+    if result.unreadable:
+        first = next(iter(result.unreadable.values()))
+        console.print(
+            f"[yellow]warning:[/] {len(result.recomputed)} pair(s) re-aligned from their photos, "
+            f"{len(result.unreadable)} could not be (photos missing or unreadable; first: {escape(first)})"
+        )
     console.print(
         f"{result.kind} report, {result.n_pairs} pair(s), {result.size_bytes / 1e6:.1f} MB; open it in a browser:"
     )

@@ -147,6 +147,9 @@ def test_report_survives_moved_photos(tiny_dataset, legacy_dataset, tmp_path, le
     (copy / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     res = write_report(copy, config=ReportConfig(samples=2, lowest=1))
     page = res.path.read_text()
+    assert res.recomputed == [] and sorted(res.unreadable) == ["0000", "0001", "0002"]
+    assert "none of the 3 worst ok pairs could be re-aligned: their photos could not be read" in page
+    assert "were re-aligned from their photos" not in page and "re-aligned from their photos" not in res.notes[-1]
     if legacy:
         assert res.sections == SECTIONS and "kept patches only" in page and "no such file" in page
     else:  # the histogram and the window pictures need no photo
@@ -188,6 +191,24 @@ def test_cli_inspect_summary_and_html(tiny_dataset, tmp_path):
     assert out.is_file() and str(out) in res.output
     res = runner.invoke(cli, ["inspect", str(tmp_path)])
     assert res.exit_code == 2 and "error:" in res.output and "dataset.json" in res.output
+
+
+def test_cli_inspect_warns_about_pairs_whose_photos_are_missing(tiny_dataset, tmp_path):
+    from dpedkit_cli.main import cli
+
+    copy = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, copy)
+    lines = [json.loads(x) for x in (copy / "pairs.jsonl").read_text().splitlines()]
+    for r in lines:
+        if r["pair"] == "0001":
+            r["dslr"] = str(tmp_path / "gone" / "0001.jpg")
+    (copy / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    res = CliRunner().invoke(cli, ["inspect", str(copy), "-o", str(tmp_path / "r.html"), "--samples", "1"])
+    message = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert "2 of the 3 worst ok pairs were re-aligned from their photos" in message
+    assert "warning: 2 pair(s) re-aligned from their photos, 1 could not be (photos missing" in message
+    assert "0001.jpg: no such file" in message and "Pair views: the 3 worst" not in message
 
 
 # ------------------------------------------------------------------------------------- headless browser

@@ -41,6 +41,7 @@ def test_import_then_export_round_trips_the_files_exactly(tmp_path, rng):
     tree = _official_tree(tmp_path / "dped", rng)
     result = import_dped(tree, tmp_path / "ds", phone="sony", rows_per_shard=3)
     assert result.pairs == {"train": 7, "test": 4} and result.shards == 5 and result.full_size == 1
+    assert result.copied_pairs == 11 and set(result.to_dict()) >= {"copied_pairs", "encoded_pairs"}
     # the dataset holds the decoded pixels, in index order, readable by the training/eval readers
     phone, dslr = load_split(tmp_path / "ds", "train")
     assert phone.shape == (7, 32, 32, 3)
@@ -48,7 +49,7 @@ def test_import_then_export_round_trips_the_files_exactly(tmp_path, rng):
         assert np.array_equal(phone[i], read_rgb(tree / "sony" / "training_data" / "sony" / f"{i}.jpg"))
         assert np.array_equal(dslr[i], read_rgb(tree / "sony" / "training_data" / "canon" / f"{i}.jpg"))
     out = export_dped(tmp_path / "ds", tmp_path / "back")  # phone defaults to the imported one
-    assert out.copied_bytes == 11 and out.encoded == 0
+    assert out.copied_pairs == 11 and out.encoded_pairs == 0
     _same_tree(tree / "sony", tmp_path / "back" / "sony")
 
 
@@ -65,7 +66,7 @@ def test_import_accepts_the_phone_folder_and_parallel_jobs(tmp_path, rng):
 def test_export_of_a_built_dataset_encodes_and_numbers_the_rows(tmp_path):
     ds = write_synthetic_dataset(tmp_path / "ds", n_train=5, n_test=3, patch=32)
     out = export_dped(ds, tmp_path / "dped", phone="pixel", quality=95)
-    assert out.encoded == 8 and out.copied_bytes == 0 and out.pairs == {"train": 5, "test": 3}
+    assert out.encoded_pairs == 8 and out.copied_pairs == 0 and out.pairs == {"train": 5, "test": 3}
     phone, _ = load_split(ds, "test")
     folder = FolderReader(tmp_path / "dped", phone="pixel", split="test")
     assert len(folder) == 3
@@ -89,7 +90,54 @@ def test_clear_errors(tmp_path, rng):
     export_dped(tmp_path / "ds", tmp_path / "e")
     with pytest.raises(InputError, match="not empty"):
         export_dped(tmp_path / "ds", tmp_path / "e")
-    assert export_dped(tmp_path / "ds", tmp_path / "e", overwrite=True).copied_bytes == 11
+    assert export_dped(tmp_path / "ds", tmp_path / "e", overwrite=True).copied_pairs == 11
+
+
+def test_export_of_a_built_dataset_needs_a_phone_name(tmp_path):
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=2, n_test=1, patch=32)
+    with pytest.raises(ConfigError, match="phone .--phone. is required for datasets that were not imported from DPED"):
+        export_dped(ds, tmp_path / "dped")
+    assert not (tmp_path / "dped").exists()
+
+
+@pytest.mark.parametrize("quality", [0, 101])
+def test_export_quality_is_1_to_100(tmp_path, quality):
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=2, n_test=1, patch=32)
+    with pytest.raises(ConfigError, match=r"quality must be in \[1, 100\]"):
+        export_dped(ds, tmp_path / "dped", phone="pixel", quality=quality)
+
+
+def _listing(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"/" for p in root.rglob("*")}
+
+
+def test_failed_import_leaves_nothing_it_created(tmp_path, rng):
+    tree = _official_tree(tmp_path / "dped", rng)
+    (tree / "sony" / "training_data" / "sony" / "5.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match="5.jpg"):  # a new folder (and a new parent): both gone
+        import_dped(tree, tmp_path / "new" / "ds", phone="sony", rows_per_shard=2)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()  # an existing empty folder stays, empty
+    with pytest.raises(InputError, match="5.jpg"):
+        import_dped(tree, tmp_path / "empty", phone="sony", rows_per_shard=2)
+    assert list((tmp_path / "empty").iterdir()) == []
+    good = _official_tree(tmp_path / "good", rng)  # an existing dataset survives a failed --overwrite
+    import_dped(good, tmp_path / "ds", phone="sony")
+    before = _listing(tmp_path / "ds")
+    with pytest.raises(InputError, match="5.jpg"):
+        import_dped(tree, tmp_path / "ds", phone="sony", rows_per_shard=2, overwrite=True)
+    assert _listing(tmp_path / "ds") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dped", "ds", "empty", "good"]  # no staging folder left
+
+
+def test_overwrite_replaces_the_dataset(tmp_path, rng):
+    tree = _official_tree(tmp_path / "dped", rng, n_train=3, n_test=2)
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "old.txt").write_text("old")
+    result = import_dped(tree, tmp_path / "ds", phone="sony", overwrite=True)
+    assert result.out == str(tmp_path / "ds") and not (tmp_path / "ds" / "old.txt").exists()
+    assert len(PatchDataset(tmp_path / "ds", "train")) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dped", "ds"]
 
 
 @pytest.mark.shared
