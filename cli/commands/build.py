@@ -7,6 +7,7 @@ import time
 
 import click
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
+from rich.markup import escape
 
 
 @click.command("build")
@@ -56,7 +57,7 @@ def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, p
                                     backend=backend, scheduler=scheduler, overwrite=overwrite,
                                     on_result=on_result)  # fmt: skip
         except KeyboardInterrupt:
-            console.print(f"interrupted: finished shards are kept; rerun the same command to resume {out_dir}")
+            console.print(f"interrupted: finished shards are kept; rerun the same command to resume {escape(out_dir)}")
             sys.exit(130)
     if as_json:
         print_json(summary.to_dict())
@@ -67,8 +68,8 @@ def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, p
 
 def _render(s) -> None:
     if s.already_finished:
-        console.print(f"{s.out_dir} is a finished dataset: left alone (--overwrite rebuilds it)")
+        console.print(f"{escape(s.out_dir)} is a finished dataset: left alone (--overwrite rebuilds it)")
     rows = [["pairs", s.pairs], ["ok", s.ok], *[[f"failed: {k}", v] for k, v in s.by_reason.items()]]
     rows += [[f"patches {k} ({s.pairs_by_split.get(k, 0)} pairs)", v] for k, v in s.patches.items()]
     rows += [["shards (built now)", f"{s.shards} ({s.shards_built})"], ["seconds", s.seconds]]
-    console.print(table(f"dpedkit build -> {s.out_dir}", ["", "value"], rows))
+    console.print(table(f"dpedkit build -> {escape(s.out_dir)}", ["", "value"], rows))
