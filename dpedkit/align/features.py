@@ -67,23 +67,29 @@ def working_scale(width: int, height: int, work_mp: float) -> float:
     return min(1.0, math.sqrt(work_mp * 1e6 / (width * height)))
 
 
-def to_gray_small(rgb: np.ndarray, scale: float) -> np.ndarray:
-    """Gray ``uint8`` version of an ``H x W x 3`` RGB image, shrunk by ``scale`` with pixel-area averaging.
+def to_gray_small(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
+    """Gray ``uint8`` version of an ``H x W x 3`` RGB image shrunk by ``scale`` with pixel-area averaging.
 
-    The output size is ``round(W * scale) x round(H * scale)``; callers that need the exact per-axis factor
-    use :func:`actual_scales`.
+    The output is ``round(W * scale) x round(H * scale)``. Large shrinks go in two steps: first by the integer
+    ``k = floor(1 / scale)`` over the top-left ``k``-divisible part (OpenCV's fast block average, ~3x quicker),
+    then to the final size. Both steps keep the pixel-centre convention, so a full-resolution point ``x`` lands
+    at ``(x + 0.5) * sx - 0.5`` with the exact factors returned.
+
+    Returns:
+        ``(small, sx, sy)``: the image and its per-axis scale factors.
     """
     gray = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    if scale >= 1.0:
-        return gray
     h, w = gray.shape
+    if scale >= 1.0:
+        return gray, 1.0, 1.0
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-
-
-def actual_scales(full_shape: tuple[int, ...], small_shape: tuple[int, ...]) -> tuple[float, float]:
-    """Per-axis ``(sx, sy)`` factors of a resize from ``full_shape`` to ``small_shape`` (``H, W, ...``)."""
-    return small_shape[1] / full_shape[1], small_shape[0] / full_shape[0]
+    k = int(1.0 / scale)
+    if k >= 2:
+        gray = cv2.resize(gray[: h // k * k, : w // k * k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+    else:
+        k = 1
+    small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return small, size[0] / (k * gray.shape[1]), size[1] / (k * gray.shape[0])
 
 
 def detect(
@@ -104,8 +110,7 @@ def detect(
     Returns:
         :class:`Features` with points lifted to full-resolution coordinates (pixel-centre convention).
     """
-    small = to_gray_small(rgb, scale)
-    sx, sy = actual_scales(rgb.shape, small.shape)
+    small, sx, sy = to_gray_small(rgb, scale)
     sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast_threshold, enable_precise_upscale=True)
     kps, desc = sift.detectAndCompute(small, None)
     if desc is None or not kps:
@@ -138,14 +143,13 @@ def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, check
     empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, np.float32), np.zeros(0), np.zeros(0))
     if len(a) < 2 or len(b) < 3:
         return empty
-    flann = cv2.FlannBasedMatcher({"algorithm": _FLANN_KDTREE, "trees": trees}, {"checks": checks})
-    knn = flann.knnMatch(a.desc, b.desc, k=3)
-    full = [c for c in knn if len(c) == 3]
-    if not full:
+    index = cv2.flann_Index(b.desc, {"algorithm": _FLANN_KDTREE, "trees": trees})  # arrays, no DMatch objects
+    train, sq = index.knnSearch(a.desc, 3, params={"checks": checks})
+    found = (train >= 0).all(axis=1)
+    if not found.any():
         return empty
-    train = np.array([[m.trainIdx for m in c] for c in full])
-    dist = np.array([[m.distance for m in c] for c in full], np.float64)
-    query = np.array([c[0].queryIdx for c in full])
+    train, query = train[found].astype(np.int64), np.flatnonzero(found)
+    dist = np.sqrt(np.maximum(sq[found].astype(np.float64), 0.0))  # FLANN's L2 distances are squared
     # Second neighbour = the nearest one at a location other than the best one's (orientation duplicates).
     same = np.all(np.abs(b.pts[train[:, 1]] - b.pts[train[:, 0]]) <= 1e-3, axis=1)
     second = np.where(same, dist[:, 2], dist[:, 1])

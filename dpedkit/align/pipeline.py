@@ -233,6 +233,7 @@ def align_pair(
     *,
     config: AlignConfig = AlignConfig(),  # noqa: B008 - frozen, immutable default
     timings: dict[str, float] | None = None,
+    features: tuple[Features, Features] | None = None,
 ) -> AlignResult:
     """Align a phone photo to its DSLR twin, crop both to the common region and resample the DSLR onto it.
 
@@ -241,6 +242,7 @@ def align_pair(
         dslr: ``H_d x W_d x 3`` uint8 RGB DSLR image (any scale ratio within ``config.scale_range``).
         config: options, see :class:`AlignConfig`.
         timings: stage timings measured before this call (e.g. ``{"decode": ...}``), carried into the result.
+        features: the two images' :func:`detect_features`, when the caller computed them already.
 
     Returns:
         An :class:`AlignResult`; a pair that cannot be aligned has ``status`` set to the failure word and
@@ -270,15 +272,11 @@ def align_pair(
     if small < cfg.min_side:
         return fail(Failure("too-small", f"smallest side is {small} px, below the {cfg.min_side} px minimum"))
 
-    with clock.stage("features"):
-        s_p, s_d = working_scale(*psize, cfg.work_mp), working_scale(*dsize, cfg.work_mp)
-
-        def feats(args: tuple[np.ndarray, float]) -> Features:
-            return detect(
-                args[0], scale=args[1], max_features=cfg.max_features, contrast_threshold=cfg.contrast_threshold
-            )
-
-        fp, fd = _map2(feats, (phone, s_p), (dslr, s_d), cfg.threads)
+    s_p, s_d = working_scale(*psize, cfg.work_mp), working_scale(*dsize, cfg.work_mp)
+    if features is None:
+        with clock.stage("features"):
+            features = _map2(lambda img: detect_features(img, cfg), phone, dslr, cfg.threads)
+    fp, fd = features
     with clock.stage("match"):
         cv2.setRNGSeed(cfg.seed)  # FLANN's randomised trees and USAC's sampling draw from it
         m = match(fp, fd, ratio=cfg.ratio)
@@ -335,7 +333,7 @@ def align_pair(
         )
     with clock.stage("warp"):
         x0, y0, x1, y1 = rect
-        res.phone = np.ascontiguousarray(phone[y0:y1, x0:x1])
+        res.phone = phone[y0:y1, x0:x1]  # a view: OpenCV and numpy take row-strided arrays as they are
         res.dslr = resample_dslr(dslr, fit.H, rect, interpolation=cfg.interpolation)
     res.H_phone_to_dslr, res.crop, res.timings = fit.H, rect, clock.finish()
     log.debug("pair aligned: %d/%d inliers, rmse %.3f px, crop %s", res.inliers, res.matches, res.rmse_px, rect)
@@ -380,8 +378,24 @@ def align_files(
         InputError: a file is missing, unreadable, truncated or not an image.
     """
     t0 = time.perf_counter()
-    phone, dslr = read_pair(phone_path, dslr_path, threads=config.threads)
-    return align_pair(phone, dslr, config=config, timings={"decode": time.perf_counter() - t0})
+
+    def load(path: str | Path) -> tuple[np.ndarray, float, Features]:
+        t = time.perf_counter()
+        img = read_image(path).rgb
+        return img, time.perf_counter() - t, detect_features(img, config)
+
+    # each image's features start as soon as it is decoded (the phone's while the larger DSLR still decodes)
+    (phone, dt_p, fp), (dslr, dt_d, fd) = _map2(load, phone_path, dslr_path, config.threads)
+    decode = dt_p + dt_d if config.threads <= 1 else max(dt_p, dt_d)  # side by side: both start at t0
+    timings = {"decode": decode, "features": time.perf_counter() - t0 - decode}
+    return align_pair(phone, dslr, config=config, timings=timings, features=(fp, fd))
+
+
+def detect_features(img: np.ndarray, config: AlignConfig) -> Features:
+    """SIFT features of one image at the working scale of ``config`` (:func:`dpedkit.align.features.detect`)."""
+    h, w = img.shape[:2]
+    scale = working_scale(w, h, config.work_mp)
+    return detect(img, scale=scale, max_features=config.max_features, contrast_threshold=config.contrast_threshold)
 
 
 def read_pair(phone_path: str | Path, dslr_path: str | Path, *, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:

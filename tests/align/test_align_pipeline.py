@@ -233,3 +233,21 @@ def test_local_residual_tells_a_true_homography_from_one_off_by_pixels(known_pai
     off = h @ np.array([[1.004, 0, 0], [0, 0.997, 0], [0, 0, 1]])  # ~1-2 px at the crop's corners
     assert local_residual(phone, dslr, h, crop) < 0.15
     assert local_residual(phone, dslr, off, crop) > 0.5
+
+
+@pytest.mark.parametrize("scale", [0.6, 0.33, 0.2, 0.137])
+def test_working_image_keeps_the_pixel_centre_convention(scale):
+    """A blob at full-resolution (x, y) lands at ((x, y) + 0.5) * (sx, sy) - 0.5 in the shrunk image."""
+    from dpedkit.align.features import to_gray_small
+
+    h, w = 1501, 2003  # not divisible by the integer first step
+    x, y = 1234.3, 987.6
+    v, u = np.mgrid[0:h, 0:w]
+    blob = 200.0 * np.exp(-((u - x) ** 2 + (v - y) ** 2) / (2 * 12.0**2))
+    small, sx, sy = to_gray_small(blob.astype(np.float32), scale)
+    assert small.shape == (round(h * scale), round(w * scale))
+    vv, uu = np.mgrid[0 : small.shape[0], 0 : small.shape[1]]
+    m = small.astype(np.float64)
+    cx, cy = (m * uu).sum() / m.sum(), (m * vv).sum() / m.sum()
+    assert cx == pytest.approx((x + 0.5) * sx - 0.5, abs=0.02)
+    assert cy == pytest.approx((y + 0.5) * sy - 0.5, abs=0.02)
