@@ -280,7 +280,8 @@ def bench_align(
 
     Returns:
         Dict with ``decode_wall_s``, ``align_wall_s``, ``ratio_wall``, ``decode_cpu_s``, ``align_cpu_s``,
-        ``ratio_cpu`` (fastest of ``repeats`` runs each), ``stages_s``, ``peak_rss_mb``, ``baseline_rss_mb``, ``mce_px``, ``status``, sizes.
+        ``ratio_cpu`` (fastest of ``repeats`` runs each), ``stages_s``, ``peak_rss_mb``, ``baseline_rss_mb``,
+        ``mce_px``, ``status``, sizes.
     """
     import multiprocessing as mp
     import tempfile
