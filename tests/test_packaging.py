@@ -59,3 +59,18 @@ def test_logging_goes_to_stderr_so_json_stdout_stays_clean():
     assert result.exit_code == 0
     assert "hello from the library" not in result.stdout
     assert "hello from the library" in result.stderr
+
+
+def test_every_test_folder_is_collected():
+    """pytest skips some folder names by default (``build``!): each folder of tests/ must be collected."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parent
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", str(root)], capture_output=True, text=True
+    ).stdout
+    folders = {p.parent.relative_to(root) for p in root.rglob("test_*.py")}
+    collected = {Path(line.split("::")[0]).parent.relative_to("tests") for line in out.splitlines() if "::" in line}
+    assert folders <= collected, f"not collected: {sorted(map(str, folders - collected))}"
