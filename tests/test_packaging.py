@@ -74,3 +74,15 @@ def test_every_test_folder_is_collected():
     folders = {p.parent.relative_to(root) for p in root.rglob("test_*.py")}
     collected = {Path(line.split("::")[0]).parent.relative_to("tests") for line in out.splitlines() if "::" in line}
     assert folders <= collected, f"not collected: {sorted(map(str, folders - collected))}"
+
+
+def test_json_output_is_strict():
+    """``--json`` output parses with strict JSON parsers: NaN and infinities are written as null."""
+    import json
+
+    import numpy as np
+    from dpedkit_cli.render import _finite
+
+    obj = {"a": float("nan"), "b": [np.float32("inf"), 1.5, np.int64(3)], "c": {"d": np.bool_(True)}}
+    text = json.dumps(_finite(obj), allow_nan=False)
+    assert json.loads(text) == {"a": None, "b": [None, 1.5, 3], "c": {"d": True}}

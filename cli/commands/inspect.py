@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import click
-from dpedkit_cli.render import console, handle_errors, progress, table
+from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 from rich.markup import escape
 
 
@@ -15,6 +15,7 @@ from rich.markup import escape
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="HTML file [SOURCE/report.html].")
 @click.option("--summary", is_flag=True, help="Print the summary and the worst pairs as tables; no HTML.")
 @click.option("--top", default=10, show_default=True, help="Worst pairs listed by --summary.")
+@click.option("--json", "as_json", is_flag=True, help="With --summary: print the summary as JSON on stdout instead.")
 @click.option("--pair-views", default=12, show_default=True, help="Worst ok pairs re-aligned and drawn.")
 @click.option(
     "--hist-pairs",
@@ -26,7 +27,7 @@ from rich.markup import escape
 @click.option("--lowest", default=12, show_default=True, help="Lowest-NCC kept patch pairs shown.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random choices.")
 @handle_errors
-def command(source: Path, out: Path | None, summary: bool, top: int, **options: int) -> None:
+def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bool, **options: int) -> None:
     """Report on the alignment quality of SOURCE: a dataset (`dpedkit build`) or a pair folder (`dpedkit align`).
 
     The HTML report is one self-contained file (images embedded) that opens offline in any browser.
@@ -34,13 +35,22 @@ def command(source: Path, out: Path | None, summary: bool, top: int, **options: 
     from dpedkit import diagnostics
     from dpedkit.report import ReportConfig, write_report
 
+    if as_json and not summary:
+        raise click.UsageError("--json goes with --summary (the HTML report is the other output)")
     if summary and diagnostics.is_pair_dir(source):
         meta = json.loads((source / "alignment.json").read_text())
+        if as_json:
+            print_json(meta)
+            return
         rows = [[k, v] for k, v in meta.items() if not isinstance(v, list | dict) or k == "crop"]
         console.print(table(f"aligned pair {source}", ["", "value"], rows))
         return
     if summary:
-        _print_summary(diagnostics.summarize_dataset(source), top)
+        s = diagnostics.summarize_dataset(source)
+        if as_json:
+            print_json(_summary_json(s, top))
+        else:
+            _print_summary(s, top)
         return
     config = ReportConfig(**options)
     with progress("inspect", None) as advance:
@@ -59,6 +69,21 @@ def command(source: Path, out: Path | None, summary: bool, top: int, **options: 
         f"{result.kind} report, {result.n_pairs} pair(s), {result.size_bytes / 1e6:.1f} MB; open it in a browser:"
     )
     click.echo(str(result.path))
+
+
+def _summary_json(s, top: int) -> dict:  # noqa: ANN001 - dpedkit.diagnostics.DatasetSummary
+    """The figures of :func:`_print_summary` as plain data (the worst ``top`` pairs; no per-patch columns)."""
+    return {
+        "root": str(s.root),
+        "pairs": len(s.pairs),
+        "status_counts": s.status_counts,
+        "patches_kept": s.patches_kept,
+        "windows": s.patches_total,
+        "split_pairs": s.split_pairs,
+        "split_patches": s.split_patches,
+        "ncc_min": s.ncc_min,
+        "worst_pairs": s.pairs[:top],
+    }
 
 
 def _print_summary(s, top: int) -> None:  # noqa: ANN001 - dpedkit.diagnostics.DatasetSummary

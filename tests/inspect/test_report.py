@@ -193,6 +193,18 @@ def test_cli_inspect_summary_and_html(tiny_dataset, tmp_path):
     assert res.exit_code == 2 and "error:" in res.output and "dataset.json" in res.output
 
 
+def test_cli_inspect_summary_as_json(tiny_dataset):
+    from dpedkit_cli.main import cli
+
+    res = CliRunner().invoke(cli, ["-q", "inspect", str(tiny_dataset), "--summary", "--json", "--top", "2"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)  # strict: a NaN metric would have been written as null
+    assert data["pairs"] >= 2 and len(data["worst_pairs"]) == 2 and "no-partner" in data["status_counts"]
+    assert data["patches_kept"] == sum(data["split_patches"].values())
+    res = CliRunner().invoke(cli, ["inspect", str(tiny_dataset), "--json"])
+    assert res.exit_code == 2 and "--json goes with --summary" in res.output
+
+
 def test_cli_inspect_warns_about_pairs_whose_photos_are_missing(tiny_dataset, tmp_path):
     from dpedkit_cli.main import cli
 
