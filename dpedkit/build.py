@@ -222,7 +222,7 @@ def build_dataset(
     elif (out / MANIFEST).is_file():
         plan = make_plan(_pair_records(phone_dir, dslr_dir, pairs_csv), config)
         stored = (out / PLAN).read_text() if (out / PLAN).is_file() else None
-        if stored is not None and stored != _plan_text(plan):
+        if stored is not None and not _same_plan(stored, plan):
             raise ConfigError(
                 f"{out} is a finished dataset of other pairs or settings ({_plan_change(stored, plan)}); pass "
                 "overwrite (--overwrite) to rebuild it, or choose another output folder"
@@ -355,6 +355,19 @@ def _stamp(path: str) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _same_plan(stored_text: str, plan: dict[str, Any]) -> bool:
+    """Whether a stored plan is ``plan`` (one written before photo stamps existed is compared without them)."""
+    if stored_text == _plan_text(plan):
+        return True
+    try:
+        stored = json.loads(stored_text)
+    except ValueError:
+        return False
+    if not isinstance(stored, dict) or "inputs" in stored:
+        return False
+    return stored == json.loads(_plan_text({k: v for k, v in plan.items() if k != "inputs"}))
+
+
 def _plan_change(old_text: str, plan: dict[str, Any]) -> str:
     """What differs between a stored plan and a new one, in words (``"settings"``, ``"pairs"``, ``"photos"``)."""
     try:
@@ -376,7 +389,7 @@ def _start(out: Path, plan: dict[str, Any]) -> None:
     path = out / PLAN
     text = _plan_text(plan)
     if path.is_file():
-        if path.read_text() != text:
+        if not _same_plan(path.read_text(), plan):
             raise ConfigError(
                 f"{out} holds an unfinished build of other pairs or settings ({_plan_change(path.read_text(), plan)}); "
                 "rerun the same command to resume it, or pass overwrite (--overwrite) to start again"

@@ -104,6 +104,8 @@ def _staged(out: Path, overwrite: bool) -> Iterator[Path]:
     on failure.
     """
     out = Path(os.path.abspath(out))
+    if out.is_symlink():
+        raise InputError(out, "is a symbolic link: give the folder it points to")
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
     if out.is_dir() and not any(out.iterdir()):
@@ -126,9 +128,13 @@ def _staged(out: Path, overwrite: bool) -> Iterator[Path]:
             with contextlib.suppress(OSError):  # not empty: someone else wrote there meanwhile
                 d.rmdir()
         raise
-    if out.is_dir():
-        shutil.rmtree(out)
-    stage.rename(out)
+    try:
+        if out.is_dir():
+            shutil.rmtree(out)
+        stage.rename(out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
 
 def _remove_contents(folder: Path) -> None:

@@ -139,7 +139,7 @@ def _backend(backend: str, scheduler: str | None, n_jobs: int) -> Iterator[None]
         if scheduler:
             try:
                 client = Client(scheduler, timeout=CONNECT_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
                 raise ConfigError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from exc
         else:
             workers = n_jobs if n_jobs > 0 else None
@@ -156,7 +156,7 @@ def _backend(backend: str, scheduler: str | None, n_jobs: int) -> Iterator[None]
         if started:
             try:
                 ray.init(address=scheduler, log_to_driver=False)
-            except (ConnectionError, OSError, TimeoutError) as exc:
+            except (ConnectionError, OSError, TimeoutError, ValueError) as exc:
                 raise ConfigError(f"cannot reach the ray cluster at {scheduler}: {exc}") from exc
         try:
             yield

@@ -43,7 +43,6 @@ import functools
 import json
 import logging
 import math
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -813,19 +812,36 @@ _OUTPUTS = ("phone", "dslr", "truth")
 
 
 def _clear_earlier_run(out: Path, overwrite: bool) -> None:
-    """Refuse (or, with ``overwrite``, delete) an earlier run's ``synth.json`` and pair folders in ``out``."""
-    found = [out / d for d in _OUTPUTS if (out / d).is_dir() and any((out / d).iterdir())]
-    found += [out / "synth.json"] if (out / "synth.json").exists() else []
-    if not found:
+    """Refuse (or, with ``overwrite``, delete) the pairs an earlier run wrote in ``out``; never other files.
+
+    An earlier run is known by its ``synth.json``; files in ``phone/``, ``dslr/`` or ``truth/`` that it did not
+    write are always refused (they would mix with the new pairs), never deleted.
+    """
+    meta = out / "synth.json"
+    names: list[str] = []
+    if meta.is_file():
+        try:
+            names = [str(n) for n in json.loads(meta.read_text()).get("names", [])]
+        except (OSError, ValueError, AttributeError):
+            names = []
+    ours = {
+        out / d / f"{n}{ext}" for n in names for d, ext in (("phone", ".jpg"), ("dslr", ".jpg"), ("truth", ".json"))
+    }
+    present = [p for d in _OUTPUTS if (out / d).is_dir() for p in sorted((out / d).iterdir())]
+    foreign = [p for p in present if p not in ours]
+    if foreign:
+        shown = ", ".join(str(p.relative_to(out)) for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ConfigError(f"{out} holds files that dpedkit synth did not write ({shown}); choose another folder")
+    if not meta.is_file():
         return
     if not overwrite:
         raise ConfigError(
-            f"{out} already holds synthetic pairs ({', '.join(p.name for p in found)}): pass overwrite "
-            "(--overwrite) to replace them, or choose another folder"
+            f"{out} already holds {len(names)} synthetic pairs (synth.json): pass overwrite (--overwrite) to replace "
+            "them, or choose another folder"
         )
-    for d in _OUTPUTS:
-        shutil.rmtree(out / d, ignore_errors=True)
-    (out / "synth.json").unlink(missing_ok=True)
+    for path in present:
+        path.unlink()
+    meta.unlink()
 
 
 def write_pair(out_dir: str | Path, name: str, pair: SynthPair, *, extra: dict | None = None) -> Path:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, check_choice, check_range
+
+log = logging.getLogger(__name__)
 
 MODELS = ("dped", "srcnn", "johnson")
 LOSS_PRESETS = ("code", "paper")
@@ -148,10 +151,28 @@ def resolve_resume(run_dir: Path, config: TrainConfig, data: str | Path) -> Trai
 
 
 def _check_same_data(run_dir: Path, saved: dict[str, Any], data: str | Path) -> None:
-    """Refuse to resume on another dataset than the one the run saved (paths compared resolved)."""
+    """Refuse to resume on another dataset than the run's.
+
+    The same path (resolved) is the same dataset; so is a copy whose ``dataset.json`` equals the original's. When
+    the run's dataset is gone (moved to another disk, say) the new path is taken, with a warning.
+    """
     path = saved.get("data", {}).get("path")
-    if path is not None and Path(path).resolve() != Path(data).resolve():
+    if path is None or Path(path).resolve() == Path(data).resolve():
+        return
+    if not Path(path).exists():
+        log.warning("the run's dataset %s is gone: resuming %s on %s", path, run_dir, data)
+        return
+    same = _manifest(path)
+    if same is None or same != _manifest(data):
         raise ConfigError(f"cannot resume {run_dir} on another dataset: the run trains on {path}, given {data}")
+
+
+def _manifest(root: str | Path) -> str | None:
+    """The text of a dpedkit dataset's ``dataset.json`` (its shards' checksums), or None for other folders."""
+    try:
+        return (Path(root) / "dataset.json").read_text()
+    except OSError:
+        return None
 
 
 def _same(name: str, run: dict[str, Any], value: Any) -> bool:

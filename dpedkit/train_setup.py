@@ -208,6 +208,12 @@ def plan_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[int |
     ours, foreign = _run_entries(run_dir)
     has_checkpoint = (run_dir / "latest.pt").is_file()
     stale = [p for p in ours if p.name != "config.json"]  # config.json: replaced once the new run is set up
+    if (run_dir / "best.pt").is_file() and not has_checkpoint and not overwrite:
+        # a trained run whose latest.pt was deleted (to save space, say): never restart it silently
+        raise ConfigError(
+            f"run folder {run_dir} holds a trained model (best.pt) but no latest.pt to resume from; keep it and "
+            "choose another folder, or pass overwrite (--overwrite) to start again"
+        )
     if resume:
         if has_checkpoint:
             return saved_step(run_dir), []

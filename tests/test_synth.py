@@ -345,10 +345,19 @@ def test_cli_synth(tmp_path):
 
 def test_an_earlier_run_is_refused_or_replaced(tmp_path):
     synthesize(tmp_path, n=2, seed=3, **TINY)
-    with pytest.raises(ConfigError, match="already holds synthetic pairs"):
+    with pytest.raises(ConfigError, match="already holds 2 synthetic pairs"):
         synthesize(tmp_path, n=1, seed=4, **TINY)
     (tmp_path / "mine.txt").write_text("not ours")
     synthesize(tmp_path, n=1, seed=4, overwrite=True, **TINY)
     assert sorted(p.name for p in (tmp_path / "phone").iterdir()) == ["0000.jpg"]  # no stale 0001
     assert sorted(p.name for p in (tmp_path / "truth").iterdir()) == ["0000.json"]
     assert (tmp_path / "mine.txt").exists()
+
+
+def test_files_synth_did_not_write_are_never_deleted(tmp_path):
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "IMG_0001.heic").write_text("precious")
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match=r"did not write \(phone/IMG_0001\.heic\)"):
+            synthesize(tmp_path, n=1, overwrite=overwrite, **TINY)
+    assert (tmp_path / "phone" / "IMG_0001.heic").read_text() == "precious"

@@ -379,16 +379,18 @@ def align_files(
     """
     t0 = time.perf_counter()
 
-    def load(path: str | Path) -> tuple[np.ndarray, float, Features]:
+    def load(path: str | Path) -> tuple[np.ndarray, float, Features | None]:
         t = time.perf_counter()
         img = read_image(path).rgb
-        return img, time.perf_counter() - t, detect_features(img, config)
+        dt = time.perf_counter() - t
+        return img, dt, detect_features(img, config) if min(img.shape[:2]) >= config.min_side else None
 
     # each image's features start as soon as it is decoded (the phone's while the larger DSLR still decodes)
     (phone, dt_p, fp), (dslr, dt_d, fd) = _map2(load, phone_path, dslr_path, config.threads)
     decode = dt_p + dt_d if config.threads <= 1 else max(dt_p, dt_d)  # side by side: both start at t0
     timings = {"decode": decode, "features": time.perf_counter() - t0 - decode}
-    return align_pair(phone, dslr, config=config, timings=timings, features=(fp, fd))
+    features = None if fp is None or fd is None else (fp, fd)  # None: align_pair rejects it as too-small
+    return align_pair(phone, dslr, config=config, timings=timings, features=features)
 
 
 def detect_features(img: np.ndarray, config: AlignConfig) -> Features:

@@ -202,6 +202,15 @@ def test_a_photo_replaced_under_its_name_is_noticed(raw, tmp_path):
     assert build_dataset(src / "phone", src / "dslr", tmp_path / "ds", config=cfg, overwrite=True).ok == 1
 
 
+def test_a_dataset_planned_before_photo_stamps_is_still_recognised(raw, tmp_path):
+    cfg = BuildConfig(patch=PatchConfig(size=64), test_images=0)
+    build_dataset(raw / "phone", raw / "dslr", tmp_path, config=cfg)
+    plan = json.loads((tmp_path / "build.json").read_text())
+    del plan["inputs"]  # as an older dpedkit wrote it
+    (tmp_path / "build.json").write_text(json.dumps(plan, indent=1, sort_keys=True))
+    assert build_dataset(raw / "phone", raw / "dslr", tmp_path, config=cfg).already_finished
+
+
 def test_sigkill_then_resume_equals_clean_build(raw, clean, tmp_path):
     out, _ = clean
     dest = tmp_path / "ds"

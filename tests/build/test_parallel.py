@@ -39,6 +39,9 @@ def test_scheduler_needs_a_cluster_backend_and_must_be_reachable(monkeypatch):
     monkeypatch.setattr("dpedkit.parallel.CONNECT_TIMEOUT", "1s")
     with pytest.raises(ConfigError, match="cannot reach the dask scheduler"):  # jobs 1 + scheduler: the cluster
         run_parallel(abs, [1, 2], backend="dask", scheduler="tcp://127.0.0.1:1")
+    for address in ("http://127.0.0.1:1", "nohost"):  # malformed
+        with pytest.raises(ConfigError, match="cannot reach the dask scheduler"):
+            run_parallel(abs, [1, 2], backend="dask", scheduler=address)
 
 
 _ORPHAN_SCRIPT = """

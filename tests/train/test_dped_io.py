@@ -147,3 +147,14 @@ def test_round_trip_of_the_real_dped_test_pairs(shared, tmp_path):
     assert result.pairs == {"train": 0, "test": 100} and result.shards == 4
     export_dped(tmp_path / "ds", tmp_path / "back", phone="iphone")
     _same_tree(dped / "iphone", tmp_path / "back" / "iphone")
+
+
+def test_a_symlinked_output_folder_is_refused_and_nothing_is_left(tmp_path, rng):
+    good = _official_tree(tmp_path / "good", rng)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "keep.txt").write_text("keep")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(InputError, match="symbolic link"):
+        import_dped(good, tmp_path / "link", phone="sony", overwrite=True)
+    assert (tmp_path / "real" / "keep.txt").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "link", "real"]  # no staging folder left

@@ -102,6 +102,18 @@ def test_overwrite_restarts_a_saved_run_and_never_deletes_foreign_files(data, tm
         train(data, run, config=_cfg(iters=3), overwrite=True, resume=True)
 
 
+def test_a_trained_run_without_latest_pt_is_never_restarted_silently(data, tmp_path):
+    run = tmp_path / "run"
+    train(data, run, config=_cfg(iters=3))
+    (run / "latest.pt").unlink()  # kept best.pt only, to save space
+    best = (run / "best.pt").read_bytes()
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match=r"trained model \(best\.pt\) but no latest\.pt"):
+            train(data, run, config=_cfg(iters=3), resume=resume)
+    assert (run / "best.pt").read_bytes() == best and _steps(run) == [0, 3]
+    assert train(data, run, config=_cfg(iters=3), overwrite=True).step == 3
+
+
 def test_a_config_json_that_is_not_a_runs_is_foreign(data, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text('{"theme": "dark"}')
@@ -129,11 +141,24 @@ def test_cli_resume_takes_the_options_saved_by_the_run(data, tmp_path):
     assert res.exit_code == 2
     out = " ".join(res.output.split())
     assert "--batch: run has 2, given 3" in out and "--arch" in out and "--iters" in out  # names what may change
-    other = tmp_path / "copy"
-    shutil.copytree(data, other)
+    other = write_synthetic_dataset(tmp_path / "other", n_train=32, n_test=4, patch=24, seed=2)
     res = CliRunner().invoke(cli, ["train", str(other), "-o", str(run), "--resume", "--iters", "6"])
     assert res.exit_code == 2 and "another dataset" in " ".join(res.output.split())
     assert load_checkpoint(run / "latest.pt")["step"] == 4
+
+
+def test_resume_follows_a_copied_or_moved_dataset(data, tmp_path, caplog):
+    src = tmp_path / "ds"
+    shutil.copytree(data, src)
+    run = tmp_path / "run"
+    train(src, run, config=_cfg(iters=3))
+    copy = tmp_path / "copy"
+    shutil.copytree(src, copy)  # the same shards elsewhere (a node's local disk, say)
+    assert train(copy, run, config=_cfg(iters=6), resume=True).step == 6
+    shutil.rmtree(src)  # the run's own path is gone: the new one is taken, with a warning
+    with caplog.at_level("WARNING", logger="dpedkit.train_config"):
+        assert train(copy, run, config=_cfg(iters=9), resume=True).step == 9
+    assert "is gone" in caplog.text
 
 
 def test_resume_help_names_the_options_that_may_change():
