@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -11,7 +10,6 @@ from functools import wraps
 from typing import Any
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -71,17 +69,6 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 def print_json(obj: Mapping[str, Any]) -> None:
     """Print ``obj`` as strict JSON on stdout (for ``--json``), nothing else: NaN and infinities become null."""
-    click.echo(json.dumps(_finite(obj), indent=2, default=str, allow_nan=False))
+    from dpedkit.io import json_safe  # not at import: `dpedkit --help` stays free of OpenCV
 
-
-def _finite(obj: Any) -> Any:
-    """``obj`` with every non-finite float (numpy ones too) replaced by None, containers walked."""
-    if isinstance(obj, Mapping):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer | np.bool_):
-        return obj.item()
-    return obj
+    click.echo(json.dumps(json_safe(obj), indent=2, default=str, allow_nan=False))

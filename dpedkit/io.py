@@ -8,13 +8,15 @@ Every image comes back as ``H x W x 3`` RGB with the EXIF orientation applied, w
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -242,6 +244,22 @@ def read_capture_time(path: str | Path) -> float | None:
     frac = str(sub.get(_SUBSEC_ORIGINAL, "")).strip("\x00 ")
     seconds = (t - datetime(1970, 1, 1)).total_seconds()
     return seconds + (float(f"0.{frac}") if frac.isdigit() else 0.0)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` ready for strict JSON: non-finite floats (numpy ones too) become None, numpy scalars Python ones.
+
+    Dicts, lists and tuples are walked (tuples become lists); anything else is returned as it is.
+    """
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer | np.bool_):
+        return obj.item()
+    return obj
 
 
 @contextmanager

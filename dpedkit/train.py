@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from dpedkit.errors import ConfigError
-from dpedkit.io import write_image, write_text
+from dpedkit.io import json_safe, write_image, write_text
 from dpedkit.train_config import TrainConfig, resolve_resume
 from dpedkit.train_data import D_STREAM, G_STREAM, Batch
 from dpedkit.train_setup import RUN_FILES, Run, init_distributed, plan_run_dir, remove_paths, saved_step, setup_run
@@ -251,7 +250,7 @@ def _evaluate(run: Run, *, step: int, meter: _Meter | None, on_eval) -> dict[str
                 "patches_per_s": ips * run.patches_per_iter,
                 "data_wait": meter.data_s / elapsed,
             }
-        row = _finite_or_null(row | validate(run, step=step))
+        row = json_safe(row | validate(run, step=step))
         improved = row.get("psnr") is not None and (run.best_psnr is None or row["psnr"] > run.best_psnr)
         if improved:
             run.best_psnr = row["psnr"]
@@ -263,16 +262,6 @@ def _evaluate(run: Run, *, step: int, meter: _Meter | None, on_eval) -> dict[str
         log.info("step %d: %s", step, ", ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k != "step"))
     run.dist.barrier()
     return row
-
-
-def _finite_or_null(row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with its float values as Python floats, and None for those that are not finite (NaN, inf)."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, float | np.floating):
-            v = float(v) if math.isfinite(v) else None
-        out[k] = v
-    return out
 
 
 def _fmt(value: Any) -> str:

@@ -81,8 +81,9 @@ def test_json_output_is_strict():
     import json
 
     import numpy as np
-    from dpedkit_cli.render import _finite
+
+    from dpedkit.io import json_safe
 
     obj = {"a": float("nan"), "b": [np.float32("inf"), 1.5, np.int64(3)], "c": {"d": np.bool_(True)}}
-    text = json.dumps(_finite(obj), allow_nan=False)
+    text = json.dumps(json_safe(obj), allow_nan=False)
     assert json.loads(text) == {"a": None, "b": [None, 1.5, 3], "c": {"d": True}}
