@@ -60,12 +60,18 @@ class LoadedImage:
 
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly in ``folder`` (by suffix, case-insensitive; hidden files excluded), sorted by name."""
-    return [p for p in _visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return list_files(folder)[0]
 
 
-def list_other_files(folder: str | Path) -> list[Path]:
-    """Visible files directly in ``folder`` that :func:`list_images` leaves out (HEIC, raw files, sidecars...)."""
-    return [p for p in _visible_files(folder) if p.suffix.lower() not in IMAGE_SUFFIXES]
+def list_files(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """``(images, others)``: the visible files directly in ``folder``, sorted, split by :func:`list_images`'s rule.
+
+    ``others`` are the files dpedkit does not read (HEIC, raw files, sidecars...).
+    """
+    files = _visible_files(folder)
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES], [
+        p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES
+    ]
 
 
 def _visible_files(folder: str | Path) -> list[Path]:

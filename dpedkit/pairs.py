@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from dpedkit.errors import ConfigError, InputError, check_choice
-from dpedkit.io import list_images, list_other_files, read_capture_time, write_text
+from dpedkit.io import list_files, read_capture_time, write_text
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,11 @@ def pair_folders(phone_dir: str | Path, dslr_dir: str | Path, *, by: PairBy = "n
     check_choice("by", by, PAIR_BY)
     if not max_dt > 0:
         raise ConfigError(f"max_dt must be > 0 seconds; got {max_dt!r}")
-    phones, dslrs = list_images(phone_dir), list_images(dslr_dir)
-    skipped = [str(p) for folder in (phone_dir, dslr_dir) for p in list_other_files(folder)]
-    for folder, found in ((phone_dir, phones), (dslr_dir, dslrs)):
+    (phones, other_p), (dslrs, other_d) = list_files(phone_dir), list_files(dslr_dir)
+    skipped = [str(p) for p in (*other_p, *other_d)]
+    for folder, found, others in ((phone_dir, phones, other_p), (dslr_dir, dslrs, other_d)):
         if not found:
-            kinds = ", ".join(sorted({Path(p).suffix.lower() or Path(p).name for p in list_other_files(folder)}))
+            kinds = ", ".join(sorted({p.suffix.lower() or p.name for p in others}))
             raise InputError(folder, "no photos in this folder" + (f" (only {kinds} files)" if kinds else ""))
     no_time: list[str] = []
     if by == "name":
