@@ -221,12 +221,8 @@ def build_dataset(
         clear_dataset(out)
     elif (out / MANIFEST).is_file():
         plan = make_plan(_pair_records(phone_dir, dslr_dir, pairs_csv), config)
-        stored = (out / PLAN).read_text() if (out / PLAN).is_file() else None
-        if stored is not None and not _same_plan(stored, plan):
-            raise ConfigError(
-                f"{out} is a finished dataset of other pairs or settings ({_plan_change(stored, plan)}); pass "
-                "overwrite (--overwrite) to rebuild it, or choose another output folder"
-            )
+        if (out / PLAN).is_file():
+            _check_plan(out, plan, "is a finished dataset", "to rebuild it, or choose another output folder")
         log.info("%s is a finished dataset: left alone (use overwrite to rebuild)", out)
         summary = summarize(out, json.loads((out / MANIFEST).read_text()))
         summary.already_finished = True
@@ -355,6 +351,16 @@ def _stamp(path: str) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _check_plan(out: Path, plan: dict[str, Any], state: str, remedy: str) -> None:
+    """Raise ConfigError, saying what differs, unless ``out``'s stored plan is ``plan``."""
+    stored = (out / PLAN).read_text()
+    if not _same_plan(stored, plan):
+        raise ConfigError(
+            f"{out} {state} of other pairs or settings ({_plan_change(stored, plan)}); pass overwrite (--overwrite) "
+            f"{remedy}"
+        )
+
+
 def _same_plan(stored_text: str, plan: dict[str, Any]) -> bool:
     """Whether a stored plan is ``plan`` (one written before photo stamps existed is compared without them)."""
     if stored_text == _plan_text(plan):
@@ -389,11 +395,7 @@ def _start(out: Path, plan: dict[str, Any]) -> None:
     path = out / PLAN
     text = _plan_text(plan)
     if path.is_file():
-        if not _same_plan(path.read_text(), plan):
-            raise ConfigError(
-                f"{out} holds an unfinished build of other pairs or settings ({_plan_change(path.read_text(), plan)}); "
-                "rerun the same command to resume it, or pass overwrite (--overwrite) to start again"
-            )
+        _check_plan(out, plan, "holds an unfinished build", "to start again; the same command resumes it")
         for folder in (out, *(out / name for name in (*SPLITS, TEST_FULL))):  # temp files of a killed worker
             for tmp in folder.rglob(".*.tmp*") if folder != out else folder.glob(".*.tmp*"):
                 tmp.unlink(missing_ok=True)
