@@ -157,11 +157,9 @@ class ShardWriter:
         _check_fields(pair, arrays, want, k)
         if candidates is not None:
             self._append_candidates(pair, candidates, k)
-        if k == 0:
-            self._file.flush()
-            return 0
-        _extend(self._file, {**arrays, "pair": np.array([pair] * k, dtype=object)}, (*IMAGES, *COLUMNS), self.rows)
-        self.rows += k
+        if k:
+            _extend(self._file, {**arrays, "pair": np.array([pair] * k, dtype=object)}, (*IMAGES, *COLUMNS), self.rows)
+            self.rows += k
         # HDF5 places a chunk in the file when its dataset's cache is flushed, and a file flush or close visits
         # the open datasets in an order that depends on the process's history: each dataset is flushed as it is
         # written (``_extend``) and then the file, so the same pairs always give the same bytes
