@@ -1,7 +1,7 @@
 """Shared behaviour of the frozen config dataclasses: plain-dict round trips with unknown-key checks.
 
 Each stage keeps its own config class in its own module (``AlignConfig`` in :mod:`dpedkit.align`,
-``PatchConfig`` in :mod:`dpedkit.patches`, ...); they all inherit :class:`ConfigMixin`.
+``PatchConfig`` in :mod:`dpedkit.dataset.patches`, ...); they all inherit :class:`ConfigMixin`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``dpedkit demo``: the whole pipeline on synthetic pairs, offline, in a few minutes on a laptop CPU.
 
 :func:`run_demo` makes synthetic phone/DSLR pairs from the photos bundled with scikit-image
-(:mod:`dpedkit.synth`), builds a dataset (:mod:`dpedkit.build`), writes the inspect report
-(:mod:`dpedkit.report`), trains a tiny model for a short while (:mod:`dpedkit.train`), evaluates it against the
+(:mod:`dpedkit.dataset.synth`), builds a dataset (:mod:`dpedkit.dataset.build`), writes the inspect report
+(:mod:`dpedkit.inspect.report`), trains a tiny model for a short while (:mod:`dpedkit.train`), evaluates it against the
 identity baseline (:mod:`dpedkit.evaluate`) and enhances one held-out phone photo (:mod:`dpedkit.enhance`).
 Every stage is the library twin of a command, so ``OUT/demo.json`` lists the equivalent command lines.
 
@@ -179,8 +179,8 @@ def _prepare(out: Path, overwrite: bool) -> None:
 
 
 def _synth(res: DemoResult, cfg: DemoConfig) -> None:
+    from dpedkit.dataset.synth import synthesize
     from dpedkit.io import list_images
-    from dpedkit.synth import synthesize
 
     synthesize(res.paths["raw"], n=cfg.pairs, seed=cfg.seed, phone_mp=cfg.phone_mp, dslr_mp=cfg.dslr_mp)
     for path in list_images(res.paths["raw"] / "phone"):
@@ -213,7 +213,7 @@ def _apply_look(path: Path, look: dict[str, Any]) -> None:
 
 
 def _build(res: DemoResult, cfg: DemoConfig) -> None:
-    from dpedkit.build import BuildConfig, build_dataset
+    from dpedkit.dataset.build import BuildConfig, build_dataset
 
     raw, ds = res.paths["raw"], res.paths["dataset"]
     summary = build_dataset(
@@ -228,7 +228,7 @@ def _build(res: DemoResult, cfg: DemoConfig) -> None:
 
 
 def _report(res: DemoResult) -> None:
-    from dpedkit.report import ReportConfig, write_report
+    from dpedkit.inspect.report import ReportConfig, write_report
 
     write_report(res.paths["dataset"], res.paths["report"], config=ReportConfig(pair_views=4, hist_pairs=6))
     res.commands["report"] = f"dpedkit inspect {res.paths['dataset']} -o {res.paths['report']}"
@@ -253,7 +253,7 @@ def identity_srcnn(arch: dict[str, Any], path: str | Path, *, seed: int = 0, noi
     """
     import torch
 
-    from dpedkit.checkpoint import build_model, save_checkpoint
+    from dpedkit.nn.checkpoint import build_model, save_checkpoint
 
     with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's global RNG
         torch.manual_seed(seed)
@@ -300,10 +300,10 @@ def _evaluate(res: DemoResult, cfg: DemoConfig) -> None:
 
 
 def _enhance(res: DemoResult, cfg: DemoConfig) -> None:
-    from dpedkit.diagnostics import read_jsonl
+    from dpedkit.dataset.format import DatasetDir
     from dpedkit.enhance import EnhanceConfig, enhance
 
-    test = [r for r in read_jsonl(res.paths["dataset"] / "pairs.jsonl") if r.get("split") == "test"]
+    test = [r for r in DatasetDir(res.paths["dataset"]).pairs() if r.get("split") == "test"]
     phone = Path(test[0]["phone"])  # a photo the model never saw in training
     out = enhance(res.paths["model"], [phone], res.out_dir / "enhanced", config=EnhanceConfig(device=cfg.device))
     res.paths["phone"], res.paths["enhanced"] = phone, Path(out.images[0].output)

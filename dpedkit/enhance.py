@@ -14,7 +14,7 @@ image.  Running a photo tile by tile with per-tile statistics changes the result
   disk traffic: 4 spill files of ``H x W x 64`` float32 (about 3 GB each for 12 MP) in ``spill_dir``.
 
 The result equals whole-image inference up to float32 summation order (far below 8-bit rounding).
-Only :class:`~dpedkit.models.generator.Generator` networks can be tiled; other models always run whole.
+Only :class:`~dpedkit.nn.generator.Generator` networks can be tiled; other models always run whole.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, DpedkitError, Failure, InputError, check_choice, check_range
 from dpedkit.io import IMAGE_SUFFIXES, list_images, read_image, to_uint8, write_image
-from dpedkit.torchutil import resolve_device
+from dpedkit.nn.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def hidden_channels(model: torch.nn.Module) -> int:
 
 def can_tile(model: torch.nn.Module) -> bool:
     """True for networks built like the DPED generator (c1, blocks of conv/norm pairs, c10, c11, c12)."""
-    from dpedkit.models.generator import Generator
+    from dpedkit.nn.generator import Generator
 
     return isinstance(model, Generator)
 
@@ -241,7 +241,7 @@ class _Stats:
 
 
 def _norm_relu(norm: torch.nn.Module, y: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """``relu(norm(y, stats))`` of an :class:`~dpedkit.models.generator.InstanceNorm`, as one fused affine pass."""
+    """``relu(norm(y, stats))`` of an :class:`~dpedkit.nn.generator.InstanceNorm`, as one fused affine pass."""
     mean, var = stats
     a = norm.scale * torch.rsqrt(var + norm.eps)
     b = norm.shift - mean * a
@@ -254,7 +254,7 @@ def _strips(height: int, rows: int) -> list[tuple[int, int]]:
 
 def _tail(g: torch.nn.Module, x: torch.Tensor, lo: int, height: int) -> tuple[torch.Tensor, int]:
     """c10, c11 (ReLU), c12 and the output activation, on rows ``lo..`` of the residual stream."""
-    from dpedkit.models.generator import output_activation
+    from dpedkit.nn.generator import output_activation
 
     h, lo = _conv_rows(x, lo, height, g.c10)
     h, lo = _conv_rows(h.relu_(), lo, height, g.c11)
@@ -274,7 +274,7 @@ def enhance_strips(
     """Run the DPED generator ``g`` over ``rgb`` in strips of ``rows`` rows with exact whole-image IN statistics.
 
     Args:
-        g: a :class:`~dpedkit.models.generator.Generator` in eval mode on ``device``.
+        g: a :class:`~dpedkit.nn.generator.Generator` in eval mode on ``device``.
         rgb: ``H x W x 3`` uint8 RGB photo.
         rows: strip height (output rows per strip).
         device: where the convolutions run; spill files stay on the host.
@@ -462,7 +462,7 @@ def enhance(
     if isinstance(model, torch.nn.Module):
         net = model.to(device).eval()
     else:
-        from dpedkit.checkpoint import load_model
+        from dpedkit.nn.checkpoint import load_model
 
         net = load_model(model, device=device)
     results, failures = [], []

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 
 from dpedkit.config import ConfigMixin
+from dpedkit.dataset.format import SPLITS, DatasetDir
 from dpedkit.errors import ConfigError, InputError, check_choice, check_range
-from dpedkit.metrics import ms_ssim, psnr, ssim
-from dpedkit.torchutil import resolve_device, to_nchw
+from dpedkit.nn.device import resolve_device, to_nchw
+from dpedkit.nn.metrics import ms_ssim, psnr, ssim
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
 Model = torch.nn.Module | str | Path
 
 
@@ -105,11 +105,11 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
         InputError: ``data`` is neither kind of folder, its files are unreadable, or ``split`` holds no pairs.
         ShardError: a damaged dpedkit dataset.
     """
-    from dpedkit.dped_folder import find_dped_folder, load_pairs
+    from dpedkit.interop.dped_layout import find_dped_folder, load_pairs
 
     data = Path(data)
-    if (data / "dataset.json").is_file():
-        from dpedkit.data import load_split
+    if DatasetDir.is_dataset(data):
+        from dpedkit.dataset.loader import load_split
 
         phone_u8, dslr_u8 = load_split(data, split)
         if not len(phone_u8):
@@ -122,7 +122,7 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
 def _load_model(model: Model, device: torch.device) -> torch.nn.Module:
     if isinstance(model, torch.nn.Module):
         return model.to(device).eval()
-    from dpedkit.checkpoint import load_model
+    from dpedkit.nn.checkpoint import load_model
 
     return load_model(model, device=device)
 

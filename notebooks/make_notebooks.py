@@ -25,8 +25,8 @@ WORK.mkdir(parents=True, exist_ok=True)
 print("working in", WORK, "(small settings)" if SMALL else "")"""
 
 SYNTH_AND_BUILD = """\
-from dpedkit.build import BuildConfig, build_dataset
-from dpedkit.synth import synthesize
+from dpedkit.dataset.build import BuildConfig, build_dataset
+from dpedkit.dataset.synth import synthesize
 
 raw = WORK / "raw"
 synthesize(raw, n=3 if SMALL else 12, seed=0, phone_mp=0.3 if SMALL else 3.0, dslr_mp=0.6 if SMALL else 6.0,
@@ -38,9 +38,9 @@ summary.to_dict()"""
 NB1 = [
     new_markdown_cell(
         "# 01: build a dataset and inspect its alignment\n\n"
-        "Synthetic phone/DSLR pairs with a known geometry (`dpedkit.synth`, made from photos bundled with "
+        "Synthetic phone/DSLR pairs with a known geometry (`dpedkit.dataset.synth`, made from photos bundled with "
         "scikit-image) are aligned, cut into 100x100 patch pairs and written as HDF5 shards "
-        "(`dpedkit.build`). Then the alignment diagnostics behind `dpedkit inspect` are shown inline. "
+        "(`dpedkit.dataset.build`). Then the alignment diagnostics behind `dpedkit inspect` are shown inline. "
         "The same in the terminal: `dpedkit synth raw && dpedkit build raw/phone raw/dslr -o dataset && "
         "dpedkit inspect dataset`."
     ),
@@ -49,9 +49,10 @@ NB1 = [
     new_markdown_cell("## Dataset summary: pairs by status, patches per split, worst pairs first"),
     new_code_cell(
         """\
-from dpedkit import diagnostics as dg
+from dpedkit.inspect import pictures as pic
+from dpedkit.inspect.summary import summarize_dataset
 
-s = dg.summarize_dataset(dataset)
+s = summarize_dataset(dataset)
 print("pairs by status:", s.status_counts)
 print("ok pairs per split:", s.split_pairs, "| kept patches per split:", s.split_patches)
 print(f"kept {s.patches_kept} of {s.patches_total} candidate windows (NCC >= {s.ncc_min})")
@@ -63,12 +64,12 @@ for p in s.pairs:
     new_code_cell(
         """\
 names = [p["pair"] for p in s.pairs]
-display(Image(dg.kept_fraction_png(names, [p["kept_fraction"] for p in s.pairs],
+display(Image(pic.kept_fraction_png(names, [p["kept_fraction"] for p in s.pairs],
                                    failed=[p["status"] != "ok" for p in s.pairs])))
 ok = [p for p in s.pairs if p["status"] == "ok"]
 inliers, rmse = [p["inliers"] for p in ok], [p["rmse_px"] for p in ok]
-display(Image(dg.inliers_rmse_png(inliers, rmse, names=[p["pair"] for p in ok])))
-display(Image(dg.shift_angle_png(s.columns["shift"], s.columns["angle"])))"""
+display(Image(pic.inliers_rmse_png(inliers, rmse, names=[p["pair"] for p in ok])))
+display(Image(pic.shift_angle_png(s.columns["shift"], s.columns["angle"])))"""
     ),
     new_markdown_cell(
         "## The worst pair, re-aligned: matches, checkerboard, blend, difference, patch grid, shift field\n\n"
@@ -77,7 +78,7 @@ display(Image(dg.shift_angle_png(s.columns["shift"], s.columns["angle"])))"""
     ),
     new_code_cell(
         """\
-from dpedkit.report import dataset_pair_view
+from dpedkit.inspect.views import dataset_pair_view
 
 worst = ok[0]["pair"]
 view = dataset_pair_view(dataset, worst, width=700)
@@ -85,23 +86,25 @@ print(worst, view.metrics)
 for key, (_mime, data) in view.images.items():
     print(view.captions[key])
     display(Image(data))
-display(Image(dg.ncc_histogram_png(view.candidates["ncc"], threshold=s.ncc_min, kept=view.candidates["kept"])))"""
+display(Image(pic.ncc_histogram_png(view.candidates["ncc"], threshold=s.ncc_min, kept=view.candidates["kept"])))"""
     ),
     new_markdown_cell("## Kept patch pairs with the lowest NCC (phone | DSLR)"),
     new_code_cell(
         """\
 import numpy as np
 
+from dpedkit.dataset.format import DatasetDir
+
 low = np.argsort(s.columns["ncc"])[:6]
-phone, dslr = dg.read_patches(dataset, low)
+phone, dslr = DatasetDir(dataset).read_patches(low)
 for i, k in enumerate(low):
     print(s.columns["pair"][k], "NCC", round(float(s.columns["ncc"][k]), 3))
-    display(Image(dg.encode_png(dg.patch_strip(phone[i], dslr[i]))))"""
+    display(Image(pic.encode_png(pic.patch_strip(phone[i], dslr[i]))))"""
     ),
     new_markdown_cell("## The whole report: one self-contained HTML file"),
     new_code_cell(
         """\
-from dpedkit.report import ReportConfig, write_report
+from dpedkit.inspect.report import ReportConfig, write_report
 
 report = write_report(dataset, WORK / "report.html", config=ReportConfig(pair_views=2 if SMALL else 12))
 print(report.path, f"{report.size_bytes / 1e6:.1f} MB", report.sections)
@@ -121,10 +124,10 @@ NB2 = [
     new_code_cell(SETUP),
     new_code_cell(
         """\
-from dpedkit.build import BuildConfig, build_dataset
+from dpedkit.dataset.build import BuildConfig, build_dataset
+from dpedkit.dataset.synth import synthesize
 from dpedkit.demo import PHONE_LOOK, apply_look
 from dpedkit.io import list_images, read_rgb, write_image
-from dpedkit.synth import synthesize
 
 raw = WORK / "raw"
 synthesize(raw, n=3 if SMALL else 8, seed=0, phone_mp=0.3 if SMALL else 0.5, dslr_mp=0.6 if SMALL else 1.0,
@@ -189,7 +192,7 @@ print(MODEL, MODEL.with_suffix(".index").is_file())"""
     ),
     new_code_cell(
         """\
-from dpedkit.checkpoint import load_model
+from dpedkit.nn.checkpoint import load_model
 
 model = load_model(MODEL)  # the official TF checkpoint prefix, read without TensorFlow
 print(type(model).__name__, sum(p.numel() for p in model.parameters()), "parameters")"""
@@ -206,8 +209,8 @@ print(f"{scores.n_pairs} pairs | model: DPED PSNR {scores.model.dped_psnr:.2f} d
     new_markdown_cell("## Enhance a full-resolution photo (a crop of it with small settings)"),
     new_code_cell(
         """\
-from dpedkit import diagnostics as dg
 from dpedkit.enhance import enhance_array
+from dpedkit.inspect import pictures as pic
 from dpedkit.io import read_rgb, to_uint8
 
 photo = read_rgb(SHARED / "data" / "dped_hd" / "0.png")
@@ -216,8 +219,8 @@ if SMALL:
 out, strips = enhance_array(model, photo, max_memory=2.0)  # strips > 0: tiled with exact instance-norm statistics
 enhanced = to_uint8(out)
 print(photo.shape, "->", enhanced.shape, enhanced.dtype, f"({strips} strips)" if strips else "(whole image)")
-display(Image(dg.encode_jpeg(dg.fit_width(photo, 700)[0])))
-display(Image(dg.encode_jpeg(dg.fit_width(enhanced, 700)[0])))"""
+display(Image(pic.encode_jpeg(pic.fit_width(photo, 700)[0])))
+display(Image(pic.encode_jpeg(pic.fit_width(enhanced, 700)[0])))"""
     ),
 ]
 

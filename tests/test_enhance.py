@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from dpedkit.enhance import EnhanceConfig, ImageResult, enhance, enhance_array, enhance_strips, plan_strips
 from dpedkit.errors import ConfigError, Failure, InputError
 from dpedkit.io import read_rgb, write_image
-from dpedkit.models.generator import Generator, GeneratorConfig
+from dpedkit.nn.generator import Generator, GeneratorConfig
 
 
 def _generator(channels=16, blocks=4, seed=0):
@@ -159,7 +159,7 @@ def test_enhance_input_errors(tmp_path, rng):
 def test_cli_enhance(tmp_path, rng):
     from dpedkit_cli.main import cli
 
-    from dpedkit.checkpoint import save_checkpoint
+    from dpedkit.nn.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "g.pt", _generator(channels=4, blocks=1))
     write_image(tmp_path / "p.png", _photo(rng, 16, 12))
@@ -226,7 +226,7 @@ def test_cli_enhance_interrupted_exits_130(tmp_path, rng, monkeypatch):
     from dpedkit_cli.main import cli
 
     from dpedkit import enhance as enh
-    from dpedkit.checkpoint import save_checkpoint
+    from dpedkit.nn.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "g.pt", _generator(channels=4, blocks=1))
     for name in ("a", "b", "c"):
@@ -263,7 +263,7 @@ def test_strips_on_cuda_match_cpu_whole(rng):
 @pytest.mark.shared
 @pytest.mark.slow
 def test_official_model_hd_photo_strips_match_whole(shared):
-    from dpedkit.checkpoint import load_model
+    from dpedkit.nn.checkpoint import load_model
 
     g = load_model(shared("models", "dped_orig", "iphone_orig.index"))
     rgb = read_rgb(shared("data", "dped_hd", "0.png"))[:360]  # half the photo keeps the test under a minute

@@ -9,11 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dpedkit.dped_folder import find_dped_folder, is_dped_folder, list_pairs, load_pairs
 from dpedkit.errors import ConfigError, InputError
 from dpedkit.evaluate import EvalConfig, evaluate, evaluate_arrays
+from dpedkit.interop.dped_layout import find_dped_folder, is_dped_folder, list_pairs, load_pairs
 from dpedkit.io import write_image
-from dpedkit.torchutil import resolve_device
+from dpedkit.nn.device import resolve_device
 
 SIZE = 24
 
@@ -117,7 +117,7 @@ def test_protocols_match_manual_computation(tmp_path, rng):
 
 
 def test_dpedkit_dataset_goes_through_load_split(tmp_path, rng, monkeypatch):
-    import dpedkit.data
+    import dpedkit.dataset.loader
 
     ds = tmp_path / "ds"
     ds.mkdir()
@@ -129,7 +129,7 @@ def test_dpedkit_dataset_goes_through_load_split(tmp_path, rng, monkeypatch):
         calls.append((path, split))
         return phone, phone
 
-    monkeypatch.setattr(dpedkit.data, "load_split", fake_load_split)
+    monkeypatch.setattr(dpedkit.dataset.loader, "load_split", fake_load_split)
     res = evaluate(torch.nn.Identity(), ds, config=EvalConfig(device="cpu"))
     assert calls == [(ds, "test")] and res.n_pairs == 4
     assert res.identity.pirm_psnr == float("inf") and res.identity.ssim == pytest.approx(1.0)
@@ -139,7 +139,7 @@ def test_dpedkit_dataset_goes_through_load_split(tmp_path, rng, monkeypatch):
 def test_empty_split_is_a_clear_error_before_the_model_loads(tmp_path, split):
     from dpedkit_cli.main import cli
 
-    from dpedkit.bench.train import write_synthetic_dataset
+    from dpedkit.testing import write_synthetic_dataset
 
     counts = {"n_train": 0, "n_test": 2} if split == "train" else {"n_train": 2, "n_test": 0}
     ds = write_synthetic_dataset(tmp_path / "ds", patch=SIZE, **counts)
@@ -163,8 +163,8 @@ def test_config_validation():
 def test_cli_evaluate_json_and_errors(tmp_path, rng):
     from dpedkit_cli.main import cli
 
-    from dpedkit.checkpoint import save_checkpoint
-    from dpedkit.models.generator import Generator, GeneratorConfig
+    from dpedkit.nn.checkpoint import save_checkpoint
+    from dpedkit.nn.generator import Generator, GeneratorConfig
 
     base = _make_dped(tmp_path, rng, n=3)
     ckpt = save_checkpoint(tmp_path / "g.pt", Generator(GeneratorConfig(channels=4, blocks=1)))

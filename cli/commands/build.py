@@ -1,4 +1,4 @@
-"""``dpedkit build``: phone + DSLR folders -> HDF5 patch shards (thin layer over ``dpedkit.build.build_dataset``)."""
+"""``dpedkit build``: phone + DSLR folders -> HDF5 patch shards (thin layer over ``dpedkit.dataset.build``)."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, p
     Reruns resume an interrupted build; a finished dataset is left alone unless --overwrite.
     Exit status: 0, or 1 when no pair succeeded, 2 on bad usage.
     """
-    from dpedkit.build import BuildConfig, build_dataset, count_pairs
-    from dpedkit.patches import PatchConfig
+    from dpedkit.dataset.build import BuildConfig, build_dataset, count_pairs
+    from dpedkit.dataset.patches import PatchConfig
 
     config = BuildConfig(patch=PatchConfig(size=patch, ncc_min=ncc), test_images=test_images,
                          test_fraction=test_fraction, seed=seed, pairs_per_shard=pairs_per_shard)  # fmt: skip

@@ -19,7 +19,7 @@ def command(model: str, out: str, overwrite: bool, as_json: bool) -> None:
     iphone_orig.index and iphone_orig.data-00000-of-00001) or a dpedkit .pt file. Every command that takes a
     model accepts both forms; converting once makes loading faster and the file self-contained.
     """
-    from dpedkit.checkpoint import convert
+    from dpedkit.nn.checkpoint import convert
 
     res = convert(model, out, overwrite=overwrite)
     if as_json:

@@ -24,7 +24,7 @@ def command(dataset: str, out: str, phone: str | None, quality: int, overwrite: 
     Patches imported with `dpedkit import-dped` are written back byte for byte; others are encoded as JPEG at
     --quality. A failed export leaves nothing it created.
     """
-    from dpedkit.dped_io import export_dped
+    from dpedkit.interop.dped import export_dped
 
     with progress("export", None, quiet=as_json) as advance:
         result = export_dped(

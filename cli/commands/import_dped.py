@@ -23,7 +23,7 @@ def command(
     The original JPEG bytes are kept beside the shards, so `dpedkit export-dped` writes the same files back.
     OUT is written beside itself and moved into place at the end: a failed import leaves nothing it created.
     """
-    from dpedkit.dped_io import import_dped
+    from dpedkit.interop.dped import import_dped
 
     with progress("import", None, quiet=as_json) as advance:
         result = import_dped(

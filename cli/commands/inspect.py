@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -32,13 +31,14 @@ def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bo
 
     The HTML report is one self-contained file (images embedded) that opens offline in any browser.
     """
-    from dpedkit import diagnostics
-    from dpedkit.report import ReportConfig, write_report
+    from dpedkit.align import is_pair_dir, read_alignment
+    from dpedkit.inspect.report import ReportConfig, write_report
+    from dpedkit.inspect.summary import summarize_dataset
 
     if as_json and not summary:
         raise click.UsageError("--json goes with --summary (the HTML report is the other output)")
-    if summary and diagnostics.is_pair_dir(source):
-        meta = json.loads((source / "alignment.json").read_text())
+    if summary and is_pair_dir(source):
+        meta = read_alignment(source)[0]
         if as_json:
             print_json(meta)
             return
@@ -46,7 +46,7 @@ def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bo
         console.print(table(f"aligned pair {source}", ["", "value"], rows))
         return
     if summary:
-        s = diagnostics.summarize_dataset(source)
+        s = summarize_dataset(source)
         if as_json:
             print_json(_summary_json(s, top))
         else:
@@ -71,7 +71,7 @@ def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bo
     click.echo(str(result.path))
 
 
-def _summary_json(s, top: int) -> dict:  # noqa: ANN001 - dpedkit.diagnostics.DatasetSummary
+def _summary_json(s, top: int) -> dict:  # noqa: ANN001 - dpedkit.inspect.summary.DatasetSummary
     """The figures of :func:`_print_summary` as plain data (the worst ``top`` pairs; no per-patch columns)."""
     return {
         "root": str(s.root),
@@ -86,7 +86,7 @@ def _summary_json(s, top: int) -> dict:  # noqa: ANN001 - dpedkit.diagnostics.Da
     }
 
 
-def _print_summary(s, top: int) -> None:  # noqa: ANN001 - dpedkit.diagnostics.DatasetSummary
+def _print_summary(s, top: int) -> None:  # noqa: ANN001 - dpedkit.inspect.summary.DatasetSummary
     n_ok = s.status_counts.get("ok", 0)
     rows = [
         ["pairs", len(s.pairs)],

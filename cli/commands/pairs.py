@@ -1,4 +1,4 @@
-"""``dpedkit pairs``: pair phone and DSLR photos by name, capture time or order (over ``dpedkit.pairs``)."""
+"""``dpedkit pairs``: pair phone and DSLR photos by name, capture time or order (over ``dpedkit.dataset.pairs``)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def command(phone_dir, dslr_dir, out_csv, by, max_dt, as_json) -> None:
     The CSV (name,phone,dslr,dt; paths relative to the two folders) is what `dpedkit build PHONE_DIR
     DSLR_DIR --pairs CSV` reads.
     """
-    from dpedkit.pairs import pair_folders, skipped_message, write_pairs_csv
+    from dpedkit.dataset.pairs import pair_folders, skipped_message, write_pairs_csv
 
     pairing = pair_folders(phone_dir, dslr_dir, by=by, max_dt=max_dt)
     if out_csv:

@@ -1,4 +1,4 @@
-"""``dpedkit synth``: synthetic phone/DSLR pairs with known geometry (thin layer over ``dpedkit.synth.synthesize``)."""
+"""``dpedkit synth``: synthetic phone/DSLR pairs with known geometry (over ``dpedkit.dataset.synth.synthesize``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def command(out_dir, n, seed, source, phone_mp, dslr_mp, hard, overwrite, quiet,
     H_phone_to_dslr maps phone pixels (x, y, 1), centres at integers, to DSLR pixels. Use them to check an
     aligner (`dpedkit align` or `dpedkit build`) before a shoot.
     """
-    from dpedkit.synth import SynthConfig, synthesize
+    from dpedkit.dataset.synth import SynthConfig, synthesize
 
     SynthConfig(phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)  # fail fast, before the progress bar
     rows = []

@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 
-from dpedkit.train_config import DATA_MODES, LOSS_PRESETS, MODELS, RESUMABLE_CHANGES, option_flag
+from dpedkit.train.config import DATA_MODES, LOSS_PRESETS, MODELS, RESUMABLE_CHANGES, option_flag
 
 _RESUME_HELP = (
     "Continue the run in RUN_DIR where it stopped, on the same DATA, with the options saved in its config.json; "
@@ -68,7 +68,7 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, arch: tuple[
     Under `torchrun --nproc-per-node G` it trains with DDP (gloo on CPU); rank 0 writes the run.
     """
     from dpedkit.train import TrainConfig, train
-    from dpedkit.train_config import resume_config
+    from dpedkit.train.config import resume_config
 
     if resume and overwrite:
         raise click.BadOptionUsage("overwrite", "--resume and --overwrite exclude each other")

@@ -411,13 +411,39 @@ def read_pair(phone_path: str | Path, dslr_path: str | Path, *, threads: int = 2
     return _map2(lambda p: read_image(p).rgb, phone_path, dslr_path, threads)
 
 
+# The pair folder written by ``dpedkit align`` (this module is the one reader and writer of its files).
+ALIGNMENT = "alignment.json"
+PAIR_IMAGES = {"phone": "phone.png", "dslr": "dslr.png"}
+
+
 def write_alignment(result: AlignResult, out_dir: str | Path) -> None:
     """Write ``alignment.json`` (always) and ``phone.png`` / ``dslr.png`` (same size, when ok), atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, img in (("phone.png", result.phone), ("dslr.png", result.dslr)):
+    for side, name in PAIR_IMAGES.items():
         if result.ok:
-            write_image(out / name, img)
+            write_image(out / name, getattr(result, side))
         else:
             (out / name).unlink(missing_ok=True)  # no stale images beside a failed alignment.json
-    write_text(out / "alignment.json", json.dumps(result.to_json(), indent=2) + "\n")
+    write_text(out / ALIGNMENT, json.dumps(result.to_json(), indent=2) + "\n")
+
+
+def is_pair_dir(path: str | Path) -> bool:
+    """True when ``path`` is a folder written by :func:`write_alignment` (holds ``alignment.json``)."""
+    return (Path(path) / ALIGNMENT).is_file()
+
+
+def read_alignment(folder: str | Path) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    """``(alignment.json as a dict, phone crop, DSLR crop)`` of a pair folder; the crops are None unless ok.
+
+    Raises:
+        InputError: no ``alignment.json`` (not a pair folder) or it is unreadable.
+    """
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / ALIGNMENT).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(folder / ALIGNMENT, f"not a readable alignment record ({exc})") from exc
+    if meta.get("status") != "ok" or not (folder / PAIR_IMAGES["phone"]).is_file():
+        return meta, None, None
+    return meta, read_image(folder / PAIR_IMAGES["phone"]).rgb, read_image(folder / PAIR_IMAGES["dslr"]).rgb

@@ -6,7 +6,7 @@ Every function returns a plain dict of figures (JSON-friendly) so tests assert o
   which of the two homographies the pixels themselves support (:func:`local_residual`).
 - :func:`eval_homogr`: CMP homogr pairs (A -> B), transfer error on the hand-annotated points.
 - :func:`eval_city100`: City100 iPhone X -> Nikon D5500 (no truth): status, inliers, inlier RMSE.
-- :func:`eval_synthetic`: pairs from :mod:`dpedkit.synth` (known H): mean corner error and grid residual.
+- :func:`eval_synthetic`: pairs from :mod:`dpedkit.dataset.synth` (known H): mean corner error and grid residual.
 - :func:`bench_align`: decode-only vs full alignment time of a 13 MP + 20 MP JPEG pair, peak memory, corner error.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def local_residual(phone: np.ndarray, dslr: np.ndarray, h: np.ndarray, crop: tup
 
     The DSLR is resampled onto the phone crop with ``h`` (phone -> DSLR); the phone crop is blurred by
     :func:`relative_blur` (a defocused DSLR otherwise biases the match); then every 80 x 80 window's shift is
-    refined by NCC (:func:`dpedkit.patches.extract_patches`, no rotation) and the median length of the shifts
+    refined by NCC (:func:`dpedkit.dataset.patches.extract_patches`, no rotation) and the median length of the shifts
     of the windows that match (NCC >= 0.8) is returned, in phone px. A correct ``h`` leaves ~0.1-0.3 px;
     a ground truth that is off by a few pixels at the corners shows up directly. Independent of SIFT and of
     any homography fit. NaN when no window matches.
@@ -92,7 +92,7 @@ def local_residual(phone: np.ndarray, dslr: np.ndarray, h: np.ndarray, crop: tup
     import cv2
 
     from dpedkit.align.warp import resample_dslr
-    from dpedkit.patches import PatchConfig, extract_patches
+    from dpedkit.dataset.patches import PatchConfig, extract_patches
 
     x0, y0, x1, y1 = crop
     warped = resample_dslr(dslr, np.asarray(h, np.float64), tuple(crop), interpolation="cubic")
@@ -116,7 +116,7 @@ def relative_blur(phone: np.ndarray, dslr: np.ndarray) -> float:
     """
     import cv2
 
-    from dpedkit.patches import ncc
+    from dpedkit.dataset.patches import ncc
 
     h, w = phone.shape[:2]
     side = min(256, h // 4, w // 4)
@@ -187,7 +187,7 @@ def eval_synthetic(
 ) -> dict[str, Any]:
     """Align ``(name, phone, dslr, H_true or truth dict)`` pairs; corner error and grid residual vs the truth.
 
-    With a :mod:`dpedkit.synth` truth dict of a hard pair, rows also get ``true_residual`` (our H against the
+    With a :mod:`dpedkit.dataset.synth` truth dict of a hard pair, rows also get ``true_residual`` (our H against the
     true mapping: lens distortion, parallax; moving object excluded) and ``best_planar_residual`` (what the
     best possible homography leaves), both ``{"median", "p95", "max"}`` in DSLR px.
 
@@ -227,7 +227,7 @@ def eval_synthetic(
 
 
 def _true_residual(h: np.ndarray, truth: dict, step: int = 16) -> dict[str, float]:
-    from dpedkit.synth import map_phone_to_dslr
+    from dpedkit.dataset.synth import map_phone_to_dslr
 
     pw, ph = truth["phone_size"]
     xs, ys = np.meshgrid(np.arange(0, pw, step), np.arange(0, ph, step))
@@ -239,26 +239,9 @@ def _true_residual(h: np.ndarray, truth: dict, step: int = 16) -> dict[str, floa
 
 
 def _best_planar(truth: dict) -> dict[str, float]:
-    from dpedkit.synth import best_planar_fit
+    from dpedkit.dataset.synth import best_planar_fit
 
     return best_planar_fit(truth)["residual_px"]
-
-
-def synthetic_pairs(
-    n: int, *, seed: int = 0, phone_mp: float = 3.0, dslr_mp: float = 6.0, hard: bool = False
-) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
-    """Yield ``n`` pairs ``(name, phone, dslr, truth dict)`` made like ``dpedkit synth`` does (bundled photos).
-
-    Pair ``i`` uses ``np.random.default_rng([seed, i])`` and photo ``i mod len(photos)``, as
-    :func:`dpedkit.synth.synthesize`, so the pairs equal the files ``dpedkit synth`` writes.
-    """
-    from dpedkit.synth import bundled_photos, make_pair
-
-    photos = list(bundled_photos().items())
-    for i in range(n):
-        name, rgb = photos[i % len(photos)]
-        pair = make_pair(rgb, rng=np.random.default_rng([seed, i]), phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
-        yield f"{i:04d}-{name}", pair.phone, pair.dslr, pair.truth
 
 
 def bench_align(
@@ -272,7 +255,7 @@ def bench_align(
 ) -> dict[str, Any]:
     """Decode-only vs full alignment time of one synthetic JPEG pair, peak memory and corner error.
 
-    The pair is made by :func:`dpedkit.synth.make_pair` and written as JPEG; then ONE fresh process (spawned,
+    The pair is made by :func:`dpedkit.dataset.synth.make_pair` and written as JPEG; then ONE fresh process (spawned,
     so its memory high-water mark is the alignment's alone) times, ``repeats`` times after a warm-up, the
     decode stage on its own (:func:`dpedkit.align.pipeline.read_pair`, as ``align_files`` decodes) and the
     whole :func:`dpedkit.align.align_files` (decode + features + matching + homography + crop + warp).
@@ -286,7 +269,7 @@ def bench_align(
     import multiprocessing as mp
     import tempfile
 
-    from dpedkit.synth import bundled_photos, make_pair
+    from dpedkit.dataset.synth import bundled_photos, make_pair
 
     photos = bundled_photos()
     name = sorted(photos)[0]

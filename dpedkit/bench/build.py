@@ -2,7 +2,7 @@
 
 Figures (targets from issue 4):
 
-- pairs/s of :func:`dpedkit.build.build_dataset` with 1 and with 2 workers on synthetic 13 MP / 20 MP pairs
+- pairs/s of :func:`dpedkit.dataset.build.build_dataset` with 1 and with 2 workers on synthetic 13 MP / 20 MP pairs
   (target: 2 workers >= 1.8x one);
 - end-to-end seconds per pair (1 worker) against decoding the same two JPEGs only (target: <= 5x);
 - peak resident memory of a worker (target: <= 1.5 GB);
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from dpedkit.dataset.format import DatasetDir
 from dpedkit.errors import check_range
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def bench_build(
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="dpedkit-bench-build-") as tmp:
             return bench_build(tmp, config=config, on_progress=on_progress)
-    from dpedkit.synth import synthesize
+    from dpedkit.dataset.synth import synthesize
 
     work = Path(work_dir)
     load0 = os.getloadavg()
@@ -110,7 +111,7 @@ def bench_build(
     decode, decode_cpu = _decode_seconds(work / "raw")
     build: dict[str, dict[str, float]] = {}
     peak = 0.0
-    from dpedkit.parallel import run_parallel
+    from dpedkit.dataset.parallel import run_parallel
 
     run_parallel(_warm_up, [0, 1], n_jobs=2)  # start the 2 workers (and their imports) outside the timing
     for rep in range(config.repeats):
@@ -157,7 +158,7 @@ def bench_build(
 
 
 def _warm_up(_: int) -> None:
-    import dpedkit.build  # noqa: F401 - the imports a build worker needs
+    import dpedkit.dataset.build  # noqa: F401 - the imports a build worker needs
 
 
 def _decode_seconds(raw: Path) -> tuple[float, float]:
@@ -181,7 +182,7 @@ def _decode_seconds(raw: Path) -> tuple[float, float]:
 
 def _timed_build(work: Path, jobs: int) -> tuple[float, float, float]:
     """Wall seconds of a fresh build with ``jobs`` workers, the CPU seconds and peak worker memory (MB) reported."""
-    from dpedkit.build import BuildConfig, build_dataset
+    from dpedkit.dataset.build import BuildConfig, build_dataset
 
     results: list[Any] = []
     t0 = time.perf_counter()
@@ -200,20 +201,19 @@ def _timed_build(work: Path, jobs: int) -> tuple[float, float, float]:
 
 def _stage_means(root: Path) -> dict[str, float]:
     """Mean wall seconds per pair of each stage (decode, align, patches, write, ...) from the shard records."""
-    import json
-
     sums: dict[str, list[float]] = {}
-    for record in sorted(root.glob("*/shard-*.json")):
-        for times in json.loads(record.read_text())["timings"].values():
+    ds = DatasetDir(root)
+    for entry in ds.manifest().shards:
+        for times in ds.shard_record(entry.path, check=False)["timings"].values():
             for stage, seconds in times.items():
                 sums.setdefault(stage, []).append(seconds)
     return {stage: float(np.mean(v)) for stage, v in sums.items()}
 
 
 def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for name in ("dataset.json", "pairs.jsonl"):
-        h.update((root / name).read_bytes())
+    ds, h = DatasetDir(root), hashlib.sha256()
+    for path in (ds.manifest_path, ds.pairs_path):
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
@@ -221,7 +221,7 @@ def _read_bench(dataset: Path, dped: Path, config: BuildBenchConfig) -> dict[str
     """Random single reads (pairs/s): shard rows (uint8, and as float tensors) vs DPED-style JPEG files."""
     import cv2
 
-    from dpedkit.data import PatchDataset
+    from dpedkit.dataset.loader import PatchDataset
 
     ds = PatchDataset(dataset, "train")
     n = min(len(ds), config.jpeg_patches)

@@ -30,32 +30,23 @@ log = logging.getLogger(__name__)
 HD_SIZE = (1280, 720)
 
 
-def sample_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A ``height x width x 3`` uint8 RGB photo: a real image resized, plus mild noise (deterministic)."""
-    import cv2
-    from skimage import data
-
-    img = cv2.resize(data.astronaut(), (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    img += np.random.default_rng(seed).normal(0, 4, img.shape).astype(np.float32)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
 def _run_one(model: str | None, size: tuple[int, int], device: str, max_memory: float, strip_rows: int | None):
     """Child process: enhance one test photo, return timings, peaks and the 8-bit output (small photos only)."""
     import torch
 
     from dpedkit.enhance import enhance_array
     from dpedkit.io import to_uint8
-    from dpedkit.torchutil import resolve_device
+    from dpedkit.nn.device import resolve_device
+    from dpedkit.testing import sample_photo
 
     dev = resolve_device(device)
     if model is None:
-        from dpedkit.models.generator import Generator
+        from dpedkit.nn.generator import Generator
 
         torch.manual_seed(0)  # this child process only: the same random network in every run
         net = Generator().to(dev).eval()
     else:
-        from dpedkit.checkpoint import load_model
+        from dpedkit.nn.checkpoint import load_model
 
         net = load_model(model, device=dev)
     rgb = sample_photo(*size)
@@ -124,7 +115,7 @@ def bench_enhance(
     """
     import torch
 
-    from dpedkit.torchutil import resolve_device
+    from dpedkit.nn.device import resolve_device
 
     dev = resolve_device(device)
     devices = ["cpu", "cuda"] if device == "auto" and dev.type == "cuda" else [str(dev)]

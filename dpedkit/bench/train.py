@@ -9,7 +9,6 @@ warm-up and not timed.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -17,74 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
-from dpedkit import __version__
-from dpedkit.shards import MANIFEST, MANIFEST_SCHEMA, SCHEMA_VERSION, ShardWriter, shard_name
+from dpedkit.testing import write_synthetic_dataset
 
 log = logging.getLogger(__name__)
-
-
-def synthetic_patches(n: int, patch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` DSLR patches (a random base colour, a gradient, blobs and grain) and their phone twins.
-
-    The phone twin is darker (gamma 1.5), colour cast, slightly blurred and noisy: a mapping a network can learn.
-
-    Returns:
-        ``(phone, dslr)``: ``n x patch x patch x 3`` uint8 RGB.
-    """
-    dslr = np.empty((n, patch, patch, 3), np.uint8)
-    phone = np.empty_like(dslr)
-    yy, xx = (np.mgrid[0:patch, 0:patch] / patch - 0.5)[..., None]
-    for i in range(n):
-        img = rng.uniform(0.2, 0.8, 3) + rng.uniform(-0.2, 0.2, 3) * xx + rng.uniform(-0.2, 0.2, 3) * yy
-        for sigma, amp in ((patch / 8, 0.08), (1.5, 0.04), (0.6, 0.02)):  # blobs, texture, grain
-            noise = cv2.GaussianBlur(rng.standard_normal((patch, patch, 3)).astype(np.float32), (0, 0), sigma)
-            img = img + amp * noise / (noise.std() + 1e-6)
-        img = np.clip(img, 0, 1).astype(np.float32)
-        dslr[i] = np.rint(img * 255)
-        low = cv2.GaussianBlur(img**1.5 * np.array([0.9, 1.0, 1.15], np.float32), (0, 0), 0.7)
-        phone[i] = np.clip(np.rint((low + rng.normal(0, 0.01, low.shape)) * 255), 0, 255)
-    return phone, dslr
-
-
-def write_synthetic_dataset(out: str | Path, *, n_train: int, n_test: int, patch: int = 100, seed: int = 0) -> Path:
-    """Write a small dpedkit dataset of :func:`synthetic_patches` (one shard per split) to ``out``."""
-    out, rng = Path(out), np.random.default_rng(seed)
-    shards = []
-    for split, n in (("train", n_train), ("test", n_test)):
-        phone, dslr = synthetic_patches(n, patch, rng)
-        with ShardWriter(out / shard_name(split, 0), patch_size=patch, attrs={"split": split}) as w:
-            w.append(
-                f"synthetic-{split}",
-                phone=phone,
-                dslr=dslr,
-                xy=np.zeros((n, 2), np.int32),
-                shift=np.zeros((n, 2), np.float32),
-                angle=np.zeros(n, np.float32),
-                ncc=np.ones(n, np.float32),
-                texture=np.ones(n, np.float32),
-            )
-            info = w.close()
-        shards.append({"split": split, "path": shard_name(split, 0), "rows": info.rows, "sha256": info.sha256})
-    manifest = {
-        "schema": MANIFEST_SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "dpedkit_version": __version__,
-        "config": {"source": "synthetic", "seed": seed},
-        "shards": shards,
-        "counts": {
-            "pairs": 0,
-            "ok": 0,
-            "by_reason": {},
-            "pairs_by_split": {"train": 0, "test": 0},
-            "patches": {"train": n_train, "test": n_test},
-            "patches_total": n_train + n_test,
-        },
-    }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    return out
 
 
 def _measure(data: Path, run_dir: Path, config: Any, *, warmup: int) -> dict[str, float]:
@@ -92,8 +26,8 @@ def _measure(data: Path, run_dir: Path, config: Any, *, warmup: int) -> dict[str
     import torch
 
     from dpedkit.train import discriminator_step, generator_step
-    from dpedkit.train_data import D_STREAM, G_STREAM
-    from dpedkit.train_setup import init_distributed, setup_run
+    from dpedkit.train.data import D_STREAM, G_STREAM
+    from dpedkit.train.setup import init_distributed, setup_run
 
     dist = init_distributed(config.device)
     run = setup_run(data, run_dir, config, dist, start=0)
@@ -148,8 +82,8 @@ def bench_train(
         (training pairs consumed: G batch + D batch), ``data_wait`` (fraction of wall time spent waiting for
         batches) and ``step_s`` per path.
     """
-    from dpedkit.torchutil import resolve_device
-    from dpedkit.train_config import TrainConfig
+    from dpedkit.nn.device import resolve_device
+    from dpedkit.train.config import TrainConfig
 
     dev = resolve_device(device)
     gpu = dev.type == "cuda"

@@ -1,4 +1,4 @@
-"""Acceptance of the aligner on real data with ground truth (shared data) and on dpedkit.synth pairs.
+"""Acceptance of the aligner on real data with ground truth (shared data) and on dpedkit.dataset.synth pairs.
 
 Run with ``-s`` to see the figures: ``DPEDKIT_SHARED=/work/shared pytest -s tests/align/test_align_real.py``.
 """
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from dpedkit.bench.align import eval_city100, eval_homogr, eval_oxford, eval_synthetic, synthetic_pairs
+from dpedkit.bench.align import eval_city100, eval_homogr, eval_oxford, eval_synthetic
+from dpedkit.testing import synthetic_pairs
 
 
 def _show(title, summary, key):
@@ -58,7 +59,7 @@ def test_city100(shared):
 
 @pytest.mark.slow
 def test_synthetic_20_pairs():
-    """The acceptance setting: 20 planar dpedkit.synth pairs, phone 3 MP, DSLR 6 MP."""
+    """The acceptance setting: 20 planar dpedkit.dataset.synth pairs, phone 3 MP, DSLR 6 MP."""
     s = eval_synthetic(synthetic_pairs(20, seed=0, phone_mp=3.0, dslr_mp=6.0))
     _show("synthetic 3 MP / 6 MP, mean corner error", s, "mce_px")
     assert s["accepted"] == 20

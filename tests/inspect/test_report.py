@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dpedkit.errors import InputError
-from dpedkit.report import ReportConfig, write_report
+from dpedkit.inspect.report import ReportConfig, write_report
 
 SECTIONS = ["summary", "plots", "pairs", "views", "samples", "lowest"]
 
@@ -19,8 +19,8 @@ SECTIONS = ["summary", "plots", "pairs", "views", "samples", "lowest"]
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     """3 synthetic pairs + an unrelated pair + a DSLR photo without partner, built into a dataset."""
-    from dpedkit.build import BuildConfig, build_dataset
-    from dpedkit.synth import synthesize
+    from dpedkit.dataset.build import BuildConfig, build_dataset
+    from dpedkit.dataset.synth import synthesize
 
     raw = tmp_path_factory.mktemp("raw")
     synthesize(raw, n=3, seed=0, phone_mp=0.3, dslr_mp=0.6)
@@ -37,7 +37,7 @@ def legacy_dataset(tiny_dataset, tmp_path_factory):
     """``tiny_dataset`` as dpedkit wrote it before schema 2: shards without the candidates/ group."""
     import h5py
 
-    from dpedkit.shards import file_sha256
+    from dpedkit.dataset.shards import file_sha256
 
     out = tmp_path_factory.mktemp("legacy") / "ds"
     shutil.copytree(tiny_dataset, out)
@@ -99,16 +99,16 @@ def test_legacy_dataset_recomputes_windows_for_the_histogram(legacy_dataset, tmp
 
 
 def test_stored_candidates_are_used_without_recomputation(tiny_dataset, tmp_path, monkeypatch):
-    from dpedkit import report
-    from dpedkit.shards import read_candidates
+    from dpedkit.dataset.format import DatasetDir
+    from dpedkit.inspect import views
 
     calls = []
-    real = report.recompute_pair
-    monkeypatch.setattr(report, "recompute_pair", lambda *a, **k: calls.append((a[0]["pair"], k)) or real(*a, **k))
+    real = views.recompute_pair
+    monkeypatch.setattr(views, "recompute_pair", lambda *a, **k: calls.append((a[0]["pair"], k)) or real(*a, **k))
     res = write_report(tiny_dataset, tmp_path / "r.html", config=ReportConfig(pair_views=0, samples=2, lowest=1))
     page = res.path.read_text()
     assert res.stored_candidates and res.recomputed == [] and calls == []  # hist_pairs (12) is not used
-    n = len(read_candidates(tiny_dataset, columns=["ncc"])["ncc"])
+    n = len(DatasetDir(tiny_dataset).read_candidates(columns=["ncc"])["ncc"])
     records = [json.loads(x) for x in (tiny_dataset / "pairs.jsonl").read_text().splitlines()]
     assert n == sum(r["patches_total"] for r in records) > 0
     assert f"every candidate window (kept or rejected) of all ok pairs ({n} windows of 3 pairs)" in page
@@ -121,7 +121,7 @@ def test_stored_candidates_are_used_without_recomputation(tiny_dataset, tmp_path
 
 
 def test_pair_view_from_stored_windows_equals_recomputed(tiny_dataset, legacy_dataset):
-    from dpedkit.report import dataset_pair_view
+    from dpedkit.inspect.views import dataset_pair_view
 
     stored, again = dataset_pair_view(tiny_dataset, "0001"), dataset_pair_view(legacy_dataset, "0001")
     assert set(stored.images) == set(again.images) >= {"grid", "field", "checkerboard"}
@@ -288,7 +288,7 @@ def test_report_in_headless_chromium(tiny_dataset, tmp_path):
 @pytest.mark.slow
 def test_city100_report_acceptance(shared, tmp_path):
     """Issue 6 acceptance: every section, worst pair first, renders in headless chromium."""
-    from dpedkit.build import BuildConfig, build_dataset
+    from dpedkit.dataset.build import BuildConfig, build_dataset
 
     city = shared("data", "city100")
     ds = tmp_path / "city"

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from dpedkit.bench.train import write_synthetic_dataset
-from dpedkit.checkpoint import load_checkpoint, load_model
-from dpedkit.data import PatchDataset
+from dpedkit.dataset.loader import PatchDataset
 from dpedkit.errors import ConfigError
+from dpedkit.nn.checkpoint import load_checkpoint, load_model
+from dpedkit.testing import write_synthetic_dataset
 from dpedkit.train import TrainConfig, train
-from dpedkit.train_data import LoaderSource, MemorySource, draw, read_all, shard_indices
+from dpedkit.train.data import LoaderSource, MemorySource, draw, read_all, shard_indices
 
 TINY = {"channels": 8, "blocks": 1}
 
@@ -106,7 +106,7 @@ def test_memory_and_loader_paths_give_the_same_batches(tiny_data):
 def test_generator_and_discriminator_steps_lower_their_losses(tiny_data, tmp_path):
     """Repeated steps on one fixed batch lower that batch's loss (the other network held fixed)."""
     from dpedkit.train import discriminator_step, generator_step
-    from dpedkit.train_setup import init_distributed, setup_run
+    from dpedkit.train.setup import init_distributed, setup_run
 
     run = setup_run(tiny_data, tmp_path, _cfg(lr=2e-3), init_distributed("cpu"), start=0)
     g_batch, d_batch = run.source.get(0, 0), run.source.get(0, 1)
@@ -242,11 +242,11 @@ def test_short_dped_run_improves_the_generator_loss(tiny_data, tmp_path):
 
     The adversarial term is left out: it is measured against a discriminator that trains too.
     """
-    from dpedkit.checkpoint import save_checkpoint
-    from dpedkit.data import load_split
-    from dpedkit.losses import PRESETS, color_loss, content_loss, tv_loss
-    from dpedkit.models.generator import Generator, GeneratorConfig
-    from dpedkit.models.vgg import load_vgg
+    from dpedkit.dataset.loader import load_split
+    from dpedkit.nn.checkpoint import save_checkpoint
+    from dpedkit.nn.generator import Generator, GeneratorConfig
+    from dpedkit.nn.losses import PRESETS, color_loss, content_loss, tv_loss
+    from dpedkit.nn.vgg import load_vgg
 
     torch.manual_seed(0)
     init = Generator(GeneratorConfig(**TINY))

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 from dpedkit_cli.main import cli
 
-from dpedkit.bench.train import bench_train, write_synthetic_dataset
+from dpedkit.bench.train import bench_train
+from dpedkit.testing import write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

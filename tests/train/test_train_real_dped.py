@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dpedkit.dped_io import import_dped
+from dpedkit.interop.dped import import_dped
 from dpedkit.train import TrainConfig, train
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]

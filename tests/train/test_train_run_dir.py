@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from dpedkit_cli.main import cli
 
-import dpedkit.checkpoint
-import dpedkit.train
-from dpedkit.bench.train import write_synthetic_dataset
-from dpedkit.checkpoint import load_checkpoint, load_model, save_checkpoint
+import dpedkit.nn.checkpoint
+import dpedkit.train.loop
 from dpedkit.errors import ConfigError
+from dpedkit.nn.checkpoint import load_checkpoint, load_model, save_checkpoint
+from dpedkit.testing import write_synthetic_dataset
 from dpedkit.train import TrainConfig, train
-from dpedkit.train_config import resume_config
+from dpedkit.train.config import resume_config
 
 SRCNN = {"channels1": 8, "channels2": 4}
 TINY = {"channels": 8, "blocks": 1}
@@ -53,7 +53,7 @@ def _interrupt_first_evaluation(monkeypatch):
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dpedkit.train, "validate", stop)
+    monkeypatch.setattr(dpedkit.train.loop, "validate", stop)
     return lambda: monkeypatch.undo()
 
 
@@ -80,7 +80,7 @@ def test_resume_of_a_run_without_checkpoint_starts_from_step_0(data, tmp_path, m
     undo()
     (run / "samples").mkdir()
     (run / "samples" / "step-000000.png").write_bytes(b"partial")
-    with caplog.at_level("INFO", logger="dpedkit.train_setup"):
+    with caplog.at_level("INFO", logger="dpedkit.train.setup"):
         result = train(data, run, config=_cfg(), resume=True)
     assert "no checkpoint yet" in caplog.text and "step 0" in caplog.text
     assert result.step == 6 and _steps(run) == [0, 3, 6] and load_checkpoint(run / "latest.pt")["step"] == 6
@@ -156,7 +156,7 @@ def test_resume_follows_a_copied_or_moved_dataset(data, tmp_path, caplog):
     shutil.copytree(src, copy)  # the same shards elsewhere (a node's local disk, say)
     assert train(copy, run, config=_cfg(iters=6), resume=True).step == 6
     shutil.rmtree(src)  # the run's own path is gone: the new one is taken, with a warning
-    with caplog.at_level("WARNING", logger="dpedkit.train_config"):
+    with caplog.at_level("WARNING", logger="dpedkit.train.config"):
         assert train(copy, run, config=_cfg(iters=9), resume=True).step == 9
     assert "is gone" in caplog.text
 
@@ -183,7 +183,7 @@ def test_resume_config_applies_only_the_changes_a_resume_allows(data, tmp_path):
 
 
 def test_arch_contradicting_the_init_model_is_refused(data, tmp_path):
-    from dpedkit.models.generator import Generator, GeneratorConfig
+    from dpedkit.nn.generator import Generator, GeneratorConfig
 
     init = save_checkpoint(tmp_path / "init.pt", Generator(GeneratorConfig(**TINY)))
     dped = dict(model="dped", vgg="random", iters=0, init=str(init))
@@ -203,7 +203,7 @@ def test_metrics_are_strict_json_with_null_for_values_that_are_not_finite(data, 
     def validate(run, *, step):
         return {"psnr": math.nan if step == 0 else 10.0 + step, "ms_ssim": math.nan, "pirm_psnr": math.inf}
 
-    monkeypatch.setattr(dpedkit.train, "validate", validate)
+    monkeypatch.setattr(dpedkit.train.loop, "validate", validate)
     run = tmp_path / "run"
     args = ["train", str(data), "-o", str(run), "--model", "srcnn", "--batch", "2", "--iters", "3", "--eval-every",
             "3", "--arch", "channels1=8", "--device", "cpu", "--json"]  # fmt: skip
@@ -232,7 +232,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(data, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return step(run_, batch)
 
-    monkeypatch.setattr(dpedkit.train, "generator_step", ctrl_c_at_step_5)
+    monkeypatch.setattr(dpedkit.train.loop, "generator_step", ctrl_c_at_step_5)
     res = CliRunner().invoke(cli, args)
     out = " ".join(res.output.split())
     assert res.exit_code == 130 and "Aborted" not in out
@@ -256,8 +256,10 @@ def test_ctrl_c_before_the_first_checkpoint_says_to_run_the_command_again(data, 
 def test_interrupt_while_writing_best_pt_leaves_a_consistent_run(data, tmp_path, monkeypatch):
     """Stopped between the checkpoints of the last evaluation: the resumed run has every row and a best.pt that
     matches its best PSNR (latest.pt is written last, the row first)."""
-    monkeypatch.setattr(dpedkit.train, "validate", lambda run, *, step: {"psnr": 10.0 + step})  # improves each time
-    save, fired = dpedkit.checkpoint.save_checkpoint, []
+    monkeypatch.setattr(
+        dpedkit.train.loop, "validate", lambda run, *, step: {"psnr": 10.0 + step}
+    )  # improves each time
+    save, fired = dpedkit.nn.checkpoint.save_checkpoint, []
 
     def stop_at_last_best(path, model, **kw):
         if path.name == "best.pt" and kw["extra"]["step"] == 6 and not fired:
@@ -265,7 +267,7 @@ def test_interrupt_while_writing_best_pt_leaves_a_consistent_run(data, tmp_path,
             raise KeyboardInterrupt
         return save(path, model, **kw)
 
-    monkeypatch.setattr(dpedkit.checkpoint, "save_checkpoint", stop_at_last_best)
+    monkeypatch.setattr(dpedkit.nn.checkpoint, "save_checkpoint", stop_at_last_best)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(data, run, config=_cfg())

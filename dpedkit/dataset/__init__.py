@@ -1,0 +1,1 @@
+"""The dataset stage: pairing, per-patch refinement, HDF5 shards, the build and the dataset format."""

@@ -1,0 +1,553 @@
+"""Build a DPED-style patch dataset: pair -> align -> patches -> HDF5 shards, in parallel, resumable.
+
+Output folder ``OUT``:
+
+- ``train/shard-NNNNN.h5``, ``test/shard-NNNNN.h5``: patch shards (schema in :mod:`dpedkit.dataset.shards`): the kept
+  patch pairs and, in the ``candidates/`` group, every grid window of each ok pair (kept or not: shift, angle,
+  NCC, texture, flags) for ``dpedkit inspect``; each with ``shard-NNNNN.json`` beside it: the records of its
+  pairs, its row count and checksum (written after the shard).
+- ``test_full/{phone,dslr}/NAME.png``: the full aligned crops of the test pairs, for full-image evaluation.
+- ``pairs.jsonl``: one line per input pair, sorted by pair name: ``pair``, ``phone``, ``dslr``, ``status`` ("ok"
+  or a failure word: ``unreadable``, ``no-partner``, ``no-patches``, ``error`` or an alignment failure such as
+  ``too-few-matches``), ``reason``, ``split`` (null for a photo without partner), the alignment metrics
+  (``H_phone_to_dslr``, ``crop``, ``matches``, ``inliers``, ``rmse_px``, ``scale``, ...), ``patches_total``
+  (grid windows), ``patches_kept``, ``patches_at_radius``, ``ncc_median`` and ``shift_median_px``.
+- ``dataset.json``: schema, resolved config, counts and the list of shards with rows and sha256; written last,
+  so its presence means the build finished.
+- ``build.json``: the plan (config and pairs) of a started build, so a rerun can check it resumes the same job.
+
+Design (img2dataset's): the split is drawn per source pair by a seeded permutation of pair names; each split's
+pairs, sorted by name, are cut into fixed groups of ``pairs_per_shard``; one group is one task, one shard,
+written by exactly one worker to a temporary name and renamed into place. A rerun skips tasks whose shard and
+record exist with a matching checksum, so an interrupted build (Ctrl-C, kill -9) finishes without redoing
+work, and the result does not depend on the number of workers or the completion order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from dpedkit.align import AlignConfig
+from dpedkit.config import ConfigMixin
+from dpedkit.dataset.format import (
+    MANIFEST_SCHEMA,
+    SPLITS,
+    Counts,
+    DatasetDir,
+    Manifest,
+    ShardEntry,
+    shard_name,
+)
+from dpedkit.dataset.parallel import Backend, check_options, run_parallel
+from dpedkit.dataset.patches import PatchConfig
+from dpedkit.dataset.shards import CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardWriter
+from dpedkit.errors import ConfigError, InputError, check_choice, check_range
+from dpedkit.io import write_image
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["record", "raise"]
+
+
+@dataclass(frozen=True)
+class BuildConfig(ConfigMixin):
+    """Options of :func:`build_dataset` (stored in ``dataset.json`` and in every shard's attributes).
+
+    Attributes:
+        align: alignment options (``align.threads`` is not used: each build worker runs on one core).
+        patch: patch options (``patch.size`` is the patch side ``P``, ``patch.ncc_min`` the NCC threshold).
+        test_images: number of source pairs in the test split; overrides ``test_fraction`` when set.
+        test_fraction: fraction of pairs in the test split (rounded, at least one when there are two or more
+            pairs and the fraction is positive).
+        seed: seed of the split permutation; OpenCV's RNG is also reset to it before each pair, so a pair's
+            result never depends on what its worker processed before (matching and USAC sampling are then
+            seeded by ``align.seed``).
+        pairs_per_shard: source pairs per shard (= per parallel task; 1 gives the finest resume and balance).
+        keep_test_full: write the full aligned test images to ``test_full/``.
+        on_error: what an unexpected exception while processing a pair does: ``"record"`` (log it and mark
+            the pair ``"error"``) or ``"raise"``. Unreadable input is always recorded (``"unreadable"``).
+    """
+
+    align: AlignConfig = field(default_factory=AlignConfig)
+    patch: PatchConfig = field(default_factory=PatchConfig)
+    test_images: int | None = None
+    test_fraction: float = 0.1
+    seed: int = 0
+    pairs_per_shard: int = 1
+    keep_test_full: bool = True
+    on_error: OnError = "record"
+
+    def __post_init__(self) -> None:
+        for name, cls in (("align", AlignConfig), ("patch", PatchConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}; got {type(getattr(self, name)).__name__}")
+        if self.test_images is not None:
+            check_range("test_images", self.test_images, 0)
+        check_range("test_fraction", self.test_fraction, 0.0, 1.0)
+        check_range("pairs_per_shard", self.pairs_per_shard, 1, 100_000)
+        check_choice("on_error", self.on_error, ("record", "raise"))
+
+    @classmethod
+    def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return data | {
+            "align": AlignConfig.from_dict(data.get("align", {})),
+            "patch": PatchConfig.from_dict(data.get("patch", {})),
+        }
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one task produced (passed to ``on_result`` as each shard finishes or is found done).
+
+    ``seconds`` (wall), ``cpu_seconds`` (CPU time of the process that ran it, all its threads) and
+    ``peak_rss_mb`` (that process's peak resident memory so far) are measurements, kept out of the
+    deterministic dataset files.
+    """
+
+    shard: str
+    split: str
+    rows: int
+    sha256: str
+    pairs: list[dict[str, Any]]
+    seconds: float
+    cpu_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    resumed: bool = False
+
+
+@dataclass
+class BuildSummary:
+    """Counts of a build (``to_dict`` is the ``--json`` output).
+
+    Attributes:
+        out_dir: the dataset folder.
+        pairs: input pairs (including photos without a partner).
+        ok: pairs that gave at least one kept patch pair.
+        by_reason: failed pairs counted by failure word.
+        pairs_by_split: ``{"train": n, "test": n}`` source pairs (failed ones included).
+        patches: kept patch pairs per split.
+        patches_total: candidate windows examined (all splits).
+        shards: shard files; ``shards_built`` of them in this run, the rest found finished (resume).
+        already_finished: the dataset was complete and left alone (no ``overwrite``).
+        seconds: wall time of this run.
+        warnings: problems a user must know about although the build succeeded (a split without patches).
+    """
+
+    out_dir: str
+    pairs: int = 0
+    ok: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    pairs_by_split: dict[str, int] = field(default_factory=dict)
+    patches: dict[str, int] = field(default_factory=dict)
+    patches_total: int = 0
+    shards: int = 0
+    shards_built: int = 0
+    already_finished: bool = False
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        """Pairs that failed (any reason)."""
+        return self.pairs - self.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, with ``failed`` added."""
+        return asdict(self) | {"failed": self.failed}
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+
+
+def build_dataset(
+    phone_dir: str | Path,
+    dslr_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    config: BuildConfig = BuildConfig(),
+    pairs_csv: str | Path | None = None,
+    jobs: int = 1,
+    backend: Backend = "loky",
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    on_result: Callable[[ShardResult], None] | None = None,
+) -> BuildSummary:
+    """Build (or finish building) a patch dataset from a folder of phone photos and one of DSLR photos.
+
+    Args:
+        phone_dir: folder of phone photos.
+        dslr_dir: folder of DSLR photos (paired by file name unless ``pairs_csv`` is given).
+        out_dir: dataset folder (created; see the module docstring for its layout).
+        config: a :class:`BuildConfig`.
+        pairs_csv: explicit pairing (see :func:`dpedkit.dataset.pairs.read_pairs_csv`), paths relative to the folders.
+        jobs: worker processes (1: a plain loop here; -1: all cores / all cluster workers).
+        backend: ``"loky"``, ``"dask"`` (a ``distributed`` cluster at ``scheduler``) or ``"ray"``.
+        scheduler: dask scheduler address (or ray address); without it dask starts a local cluster. Remote
+            workers write the shards themselves: ``out_dir`` must be on storage they and this process share.
+        overwrite: delete an existing dataset (finished or not) in ``out_dir`` first.
+        on_result: called in this process with a :class:`ShardResult` for each shard (resumed ones first).
+
+    Returns:
+        A :class:`BuildSummary`. A finished dataset is left alone (``already_finished``) unless ``overwrite``.
+
+    Raises:
+        ConfigError: bad options, or ``out_dir`` holds an unfinished build of other pairs or settings.
+        InputError: a folder or the pairs CSV is missing or unreadable, a folder holds no photos, or no photo
+            has a partner.
+    """
+    t0 = time.perf_counter()
+    check_options(jobs, backend, scheduler)
+    ds = DatasetDir(out_dir)
+    if overwrite:
+        ds.clear()
+    elif ds.is_dataset(ds.root):
+        plan = make_plan(_pair_records(phone_dir, dslr_dir, pairs_csv), config)
+        if ds.plan_text() is not None:
+            _check_plan(ds, plan, "is a finished dataset", "to rebuild it, or choose another output folder")
+        log.info("%s is a finished dataset: left alone (use overwrite to rebuild)", ds.root)
+        summary = summarize(ds.root, ds.manifest())
+        summary.already_finished = True
+        return summary
+    records = _pair_records(phone_dir, dslr_dir, pairs_csv, report=True)
+    plan = make_plan(records, config)
+    _start(ds, plan)
+    tasks = [dict(t, out=str(ds.root), config=plan["config"]) for t in plan["tasks"]]
+    done = {t["shard"]: r for t in tasks if (r := _finished(ds, t)) is not None}
+    log.info("%d pairs in %d shards; %d shards already done", len(records), len(tasks), len(done))
+    for r in done.values():
+        if on_result is not None:
+            on_result(r)
+    todo = [t for t in tasks if t["shard"] not in done]
+    results = run_parallel(
+        build_shard,
+        todo,
+        n_jobs=jobs,
+        backend=backend,
+        scheduler=scheduler,
+        on_result=None if on_result is None else lambda _t, r: on_result(ShardResult(**r)),
+    )
+    by_shard = done | {r["shard"]: ShardResult(**r) for r in results}
+    manifest = _finish(ds, plan, [by_shard[t["shard"]] for t in tasks])
+    summary = summarize(ds.root, manifest)
+    summary.shards_built = len(todo)
+    summary.seconds = time.perf_counter() - t0
+    for warning in summary.warnings:
+        log.warning("%s", warning)
+    log.info("built %s: %d/%d pairs ok, %s patches", ds.root, summary.ok, summary.pairs, summary.patches)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ the plan
+
+
+def _pair_records(
+    phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None, *, report: bool = False
+) -> list[list[Any]]:
+    """``[name, phone_path | None, dslr_path | None]`` for every input pair, sorted by name.
+
+    ``report``: log a warning naming files skipped for their format, and refuse input without a single pair.
+    """
+    from dpedkit.dataset.pairs import pair_folders, read_pairs_csv, skipped_message
+
+    if pairs_csv is not None:
+        found = read_pairs_csv(pairs_csv, phone_dir=phone_dir, dslr_dir=dslr_dir)
+    else:
+        found = pair_folders(phone_dir, dslr_dir)
+        if report and found.skipped:
+            log.warning("%s", skipped_message(found.skipped))
+        if report and not found.pairs:
+            raise InputError(
+                phone_dir, f"no phone photo here has a DSLR partner in {dslr_dir} by file name (see `dpedkit pairs`)"
+            )
+    rows = [
+        [
+            r.name,
+            None if r.phone is None else str(Path(r.phone).resolve()),
+            None if r.dslr is None else str(Path(r.dslr).resolve()),
+        ]
+        for r in found
+    ]
+    names = [r[0] for r in rows]
+    if len(set(names)) != len(names):
+        dup = sorted(n for n, c in Counter(names).items() if c > 1)
+        raise ConfigError(f"pair names must be unique; repeated: {dup[:5]}")
+    return sorted(rows)
+
+
+def count_pairs(phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None = None) -> int:
+    """Number of complete pairs a build of these folders would process (for a progress bar's total)."""
+    return sum(r[1] is not None and r[2] is not None for r in _pair_records(phone_dir, dslr_dir, pairs_csv))
+
+
+def split_pairs(names: list[str], config: BuildConfig) -> dict[str, str]:
+    """Assign each pair name to ``"train"`` or ``"test"``: a seeded permutation of the sorted names."""
+    names = sorted(names)
+    n = len(names)
+    if config.test_images is not None:
+        n_test = min(config.test_images, n)
+    else:
+        n_test = int(round(config.test_fraction * n))
+        if config.test_fraction > 0 and n >= 2:
+            n_test = max(n_test, 1)
+    order = np.random.default_rng(config.seed).permutation(n)
+    test = {names[i] for i in order[:n_test]}
+    return {name: "test" if name in test else "train" for name in names}
+
+
+def make_plan(records: list[list[Any]], config: BuildConfig) -> dict[str, Any]:
+    """The deterministic job: complete pairs split and grouped into shard tasks; incomplete ones listed."""
+    complete = [r for r in records if r[1] is not None and r[2] is not None]
+    split = split_pairs([r[0] for r in complete], config)
+    tasks = []
+    for s in SPLITS:
+        group = [r for r in complete if split[r[0]] == s]
+        k = config.pairs_per_shard
+        for i in range(math.ceil(len(group) / k)):
+            tasks.append({"split": s, "shard": shard_name(s, i), "pairs": group[i * k : (i + 1) * k]})
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "config": config.to_dict(),
+        "pairs": records,
+        "tasks": tasks,
+        "inputs": {r[0]: [*_stamp(r[1]), *_stamp(r[2])] for r in complete},
+    }
+
+
+def _stamp(path: str) -> list[int]:
+    """``[size, mtime_ns]`` of a photo: a rerun notices a photo replaced under the same name."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [-1, -1]  # unreadable: the pair fails as "unreadable" when processed
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _check_plan(ds: DatasetDir, plan: dict[str, Any], state: str, remedy: str) -> None:
+    """Raise ConfigError, saying what differs, unless the dataset's stored plan is ``plan``."""
+    if not ds.plan_matches(plan):
+        raise ConfigError(
+            f"{ds.root} {state} of other pairs or settings ({ds.plan_change(plan)}); pass overwrite (--overwrite) "
+            f"{remedy}"
+        )
+
+
+def _start(ds: DatasetDir, plan: dict[str, Any]) -> None:
+    """Write the plan, or check that an unfinished build in ``ds`` has the same one; drop stale temp files."""
+    if ds.plan_text() is not None:
+        _check_plan(ds, plan, "holds an unfinished build", "to start again; the same command resumes it")
+        ds.remove_temp_files()  # of a killed worker
+    else:
+        ds.write_plan(plan)
+
+
+def _finished(ds: DatasetDir, task: dict[str, Any]) -> ShardResult | None:
+    """The result of a task done by an earlier run (shard + record present, checksum valid), else None."""
+    r = ds.shard_record(task["shard"])
+    if r is None or [p["pair"] for p in r.get("pairs", [])] != [p[0] for p in task["pairs"]]:
+        if ds.record_path(task["shard"]).is_file():
+            log.warning("%s: record or checksum does not match, rebuilding it", ds.path(task["shard"]))
+        return None
+    keep = {f.name for f in fields(ShardResult)}
+    return ShardResult(**{k: v for k, v in r.items() if k in keep}, resumed=True)
+
+
+# ------------------------------------------------------------------------------------------------ worker side
+
+
+def build_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: process one task's pairs into one shard (temp file + rename), then write its record file.
+
+    Args:
+        task: ``{"split", "shard", "pairs": [[name, phone, dslr], ...], "out", "config"}`` (plain data).
+
+    Returns:
+        A :class:`ShardResult` as a dict (small: no arrays).
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    ds, config = DatasetDir(task["out"]), BuildConfig.from_dict(task["config"])
+    # one core per worker (jobs is the parallelism knob): decode the two photos one after the other
+    config = replace(config, align=replace(config.align, threads=1))
+    attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
+    records, timings = [], {}
+    with ShardWriter(ds.path(task["shard"]), patch_size=config.patch.size, attrs=attrs, candidates=True) as writer:
+        for name, phone, dslr in task["pairs"]:
+            times = timings[name] = {}
+            record, patches = process_pair(
+                name, phone, dslr, config=config, split=task["split"], out_dir=ds.root, timings=times
+            )
+            t1 = time.perf_counter()
+            if patches is not None:  # every window's record too, so `dpedkit inspect` needs no re-refinement
+                arrays = {k: getattr(patches, k) for k in (*IMAGES, *COLUMNS) if k != "pair"}
+                writer.append(name, candidates=_candidates(patches), **arrays)
+            records.append(record)
+            times["write"] = time.perf_counter() - t1
+            timings[name] = {k: round(v, 4) for k, v in times.items()}
+        info = writer.close()
+    result = {
+        "shard": task["shard"],
+        "split": task["split"],
+        "rows": info.rows,
+        "sha256": info.sha256,
+        "pairs": records,
+        "seconds": round(time.perf_counter() - t0, 4),
+        "cpu_seconds": round(time.process_time() - c0, 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
+    }
+    ds.write_shard_record(task["shard"], result | {"timings": timings})
+    return result
+
+
+def process_pair(
+    name: str,
+    phone: str,
+    dslr: str,
+    *,
+    config: BuildConfig,
+    split: str,
+    out_dir: Path | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Align one pair and cut its patches; failures are returned in the record, never raised.
+
+    ``timings``, when given, receives wall seconds per stage (``decode``, ``align`` without decode,
+    ``patches``, ``test_full``).
+
+    Returns:
+        ``(record, patches)``: the ``pairs.jsonl`` record and a :class:`dpedkit.dataset.patches.PatchSet` (None when
+        the pair failed before patch extraction).
+    """
+    import cv2
+
+    from dpedkit.align import align_files
+    from dpedkit.dataset.patches import extract_patches
+
+    cv2.setRNGSeed(config.seed)  # results must not depend on what this worker processed before
+    times = timings if timings is not None else {}
+    record: dict[str, Any] = {"pair": name, "phone": phone, "dslr": dslr, "split": split, "status": "ok", "reason": ""}
+    record |= {"patches_total": 0, "patches_kept": 0}
+    try:
+        result = align_files(phone, dslr, config=config.align)
+        times["decode"] = result.timings.get("decode", 0.0)
+        times["align"] = result.timings.get("total", 0.0) - times["decode"]
+        record |= _align_metrics(result)
+        if not result.ok:
+            return record | {"status": result.status, "reason": result.reason}, None
+        t0 = time.perf_counter()
+        patches = extract_patches(result.phone, result.dslr, config=config.patch)
+        times["patches"] = time.perf_counter() - t0
+    except InputError as exc:
+        return record | {"status": "unreadable", "reason": str(exc)}, None
+    except Exception as exc:
+        if config.on_error == "raise":
+            raise
+        log.exception("pair %s failed unexpectedly", name)
+        return record | {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}, None
+    record |= _patch_metrics(patches)
+    if not len(patches):
+        record |= {"status": "no-patches", "reason": f"no window reached NCC >= {config.patch.ncc_min}"}
+    if split == "test" and config.keep_test_full and out_dir is not None and record["status"] == "ok":
+        t0 = time.perf_counter()
+        for side, img in (("phone", result.phone), ("dslr", result.dslr)):
+            write_image(DatasetDir(out_dir).test_full_path(side, name), img)
+        times["test_full"] = time.perf_counter() - t0
+    log.debug("pair %s: %s, %d patches", name, record["status"], record["patches_kept"])
+    return record, patches
+
+
+def _align_metrics(result: Any) -> dict[str, Any]:
+    """Alignment metrics of an AlignResult for pairs.jsonl (timings dropped: they differ from run to run)."""
+    metrics = {k: v for k, v in result.to_json().items() if k not in ("status", "reason", "timings", "ok")}
+    if result.H_phone_to_dslr is not None:
+        metrics["H_phone_to_dslr"] = np.asarray(result.H_phone_to_dslr, float).round(12).tolist()
+    if result.crop is not None:
+        metrics["crop"] = [int(v) for v in result.crop]
+    return metrics
+
+
+def _candidates(patches: Any) -> dict[str, np.ndarray]:
+    """The shard's candidate columns of a PatchSet (flags an older PatchSet lacks are stored as False)."""
+    cand = dict(patches.candidates)
+    m = len(cand["kept"])
+    for name in ("at_radius", "outside"):
+        cand.setdefault(name, np.zeros(m, bool))
+    return {k: cand[k] for k in CANDIDATE_COLUMNS if k not in ("pair", "row")}
+
+
+def _patch_metrics(patches: Any) -> dict[str, Any]:
+    cand = patches.candidates
+    out = {"patches_total": int(len(cand["kept"])), "patches_kept": len(patches)}
+    if "at_radius" in cand:  # best shift on the search border: the true one may lie beyond the radius
+        out["patches_at_radius"] = int(np.count_nonzero(cand["at_radius"]))
+    if len(patches):
+        out["ncc_median"] = round(float(np.median(patches.ncc)), 6)
+        out["shift_median_px"] = round(float(np.median(np.hypot(*patches.shift.T))), 6)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the end
+
+
+def _finish(ds: DatasetDir, plan: dict[str, Any], results: list[ShardResult]) -> Manifest:
+    """Write pairs.jsonl and then dataset.json (the finished mark); returns the manifest."""
+    records = [p for r in results for p in r.pairs]
+    for name, phone, dslr in plan["pairs"]:
+        if phone is None or dslr is None:
+            missing = "phone" if phone is None else "DSLR"
+            records.append(
+                {"pair": name, "phone": phone, "dslr": dslr, "split": None, "status": "no-partner",
+                 "reason": f"no {missing} photo to pair it with", "patches_total": 0, "patches_kept": 0}
+            )  # fmt: skip
+    ds.write_pairs(records)
+    shards = tuple(ShardEntry(r.split, r.shard, r.rows, r.sha256) for r in results)
+    manifest = Manifest(config=plan["config"], counts=Counts.from_records(records), shards=shards)
+    ds.write_manifest(manifest)
+    return manifest
+
+
+def summarize(out: Path, manifest: Manifest) -> BuildSummary:
+    """A :class:`BuildSummary` from a dataset manifest."""
+    c = manifest.counts
+    return BuildSummary(
+        out_dir=str(out),
+        pairs=c.pairs,
+        ok=c.ok,
+        by_reason=c.by_reason,
+        pairs_by_split=c.pairs_by_split,
+        patches=c.patches,
+        patches_total=c.patches_total,
+        shards=len(manifest.shards),
+        warnings=split_warnings(c),
+    )
+
+
+def split_warnings(counts: Counts) -> list[str]:
+    """Warnings for a split that ended up without patches although the build as a whole kept some.
+
+    The split is planned before any pair is processed (so it is deterministic and resumable): when every pair
+    drawn for a split fails, that split is empty.
+    """
+    if not sum(counts.patches.values()):
+        return []
+    out = []
+    for split in SPLITS:
+        n = counts.pairs_by_split.get(split, 0)
+        if n and not counts.patches.get(split, 0):
+            out.append(
+                f"the {split} split has no patches: its {n} pair(s) all failed (see pairs.jsonl); rebuild with "
+                "another --seed, --test-images or --pairs to draw other pairs"
+            )
+        elif split == "train" and not n:
+            out.append("the train split has no pairs: --test-images/--test-fraction took every pair")
+    return out

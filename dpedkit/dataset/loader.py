@@ -1,0 +1,178 @@
+"""Reading a dataset back: a PyTorch ``Dataset`` over HDF5 shards and an in-memory fast path.
+
+``PatchDataset`` opens each shard lazily in the process that reads it (every DataLoader worker opens its own
+read-only handle; nothing open is pickled), so it works with ``num_workers > 0`` under fork, spawn and
+forkserver. ``load_split`` reads a whole split as uint8 into host (or device) memory for training.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import resource
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dpedkit.dataset.format import DatasetDir
+from dpedkit.dataset.shards import ShardInfo, check_schema, open_shard
+from dpedkit.errors import ConfigError, ShardError
+
+Source = str | Path | Sequence[str | Path]
+
+
+def _resolve(source: Source, split: str, verify: bool) -> list[ShardInfo]:
+    """Shards of ``split`` from a dataset folder, or the given shard file(s) checked for schema."""
+    if isinstance(source, str | Path) and Path(source).is_dir():
+        infos = DatasetDir(source).shards(split, verify=verify)
+    else:
+        paths = [source] if isinstance(source, str | Path) else list(source)
+        infos = [ShardInfo(Path(p), -1, "") for p in paths]
+    out = []
+    for info in infos:  # a cheap check of every shard's attributes and shapes, up front
+        with open_shard(info.path) as f:
+            rows = check_schema(f, info.path)
+        if info.rows >= 0 and rows != info.rows:
+            raise ShardError(f"{info.path}: damaged shard, {rows} rows but the manifest says {info.rows}")
+        out.append(ShardInfo(info.path, rows, info.sha256))
+    return out
+
+
+class PatchDataset(Dataset):
+    """Patch pairs of one split as float tensors.
+
+    Each item is ``(phone, dslr)``: ``3 x P x P`` float32 tensors in [0, 1], RGB (``transform`` may change that).
+
+    Args:
+        source: a dataset folder (holding ``dataset.json``), one shard file, or a list of shard files.
+        split: ``"train"`` or ``"test"`` (used with a dataset folder).
+        verify: check each shard's sha256 against the manifest first (reads every byte once).
+        transform: optional ``f(phone, dslr) -> (phone, dslr)`` applied to the tensors.
+        max_open: shard files each process keeps open at once (least recently used ones are closed), so a
+            dataset of thousands of shards stays under the open-file limit; default: a quarter of that limit
+            (256 for the usual 1024).
+
+    Raises:
+        ShardError: a foreign, damaged or missing shard, or an unfinished dataset.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        split: str = "train",
+        *,
+        verify: bool = False,
+        transform: Callable | None = None,
+        max_open: int | None = None,
+    ) -> None:
+        if max_open is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            max_open = max(16, (1 << 16 if soft < 0 else min(soft, 1 << 16)) // 4)  # RLIM_INFINITY is -1
+        if max_open < 1:
+            raise ConfigError(f"max_open must be >= 1; got {max_open}")
+        self.shards = _resolve(source, split, verify)
+        self.split = split
+        self.transform = transform
+        self._ends = np.cumsum([s.rows for s in self.shards]).tolist()
+        self.max_open = max_open
+        self._handles: OrderedDict[int, tuple[h5py.File, h5py.Dataset, h5py.Dataset]] = OrderedDict()
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(shard number, row in shard)`` of a global index."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} patch pairs")
+        k = bisect.bisect_right(self._ends, index)
+        return k, index - (self._ends[k - 1] if k else 0)
+
+    def _datasets(self, k: int) -> tuple[h5py.Dataset, h5py.Dataset]:
+        if self._pid != os.getpid():  # forked after opening: never reuse the parent's handles
+            self._handles, self._pid = OrderedDict(), os.getpid()
+        if k in self._handles:
+            self._handles.move_to_end(k)
+        else:
+            if len(self._handles) >= self.max_open:
+                self._handles.popitem(last=False)[1][0].close()
+            f = open_shard(self.shards[k].path)
+            self._handles[k] = (f, f["phone"], f["dslr"])  # look datasets up once: re-resolving is 10x slower
+        return self._handles[k][1:]
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The stored ``P x P x 3`` uint8 RGB phone and DSLR patches of ``index``."""
+        k, row = self.locate(index)
+        phone, dslr = self._datasets(k)
+        return phone[row], dslr[row]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        phone, dslr = (to_tensor(a) for a in self.raw(int(index)))
+        return self.transform(phone, dslr) if self.transform else (phone, dslr)
+
+    def close(self) -> None:
+        """Close the shard handles this process opened."""
+        for f, *_ in self._handles.values():
+            f.close()
+        self._handles = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"] = OrderedDict()  # open h5py objects cannot (and must not) be pickled
+        return state
+
+
+def to_tensor(patch: np.ndarray) -> torch.Tensor:
+    """``P x P x 3`` (or ``N x P x P x 3``) uint8 -> float32 ``3 x P x P`` (``N x 3 x P x P``) in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(patch))
+    return t.movedim(-1, -3).float().div_(255.0)
+
+
+def load_split(
+    source: Source, split: str = "train", *, device: str | torch.device | None = None, verify: bool = False
+) -> tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]:
+    """Load a whole split into memory as uint8, for a loader-free training loop.
+
+    Args:
+        source: a dataset folder, one shard file or a list of shard files (see :class:`PatchDataset`).
+        split: ``"train"`` or ``"test"``.
+        device: ``None`` for numpy arrays in host memory, else torch tensors on that device (e.g. ``"cuda"``),
+            filled shard by shard (host memory then holds one shard at a time).
+        verify: check shard checksums against the manifest first.
+
+    Returns:
+        ``(phone, dslr)``: ``N x P x P x 3`` uint8 RGB each (numpy, or torch on ``device``); use
+        :func:`to_tensor` (or ``.permute(0, 3, 1, 2).float() / 255``) per batch.
+
+    Raises:
+        ShardError: as :class:`PatchDataset`.
+    """
+    shards = _resolve(source, split, verify)
+    n = sum(s.rows for s in shards)
+    p = 0
+    if shards:
+        with open_shard(shards[0].path) as f:
+            p = int(f.attrs["patch_size"])
+    if device is None:
+        out = {name: np.empty((n, p, p, 3), np.uint8) for name in ("phone", "dslr")}
+    else:  # fill the device tensors shard by shard: host memory holds one shard at a time, not the split
+        out = {name: torch.empty((n, p, p, 3), dtype=torch.uint8, device=device) for name in ("phone", "dslr")}
+    start = 0
+    for s in shards:
+        with open_shard(s.path) as f:
+            if int(f.attrs["patch_size"]) != p:
+                raise ShardError(f"{s.path}: patch size {f.attrs['patch_size']} differs from the other shards' {p}")
+            for name, arr in out.items():
+                if not s.rows:
+                    continue
+                if isinstance(arr, np.ndarray):
+                    f[name].read_direct(arr, dest_sel=np.s_[start : start + s.rows])
+                else:
+                    arr[start : start + s.rows].copy_(torch.from_numpy(f[name][()]))
+        start += s.rows
+    return out["phone"], out["dslr"]

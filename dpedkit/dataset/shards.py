@@ -1,0 +1,363 @@
+"""HDF5 patch shards: the schema, a writer (temporary file renamed into place) and validation.
+
+One shard holds the patch pairs of a fixed group of photo pairs and is written by exactly one worker.
+
+Schema (``SCHEMA`` version ``SCHEMA_VERSION``), for ``N`` patch pairs of ``P x P`` pixels:
+
+- ``phone``, ``dslr``: ``(N, P, P, 3)`` uint8 RGB, chunked one patch per chunk, uncompressed by default.
+- per-patch columns: ``pair`` (N,) UTF-8 name of the source pair, ``xy`` (N, 2) int32 top-left ``(x, y)`` of the
+  phone window in the aligned crop, ``shift`` (N, 2) float32 DSLR window offset in px, ``angle`` (N,) float32
+  degrees, ``ncc`` (N,) float32 normalised cross-correlation of the stored pair, ``texture`` (N,) float32.
+- file attributes: ``schema``, ``schema_version``, ``dpedkit_version``, ``config`` (resolved build config as
+  JSON), ``split``, ``patch_size``, ``rows``.
+- optional group ``candidates/`` (version 2; written by ``dpedkit build``, absent from shards written by
+  ``import-dped`` or by version 1): the refinement record of every grid window of the shard's pairs, kept or not,
+  one row per window (``M`` rows, attribute ``rows``), pairs in the order they were appended and windows in
+  row-major grid order: ``pair`` (M,) UTF-8, ``xy`` (M, 2) int32 window top-left, ``grid`` (M, 2) int32 column
+  and row index, ``shift`` (M, 2) float32, ``angle`` (M,) float32, ``ncc`` (M,) float32, ``texture`` (M,)
+  float32, ``kept`` (M,) bool, ``at_radius`` (M,) bool, ``outside`` (M,) bool (see
+  :class:`dpedkit.dataset.patches.PatchSet`) and ``row`` (M,) int32: the window's patch row in this shard, -1 when
+  not kept.
+
+Version 1 shards (no ``candidates/`` group) are still read; readers never require the group.
+
+Files are written deterministically (no timestamps), so two builds of the same pairs have equal checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from dpedkit import __version__
+from dpedkit.errors import ShardError
+from dpedkit.io import AtomicFile
+
+SCHEMA = "dpedkit-patches"
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 2 added the optional candidates/ group
+IMAGES = ("phone", "dslr")
+# column name -> (dtype, trailing shape)
+COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "pair": (h5py.string_dtype("utf-8"), ()),
+    "xy": (np.int32, (2,)),
+    "shift": (np.float32, (2,)),
+    "angle": (np.float32, ()),
+    "ncc": (np.float32, ()),
+    "texture": (np.float32, ()),
+}
+CANDIDATES = "candidates"
+# candidate column name -> (dtype, trailing shape); ``row`` is filled in by the writer
+CANDIDATE_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "pair": (h5py.string_dtype("utf-8"), ()),
+    "xy": (np.int32, (2,)),
+    "grid": (np.int32, (2,)),
+    "shift": (np.float32, (2,)),
+    "angle": (np.float32, ()),
+    "ncc": (np.float32, ()),
+    "texture": (np.float32, ()),
+    "kept": (np.bool_, ()),
+    "at_radius": (np.bool_, ()),
+    "outside": (np.bool_, ()),
+    "row": (np.int32, ()),
+}
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """A finished shard: its path, number of patch pairs and sha256 of the file."""
+
+    path: Path
+    rows: int
+    sha256: str
+
+
+def file_sha256(path: str | Path, *, block: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ShardWriter:
+    """Write one shard: append patch groups, then :meth:`close` renames the temporary file into place.
+
+    Use as a context manager; on an exception the temporary file is removed and nothing appears at ``path``.
+
+    Example:
+        >>> with ShardWriter(path, patch_size=100, attrs={"config": cfg}) as w:  # doctest: +SKIP
+        ...     w.append("IMG_1", phone=p, dslr=d, xy=xy, shift=s, angle=a, ncc=n, texture=t)
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        patch_size: int,
+        attrs: Mapping[str, Any] | None = None,
+        compression: str | None = None,
+        candidates: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.patch_size = int(patch_size)
+        self._atomic = AtomicFile(self.path)
+        self.rows = 0
+        # a private temporary file with one writer: no lock needed (locks fail on some network file systems)
+        self._file = h5py.File(self._atomic.tmp, "w", track_order=False, locking=False)
+        self._file.attrs.update(_attrs(attrs or {}, patch_size=self.patch_size))
+        p = self.patch_size
+        for name in IMAGES:
+            self._file.create_dataset(
+                name,
+                shape=(0, p, p, 3),
+                maxshape=(None, p, p, 3),
+                dtype=np.uint8,
+                chunks=(1, p, p, 3),
+                compression=compression,
+                track_times=False,
+            )
+        for name, (dtype, tail) in COLUMNS.items():
+            _column(self._file, name, dtype, tail)
+        self.candidate_rows = 0
+        self._cand = None
+        if candidates:
+            self._cand = self._file.create_group(CANDIDATES, track_order=False)
+            for name, (dtype, tail) in CANDIDATE_COLUMNS.items():
+                _column(self._cand, name, dtype, tail, compression="gzip")  # a partly filled chunk: mostly zeros
+
+    def append(self, pair: str, *, candidates: Mapping[str, np.ndarray] | None = None, **arrays: np.ndarray) -> int:
+        """Append the ``K`` patch pairs of source pair ``pair`` (and its candidate windows); returns ``K``.
+
+        Args:
+            pair: name of the source photo pair (stored in the ``pair`` column for each row).
+            candidates: every grid window of the pair (:attr:`dpedkit.dataset.patches.PatchSet.candidates`:
+                each column of :data:`CANDIDATE_COLUMNS` but ``pair`` and ``row``, ``M`` rows), whose ``K`` kept
+                windows are, in order, the patch pairs given; only for a writer opened with ``candidates=True``.
+            **arrays: ``phone``, ``dslr`` ``(K, P, P, 3)`` uint8 and every column of :data:`COLUMNS` but ``pair``.
+
+        Raises:
+            ShardError: a field is missing or has the wrong shape, or the candidates do not fit the patches.
+        """
+        k = len(arrays["phone"]) if "phone" in arrays else -1
+        want = {n: (self.patch_size, self.patch_size, 3) for n in IMAGES}
+        want.update({n: tail for n, (_, tail) in COLUMNS.items() if n != "pair"})
+        _check_fields(pair, arrays, want, k)
+        if candidates is not None:
+            self._append_candidates(pair, candidates, k)
+        if k:
+            _extend(self._file, {**arrays, "pair": np.array([pair] * k, dtype=object)}, (*IMAGES, *COLUMNS), self.rows)
+            self.rows += k
+        # HDF5 places a chunk in the file when its dataset's cache is flushed, and a file flush or close visits
+        # the open datasets in an order that depends on the process's history: each dataset is flushed as it is
+        # written (``_extend``) and then the file, so the same pairs always give the same bytes
+        self._file.flush()
+        return k
+
+    def _append_candidates(self, pair: str, cand: Mapping[str, np.ndarray], k: int) -> None:
+        if self._cand is None:
+            raise ShardError(f"append({pair!r}): candidates given, but the writer was opened with candidates=False")
+        m = len(cand["kept"]) if "kept" in cand else -1
+        _check_fields(
+            pair, cand, {n: tail for n, (_, tail) in CANDIDATE_COLUMNS.items() if n not in ("pair", "row")}, m
+        )
+        kept = np.asarray(cand["kept"], bool)
+        if int(kept.sum()) != k:
+            raise ShardError(f"append({pair!r}): {int(kept.sum())} candidate windows are kept but {k} patches given")
+        row = np.full(m, -1, np.int32)
+        row[kept] = self.rows + np.arange(k, dtype=np.int32)
+        if m:
+            cols = {**cand, "pair": np.array([pair] * m, dtype=object), "row": row}
+            _extend(self._cand, cols, tuple(CANDIDATE_COLUMNS), self.candidate_rows)
+        self.candidate_rows += m
+
+    def close(self) -> ShardInfo:
+        """Flush, rename into place atomically and return the shard's :class:`ShardInfo`."""
+        self._file.attrs["rows"] = self.rows
+        if self._cand is not None:
+            self._cand.attrs["rows"] = self.candidate_rows
+        self._file.close()
+        self._atomic.commit()
+        return ShardInfo(self.path, self.rows, file_sha256(self.path))
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        if self._file.id.valid:
+            self._file.close()
+        self._atomic.discard()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._file.id.valid:
+            self.close()
+
+
+def _column(group: h5py.Group, name: str, dtype: Any, tail: tuple[int, ...], compression: str | None = None) -> None:
+    """An empty resizable per-row dataset ``name`` of ``group``."""
+    group.create_dataset(
+        name,
+        shape=(0, *tail),
+        maxshape=(None, *tail),
+        dtype=dtype,
+        chunks=(1024, *tail),
+        compression=compression,
+        track_times=False,
+    )
+
+
+def _check_fields(pair: str, arrays: Mapping[str, Any], want: Mapping[str, tuple[int, ...]], n: int) -> None:
+    """Every field of ``want`` is in ``arrays`` with shape ``(n, *tail)``, else ShardError."""
+    for name, tail in want.items():
+        a = arrays.get(name)
+        if a is None or np.shape(a) != (n, *tail):
+            raise ShardError(f"append({pair!r}): field {name!r} must have shape {(n, *tail)}, got {np.shape(a)}")
+
+
+def _extend(group: h5py.Group, arrays: Mapping[str, Any], names: tuple[str, ...], start: int) -> None:
+    """Write ``arrays[name]`` at rows ``start:`` of each dataset ``name`` of ``group`` (growing it)."""
+    for name in names:
+        ds = group[name]
+        a = np.asarray(arrays[name], dtype=object if name == "pair" else ds.dtype)
+        ds.resize(start + len(a), axis=0)
+        ds[start:] = a
+        ds.flush()  # place its chunks now, in this fixed order (see ShardWriter.append)
+
+
+def _attrs(attrs: Mapping[str, Any], *, patch_size: int) -> dict[str, Any]:
+    out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "dpedkit_version": __version__, "patch_size": patch_size}
+    for key, value in attrs.items():
+        out[key] = value if isinstance(value, str | int | float) else json.dumps(value, sort_keys=True)
+    return out
+
+
+def open_shard(path: str | Path) -> h5py.File:
+    """Open a shard read-only after checking its schema; the caller closes it.
+
+    Raises:
+        ShardError: missing, not HDF5, a foreign file (no dpedkit schema), a newer schema version, or damaged
+            (missing dataset, inconsistent row counts or shapes).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ShardError(f"{path}: shard file is missing")
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise ShardError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    try:
+        check_schema(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def check_schema(f: h5py.File, path: str | Path) -> int:
+    """Validate an open shard's attributes, datasets and shapes; returns its row count."""
+    schema = f.attrs.get("schema")
+    if schema != SCHEMA:
+        raise ShardError(f"{path}: not a dpedkit patch shard (schema attribute {schema!r}, expected {SCHEMA!r})")
+    version = int(f.attrs.get("schema_version", -1))
+    if version not in READABLE_VERSIONS:
+        raise ShardError(
+            f"{path}: shard schema version {version} is not supported (this dpedkit reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    p = int(f.attrs["patch_size"])
+    rows = int(f.attrs.get("rows", -1))
+    want = {n: (p, p, 3) for n in IMAGES} | {n: tail for n, (_, tail) in COLUMNS.items()}
+    for name, tail in want.items():
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            raise ShardError(f"{path}: damaged shard, dataset {name!r} is missing")
+        if f[name].shape != (rows, *tail):
+            raise ShardError(f"{path}: damaged shard, {name!r} has shape {f[name].shape}, expected {(rows, *tail)}")
+    for name in IMAGES:
+        if f[name].dtype != np.uint8:
+            raise ShardError(f"{path}: damaged shard, {name!r} is {f[name].dtype}, expected uint8")
+    if CANDIDATES in f:
+        _check_candidates(f[CANDIDATES], path)
+    return rows
+
+
+def _check_candidates(group: Any, path: str | Path) -> int:
+    """Validate a shard's ``candidates/`` group; returns its row count."""
+    if not isinstance(group, h5py.Group):
+        raise ShardError(f"{path}: damaged shard, {CANDIDATES!r} is not a group")
+    m = int(group.attrs.get("rows", -1))
+    for name, (dtype, tail) in CANDIDATE_COLUMNS.items():
+        ds = group.get(name)
+        if not isinstance(ds, h5py.Dataset):
+            raise ShardError(f"{path}: damaged shard, dataset {CANDIDATES}/{name} is missing")
+        if ds.shape != (m, *tail):
+            raise ShardError(f"{path}: damaged shard, {CANDIDATES}/{name} has shape {ds.shape}, expected {(m, *tail)}")
+        if name != "pair" and ds.dtype != np.dtype(dtype):
+            raise ShardError(f"{path}: damaged shard, {CANDIDATES}/{name} is {ds.dtype}, expected {np.dtype(dtype)}")
+    return m
+
+
+def has_candidates(f: h5py.File) -> bool:
+    """True when an open (checked) shard stores its candidate windows (a ``candidates/`` group)."""
+    return CANDIDATES in f
+
+
+def shard_candidates(
+    f: h5py.File, *, pairs: Collection[str] | None = None, columns: Sequence[str] | None = None
+) -> dict[str, np.ndarray] | None:
+    """The candidate windows of an open (checked) shard, or None when it stores none.
+
+    Args:
+        f: a shard from :func:`open_shard`.
+        pairs: keep only the windows of these pair names (a collection of ``str``); None: all.
+        columns: columns of :data:`CANDIDATE_COLUMNS` to read; None: all. (``pair`` is a variable-length string
+            column, by far the slowest to read: leave it out when counting windows.)
+
+    Returns:
+        Column name -> array with ``M`` rows (``pair`` as an object array of ``str``), or None.
+
+    Raises:
+        ShardError: an unknown column name.
+    """
+    if CANDIDATES not in f:
+        return None
+    group = f[CANDIDATES]
+    names = candidate_names(columns)
+    pair = np.array(group["pair"].asstr()[()], dtype=object) if pairs is not None or "pair" in names else None
+    mask = slice(None) if pairs is None else np.isin(pair, np.array(sorted(set(pairs)), dtype=object))
+    return {c: pair[mask] if c == "pair" else group[c][()][mask] for c in names}
+
+
+def candidate_names(columns: Sequence[str] | None, extra: tuple[str, ...] = ()) -> list[str]:
+    """The requested candidate column names (all when None), checked against the schema plus ``extra``."""
+    names = list(CANDIDATE_COLUMNS) + list(extra) if columns is None else list(dict.fromkeys(columns))
+    unknown = [c for c in names if c not in CANDIDATE_COLUMNS and c not in extra]
+    if unknown:
+        choices = ", ".join((*CANDIDATE_COLUMNS, *extra))
+        raise ShardError(f"unknown candidate column(s) {unknown}; choose from {choices}")
+    return names
+
+
+def read_shard(path: str | Path) -> dict[str, Any]:
+    """Read a whole shard into memory: every dataset as a numpy array (``pair`` as ``str``) plus ``attrs``.
+
+    Candidate windows, when stored, appear under keys ``"candidates/<column>"``.
+    """
+    with open_shard(path) as f:
+        out: dict[str, Any] = {n: f[n][()] for n in (*IMAGES, *COLUMNS) if n != "pair"}
+        out["pair"] = np.array(f["pair"].asstr()[()], dtype=object)
+        out["attrs"] = dict(f.attrs)
+        cand = shard_candidates(f)
+        if cand is not None:
+            out.update({f"{CANDIDATES}/{k}": v for k, v in cand.items()})
+    return out

@@ -1,0 +1,115 @@
+"""What a finished dataset holds, as data for ``dpedkit inspect``: pair records worst first, counts, columns."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpedkit.dataset.format import SPLITS, DatasetDir
+
+
+@dataclass
+class DatasetSummary:
+    """What a finished dataset holds, read from ``dataset.json``, ``pairs.jsonl`` and the shard columns.
+
+    Attributes:
+        root: the dataset folder.
+        config: the resolved build configuration (``dataset.json``'s ``config``).
+        pairs: one dict per input pair (``pairs.jsonl`` rows, alignment metrics flattened to the top level),
+            sorted worst first (see :func:`worst_first`); each also has ``kept_fraction`` in [0, 1].
+        status_counts: pairs per status word (``"ok"`` or a failure reason), most frequent first.
+        split_pairs: ok pairs per split; ``split_patches``: kept patch pairs per split.
+        columns: per-patch columns of every stored patch (``pair``, ``split``, ``xy``, ``shift``, ``angle``,
+            ``ncc``, ``texture``), concatenated over all shards, no images.
+        patch_size: ``P``; ``ncc_min``: the keep threshold used by the build.
+        stored_candidates: every shard stores its candidate windows (schema 2 ``candidates/`` group, written by
+            ``dpedkit build``; read them with :meth:`DatasetDir.read_candidates`). False for an imported or older
+            dataset, whose windows must be recomputed from the photos.
+    """
+
+    root: Path
+    config: dict[str, Any]
+    pairs: list[dict[str, Any]]
+    status_counts: dict[str, int]
+    split_pairs: dict[str, int]
+    split_patches: dict[str, int]
+    columns: dict[str, np.ndarray]
+    patch_size: int
+    ncc_min: float
+    stored_candidates: bool = False
+
+    @property
+    def patches_kept(self) -> int:
+        """Kept patch pairs in all splits."""
+        return int(sum(self.split_patches.values()))
+
+    @property
+    def patches_total(self) -> int:
+        """Candidate windows over all pairs (as recorded by the build)."""
+        return int(sum(int(p.get("patches_total") or 0) for p in self.pairs))
+
+
+def flatten_pair_record(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``pairs.jsonl`` row with nested alignment metrics lifted to the top level and ``kept_fraction`` added."""
+    out = dict(rec)
+    for key in ("alignment", "metrics", "align"):
+        nested = rec.get(key)
+        if isinstance(nested, Mapping):
+            for k, v in nested.items():
+                out.setdefault(k, v)
+    out.setdefault("pair", out.get("name", "?"))
+    total, kept = int(out.get("patches_total") or 0), int(out.get("patches_kept") or 0)
+    out["kept_fraction"] = kept / total if total > 0 else 0.0
+    return out
+
+
+def worst_first(pairs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Sort pairs worst first: lowest kept fraction (failed pairs count as 0), then highest inlier RMSE, then name."""
+
+    def key(p: Mapping[str, Any]) -> tuple[float, float, str]:
+        rmse = p.get("rmse_px")
+        return (float(p.get("kept_fraction", 0.0)), -float(rmse) if is_finite_number(rmse) else 0.0, str(p.get("pair")))
+
+    return sorted((dict(p) for p in pairs), key=key)
+
+
+def summarize_dataset(root: str | Path) -> DatasetSummary:
+    """Read a finished dataset's manifest, pair records and per-patch columns (no images).
+
+    Args:
+        root: a dataset folder (written by ``dpedkit build``, or imported).
+
+    Returns:
+        A :class:`DatasetSummary`.
+
+    Raises:
+        ShardError: not a finished dataset, or a damaged/foreign shard.
+    """
+    ds = DatasetDir(root)
+    manifest = ds.manifest()
+    pairs = worst_first([flatten_pair_record(r) for r in ds.pairs()])
+    status = Counter(str(p.get("status", "?")) for p in pairs)
+    columns = ds.read_columns()
+    split_pairs = Counter(str(p.get("split")) for p in pairs if p.get("status") == "ok")
+    return DatasetSummary(
+        root=ds.root,
+        config=manifest.config,
+        pairs=pairs,
+        status_counts=dict(status.most_common()),
+        split_pairs={s: split_pairs.get(s, 0) for s in SPLITS},
+        split_patches={s: int(np.count_nonzero(columns["split"] == s)) for s in SPLITS},
+        columns=columns,
+        patch_size=ds.patch_size(),
+        ncc_min=float(manifest.patch_setting("ncc_min")),
+        stored_candidates=ds.has_candidates(),
+    )
+
+
+def is_finite_number(v: Any) -> bool:
+    """True for an int or float that is finite (not None, NaN, inf or a string)."""
+    return isinstance(v, int | float) and bool(np.isfinite(v))

@@ -1,0 +1,1 @@
+"""Other people's formats: official DPED folders and TensorFlow checkpoint bundles."""

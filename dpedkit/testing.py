@@ -1,0 +1,162 @@
+"""Data made in code for tests, benchmarks and notebooks: patch sets, whole datasets, photo pairs, photos.
+
+Everything here is deterministic (seeded) and needs no files from elsewhere; the datasets are written through
+:class:`~dpedkit.dataset.format.DatasetDir` like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dpedkit.dataset.format import Counts, DatasetDir, Manifest, ShardEntry, shard_name
+from dpedkit.dataset.shards import ShardWriter
+
+
+def synthetic_patches(n: int, patch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` DSLR patches (a random base colour, a gradient, blobs and grain) and their phone twins.
+
+    The phone twin is darker (gamma 1.5), colour cast, slightly blurred and noisy: a mapping a network can learn.
+
+    Returns:
+        ``(phone, dslr)``: ``n x patch x patch x 3`` uint8 RGB.
+    """
+    dslr = np.empty((n, patch, patch, 3), np.uint8)
+    phone = np.empty_like(dslr)
+    yy, xx = (np.mgrid[0:patch, 0:patch] / patch - 0.5)[..., None]
+    for i in range(n):
+        img = rng.uniform(0.2, 0.8, 3) + rng.uniform(-0.2, 0.2, 3) * xx + rng.uniform(-0.2, 0.2, 3) * yy
+        for sigma, amp in ((patch / 8, 0.08), (1.5, 0.04), (0.6, 0.02)):  # blobs, texture, grain
+            noise = cv2.GaussianBlur(rng.standard_normal((patch, patch, 3)).astype(np.float32), (0, 0), sigma)
+            img = img + amp * noise / (noise.std() + 1e-6)
+        img = np.clip(img, 0, 1).astype(np.float32)
+        dslr[i] = np.rint(img * 255)
+        low = cv2.GaussianBlur(img**1.5 * np.array([0.9, 1.0, 1.15], np.float32), (0, 0), 0.7)
+        phone[i] = np.clip(np.rint((low + rng.normal(0, 0.01, low.shape)) * 255), 0, 255)
+    return phone, dslr
+
+
+def patch_columns(k: int, *, ncc: float = 1.0, texture: float = 1.0) -> dict[str, np.ndarray]:
+    """The per-patch columns of ``k`` patch pairs with no refinement: zero ``xy``/``shift``/``angle``."""
+    return {
+        "xy": np.zeros((k, 2), np.int32),
+        "shift": np.zeros((k, 2), np.float32),
+        "angle": np.zeros(k, np.float32),
+        "ncc": np.full(k, ncc, np.float32),
+        "texture": np.full(k, texture, np.float32),
+    }
+
+
+def random_patches(rng: np.random.Generator, k: int, p: int = 8) -> dict[str, np.ndarray]:
+    """``k`` random patch pairs of side ``p`` with random per-patch columns: what ``ShardWriter.append`` takes."""
+    return {
+        "phone": rng.integers(0, 256, (k, p, p, 3), dtype=np.uint8),
+        "dslr": rng.integers(0, 256, (k, p, p, 3), dtype=np.uint8),
+        "xy": rng.integers(0, 500, (k, 2), dtype=np.int32),
+        "shift": rng.normal(size=(k, 2)).astype(np.float32),
+        "angle": rng.normal(size=k).astype(np.float32),
+        "ncc": rng.uniform(0.9, 1, k).astype(np.float32),
+        "texture": rng.uniform(0, 1, k).astype(np.float32),
+    }
+
+
+def random_candidates(rng: np.random.Generator, m: int, kept: Sequence[int]) -> dict[str, np.ndarray]:
+    """``m`` random candidate windows of a pair, those at indices ``kept`` kept."""
+    flags = np.zeros(m, bool)
+    flags[list(kept)] = True
+    return {
+        "xy": rng.integers(0, 500, (m, 2), dtype=np.int32),
+        "grid": rng.integers(0, 5, (m, 2), dtype=np.int32),
+        "shift": rng.normal(size=(m, 2)).astype(np.float32),
+        "angle": rng.normal(size=m).astype(np.float32),
+        "ncc": rng.uniform(0, 1, m).astype(np.float32),
+        "texture": rng.uniform(0, 1, m).astype(np.float32),
+        "kept": flags,
+        "at_radius": rng.uniform(size=m) < 0.2,
+        "outside": np.zeros(m, bool),
+    }
+
+
+def write_shard(path: str | Path, groups: Sequence[tuple[str, Mapping[str, np.ndarray]]], p: int = 8) -> None:
+    """Write a shard of the given ``(pair name, patches)`` groups (no candidates)."""
+    with ShardWriter(path, patch_size=p, attrs={"config": {"seed": 0}, "split": "train"}) as w:
+        for name, g in groups:
+            w.append(name, **g)
+
+
+def write_two_pair_shard(path: str | Path, rng: np.random.Generator, p: int = 8) -> dict[str, dict[str, np.ndarray]]:
+    """A shard with candidates of two pairs: ``a`` with 5 windows (2 kept), ``b`` with 3 (none kept)."""
+    cands = {"a": random_candidates(rng, 5, [1, 3]), "b": random_candidates(rng, 3, [])}
+    with ShardWriter(path, patch_size=p, attrs={"pairs": ["a", "b"]}, candidates=True) as w:
+        w.append("a", candidates=cands["a"], **random_patches(rng, 2, p))
+        w.append("b", candidates=cands["b"], **random_patches(rng, 0, p))
+    return cands
+
+
+def write_patch_dataset(
+    out: str | Path,
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    config: Mapping[str, Any],
+    pair: str = "synthetic",
+) -> Path:
+    """Write a finished dataset holding the given patch pairs, one shard per split (no photo pairs).
+
+    Args:
+        out: the dataset folder.
+        splits: split -> ``(phone, dslr)`` ``N x P x P x 3`` uint8 arrays.
+        config: the manifest's config (``{"source": ..., ...}``).
+        pair: the name stored in every row's ``pair`` column (``"<pair>-<split>"``).
+
+    Returns:
+        ``out`` as a Path.
+    """
+    ds = DatasetDir(out)
+    entries, patches = [], {}
+    for split, (phone, dslr) in splits.items():
+        n, p = len(phone), phone.shape[1]
+        with ShardWriter(ds.path(shard_name(split, 0)), patch_size=p, attrs={"split": split}) as w:
+            w.append(f"{pair}-{split}", phone=phone, dslr=dslr, **patch_columns(n))
+            info = w.close()
+        entries.append(ShardEntry(split, shard_name(split, 0), info.rows, info.sha256))
+        patches[split] = n
+    ds.write_manifest(Manifest(config=dict(config), counts=Counts.of_patches(patches), shards=tuple(entries)))
+    return ds.root
+
+
+def write_synthetic_dataset(out: str | Path, *, n_train: int, n_test: int, patch: int = 100, seed: int = 0) -> Path:
+    """Write a small dpedkit dataset of :func:`synthetic_patches` (one shard per split) to ``out``."""
+    rng = np.random.default_rng(seed)
+    splits = {split: synthetic_patches(n, patch, rng) for split, n in (("train", n_train), ("test", n_test))}
+    return write_patch_dataset(out, splits, config={"source": "synthetic", "seed": seed})
+
+
+def synthetic_pairs(
+    n: int, *, seed: int = 0, phone_mp: float = 3.0, dslr_mp: float = 6.0, hard: bool = False
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
+    """Yield ``n`` pairs ``(name, phone, dslr, truth dict)`` made like ``dpedkit synth`` does (bundled photos).
+
+    Pair ``i`` uses ``np.random.default_rng([seed, i])`` and photo ``i mod len(photos)``, as
+    :func:`dpedkit.dataset.synth.synthesize`, so the pairs equal the files ``dpedkit synth`` writes.
+    """
+    from dpedkit.dataset.synth import bundled_photos, make_pair
+
+    photos = list(bundled_photos().items())
+    for i in range(n):
+        name, rgb = photos[i % len(photos)]
+        pair = make_pair(rgb, rng=np.random.default_rng([seed, i]), phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
+        yield f"{i:04d}-{name}", pair.phone, pair.dslr, pair.truth
+
+
+def sample_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A ``height x width x 3`` uint8 RGB photo: a real image resized, plus mild noise (deterministic)."""
+    import cv2
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    img += np.random.default_rng(seed).normal(0, 4, img.shape).astype(np.float32)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)

@@ -1,0 +1,257 @@
+"""``dpedkit train``: the DPED recipe (and the SRCNN / Johnson baselines) as small functions returning metric dicts.
+
+One iteration of the DPED recipe (``model="dped"``): a generator step on one random batch (content + texture +
+color + TV loss, the discriminator sees only enhanced images), then a discriminator step on a *different*
+random batch with random per-sample real/fake swaps; two Adam optimisers. Baselines (``srcnn``: MSE,
+``johnson``: VGG content + TV) only have the generator step. Every ``eval_every`` iterations the generator is
+scored on the test split with the DPED protocol (:func:`dpedkit.evaluate.evaluate_arrays`), a row is appended
+to ``metrics.jsonl``, a sample grid (phone | enhanced | DSLR) is saved and the checkpoints are written.
+
+Run folder: ``config.json`` (resolved options, written once data and networks are set up), ``metrics.jsonl``,
+``latest.pt`` (generator + everything needed to resume), ``best.pt`` (best test PSNR), ``samples/step-NNNNNN.png``,
+``ranks.json`` (which data each rank saw). Both checkpoints load anywhere a model is taken (``dpedkit evaluate
+RUN/best.pt``). Metrics rows (``metrics.jsonl``, :attr:`TrainResult.history`, ``on_eval``) are strict JSON: a
+value that is not finite (NaN or inf, e.g. the MS-SSIM of patches too small for its five scales) is ``null``.
+
+Each evaluation appends its row, then writes ``best.pt`` (when improved), then ``latest.pt``, each atomically:
+a run stopped at any point (Ctrl-C, kill) resumes from ``latest.pt``, drops the rows past it and replays the
+rest. A run stopped before its first ``latest.pt`` holds nothing to resume and is started again.
+
+Resume is exact: the batches of step ``s`` depend only on ``(seed, rank, s)`` (:mod:`dpedkit.train.data`), and
+``latest.pt`` holds both networks and both optimiser states, so a resumed run is bit-identical to an
+uninterrupted one on CPU (on CUDA, nondeterministic cuDNN kernels may differ in the last bits; there is no
+other random state to restore: no dropout, no augmentation).
+
+Several processes: ``torchrun --nproc-per-node G dpedkit train ...`` runs DDP (NCCL on GPUs, gloo on CPU);
+each rank samples its own shard of the indices and rank 0 writes the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dpedkit.errors import ConfigError
+from dpedkit.io import json_safe, write_image, write_text
+from dpedkit.train.config import TrainConfig, resolve_resume
+from dpedkit.train.data import D_STREAM, G_STREAM, Batch
+from dpedkit.train.setup import Run, init_distributed, plan_run_dir, remove_paths, setup_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the run folder, the last step, one metrics dict per evaluation."""
+
+    run_dir: str
+    step: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_psnr: float | None = None
+
+
+def generator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
+    """One optimiser step of the generator on ``batch``; returns the loss terms (0-d tensors, detached)."""
+    run.g.train()
+    with run.autocast():
+        enhanced = run.g(batch.phone)
+        terms = run.losses.generator(enhanced, batch.dslr, run.d_raw)
+        loss = sum(run.weights[k] * v for k, v in terms.items())
+    run.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt_g.step()
+    return {"g_loss": loss.detach(), **{f"g_{k}": v.detach() for k, v in terms.items()}}
+
+
+def discriminator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
+    """One optimiser step of the discriminator on ``batch`` with its random real/fake swaps (``batch.flags``).
+
+    The discriminator input is ``gray(enhanced) * (1 - adv) + gray(dslr) * adv``, target ``[adv, 1 - adv]``
+    (class 0 = DSLR/real). Returns the loss and the accuracy on this batch.
+    """
+    with torch.no_grad(), run.autocast():
+        enhanced = run.g_raw(batch.phone)
+    with run.autocast():
+        probs, adv = run.losses.discriminate(run.d, enhanced, batch.dslr, batch.flags)
+        loss = run.losses.discriminator_loss(probs, adv)
+    run.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt_d.step()
+    return {"d_loss": loss.detach(), "d_acc": run.losses.accuracy(probs.detach(), adv)}
+
+
+def validate(run: Run, *, step: int) -> dict[str, float]:
+    """Score the generator on the test split (DPED and PIRM protocols) and save the sample grid."""
+    if run.test is None:
+        return {}
+    from dpedkit.evaluate import evaluate_arrays
+
+    g = run.g_raw.eval()
+    with run.autocast():
+        scores, identity = evaluate_arrays(g, *run.test, batch=run.config.eval_batch, device=run.device)
+    k = min(run.config.samples, len(run.test[0]))
+    if k:
+        with torch.inference_mode():
+            x = torch.as_tensor(run.test[0][:k]).to(run.device).permute(0, 3, 1, 2).float() / 255
+            out = g(x).float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        grid = np.concatenate([np.concatenate(t, axis=0) for t in (run.test[0][:k], out, run.test[1][:k])], axis=1)
+        write_image(run.run_dir / "samples" / f"step-{step:06d}.png", grid)
+    g.train()
+    row = {"psnr": scores.dped_psnr, "ms_ssim": scores.dped_ms_ssim, "pirm_psnr": scores.pirm_psnr}
+    if step == 0:  # the baseline to beat: the phone patches as they are
+        row |= {"identity_psnr": identity.dped_psnr, "identity_ms_ssim": identity.dped_ms_ssim}
+    return row
+
+
+class _Meter:
+    """Running sums of per-step loss tensors (kept on the device: no sync per step) and timings."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps, self.data_s, self.t0 = 0, 0.0, time.perf_counter()
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums[k] + v.float() if k in self.sums else v.float()
+
+    def means(self) -> dict[str, float]:
+        return {k: float(v) / max(self.steps, 1) for k, v in self.sums.items()}
+
+
+def train(
+    data: str | Path,
+    run_dir: str | Path,
+    *,
+    config: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    on_eval: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``config.model`` on the patch pairs of ``data``, writing the run to ``run_dir``.
+
+    A run folder holding only what an earlier run wrote before its first checkpoint (``latest.pt``) is started
+    again (with a log line): it holds nothing to resume.
+
+    Args:
+        data: a dpedkit dataset folder (``dataset.json``; train and test splits) or an official DPED folder
+            (``.../dped`` with ``config.phone``, or ``.../dped/<phone>``).
+        run_dir: run folder (created; must be new, empty or hold a run without checkpoint unless ``resume``
+            or ``overwrite``; files that are not a run's are never deleted).
+        config: the options (:class:`TrainConfig`).
+        resume: continue the run in ``run_dir`` from ``latest.pt`` up to ``config.iters`` (from step 0 when it has
+            no checkpoint yet), on the same ``data``; the options must match the run's ``config.json`` except
+            :data:`~dpedkit.train.config.RESUMABLE_CHANGES` (:func:`~dpedkit.train.config.resume_config` builds
+            such a config from the saved one).
+        overwrite: delete the files of an earlier run in ``run_dir`` (checkpoints included) and start again.
+        on_progress: called ``(step, iters, losses)`` after every iteration (``losses`` is filled every 10th).
+        on_eval: called with each metrics row (a dict, as appended to ``metrics.jsonl``).
+
+    Returns:
+        A :class:`TrainResult` (on rank 0 the history of this run; other ranks get an empty history).
+
+    Raises:
+        ConfigError: invalid options, a missing VGG file for a model with content loss, an ``init`` model whose
+            architecture ``model_config`` contradicts, a run folder in the way, or a resume mismatch.
+        InputError / ShardError: unreadable data.
+        CheckpointError: unreadable ``init`` model or ``latest.pt``.
+        KeyboardInterrupt: passed on; ``run_dir`` then resumes from its last checkpoint (``saved_step``).
+    """
+    if resume and overwrite:
+        raise ConfigError("resume (--resume) and overwrite (--overwrite) exclude each other")
+    dist = init_distributed(config.device)
+    try:
+        run_dir = Path(run_dir)
+        if resume:
+            config = resolve_resume(run_dir, config, data)
+        start, stale = plan_run_dir(run_dir, resume=resume, overwrite=overwrite)
+        dist.barrier()  # every rank has checked the folder before rank 0 writes to it
+        if dist.rank == 0:
+            remove_paths(stale)
+        run = setup_run(data, run_dir, config, dist, start=start or 0, resume=start is not None)
+        try:
+            return _run(run, start, on_progress, on_eval)
+        finally:
+            run.source.close()
+    finally:
+        dist.close()
+
+
+def _run(run: Run, start: int | None, on_progress, on_eval) -> TrainResult:
+    """The training of a set-up run: from scratch (``start`` None: config.json, step-0 evaluation) or resumed."""
+    result = TrainResult(str(run.run_dir), start or 0, best_psnr=run.best_psnr)
+    if start is None:
+        if run.dist.rank == 0:
+            write_text(run.run_dir / "config.json", json.dumps(run.resolved, indent=1, sort_keys=True))
+        result.history += [r for r in [_evaluate(run, step=0, meter=None, on_eval=on_eval)] if r]
+    _loop(run, result, on_progress, on_eval)
+    run.write_ranks()
+    return result
+
+
+def _loop(run: Run, result: TrainResult, on_progress, on_eval) -> None:
+    cfg = run.config
+    meter = _Meter()
+    for step in range(result.step, cfg.iters):
+        t = time.perf_counter()
+        g_batch = run.source.get(step, G_STREAM)
+        d_batch = run.source.get(step, D_STREAM) if run.d is not None else None
+        meter.data_s += time.perf_counter() - t
+        values = generator_step(run, g_batch)
+        if d_batch is not None:
+            values |= discriminator_step(run, d_batch)
+        run.mark_seen(g_batch, d_batch)
+        meter.add(values)
+        meter.steps += 1
+        result.step = step + 1
+        if result.step % cfg.eval_every == 0 or result.step == cfg.iters:
+            row = _evaluate(run, step=result.step, meter=meter, on_eval=on_eval)
+            if row:
+                result.history.append(row)
+            result.best_psnr = run.best_psnr
+            meter = _Meter()
+        if on_progress:
+            shown = {k: float(v) for k, v in values.items()} if result.step % 10 == 0 else {}
+            on_progress(result.step, cfg.iters, shown)
+
+
+def _evaluate(run: Run, *, step: int, meter: _Meter | None, on_eval) -> dict[str, Any]:
+    """Rank 0: metrics row, checkpoints, samples; all ranks wait for it. Returns the row ({} off rank 0)."""
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    row: dict[str, Any] = {}
+    if run.dist.rank == 0:
+        row = {"step": step}
+        if meter is not None and meter.steps:
+            elapsed = time.perf_counter() - meter.t0
+            row |= meter.means()
+            ips = meter.steps / elapsed
+            row |= {
+                "iters_per_s": ips,
+                "patches_per_s": ips * run.patches_per_iter,
+                "data_wait": meter.data_s / elapsed,
+            }
+        row = json_safe(row | validate(run, step=step))
+        improved = row.get("psnr") is not None and (run.best_psnr is None or row["psnr"] > run.best_psnr)
+        if improved:
+            run.best_psnr = row["psnr"]
+        with open(run.run_dir / "metrics.jsonl", "a") as f:  # the row first: a resume drops rows past latest.pt
+            f.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
+        run.save(step, best=improved)
+        if on_eval:
+            on_eval(row)
+        log.info("step %d: %s", step, ", ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k != "step"))
+    run.dist.barrier()
+    return row
+
+
+def _fmt(value: Any) -> str:
+    return "null" if value is None else f"{value:.4g}"

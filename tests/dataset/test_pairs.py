@@ -1,0 +1,183 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from dpedkit.dataset.pairs import PairRecord, pair_folders, read_pairs_csv, write_pairs_csv
+from dpedkit.errors import ConfigError, InputError
+
+
+def make(folder, name, stamp=None, subsec=None):
+    folder.mkdir(exist_ok=True)
+    exif = Image.Exif()
+    if stamp is not None:
+        exif.get_ifd(0x8769)[0x9003] = stamp
+        if subsec is not None:
+            exif.get_ifd(0x8769)[0x9291] = subsec
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(folder / name, exif=exif)
+    return folder / name
+
+
+def test_by_name(tmp_path):
+    for n in ("a.jpg", "b.jpg", "c.jpg"):
+        make(tmp_path / "phone", n)
+    for n in ("b.jpg", "a.jpg", "d.jpg"):
+        make(tmp_path / "dslr", n)
+    (tmp_path / "phone" / "notes.txt").write_text("not an image")
+    pairing = pair_folders(tmp_path / "phone", tmp_path / "dslr")
+    assert [(r.name, r.phone.split("/")[-2:], r.dslr.split("/")[-2:]) for r in pairing.pairs] == [
+        ("a", ["phone", "a.jpg"], ["dslr", "a.jpg"]),
+        ("b", ["phone", "b.jpg"], ["dslr", "b.jpg"]),
+    ]
+    assert [p.split("/")[-1] for p in pairing.unpaired_phone] == ["c.jpg"]
+    assert [p.split("/")[-1] for p in pairing.unpaired_dslr] == ["d.jpg"]
+    # iterating gives every record, the unpaired ones one-sided
+    assert [(r.name, r.complete) for r in pairing] == [("a", True), ("b", True), ("c", False), ("d", False)]
+    assert len(pairing) == 2
+
+
+def test_by_name_stems_may_differ_in_suffix_but_not_repeat(tmp_path):
+    make(tmp_path / "phone", "x.jpg")
+    make(tmp_path / "dslr", "x.png")
+    assert [r.name for r in pair_folders(tmp_path / "phone", tmp_path / "dslr").pairs] == ["x"]
+    make(tmp_path / "dslr", "x.jpg")
+    with pytest.raises(InputError, match="share the stem 'x'"):
+        pair_folders(tmp_path / "phone", tmp_path / "dslr")
+
+
+def test_by_time_nearest_first_one_to_one_within_max_dt(tmp_path):
+    p, d = tmp_path / "phone", tmp_path / "dslr"
+    make(p, "IMG_1.jpg", "2024:05:06 10:00:00", "10")
+    make(p, "IMG_2.jpg", "2024:05:06 10:00:05", "00")
+    make(p, "IMG_3.jpg", "2024:05:06 10:00:30")  # nothing within 2 s
+    make(p, "IMG_4.jpg")  # no capture time
+    make(d, "DSC_9.jpg", "2024:05:06 10:00:00", "60")  # 0.5 s after IMG_1
+    make(d, "DSC_7.jpg", "2024:05:06 10:00:01", "50")  # 1.4 s after IMG_1, 3.5 s before IMG_2: unpaired
+    make(d, "DSC_8.jpg", "2024:05:06 10:00:06", "25")  # 1.25 s after IMG_2
+    pairing = pair_folders(p, d, by="time", max_dt=2.0)
+    got = [(r.name, r.dslr.split("/")[-1], r.dt) for r in pairing.pairs]
+    assert got == [("IMG_1", "DSC_9.jpg", pytest.approx(0.5)), ("IMG_2", "DSC_8.jpg", pytest.approx(1.25))]
+    assert sorted(x.split("/")[-1] for x in pairing.unpaired_phone) == ["IMG_3.jpg", "IMG_4.jpg"]
+    assert [x.split("/")[-1] for x in pairing.unpaired_dslr] == ["DSC_7.jpg"]
+    assert [x.split("/")[-1] for x in pairing.no_time] == ["IMG_4.jpg"]
+    # a tighter window drops the 1.25 s pair
+    assert [r.name for r in pair_folders(p, d, by="time", max_dt=1.0).pairs] == ["IMG_1"]
+
+
+def test_by_time_is_one_to_one_when_two_phones_want_one_dslr(tmp_path):
+    p, d = tmp_path / "phone", tmp_path / "dslr"
+    make(p, "a.jpg", "2024:01:01 00:00:00", "0")
+    make(p, "b.jpg", "2024:01:01 00:00:00", "3")
+    make(d, "z.jpg", "2024:01:01 00:00:00", "2")
+    pairing = pair_folders(p, d, by="time")
+    assert [(r.name, r.dslr.split("/")[-1]) for r in pairing.pairs] == [("b", "z.jpg")]
+    assert [x.split("/")[-1] for x in pairing.unpaired_phone] == ["a.jpg"]
+
+
+def test_by_order(tmp_path):
+    for n in ("p1.jpg", "p2.jpg", "p3.jpg"):
+        make(tmp_path / "phone", n)
+    for n in ("d2.jpg", "d1.jpg"):
+        make(tmp_path / "dslr", n)
+    pairing = pair_folders(tmp_path / "phone", tmp_path / "dslr", by="order")
+    assert [(r.name, r.dslr.split("/")[-1]) for r in pairing.pairs] == [("p1", "d1.jpg"), ("p2", "d2.jpg")]
+    assert [x.split("/")[-1] for x in pairing.unpaired_phone] == ["p3.jpg"] and pairing.unpaired_dslr == []
+
+
+def test_unpaired_names_do_not_clash(tmp_path):
+    make(tmp_path / "phone", "a.jpg", "2024:01:01 00:00:00")
+    make(tmp_path / "dslr", "a.jpg", "2024:01:01 00:01:00")
+    pairing = pair_folders(tmp_path / "phone", tmp_path / "dslr", by="time")
+    assert pairing.pairs == [] and sorted(r.name for r in pairing) == ["a", "dslr-a.jpg"]
+
+
+def test_bad_options_and_folders(tmp_path):
+    make(tmp_path / "phone", "a.jpg")
+    with pytest.raises(ConfigError, match="by must be one of 'name', 'time', 'order'"):
+        pair_folders(tmp_path / "phone", tmp_path / "phone", by="size")
+    with pytest.raises(ConfigError, match="max_dt"):
+        pair_folders(tmp_path / "phone", tmp_path / "phone", by="time", max_dt=0)
+    with pytest.raises(InputError, match="not a folder"):
+        pair_folders(tmp_path / "phone", tmp_path / "missing")
+
+
+def test_csv_roundtrip_relative_to_the_folders(tmp_path):
+    p, d = tmp_path / "phone", tmp_path / "dslr"
+    make(p, "a,1.jpg", "2024:01:01 00:00:00")  # a comma in a name survives CSV quoting
+    make(d, "b.jpg", "2024:01:01 00:00:01")
+    pairing = pair_folders(p, d, by="time")
+    csv_path = tmp_path / "out" / "pairs.csv"
+    write_pairs_csv(pairing, csv_path)
+    assert csv_path.read_text().splitlines() == ["name,phone,dslr,dt", '"a,1","a,1.jpg",b.jpg,1.000']
+    back = read_pairs_csv(csv_path, phone_dir=p, dslr_dir=d)
+    assert back == [PairRecord("a,1", str(p / "a,1.jpg"), str(d / "b.jpg"), 1.0)]
+    # without the folders, relative paths are relative to the CSV's folder; absolute paths stay absolute
+    write_pairs_csv([PairRecord("x", str(p / "a,1.jpg"), str(d / "b.jpg"))], csv_path)
+    assert read_pairs_csv(csv_path)[0].phone == str((p / "a,1.jpg").resolve())
+
+
+def test_read_csv_errors(tmp_path):
+    bad = tmp_path / "bad.csv"
+    with pytest.raises(InputError, match="no such pairs CSV"):
+        read_pairs_csv(bad)
+    bad.write_text("name,phone\nx,a.jpg\n")
+    with pytest.raises(InputError, match=r"lacks column\(s\) \['dslr'\]"):
+        read_pairs_csv(bad)
+    bad.write_text("name,phone,dslr\nx,a.jpg,b.jpg\nx,c.jpg,d.jpg\n")
+    with pytest.raises(InputError, match="line 3: pair name 'x' repeated"):
+        read_pairs_csv(bad)
+    bad.write_text("name,phone,dslr\nx,,b.jpg\n")
+    with pytest.raises(InputError, match="line 2: empty"):
+        read_pairs_csv(bad)
+    bad.write_text("name,phone,dslr\n")
+    assert read_pairs_csv(bad) == []
+    bad.write_text("")
+    with pytest.raises(InputError, match="lacks column"):
+        read_pairs_csv(bad)
+    bad.write_text("name,phone,dslr,dt\nx,a.jpg,b.jpg,abc\n")
+    with pytest.raises(InputError, match="line 2: dt must be a number"):
+        read_pairs_csv(bad)
+
+
+def test_read_csv_tolerates_spaces_in_the_header(tmp_path):
+    ok = tmp_path / "ok.csv"
+    ok.write_text("name, phone, dslr, dt\nx,a.jpg,b.jpg,0.5\n")
+    (rec,) = read_pairs_csv(ok)
+    assert (rec.name, rec.dt) == ("x", 0.5) and rec.phone.endswith("a.jpg") and rec.dslr.endswith("b.jpg")
+
+
+def test_cli_pairs_writes_the_csv_build_reads(tmp_path):
+    from click.testing import CliRunner
+    from dpedkit_cli.main import cli
+
+    for n in ("a.jpg", "b.jpg"):
+        make(tmp_path / "phone", n)
+    make(tmp_path / "dslr", "a.png")
+    out = tmp_path / "pairs.csv"
+    res = CliRunner().invoke(cli, ["pairs", str(tmp_path / "phone"), str(tmp_path / "dslr"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "b.jpg" in res.output and "unpaired: 1 phone, 0 DSLR" in res.output
+    recs = read_pairs_csv(out, phone_dir=tmp_path / "phone", dslr_dir=tmp_path / "dslr")
+    assert [(r.name, r.dslr) for r in recs] == [("a", str(tmp_path / "dslr" / "a.png"))]
+    bad = CliRunner().invoke(cli, ["pairs", str(tmp_path / "phone"), str(tmp_path / "dslr"), "--by", "size"])
+    assert bad.exit_code == 2 and "'size' is not one of" in bad.output
+
+
+def test_hidden_files_are_ignored_and_other_formats_reported(tmp_path):
+    make(tmp_path / "phone", "a.jpg")
+    make(tmp_path / "dslr", "a.jpg")
+    make(tmp_path / "phone", "._a.jpg")  # macOS AppleDouble sidecar: not a photo
+    (tmp_path / "phone" / "C.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (tmp_path / "dslr" / "D.NEF").write_bytes(b"II*\0")
+    pairing = pair_folders(tmp_path / "phone", tmp_path / "dslr")
+    assert [r.name for r in pairing] == ["a"]
+    assert sorted(p.split("/")[-1] for p in pairing.skipped) == ["C.HEIC", "D.NEF"]
+
+
+def test_a_folder_without_photos_is_an_input_error(tmp_path):
+    make(tmp_path / "dslr", "a.jpg")
+    (tmp_path / "phone").mkdir()
+    with pytest.raises(InputError, match="no photos in this folder"):
+        pair_folders(tmp_path / "phone", tmp_path / "dslr")
+    (tmp_path / "phone" / "IMG_1.HEIC").write_bytes(b"x")
+    with pytest.raises(InputError, match=r"only \.heic files"):
+        pair_folders(tmp_path / "phone", tmp_path / "dslr")
