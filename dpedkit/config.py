@@ -1,24 +1,63 @@
-"""Shared behaviour of the frozen config dataclasses: plain-dict round trips with unknown-key checks.
+"""The one config surface: the options of every configurable stage, and the TOML file that sets them.
 
-Each stage keeps its own config class in its own module (``AlignConfig`` in :mod:`dpedkit.align`,
-``PatchConfig`` in :mod:`dpedkit.dataset.patches`, ...); they all inherit :class:`ConfigMixin`.
+Each stage's options are a frozen dataclass here (:class:`AlignConfig`, :class:`PatchConfig`,
+:class:`BuildConfig`, :class:`TrainConfig`, :class:`EvalConfig`, :class:`EnhanceConfig`): defaults are written
+once, in the field; ``__post_init__`` validates and raises :class:`~dpedkit.errors.ConfigError` naming the field;
+the class docstring's ``Attributes`` section is the help text of each field (the command-line flags are generated
+from these classes by ``dpedkit_cli.options``). Enumerations are ``Literal`` types; their tuples
+(``get_args``) are the one source of the choices.
+
+Resolution: defaults < a TOML file (``--config FILE.toml``) < flags typed on the command line. A config file has
+one table per section of :data:`SECTIONS`, so one file can serve every command; a command reads its own sections
+(``build`` reads ``[build]``, ``[align]`` and ``[patch]``: a nested config field is the section of its name)::
+
+    [align]
+    work_mp = 0.7
+
+    [patch]
+    ncc_min = 0.92
+
+    [train]
+    model = "dped"
+    model_config = { channels = 32 }
+
+This module imports neither OpenCV nor torch, so ``dpedkit COMMAND --help`` stays fast.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
-from typing import Any, Self
+import json
+import math
+import re
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, is_dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hints
 
-from dpedkit.errors import ConfigError
+from dpedkit.errors import ConfigError, check_choice, check_range
+from dpedkit.io.files import json_safe
+
+Method = Literal["magsac", "prosac", "accurate", "ransac"]
+Interpolation = Literal["linear", "cubic", "lanczos"]
+PatchInterpolation = Literal["linear", "cubic"]
+Rotation = Literal["fit", "search", "none"]
+OnError = Literal["record", "raise"]
+Split = Literal["train", "test"]
+ModelName = Literal["dped", "srcnn", "johnson"]
+LossPreset = Literal["code", "paper"]
+DataMode = Literal["auto", "memory", "loader"]
+ImageFormat = Literal["png", "jpg"]
+
+SPLITS: tuple[str, ...] = get_args(Split)
+MODELS: tuple[str, ...] = get_args(ModelName)
 
 
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively (JSON-ready)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+def flag(name: str, **extra: Any) -> dict[str, Any]:
+    """Field metadata naming the command-line flag of a field whose default name (``--field-name``) is not used."""
+    return {"flag": name, **extra}
 
 
 class ConfigMixin:
@@ -26,22 +65,540 @@ class ConfigMixin:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of the fields (nested configs as dicts, tuples as lists)."""
-        return _plain(asdict(self))  # type: ignore[call-overload]
+        return json_safe(asdict(self))  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError` naming the valid ones."""
         known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(known)}")
-        data = {
-            k: tuple(v) if isinstance(v, list) and str(known[k].type).startswith("tuple") else v
-            for k, v in data.items()
-        }
+        data = {k: _checked(cls, k, v) for k, v in data.items()}
         return cls(**cls._nested(data))
 
     @classmethod
     def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """Hook for configs holding other configs: turn their dicts back into objects."""
-        return data
+        """Turn the dicts of nested config fields back into objects."""
+        out = dict(data)
+        for f in fields(cls):  # type: ignore[arg-type]
+            sub = nested_class(cls, f)
+            if sub is not None and isinstance(out.get(f.name), Mapping):
+                out[f.name] = sub.from_dict(out[f.name])
+        return out
+
+
+def _checked(cls: type, name: str, value: Any) -> Any:
+    """``value`` for field ``name`` of ``cls`` if it has the annotated type, else :class:`ConfigError`.
+
+    Values from files and JSON are checked before the field validators run; ints pass as floats, lists as tuples.
+    """
+    tp = field_type(cls, name)
+    kinds = [t for t in (get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,))]
+    if value is None and type(None) in kinds:
+        return None
+    for kind in kinds:
+        origin = get_origin(kind) or kind
+        if origin is Literal:
+            return value  # the field's validator names the choices
+        if origin is tuple and isinstance(value, list | tuple):
+            return tuple(_checked_item(name, v, get_args(kind)[0]) for v in value)
+        if isinstance(origin, type) and is_dataclass(origin) and isinstance(value, Mapping | origin):
+            return value
+        if origin in (int, float, str, bool, dict) and _fits(value, origin):
+            return float(value) if origin is float else value
+    wanted = " or ".join(_type_name(k) for k in kinds)
+    raise ConfigError(f"{name} must be {wanted}; got {value!r}")
+
+
+def _checked_item(name: str, value: Any, kind: type) -> Any:
+    if not _fits(value, kind):
+        raise ConfigError(f"{name} must hold {_type_name(kind)} values; got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _type_name(kind: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "unset"}
+    origin = get_origin(kind) or kind
+    return names.get(origin, "a table" if origin is dict else getattr(origin, "__name__", str(origin)))
+
+
+# --------------------------------------------------------------------------------------------- alignment
+
+
+@dataclass(frozen=True)
+class AlignConfig(ConfigMixin):
+    """Options of the alignment stage (defaults chosen by measurement, see ``dpedkit bench align``).
+
+    Attributes:
+        work_mp: megapixels each image is shrunk to (never enlarged) before SIFT.
+        max_features: strongest SIFT keypoints kept per image (0: all).
+        contrast_threshold: SIFT contrast threshold.
+        ratio: Lowe ratio-test bound.
+        method: robust estimator: ``magsac`` (MAGSAC++), ``prosac``, ``accurate`` (GC-RANSAC), ``ransac``.
+        weighted: final least-squares fit weighted by the keypoint sizes (SIFT localisation error).
+        threshold_px: inlier residual bound, in DSLR pixels at the working scale.
+        min_inliers: fewest inliers accepted.
+        min_inlier_ratio: fewest inliers per putative match accepted.
+        max_rmse_px: largest inlier RMSE accepted, in DSLR pixels at the working scale.
+        scale_range: plausible DSLR pixels per phone pixel ``(min, max)``.
+        max_rotation_deg: plausible absolute rotation between the two images.
+        max_anisotropy: largest singular-value ratio of the local Jacobian (shear/squash) accepted.
+        min_overlap: smallest crop area, as a fraction of the phone image, accepted.
+        min_coverage: smallest area of the inliers' convex hull, as a fraction of the crop, accepted (a
+            homography supported by one small cluster of matches extrapolates badly to the rest of the crop).
+        margin_px: DSLR pixels kept clear of the DSLR border by the crop.
+        interpolation: resampling kernel of the DSLR warp: ``linear``, ``cubic`` or ``lanczos``.
+        min_side: images with a side below this many pixels fail with ``too-small``.
+        threads: threads used to process the two images side by side (1: sequential; a build runs each
+            worker on one thread whatever this says).
+        seed: seed of OpenCV's random generator (FLANN trees, USAC sampling), set in the calling thread before
+            matching so the same pair always gives the same result.
+    """
+
+    work_mp: float = 0.5
+    max_features: int = 8000
+    contrast_threshold: float = 0.04
+    ratio: float = 0.8
+    method: Method = "magsac"
+    weighted: bool = True
+    threshold_px: float = field(default=1.0, metadata=flag("--threshold"))
+    min_inliers: int = 20
+    min_inlier_ratio: float = 0.1
+    max_rmse_px: float = 1.0
+    scale_range: tuple[float, float] = (0.125, 8.0)
+    max_rotation_deg: float = field(default=45.0, metadata=flag("--max-rotation"))
+    max_anisotropy: float = 2.0
+    min_overlap: float = 0.1
+    min_coverage: float = 0.2
+    margin_px: float = 1.0
+    interpolation: Interpolation = "linear"
+    min_side: int = 32
+    threads: int = 2
+    seed: int = field(default=0, metadata=flag("--align-seed"))
+
+    def __post_init__(self) -> None:
+        check_range("work_mp", self.work_mp, 0.01, 1000.0)
+        check_range("max_features", self.max_features, 0)
+        check_range("contrast_threshold", self.contrast_threshold, 0.0, 1.0)
+        check_range("ratio", self.ratio, 0.01, 1.0)
+        check_choice("method", self.method, get_args(Method))
+        check_range("threshold_px", self.threshold_px, 0.01, 100.0)
+        check_range("min_inliers", self.min_inliers, 4)
+        check_range("min_inlier_ratio", self.min_inlier_ratio, 0.0, 1.0)
+        check_range("max_rmse_px", self.max_rmse_px, 0.0)
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] < self.scale_range[1]:
+            raise ConfigError(f"scale_range must be (min, max) with 0 < min < max; got {self.scale_range!r}")
+        object.__setattr__(self, "scale_range", tuple(float(v) for v in self.scale_range))
+        check_range("max_rotation_deg", self.max_rotation_deg, 0.0, 180.0)
+        check_range("max_anisotropy", self.max_anisotropy, 1.0)
+        check_range("min_overlap", self.min_overlap, 0.0, 1.0)
+        check_range("min_coverage", self.min_coverage, 0.0, 1.0)
+        check_range("margin_px", self.margin_px, 0.0, 100.0)
+        check_choice("interpolation", self.interpolation, get_args(Interpolation))
+        check_range("min_side", self.min_side, 1)
+        check_range("threads", self.threads, 1, 64)
+        check_range("seed", self.seed, 0, 2**31 - 1)
+
+
+# ----------------------------------------------------------------------------------------------- patches
+
+
+@dataclass(frozen=True)
+class PatchConfig(ConfigMixin):
+    """Options of :func:`dpedkit.dataset.patches.extract_patches`.
+
+    Attributes:
+        size: patch side ``P`` in pixels (DPED: 100).
+        ncc_min: keep a patch pair when the NCC of the stored patches is at least this (DPED: 0.9).
+        radius: translation search radius ``R`` in px (integer shifts in ``[-R, R]`` plus sub-pixel).
+            Residual misalignment after the global homography sets it: on 10 hard synthetic pairs (lens
+            distortion, a 10-25 px parallax region, a moving object) the true residual was median 0.7 px, p95
+            4.4 px, p99 23 px; R = 24 keeps the parallax patches (R = 16 loses them) for ~1-5 % more time.
+            On city100 (planar) measured shifts stay under 2.1 px.
+        max_angle: rotation search range in degrees (``+-max_angle``).
+        rotation: ``"fit"`` (angle refined jointly with the sub-pixel shift; cheap), ``"search"`` (naive:
+            re-match the neighbourhood rotated to ``angle_steps`` angles) or ``"none"`` (shift only).
+        angle_steps: number of angles tried by ``rotation="search"`` (odd, includes 0).
+        interpolation: resampling of the stored phone patch: ``"cubic"`` (sharper) or ``"linear"``.
+        max_outside: how far (px) the refined phone window may reach beyond the crop (border pixels are
+            replicated there); windows reaching further are not kept.
+        search_scale: ``2`` runs the integer search on both images halved (``INTER_AREA``): first over
+            ``+-4`` px there, then over ``+-ceil(radius / 2)`` unless that found a peak inside with NCC
+            ``>= ncc_min`` (~4x cheaper than at full resolution at ``radius = 24``, same kept set and shifts on
+            hard synthetic pairs with 10-25 px parallax); Gauss-Newton starts from the doubled peak. ``1``
+            searches ``+-radius`` at full resolution. ``rotation="search"`` always searches at full resolution.
+    """
+
+    size: int = field(default=100, metadata=flag("--patch"))
+    ncc_min: float = field(default=0.9, metadata=flag("--ncc"))
+    radius: int = 24
+    max_angle: float = 1.0
+    rotation: Rotation = "fit"
+    angle_steps: int = 5
+    interpolation: PatchInterpolation = field(default="cubic", metadata=flag("--patch-interpolation"))
+    max_outside: float = 1.0
+    search_scale: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("size", "radius", "angle_steps", "search_scale"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise ConfigError(f"{name} must be an integer; got {getattr(self, name)!r}")
+        check_range("size", self.size, 8, 4096)
+        check_range("ncc_min", self.ncc_min, -1.0, 1.0)
+        check_range("radius", self.radius, 0, self.size)
+        check_range("max_angle", self.max_angle, 0.0, 10.0)
+        check_choice("rotation", self.rotation, get_args(Rotation))
+        check_range("angle_steps", self.angle_steps, 3, 41)
+        if self.angle_steps % 2 == 0:
+            raise ConfigError(f"angle_steps must be odd (so 0 degrees is tried); got {self.angle_steps}")
+        check_choice("interpolation", self.interpolation, get_args(PatchInterpolation))
+        check_range("max_outside", self.max_outside, 0.0, float(self.size))
+        check_choice("search_scale", self.search_scale, (1, 2))
+
+
+# ----------------------------------------------------------------------------------------------- build
+
+
+@dataclass(frozen=True)
+class BuildConfig(ConfigMixin):
+    """Options of :func:`dpedkit.dataset.build.build_dataset` (stored in ``dataset.json`` and every shard).
+
+    Attributes:
+        align: alignment options (section ``[align]``; each build worker runs on one core).
+        patch: patch options (section ``[patch]``; ``size`` is the patch side ``P``, ``ncc_min`` the threshold).
+        test_images: number of source pairs in the test split; overrides ``test_fraction`` when set.
+        test_fraction: fraction of pairs in the test split (rounded, at least one when there are two or more
+            pairs and the fraction is positive).
+        seed: seed of the split permutation; OpenCV's RNG is also reset to it before each pair, so a pair's
+            result never depends on what its worker processed before (matching and USAC sampling are then
+            seeded by ``align.seed``).
+        pairs_per_shard: source pairs per shard (= per parallel task; 1 gives the finest resume and balance).
+        keep_test_full: write the full aligned test images to ``test_full/``.
+        on_error: what an unexpected exception while processing a pair does: ``"record"`` (log it and mark
+            the pair ``"error"``) or ``"raise"``. Unreadable input is always recorded (``"unreadable"``).
+    """
+
+    align: AlignConfig = field(default_factory=AlignConfig)
+    patch: PatchConfig = field(default_factory=PatchConfig)
+    test_images: int | None = None
+    test_fraction: float = 0.1
+    seed: int = 0
+    pairs_per_shard: int = 1
+    keep_test_full: bool = True
+    on_error: OnError = "record"
+
+    def __post_init__(self) -> None:
+        for name, cls in (("align", AlignConfig), ("patch", PatchConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}; got {type(getattr(self, name)).__name__}")
+        if self.test_images is not None:
+            check_range("test_images", self.test_images, 0)
+        check_range("test_fraction", self.test_fraction, 0.0, 1.0)
+        check_range("pairs_per_shard", self.pairs_per_shard, 1, 100_000)
+        check_choice("on_error", self.on_error, get_args(OnError))
+
+
+# ----------------------------------------------------------------------------------------------- train
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigMixin):
+    """Options of :func:`dpedkit.train.train`; defaults are the DPED paper's recipe.
+
+    Attributes:
+        model: ``"dped"`` (generator + discriminator, the DPED losses), ``"srcnn"`` (Dong et al., MSE) or
+            ``"johnson"`` (Johnson et al. residual network, VGG content + TV loss); see
+            :data:`dpedkit.train.recipe.RECIPES`.
+        iters: training iterations (20,000).
+        batch: patch pairs per batch and per process (50).
+        lr: Adam learning rate of both optimisers (5e-4; betas 0.9/0.999, eps 1e-8).
+        loss_preset: ``"code"`` (10 content / 1 texture / 0.5 color / 2000 TV, as the official code and
+            checkpoints) or ``"paper"`` (1 / 0.4 / 0.1 / 400).
+        vgg: VGG-19 weights for the content loss: a ``.mat`` / torchvision ``.pth`` path, or ``"random"``
+            (untrained; tests and smoke runs). Required by ``dped`` and ``johnson``.
+        device: ``"auto"`` (CUDA if present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        amp: bfloat16 autocast for the forward passes (weights and optimiser stay float32).
+        eval_every: evaluate, save samples and checkpoints every this many iterations (1,000), and at the end.
+        seed: seed of the weight initialisation, the batch order and the discriminator's swaps.
+        init: start the generator from this model (dpedkit checkpoint or official TF checkpoint prefix); its
+            architecture is kept (``model_config`` may only repeat it).
+        phone: phone folder of an official DPED tree (``iphone``...); ignored for dpedkit datasets.
+        model_config: architecture overrides for the generator, e.g. ``{"channels": 16, "blocks": 1}`` (on the
+            command line ``--arch channels=16 --arch blocks=1``).
+        data_mode: ``"memory"`` (uint8 patches in device memory, batches gathered there), ``"loader"``
+            (DataLoader with ``workers`` processes) or ``"auto"`` (memory when it fits in half the free memory).
+        workers: DataLoader worker processes of the loader path.
+        eval_batch: patches per batch of the DPED evaluation protocol (50).
+        samples: test patches shown in each sample grid.
+    """
+
+    model: ModelName = "dped"
+    iters: int = 20000
+    batch: int = 50
+    lr: float = 5e-4
+    loss_preset: LossPreset = "code"
+    vgg: str | None = None
+    device: str = "auto"
+    amp: bool = False
+    eval_every: int = 1000
+    seed: int = 0
+    init: str | None = None
+    phone: str | None = None
+    model_config: dict[str, Any] | None = field(default=None, metadata=flag("--arch"))
+    data_mode: DataMode = "auto"
+    workers: int = 2
+    eval_batch: int = 50
+    samples: int = 6
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.model, MODELS)
+        check_choice("loss_preset", self.loss_preset, get_args(LossPreset))
+        check_choice("data_mode", self.data_mode, get_args(DataMode))
+        for name, lo in (("iters", 0), ("batch", 1), ("eval_every", 1), ("seed", 0), ("workers", 0),
+                         ("eval_batch", 1), ("samples", 0)):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{name} must be an integer; got {value!r}")
+            check_range(name, value, lo)
+        check_range("lr", self.lr, 0.0, 1.0)
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive; got {self.lr!r}")
+        if self.model_config is not None and not isinstance(self.model_config, dict):
+            raise ConfigError(f"model_config must be a dict of architecture options; got {self.model_config!r}")
+        if self.needs_vgg and not self.vgg:
+            from dpedkit.nn.vgg import WEIGHTS_HELP
+
+            raise ConfigError(f"the {self.model!r} model trains with a VGG content loss. {WEIGHTS_HELP} "
+                              "(the srcnn model needs no VGG)")  # fmt: skip
+
+    @property
+    def needs_vgg(self) -> bool:
+        """True for the models trained with the VGG content loss (see the recipe table)."""
+        from dpedkit.train.recipe import RECIPES
+
+        return RECIPES[self.model].vgg
+
+
+# -------------------------------------------------------------------------------------------- evaluate
+
+
+@dataclass(frozen=True)
+class EvalConfig(ConfigMixin):
+    """Options of :func:`dpedkit.evaluate.evaluate`.
+
+    Attributes:
+        phone: phone folder of an official DPED tree (``iphone``...); ignored for dpedkit datasets.
+        split: ``"test"`` (default) or ``"train"``.
+        batch: patches per batch (50, the DPED protocol's batch).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+    """
+
+    phone: str | None = None
+    split: Split = "test"
+    batch: int = 50
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice("split", self.split, SPLITS)
+        check_range("batch", self.batch, 1)
+        if not isinstance(self.batch, int):
+            raise ConfigError(f"batch must be an integer; got {self.batch!r}")
+
+
+# --------------------------------------------------------------------------------------------- enhance
+
+
+@dataclass(frozen=True)
+class EnhanceConfig(ConfigMixin):
+    """Options of :func:`dpedkit.enhance.enhance`.
+
+    Attributes:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        max_memory: memory budget in GB for one image (host memory on CPU, device memory on GPU); decides
+            between a whole-image run and strips (same result, computed exactly), and the strip height.
+        format: output format, ``"png"`` (lossless) or ``"jpg"``.
+        quality: JPEG quality, 1-100.
+        strip_rows: force strips of this many rows (unset: whole image if it fits, else from ``max_memory``).
+        spill_dir: folder for the temporary spill files of a strip run (unset: the system temp folder).
+    """
+
+    device: str = "auto"
+    max_memory: float = 2.0
+    format: ImageFormat = "png"
+    quality: int = 95
+    strip_rows: int | None = None
+    spill_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_range("max_memory", self.max_memory, 0.1)
+        check_choice("format", self.format, get_args(ImageFormat))
+        check_range("quality", self.quality, 1, 100)
+        if self.strip_rows is not None:
+            check_range("strip_rows", self.strip_rows, 1)
+
+
+# ------------------------------------------------------------------------------------------ the TOML file
+
+# section -> the config class it holds (a nested config field of a class is read from the section of its name)
+SECTIONS: dict[str, type[ConfigMixin]] = {
+    "align": AlignConfig,
+    "patch": PatchConfig,
+    "build": BuildConfig,
+    "train": TrainConfig,
+    "evaluate": EvalConfig,
+    "enhance": EnhanceConfig,
+}
+
+
+def nested_class(cls: type, f: Field) -> type[ConfigMixin] | None:
+    """The config class of field ``f`` of ``cls`` when it holds a nested config (``BuildConfig.align``), else None."""
+    tp = _hints(cls)[f.name]
+    return tp if isinstance(tp, type) and is_dataclass(tp) and issubclass(tp, ConfigMixin) else None
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def field_type(cls: type, name: str) -> Any:
+    """The resolved type annotation of field ``name`` of ``cls`` (``Literal[...]``, ``int | None``...)."""
+    return _hints(cls)[name]
+
+
+def option_flag(cls: type, name: str) -> str:
+    """The command-line flag of field ``name`` of ``cls``: ``--field-name`` unless its metadata names another."""
+    f = next(f for f in fields(cls) if f.name == name)  # type: ignore[arg-type]
+    return f.metadata.get("flag", "--" + name.replace("_", "-"))
+
+
+def field_default(f: Field) -> Any:
+    """The default value of a dataclass field (calling its factory)."""
+    return f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> its description in the class docstring's ``Attributes:`` section (one line of text)."""
+    lines = (cls.__doc__ or "").splitlines()
+    docs: dict[str, list[str]] = {}
+    current, indent = None, None
+    start = next((i for i, line in enumerate(lines) if line.strip() == "Attributes:"), None)
+    for line in lines[start + 1 :] if start is not None else []:
+        if not line.strip():
+            current = None
+            continue
+        here = len(line) - len(line.lstrip())
+        indent = here if indent is None else indent
+        m = re.match(r"(\w+): (.*)", line.strip())
+        if here == indent and m:
+            current = m.group(1)
+            docs[current] = [m.group(2)]
+        elif here > indent and current is not None:
+            docs[current].append(line.strip())
+        elif here < indent:
+            break
+    return {k: _plain_text(" ".join(v)) for k, v in docs.items()}
+
+
+def _plain_text(rst: str) -> str:
+    """Docstring markup as plain text: ``x`` -> x, :class:`~a.B` -> B."""
+    rst = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], rst)
+    return rst.replace("``", "")
+
+
+def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a config file: ``{section: {field: value}}`` for the sections of :data:`SECTIONS`.
+
+    Raises:
+        ConfigError: missing or unreadable file, TOML syntax error (with its line), or an unknown section or a
+            value outside a section.
+    """
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror or exc})") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: not valid TOML ({exc})") from exc
+    bad = sorted(k for k, v in doc.items() if k not in SECTIONS or not isinstance(v, dict))
+    if bad:
+        raise ConfigError(
+            f"config file {path}: unknown section(s) or values outside a section: {bad}; sections are "
+            f"{', '.join(f'[{s}]' for s in SECTIONS)}"
+        )
+    return doc
+
+
+def resolve(
+    section: str,
+    file: Mapping[str, Mapping[str, Any]] | None = None,
+    flags: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ConfigMixin:
+    """The config of ``section``: defaults < ``file`` (from :func:`read_config_file`) < ``flags``.
+
+    Args:
+        section: a key of :data:`SECTIONS` (the command's own section).
+        file: the config file's sections (None: no file).
+        flags: values given on the command line, by section (a nested config's values under its field name).
+
+    Raises:
+        ConfigError: an unknown or invalid option (from the file or the flags).
+    """
+    cls = SECTIONS[section]
+    file, flags = file or {}, flags or {}
+    data = dict(file.get(section, {})) | dict(flags.get(section, {}))
+    for f in fields(cls):  # type: ignore[arg-type]
+        if nested_class(cls, f) is not None:
+            data[f.name] = dict(file.get(f.name, {})) | dict(flags.get(f.name, {}))
+    return cls.from_dict(data)
+
+
+def to_toml(config: ConfigMixin, section: str, *, title: str = "") -> str:
+    """``config`` as a config file (its own section and one per nested config), readable by :func:`resolve`.
+
+    Unset (None) options are written as comments, since TOML has no null.
+    """
+    own, nested = [], []
+    for f in fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        if nested_class(type(config), f) is not None:
+            nested.append(_table(f.name, value.to_dict()))
+        else:
+            own.append((f.name, json_safe(value)))
+    head = f"# {title}\n" if title else ""
+    return head + "\n".join([_table(section, dict(own)), *nested])
+
+
+def _table(name: str, values: Mapping[str, Any]) -> str:
+    lines = [f"[{name}]"]
+    for key, value in values.items():
+        lines.append(f"# {key} = (unset)" if value is None else f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to a config file")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dpedkit.config import ConfigMixin
+from dpedkit.config import MODELS, SPLITS, ConfigMixin, ModelName
 from dpedkit.errors import ConfigError, check_choice, check_range
 from dpedkit.io import read_rgb, to_uint8, write_image, write_text
 
@@ -49,15 +49,18 @@ class DemoConfig(ConfigMixin):
 
     Attributes:
         pairs: synthetic pairs (one of them, at least, goes to the test split).
-        phone_mp: phone photo size in megapixels; ``dslr_mp``: DSLR size (>= phone_mp).
+        phone_mp: phone photo size in megapixels.
+        dslr_mp: DSLR photo size in megapixels (>= phone_mp).
         test_images: pairs held out for evaluation (and for the enhanced photo); None: 1 for up to 5 pairs,
             else 2 (see :attr:`held_out`).
         model: network trained (``"srcnn"``: needs no VGG weights, learns the colour mapping in seconds).
         model_config: architecture options of ``model``; None: :data:`TINY_SRCNN` for ``srcnn``, the
             model's defaults otherwise.
-        iters: training iterations; ``batch``: patch pairs per iteration; ``lr``: Adam learning rate.
+        iters: training iterations.
+        batch: patch pairs per iteration.
+        lr: Adam learning rate.
         jobs: parallel workers of the build.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         seed: seed of every stage.
     """
 
@@ -65,7 +68,7 @@ class DemoConfig(ConfigMixin):
     phone_mp: float = 0.5
     dslr_mp: float = 1.0
     test_images: int | None = None
-    model: str = "srcnn"
+    model: ModelName = "srcnn"
     model_config: dict[str, Any] | None = None
     iters: int = 300
     batch: int = 16
@@ -80,7 +83,7 @@ class DemoConfig(ConfigMixin):
         check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
         if self.test_images is not None:
             check_range("test_images", self.test_images, 1, self.pairs - 1)
-        check_choice("model", self.model, ("srcnn", "dped", "johnson"))
+        check_choice("model", self.model, MODELS)
         check_range("iters", self.iters, 1)
         check_range("batch", self.batch, 1)
         check_range("lr", self.lr, 1e-7, 1.0)
@@ -220,7 +223,7 @@ def _build(res: DemoResult, cfg: DemoConfig) -> None:
         raw / "phone", raw / "dslr", ds, config=BuildConfig(test_images=cfg.held_out, seed=cfg.seed), jobs=cfg.jobs
     )
     res.patches = dict(summary.patches)
-    if not all(res.patches.get(s, 0) for s in ("train", "test")):
+    if not all(res.patches.get(s, 0) for s in SPLITS):
         raise ConfigError(f"the demo dataset has an empty split ({res.patches}); try more pairs or megapixels")
     res.commands["build"] = (
         f"dpedkit build {raw / 'phone'} {raw / 'dslr'} -o {ds} --test-images {cfg.held_out} --jobs {cfg.jobs}"

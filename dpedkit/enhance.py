@@ -32,14 +32,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpedkit.config import ConfigMixin
-from dpedkit.errors import ConfigError, DpedkitError, Failure, InputError, check_choice, check_range
+from dpedkit.config import EnhanceConfig
+from dpedkit.errors import ConfigError, DpedkitError, Failure, InputError, check_rgb_uint8
 from dpedkit.io import IMAGE_SUFFIXES, list_images, read_image, to_uint8, write_image
-from dpedkit.nn.device import resolve_device
+from dpedkit.nn.device import resolve_device, to_float_chw
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("png", "jpg")
 GB = 1e9
 # Memory model (bytes), with a safety margin over `dpedkit bench enhance` on CPU: a whole 1280x720 run peaked at
 # 1.51 GB RSS (~5.2 hidden-width float32 tensors over the runtime), a 12 MP run in strips under a 2 GB budget at
@@ -48,35 +47,6 @@ WHOLE_TENSORS = 6.0
 STRIP_TENSORS = 14.0
 FIXED_OVERHEAD = 0.45 * GB  # torch runtime, model, input and output images are added per image
 _TAIL_HALO = 6  # rows of context of c10 (1) + c11 (1) + c12 (4)
-
-
-@dataclass(frozen=True)
-class EnhanceConfig(ConfigMixin):
-    """Options of :func:`enhance`.
-
-    Attributes:
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        max_memory: memory budget in GB for one image (host memory on CPU, device memory on GPU); decides
-            between a whole-image run and strips, and the strip height.
-        format: output format, ``"png"`` (lossless) or ``"jpg"``.
-        quality: JPEG quality 1..100.
-        strip_rows: force strips of this many rows (``None``: whole image if it fits, else from ``max_memory``).
-        spill_dir: folder for the temporary spill files of a strip run (default: the system temp folder).
-    """
-
-    device: str = "auto"
-    max_memory: float = 2.0
-    format: str = "png"
-    quality: int = 95
-    strip_rows: int | None = None
-    spill_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        check_range("max_memory", self.max_memory, 0.1)
-        check_choice("format", self.format, FORMATS)
-        check_range("quality", self.quality, 1, 100)
-        if self.strip_rows is not None:
-            check_range("strip_rows", self.strip_rows, 1)
 
 
 @dataclass(frozen=True)
@@ -263,8 +233,7 @@ def _tail(g: torch.nn.Module, x: torch.Tensor, lo: int, height: int) -> tuple[to
 
 
 def _image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(rgb[None, lo:hi]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    return x.contiguous(memory_format=torch.channels_last)
+    return to_float_chw(rgb[None, lo:hi], device, memory_format=torch.channels_last)
 
 
 @torch.inference_mode()
@@ -372,8 +341,7 @@ def enhance_array(
     Raises:
         InputError: ``rgb`` is not an ``H x W x 3`` uint8 array.
     """
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise InputError(None, f"expected an H x W x 3 uint8 RGB image; got {rgb.shape} {rgb.dtype}")
+    check_rgb_uint8(rgb)
     device = resolve_device(device)
     height, width = rgb.shape[:2]
     tileable = can_tile(model)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 class DpedkitError(Exception):
@@ -66,3 +69,18 @@ def check_range(name: str, value: float, lo: float | None = None, hi: float | No
         lo_s = "-inf" if lo is None else repr(lo)
         hi_s = "inf" if hi is None else repr(hi)
         raise ConfigError(f"{name} must be in [{lo_s}, {hi_s}]; got {value!r}")
+
+
+def check_rgb_uint8(img: Any, name: str = "image", *, min_side: int = 1) -> np.ndarray:
+    """``img`` if it is an ``H x W x 3`` uint8 RGB array with both sides ``>= min_side``, else :class:`InputError`.
+
+    The one check of the pipeline's image convention (see :mod:`dpedkit`), used at every array entry point.
+    """
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        desc = f"{img.dtype} array of shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+        raise InputError(None, f"{name} must be an H x W x 3 uint8 RGB array; got {desc}")
+    if min(img.shape[:2]) < min_side:
+        raise InputError(
+            None, f"{name} must be at least {min_side}x{min_side} pixels; got {img.shape[1]}x{img.shape[0]}"
+        )
+    return img

@@ -22,38 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dpedkit.config import ConfigMixin
-from dpedkit.dataset.format import SPLITS, DatasetDir
-from dpedkit.errors import ConfigError, InputError, check_choice, check_range
-from dpedkit.nn.device import resolve_device, to_nchw
+from dpedkit.config import EvalConfig
+from dpedkit.dataset.format import DatasetDir
+from dpedkit.errors import InputError
+from dpedkit.nn.device import resolve_device, to_float_chw
 from dpedkit.nn.metrics import ms_ssim, psnr, ssim
 
 log = logging.getLogger(__name__)
 
 Model = torch.nn.Module | str | Path
-
-
-@dataclass(frozen=True)
-class EvalConfig(ConfigMixin):
-    """Options of :func:`evaluate`.
-
-    Attributes:
-        phone: phone folder of an official DPED tree (``iphone``...); ignored for dpedkit datasets.
-        split: ``"test"`` (default) or ``"train"``.
-        batch: patches per batch (50, the DPED protocol's batch).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-    """
-
-    phone: str | None = None
-    split: str = "test"
-    batch: int = 50
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        check_choice("split", self.split, SPLITS)
-        check_range("batch", self.batch, 1)
-        if not isinstance(self.batch, int):
-            raise ConfigError(f"batch must be an integer; got {self.batch!r}")
 
 
 @dataclass(frozen=True)
@@ -84,10 +61,12 @@ class EvalResult:
     identity: Scores
     source: str
     device: str
+    config: EvalConfig | None = None
 
     def to_dict(self) -> dict:
-        """``{"n_pairs", "dped", "pirm", "ssim", "identity": {...}}`` (the ``--json`` output)."""
-        return {"n_pairs": self.n_pairs, **self.model.to_dict(), "identity": self.identity.to_dict()}
+        """``{"n_pairs", "dped", "pirm", "ssim", "identity": {...}, "config": {...}}`` (the ``--json`` output)."""
+        out = {"n_pairs": self.n_pairs, **self.model.to_dict(), "identity": self.identity.to_dict()}
+        return out | {"config": None if self.config is None else self.config.to_dict()}
 
 
 def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = "test") -> tuple[np.ndarray, ...]:
@@ -186,8 +165,8 @@ def evaluate_arrays(
     model_acc, ident_acc = _Accumulator(), _Accumulator()
     with torch.inference_mode():
         for start in range(0, n, batch):
-            x = to_nchw(phone[start : start + batch], device)
-            y = to_nchw(dslr[start : start + batch], device)
+            x = to_float_chw(phone[start : start + batch], device)
+            y = to_float_chw(dslr[start : start + batch], device)
             model_acc.add(net(x).float(), y)
             ident_acc.add(x, y)
             if on_progress:
@@ -223,4 +202,4 @@ def evaluate(
     net = _load_model(model, device)
     log.info("evaluating on %d %s pairs from %s (%s)", len(phone), config.split, data, device)
     scores, ident = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, on_progress=on_progress)
-    return EvalResult(len(phone), scores, ident, str(data), str(device))
+    return EvalResult(len(phone), scores, ident, str(data), str(device), config=config)

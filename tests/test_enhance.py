@@ -239,13 +239,21 @@ def test_cli_enhance_interrupted_exits_130(tmp_path, rng, monkeypatch):
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["a.png"]
 
 
-def test_jpeg_quality_options_agree():
+def test_jpeg_quality_options_agree(tmp_path):
     """`enhance --quality` and `export-dped --quality` take the same range (1-100), described the same way."""
+    from click.testing import CliRunner
     from dpedkit_cli.commands import enhance, export_dped
+    from dpedkit_cli.main import cli
 
-    enh, exp = ({p.name: p for p in cmd.command.params}["quality"] for cmd in (enhance, export_dped))
-    assert (enh.type.min, enh.type.max) == (exp.type.min, exp.type.max) == (1, 100)
-    assert enh.help == exp.help and "1-100" in enh.help
+    enh, exp = ({p.opts[0]: p for p in cmd.command.params}["--quality"] for cmd in (enhance, export_dped))
+    assert enh.help == exp.help == "JPEG quality, 1-100."
+    for bad in ("0", "101"):
+        for args in (
+            ["enhance", "m.pt", str(tmp_path), "-o", str(tmp_path / "o")],
+            ["export-dped", str(tmp_path), "-o", "x"],
+        ):
+            res = CliRunner().invoke(cli, [*args, "--quality", bad])
+            assert res.exit_code == 2 and "quality" in res.output and "100" in res.output, res.output
     with pytest.raises(ConfigError, match="quality"):
         EnhanceConfig(quality=0)
 

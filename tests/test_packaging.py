@@ -45,6 +45,26 @@ def test_help_does_not_import_torch():
     assert out.strip().endswith("False")
 
 
+def _imported(code: str) -> set[str]:
+    """Top-level packages imported by running ``code`` in a fresh interpreter."""
+    probe = f"import sys; {code}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_the_dataset_path_is_torch_free():
+    """A build worker (dask/ray) and `dpedkit build --help` import neither torch nor matplotlib."""
+    worker = (
+        "import dpedkit.dataset.build as b; from dpedkit.dataset import patches, pairs, format, parallel; "
+        "from dpedkit.align import pipeline"
+    )
+    for code in (worker, "from dpedkit_cli.main import cli; cli(['build', '--help'], standalone_mode=False)"):
+        assert not {"torch", "matplotlib"} & _imported(code), code
+    for command in ("train", "evaluate", "enhance", "align"):  # generated options: help stays light
+        code = f"from dpedkit_cli.main import cli; cli(['{command}', '--help'], standalone_mode=False)"
+        assert "torch" not in _imported(code), command
+
+
 def test_logging_goes_to_stderr_so_json_stdout_stays_clean():
     import logging
 

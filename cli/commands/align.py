@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from dpedkit_cli.options import config_options, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, table
 
 
@@ -12,27 +13,20 @@ from dpedkit_cli.render import console, handle_errors, print_json, table
 @click.argument("phone", type=click.Path(dir_okay=False))
 @click.argument("dslr", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--work-mp", type=float, help="Megapixels each image is shrunk to for SIFT.  [default: 0.5]")
-@click.option("--ratio", type=float, help="Lowe ratio-test bound.  [default: 0.8]")
-@click.option("--method", type=click.Choice(["magsac", "prosac", "accurate", "ransac"]), help="Robust estimator.")
-@click.option("--threshold", "threshold_px", type=float, help="Inlier bound, working-scale DSLR px.")
-@click.option("--min-inliers", type=int, help="Fewest inliers accepted.")
-@click.option("--max-rotation", "max_rotation_deg", type=float, help="Largest plausible rotation (degrees).")
-@click.option("--scale-range", nargs=2, type=float, help="Plausible DSLR px per phone px: MIN MAX.")
-@click.option("--min-overlap", type=float, help="Smallest crop, as a fraction of the phone image.")
-@click.option("--interpolation", type=click.Choice(["linear", "cubic", "lanczos"]), help="DSLR resampling kernel.")
+@config_options("align")
 @click.option("--json", "as_json", is_flag=True, help="Also print alignment.json on stdout.")
 @handle_errors
 def command(phone, dslr, out_dir, as_json, **options) -> None:  # fmt: skip
     """Align PHONE to DSLR (SIFT + robust homography), crop both to the largest common rectangle.
 
     Writes OUT/phone.png and OUT/dslr.png (same size; the DSLR resampled onto the phone pixels, anti-aliased)
-    and OUT/alignment.json (status, reason, H_phone_to_dslr, crop, matches, inliers, rmse_px, scale, timings).
+    and OUT/alignment.json (status, reason, H_phone_to_dslr, crop, matches, inliers, rmse_px, scale, timings,
+    the resolved config). Options may come from --config FILE.toml ([align]); flags typed here override it.
     Exit status: 0 aligned, 1 the pair was rejected (the reason is in alignment.json), 2 bad usage/input.
     """
-    from dpedkit.align import AlignConfig, align_files, write_alignment
+    from dpedkit.align import align_files, write_alignment
 
-    config = AlignConfig.from_dict({k: v for k, v in options.items() if v not in (None, ())})
+    config = resolved_config("align", options)
     result = align_files(phone, dslr, config=config)
     write_alignment(result, out_dir)
     if as_json:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import click
+from dpedkit_cli.options import field_options
 from dpedkit_cli.render import console, handle_errors, print_json, table
+
+from dpedkit.bench.build import BuildBenchConfig
 
 
 @click.command("build")
-@click.option("--pairs", default=6, show_default=True, help="Synthetic pairs built with each worker count.")
-@click.option("--phone-mp", default=13.0, show_default=True, help="Phone megapixels.")
-@click.option("--dslr-mp", default=20.0, show_default=True, help="DSLR megapixels.")
-@click.option("--reads", default=2000, show_default=True, help="Random single reads timed per layout.")
-@click.option("--repeats", default=2, show_default=True, help="Builds per worker count; the fastest counts.")
+@field_options(BuildBenchConfig, "pairs", "phone_mp", "dslr_mp", "reads", "repeats")
 @click.option("--work-dir", type=click.Path(file_okay=False), help="Keep pairs and datasets here (default: temp).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 @handle_errors
@@ -19,7 +18,7 @@ def command(
     pairs: int, phone_mp: float, dslr_mp: float, reads: int, repeats: int, work_dir: str | None, as_json: bool
 ) -> None:
     """Dataset-build throughput with 1 and 2 workers, time per pair vs decode-only, memory, shard read speed."""
-    from dpedkit.bench.build import BuildBenchConfig, bench_build
+    from dpedkit.bench.build import bench_build
 
     config = BuildBenchConfig(pairs=pairs, phone_mp=phone_mp, dslr_mp=dslr_mp, reads=reads, repeats=repeats)
     with console.status("benchmarking") as status:

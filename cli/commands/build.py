@@ -6,8 +6,11 @@ import sys
 import time
 
 import click
+from dpedkit_cli.options import config_options, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 from rich.markup import escape
+
+from dpedkit.dataset.parallel import BACKENDS
 
 
 @click.command("build")
@@ -17,30 +20,25 @@ from rich.markup import escape
 @click.option("--pairs", "pairs_csv", type=click.Path(exists=True, dir_okay=False), help="Explicit pairing CSV.")
 @click.option("--jobs", default=1, show_default=True,
               help="Worker processes (-1: all cores). With --scheduler, 1 means all cluster workers.")  # fmt: skip
-@click.option("--backend", type=click.Choice(["loky", "dask", "ray"]), default="loky", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="loky", show_default=True)
 @click.option("--scheduler", help="dask scheduler address (tcp://host:8786) or ray address (with --backend).")
-@click.option("--patch", default=100, show_default=True, help="Patch side P in pixels.")
-@click.option("--ncc", default=0.9, show_default=True, help="Keep patch pairs with NCC >= this.")
-@click.option("--test-images", type=int, help="Source pairs in the test split (overrides --test-fraction).")
-@click.option("--test-fraction", default=0.1, show_default=True, help="Fraction of source pairs in the test split.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the train/test split.")
-@click.option("--pairs-per-shard", default=1, show_default=True, help="Source pairs per shard (= per task).")
+@config_options("build")
 @click.option("--overwrite", is_flag=True, help="Rebuild even if OUT holds a finished or unfinished dataset.")
 @click.option("--quiet", is_flag=True, help="No progress bar or table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @handle_errors
-def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, patch, ncc, test_images,
-            test_fraction, seed, pairs_per_shard, overwrite, quiet, as_json) -> None:  # fmt: skip
+def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, overwrite, quiet, as_json,
+            **options) -> None:  # fmt: skip
     """Build a DPED-style dataset: align each pair, cut NCC-checked patch pairs, write HDF5 shards.
 
-    Reruns resume an interrupted build; a finished dataset is left alone unless --overwrite.
+    Every alignment ([align]) and patch ([patch]) option of the library is a flag; options may also come from
+    --config FILE.toml, which flags typed here override (--print-config shows the result). Reruns resume an
+    interrupted build; a finished dataset is left alone unless --overwrite.
     Exit status: 0, or 1 when no pair succeeded, 2 on bad usage.
     """
-    from dpedkit.dataset.build import BuildConfig, build_dataset, count_pairs
-    from dpedkit.dataset.patches import PatchConfig
+    from dpedkit.dataset.build import build_dataset, count_pairs
 
-    config = BuildConfig(patch=PatchConfig(size=patch, ncc_min=ncc), test_images=test_images,
-                         test_fraction=test_fraction, seed=seed, pairs_per_shard=pairs_per_shard)  # fmt: skip
+    config = resolved_config("build", options)
     stats = {"kept": 0, "failed": 0, "pairs": 0}
     t0 = time.perf_counter()
     with progress("pairs", count_pairs(phone_dir, dslr_dir, pairs_csv), quiet=quiet) as advance:

@@ -5,20 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from dpedkit_cli.options import field_options
 from dpedkit_cli.render import console, handle_errors, table
+
+from dpedkit.demo import DemoConfig
 
 
 @click.command("demo")
 @click.option("-o", "--out", "out_dir", default="dpedkit-demo", show_default=True, type=click.Path(path_type=Path))
-@click.option("--pairs", default=8, show_default=True, help="Synthetic phone/DSLR pairs.")
-@click.option("--iters", default=300, show_default=True, help="Training iterations.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", default=0, show_default=True)
+@field_options(DemoConfig, "pairs", "iters", "device", "seed")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier demo in the output folder.")
 @handle_errors
 def command(out_dir: Path, pairs: int, iters: int, device: str, seed: int, overwrite: bool) -> None:
     """Run the whole pipeline on synthetic pairs (no data, no internet needed) and say where each result is."""
-    from dpedkit.demo import DemoConfig, run_demo
+    from dpedkit.demo import run_demo
 
     config = DemoConfig(pairs=pairs, iters=iters, device=device, seed=seed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from dpedkit_cli.options import config_options, resolved_config
 from dpedkit_cli.render import console, handle_errors, progress
 from rich.markup import escape
 
@@ -13,20 +14,9 @@ from rich.markup import escape
 @click.argument("model", type=click.Path(exists=False))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option(
-    "--max-memory",
-    type=click.FloatRange(min=0.1),
-    default=2.0,
-    show_default=True,
-    help="Memory budget in GB per photo; larger photos run in strips (same result, computed exactly).",
-)
-@click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality, 1-100.")
+@config_options("enhance")
 @handle_errors
-def command(
-    model: str, inputs: tuple[str, ...], out_dir: str, device: str, max_memory: float, fmt: str, quality: int
-) -> None:
+def command(model: str, inputs: tuple[str, ...], out_dir: str, **options) -> None:
     """Enhance photos (files or folders of images) at full resolution with MODEL.
 
     MODEL is a dpedkit checkpoint or an official DPED TensorFlow checkpoint prefix (models/iphone_orig).
@@ -35,10 +25,11 @@ def command(
     the whole photo); strips spill activations to $TMPDIR (about 12 GB of disk for a 12 MP photo).
     Exit status: 0 when every photo was enhanced, 1 when some could not be read (the others are written),
     2 on bad usage or an unusable model, 130 when interrupted (Ctrl-C; the photos finished so far are kept).
+    Options may come from --config FILE.toml ([enhance]); flags typed here override it.
     """
-    from dpedkit.enhance import EnhanceConfig, ImageResult, collect_inputs, enhance
+    from dpedkit.enhance import ImageResult, collect_inputs, enhance
 
-    config = EnhanceConfig(device=device, max_memory=max_memory, format=fmt, quality=quality)
+    config = resolved_config("enhance", options)
     total = len(collect_inputs(inputs))
     written = [0]
     try:

@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import click
+from dpedkit_cli.options import config_options, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 
 
 @click.command(name="evaluate")
 @click.argument("model", type=click.Path(exists=False))
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
-@click.option("--phone", default=None, help="Phone folder of an official DPED tree (iphone, blackberry, sony).")
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=50, show_default=True, help="DPED-protocol batch size.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@config_options("evaluate")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON on stdout.")
 @handle_errors
-def command(model: str, data: str, phone: str | None, split: str, batch: int, device: str, as_json: bool) -> None:
+def command(model: str, data: str, as_json: bool, **options) -> None:
     """Score MODEL on the test patches of DATA.
 
     MODEL is a dpedkit checkpoint or an official DPED TensorFlow checkpoint prefix (models/iphone_orig).
     DATA is a dpedkit dataset folder, an official `dped/` folder (with --phone) or `dped/<phone>/`.
     Reports the DPED protocol (batches of 50, pooled MSE, unclipped output, MS-SSIM per batch), the PIRM
     protocol (per patch, output clipped) and mean per-patch SSIM, for the model and the identity baseline.
+    Options may come from --config FILE.toml ([evaluate]); flags typed here override it.
     """
-    from dpedkit.evaluate import EvalConfig, evaluate
+    from dpedkit.evaluate import evaluate
 
-    config = EvalConfig(phone=phone, split=split, batch=batch, device=device)
+    config = resolved_config("evaluate", options)
     with progress("evaluate", None, quiet=as_json) as advance:
         done = [0]
 
@@ -49,4 +48,4 @@ def command(model: str, data: str, phone: str | None, split: str, batch: int, de
         for name, s in (("model", result.model), ("identity", result.identity))
     ]
     cols = ["", "DPED PSNR dB", "DPED MS-SSIM", "PIRM PSNR dB", "PIRM MS-SSIM", "SSIM"]
-    console.print(table(f"{result.n_pairs} {split} pairs, {result.source} ({result.device})", cols, rows))
+    console.print(table(f"{result.n_pairs} {config.split} pairs, {result.source} ({result.device})", cols, rows))

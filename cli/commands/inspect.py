@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from dpedkit_cli.options import field_options
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 from rich.markup import escape
+
+from dpedkit.inspect.report import ReportConfig
 
 
 @click.command("inspect")
@@ -15,16 +18,7 @@ from rich.markup import escape
 @click.option("--summary", is_flag=True, help="Print the summary and the worst pairs as tables; no HTML.")
 @click.option("--top", default=10, show_default=True, help="Worst pairs listed by --summary.")
 @click.option("--json", "as_json", is_flag=True, help="With --summary: print the summary as JSON on stdout instead.")
-@click.option("--pair-views", default=12, show_default=True, help="Worst ok pairs re-aligned and drawn.")
-@click.option(
-    "--hist-pairs",
-    default=12,
-    show_default=True,
-    help="Pairs re-refined for the NCC histogram when the dataset stores no candidate windows (imported or older).",
-)
-@click.option("--samples", default=24, show_default=True, help="Random kept patch pairs shown.")
-@click.option("--lowest", default=12, show_default=True, help="Lowest-NCC kept patch pairs shown.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random choices.")
+@field_options(ReportConfig)
 @handle_errors
 def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bool, **options: int) -> None:
     """Report on the alignment quality of SOURCE: a dataset (`dpedkit build`) or a pair folder (`dpedkit align`).
@@ -32,7 +26,7 @@ def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bo
     The HTML report is one self-contained file (images embedded) that opens offline in any browser.
     """
     from dpedkit.align import is_pair_dir, read_alignment
-    from dpedkit.inspect.report import ReportConfig, write_report
+    from dpedkit.inspect.report import write_report
     from dpedkit.inspect.summary import summarize_dataset
 
     if as_json and not summary:

@@ -8,12 +8,14 @@ import click
 from dpedkit_cli.render import console, handle_errors, print_json, table
 from rich.markup import escape
 
+from dpedkit.dataset.pairs import PAIR_BY
+
 
 @click.command("pairs")
 @click.argument("phone_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("dslr_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", "out_csv", type=click.Path(dir_okay=False), help="Write the pairs to this CSV.")
-@click.option("--by", type=click.Choice(["name", "time", "order"]), default="name", show_default=True,
+@click.option("--by", type=click.Choice(PAIR_BY), default="name", show_default=True,
               help="Same file stem, nearest EXIF capture time, or sorted order.")  # fmt: skip
 @click.option("--max-dt", default=2.0, show_default=True, help="Largest capture-time gap in seconds (--by time).")
 @click.option("--json", "as_json", is_flag=True, help="Print the pairing as JSON on stdout.")

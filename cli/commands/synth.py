@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import click
+from dpedkit_cli.options import field_options
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
+
+from dpedkit.dataset.synth import SynthConfig
 
 
 @click.command("synth")
@@ -11,9 +14,7 @@ from dpedkit_cli.render import console, handle_errors, print_json, progress, tab
 @click.option("--n", "n", default=20, show_default=True, type=click.IntRange(min=1), help="Number of pairs.")
 @click.option("--seed", default=0, show_default=True, help="Base seed (pair i uses seeds [seed, i]).")
 @click.option("--source", type=click.Path(exists=True, file_okay=False), help="Folder of your own photos.")
-@click.option("--phone-mp", default=3.0, show_default=True, help="Phone image size in megapixels (4:3).")
-@click.option("--dslr-mp", default=6.0, show_default=True, help="DSLR image size in megapixels (3:2).")
-@click.option("--hard", is_flag=True, help="Add lens distortion, a parallax region and a moving object.")
+@field_options(SynthConfig)
 @click.option("--overwrite", is_flag=True, help="Replace the pairs of an earlier run in OUT_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bar or table.")
 @click.option("--json", "as_json", is_flag=True, help="Print one summary row per pair as JSON on stdout.")
@@ -25,7 +26,7 @@ def command(out_dir, n, seed, source, phone_mp, dslr_mp, hard, overwrite, quiet,
     H_phone_to_dslr maps phone pixels (x, y, 1), centres at integers, to DSLR pixels. Use them to check an
     aligner (`dpedkit align` or `dpedkit build`) before a shoot.
     """
-    from dpedkit.dataset.synth import SynthConfig, synthesize
+    from dpedkit.dataset.synth import synthesize
 
     SynthConfig(phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)  # fail fast, before the progress bar
     rows = []

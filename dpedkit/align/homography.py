@@ -19,7 +19,8 @@ from dpedkit.geometry import apply_homography
 
 log = logging.getLogger(__name__)
 
-METHODS = {
+# the robust estimators of AlignConfig.method (keys: the dpedkit.config.Method choices)
+METHODS: dict[str, int] = {
     "magsac": cv2.USAC_MAGSAC,
     "prosac": cv2.USAC_PROSAC,
     "accurate": cv2.USAC_ACCURATE,

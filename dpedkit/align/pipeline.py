@@ -29,87 +29,13 @@ import numpy as np
 
 from dpedkit import __version__
 from dpedkit.align.features import Features, Matches, detect, match, working_scale
-from dpedkit.align.homography import METHODS, check_geometry, robust_fit
-from dpedkit.align.warp import INTERPOLATIONS, largest_rectangle, resample_dslr, valid_halfplanes
-from dpedkit.config import ConfigMixin
-from dpedkit.errors import ConfigError, Failure, InputError, check_choice, check_range
+from dpedkit.align.homography import check_geometry, robust_fit
+from dpedkit.align.warp import largest_rectangle, resample_dslr, valid_halfplanes
+from dpedkit.config import AlignConfig
+from dpedkit.errors import Failure, InputError, check_rgb_uint8
 from dpedkit.io import read_image, write_image, write_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AlignConfig(ConfigMixin):
-    """Options of the alignment stage (defaults chosen by measurement, see ``dpedkit bench align``).
-
-    Attributes:
-        work_mp: megapixels each image is shrunk to (never enlarged) before SIFT.
-        max_features: strongest SIFT keypoints kept per image (0: all).
-        contrast_threshold: SIFT contrast threshold.
-        ratio: Lowe ratio-test bound.
-        method: robust estimator: ``magsac`` (MAGSAC++), ``prosac``, ``accurate`` (GC-RANSAC), ``ransac``.
-        weighted: final least-squares fit weighted by the keypoint sizes (SIFT localisation error).
-        threshold_px: inlier residual bound, in DSLR pixels at the working scale.
-        min_inliers: fewest inliers accepted.
-        min_inlier_ratio: fewest inliers per putative match accepted.
-        max_rmse_px: largest inlier RMSE accepted, in DSLR pixels at the working scale.
-        scale_range: plausible DSLR pixels per phone pixel ``(min, max)``.
-        max_rotation_deg: plausible absolute rotation between the two images.
-        max_anisotropy: largest singular-value ratio of the local Jacobian (shear/squash) accepted.
-        min_overlap: smallest crop area, as a fraction of the phone image, accepted.
-        min_coverage: smallest area of the inliers' convex hull, as a fraction of the crop, accepted (a
-            homography supported by one small cluster of matches extrapolates badly to the rest of the crop).
-        margin_px: DSLR pixels kept clear of the DSLR border by the crop.
-        interpolation: resampling kernel of the DSLR warp: ``linear``, ``cubic`` or ``lanczos``.
-        min_side: images with a side below this many pixels fail with ``too-small``.
-        threads: threads used to process the two images side by side (1: sequential).
-        seed: seed of OpenCV's random generator (FLANN trees, USAC sampling), set in the calling thread before
-            matching so the same pair always gives the same result.
-    """
-
-    work_mp: float = 0.5
-    max_features: int = 8000
-    contrast_threshold: float = 0.04
-    ratio: float = 0.8
-    method: str = "magsac"
-    weighted: bool = True
-    threshold_px: float = 1.0
-    min_inliers: int = 20
-    min_inlier_ratio: float = 0.1
-    max_rmse_px: float = 1.0
-    scale_range: tuple[float, float] = (0.125, 8.0)
-    max_rotation_deg: float = 45.0
-    max_anisotropy: float = 2.0
-    min_overlap: float = 0.1
-    min_coverage: float = 0.2
-    margin_px: float = 1.0
-    interpolation: str = "linear"
-    min_side: int = 32
-    threads: int = 2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_range("work_mp", self.work_mp, 0.01, 1000.0)
-        check_range("max_features", self.max_features, 0)
-        check_range("contrast_threshold", self.contrast_threshold, 0.0, 1.0)
-        check_range("ratio", self.ratio, 0.01, 1.0)
-        check_choice("method", self.method, tuple(METHODS))
-        check_range("threshold_px", self.threshold_px, 0.01, 100.0)
-        check_range("min_inliers", self.min_inliers, 4)
-        check_range("min_inlier_ratio", self.min_inlier_ratio, 0.0, 1.0)
-        check_range("max_rmse_px", self.max_rmse_px, 0.0)
-        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] < self.scale_range[1]:
-            raise ConfigError(f"scale_range must be (min, max) with 0 < min < max; got {self.scale_range!r}")
-        object.__setattr__(self, "scale_range", tuple(float(v) for v in self.scale_range))
-        check_range("max_rotation_deg", self.max_rotation_deg, 0.0, 180.0)
-        check_range("max_anisotropy", self.max_anisotropy, 1.0)
-        check_range("min_overlap", self.min_overlap, 0.0, 1.0)
-        check_range("min_coverage", self.min_coverage, 0.0, 1.0)
-        check_range("margin_px", self.margin_px, 0.0, 100.0)
-        check_choice("interpolation", self.interpolation, tuple(INTERPOLATIONS))
-        check_range("min_side", self.min_side, 1)
-        check_range("threads", self.threads, 1, 64)
-        check_range("seed", self.seed, 0, 2**31 - 1)
 
 
 @dataclass
@@ -138,6 +64,7 @@ class AlignResult:
         dslr_pts: ``N x 2`` float64 matching inlier points in the DSLR image.
         timings: seconds per stage (``decode``, ``features``, ``match``, ``homography``, ``crop``, ``warp``,
             ``total``).
+        config: the options it was aligned with.
     """
 
     status: str
@@ -158,6 +85,7 @@ class AlignResult:
     phone_pts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     dslr_pts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     timings: dict[str, float] = field(default_factory=dict)
+    config: AlignConfig | None = None
 
     @property
     def ok(self) -> bool:
@@ -189,6 +117,7 @@ class AlignResult:
             "dslr_size": list(self.dslr_size),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "version": __version__,
+            "config": None if self.config is None else self.config.to_dict(),
         }
 
 
@@ -209,13 +138,6 @@ class _Stopwatch:
     def finish(self) -> dict[str, float]:
         self.timings["total"] = sum(v for k, v in self.timings.items() if k != "total")
         return self.timings
-
-
-def _check_image(img: object, name: str) -> np.ndarray:
-    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        desc = f"{img.dtype} array of shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
-        raise InputError(None, f"{name} must be an H x W x 3 uint8 RGB array; got {desc}")
-    return img
 
 
 def _map2(fn: Any, a: Any, b: Any, threads: int) -> tuple[Any, Any]:
@@ -256,12 +178,12 @@ def align_pair(
         >>> res.status, res.crop, res.dslr.shape == res.phone.shape  # doctest: +SKIP
         ('ok', (12, 8, 1490, 1110), True)
     """
-    _check_image(phone, "phone")
-    _check_image(dslr, "dslr")
+    check_rgb_uint8(phone, "phone")
+    check_rgb_uint8(dslr, "dslr")
     cfg = config
     clock = _Stopwatch(timings)
     psize, dsize = (phone.shape[1], phone.shape[0]), (dslr.shape[1], dslr.shape[0])
-    res = AlignResult(status="ok", phone_size=psize, dslr_size=dsize)
+    res = AlignResult(status="ok", phone_size=psize, dslr_size=dsize, config=cfg)
 
     def fail(f: Failure) -> AlignResult:
         res.status, res.reason, res.timings = f.reason, f.detail, clock.finish()

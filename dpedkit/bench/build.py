@@ -49,7 +49,8 @@ class BuildBenchConfig:
 
     Attributes:
         pairs: synthetic pairs built (with each worker count).
-        phone_mp: phone size in megapixels. dslr_mp: DSLR size in megapixels.
+        phone_mp: phone size in megapixels.
+        dslr_mp: DSLR size in megapixels.
         reads: random single reads timed per storage layout.
         jpeg_patches: patches written to the DPED-style JPEG folder (the first ones of the dataset).
         repeats: builds per worker count (alternating); the fastest counts.

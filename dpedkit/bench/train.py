@@ -83,7 +83,7 @@ def bench_train(
         batches) and ``step_s`` per path.
     """
     from dpedkit.nn.device import resolve_device
-    from dpedkit.train.config import TrainConfig
+    from dpedkit.train.resume import TrainConfig
 
     dev = resolve_device(device)
     gpu = dev.type == "cuda"

@@ -34,12 +34,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from dpedkit.align import AlignConfig
-from dpedkit.config import ConfigMixin
+from dpedkit.config import BuildConfig
 from dpedkit.dataset.format import (
     MANIFEST_SCHEMA,
     SPLITS,
@@ -50,60 +49,11 @@ from dpedkit.dataset.format import (
     shard_name,
 )
 from dpedkit.dataset.parallel import Backend, check_options, run_parallel
-from dpedkit.dataset.patches import PatchConfig
 from dpedkit.dataset.shards import CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardWriter
-from dpedkit.errors import ConfigError, InputError, check_choice, check_range
+from dpedkit.errors import ConfigError, InputError
 from dpedkit.io import write_image
 
 log = logging.getLogger(__name__)
-
-OnError = Literal["record", "raise"]
-
-
-@dataclass(frozen=True)
-class BuildConfig(ConfigMixin):
-    """Options of :func:`build_dataset` (stored in ``dataset.json`` and in every shard's attributes).
-
-    Attributes:
-        align: alignment options (``align.threads`` is not used: each build worker runs on one core).
-        patch: patch options (``patch.size`` is the patch side ``P``, ``patch.ncc_min`` the NCC threshold).
-        test_images: number of source pairs in the test split; overrides ``test_fraction`` when set.
-        test_fraction: fraction of pairs in the test split (rounded, at least one when there are two or more
-            pairs and the fraction is positive).
-        seed: seed of the split permutation; OpenCV's RNG is also reset to it before each pair, so a pair's
-            result never depends on what its worker processed before (matching and USAC sampling are then
-            seeded by ``align.seed``).
-        pairs_per_shard: source pairs per shard (= per parallel task; 1 gives the finest resume and balance).
-        keep_test_full: write the full aligned test images to ``test_full/``.
-        on_error: what an unexpected exception while processing a pair does: ``"record"`` (log it and mark
-            the pair ``"error"``) or ``"raise"``. Unreadable input is always recorded (``"unreadable"``).
-    """
-
-    align: AlignConfig = field(default_factory=AlignConfig)
-    patch: PatchConfig = field(default_factory=PatchConfig)
-    test_images: int | None = None
-    test_fraction: float = 0.1
-    seed: int = 0
-    pairs_per_shard: int = 1
-    keep_test_full: bool = True
-    on_error: OnError = "record"
-
-    def __post_init__(self) -> None:
-        for name, cls in (("align", AlignConfig), ("patch", PatchConfig)):
-            if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"{name} must be a {cls.__name__}; got {type(getattr(self, name)).__name__}")
-        if self.test_images is not None:
-            check_range("test_images", self.test_images, 0)
-        check_range("test_fraction", self.test_fraction, 0.0, 1.0)
-        check_range("pairs_per_shard", self.pairs_per_shard, 1, 100_000)
-        check_choice("on_error", self.on_error, ("record", "raise"))
-
-    @classmethod
-    def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
-        return data | {
-            "align": AlignConfig.from_dict(data.get("align", {})),
-            "patch": PatchConfig.from_dict(data.get("patch", {})),
-        }
 
 
 @dataclass(frozen=True)
@@ -468,7 +418,8 @@ def process_pair(
 
 def _align_metrics(result: Any) -> dict[str, Any]:
     """Alignment metrics of an AlignResult for pairs.jsonl (timings dropped: they differ from run to run)."""
-    metrics = {k: v for k, v in result.to_json().items() if k not in ("status", "reason", "timings", "ok")}
+    drop = ("status", "reason", "timings", "ok", "config")  # the build's config is in dataset.json
+    metrics = {k: v for k, v in result.to_json().items() if k not in drop}
     if result.H_phone_to_dslr is not None:
         metrics["H_phone_to_dslr"] = np.asarray(result.H_phone_to_dslr, float).round(12).tolist()
     if result.crop is not None:

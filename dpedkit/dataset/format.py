@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from dpedkit import __version__
+from dpedkit.config import SPLITS
 from dpedkit.dataset.shards import (
     CANDIDATE_COLUMNS,
     READABLE_VERSIONS,
@@ -41,7 +42,6 @@ from dpedkit.dataset.shards import (
 from dpedkit.errors import ShardError
 from dpedkit.io import read_jsonl, write_json, write_jsonl, write_text
 
-SPLITS = ("train", "test")
 MANIFEST_SCHEMA = "dpedkit-dataset"
 MANIFEST = "dataset.json"
 PAIRS = "pairs.jsonl"

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.shards import ShardInfo, check_schema, open_shard
 from dpedkit.errors import ConfigError, ShardError
+from dpedkit.nn.device import to_float_chw
 
 Source = str | Path | Sequence[str | Path]
 
@@ -112,7 +113,7 @@ class PatchDataset(Dataset):
         return phone[row], dslr[row]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        phone, dslr = (to_tensor(a) for a in self.raw(int(index)))
+        phone, dslr = (to_float_chw(a) for a in self.raw(int(index)))
         return self.transform(phone, dslr) if self.transform else (phone, dslr)
 
     def close(self) -> None:
@@ -125,12 +126,6 @@ class PatchDataset(Dataset):
         state = self.__dict__.copy()
         state["_handles"] = OrderedDict()  # open h5py objects cannot (and must not) be pickled
         return state
-
-
-def to_tensor(patch: np.ndarray) -> torch.Tensor:
-    """``P x P x 3`` (or ``N x P x P x 3``) uint8 -> float32 ``3 x P x P`` (``N x 3 x P x P``) in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(patch))
-    return t.movedim(-1, -3).float().div_(255.0)
 
 
 def load_split(
@@ -147,7 +142,7 @@ def load_split(
 
     Returns:
         ``(phone, dslr)``: ``N x P x P x 3`` uint8 RGB each (numpy, or torch on ``device``); use
-        :func:`to_tensor` (or ``.permute(0, 3, 1, 2).float() / 255``) per batch.
+        :func:`dpedkit.nn.device.to_float_chw` per batch.
 
     Raises:
         ShardError: as :class:`PatchDataset`.

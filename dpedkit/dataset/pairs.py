@@ -15,7 +15,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from dpedkit.errors import ConfigError, InputError, check_choice
 from dpedkit.io import list_files, read_capture_time, write_text
@@ -23,7 +23,7 @@ from dpedkit.io import list_files, read_capture_time, write_text
 log = logging.getLogger(__name__)
 
 PairBy = Literal["name", "time", "order"]
-PAIR_BY: tuple[str, ...] = ("name", "time", "order")
+PAIR_BY: tuple[str, ...] = get_args(PairBy)
 CSV_FIELDS = ("name", "phone", "dslr", "dt")
 
 

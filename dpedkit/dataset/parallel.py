@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from dpedkit.errors import ConfigError, check_choice
 
@@ -26,7 +26,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 Backend = Literal["loky", "dask", "ray"]
 CONNECT_TIMEOUT = "20s"  # how long to try reaching a dask scheduler
-BACKENDS = ("loky", "dask", "ray")
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 def _call(fn: Callable[[T], R], index: int, item: T, parent: int | None = None) -> tuple[int, R]:

@@ -41,19 +41,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import cv2
 import numpy as np
 
-from dpedkit.config import ConfigMixin
-from dpedkit.errors import ConfigError, InputError, check_choice, check_range
+from dpedkit.config import PatchConfig
+from dpedkit.errors import InputError, check_rgb_uint8
 
 log = logging.getLogger(__name__)
 
-Rotation = Literal["fit", "search", "none"]
-ROTATIONS: tuple[str, ...] = ("fit", "search", "none")
-INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
 _INTER = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 _NEAR_RADIUS = 4  # half-res px searched first (search_scale=2); wider only when not clearly found there
 _GN_ITERS = 4  # Gauss-Newton iterations at most (1-2 are typical from the correlation peak)
@@ -62,59 +58,6 @@ _GN_TOL = 0.02  # px; stop when an update moves the window (centre and corners) 
 _GN_SKIP_MARGIN = 0.3  # windows whose correlation peak is below ncc_min - this are not refined further
 _GN_MAX_MOVE = 3.0  # px; a Gauss-Newton result further than this from the correlation peak is discarded
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma, as cv2.COLOR_RGB2GRAY
-
-
-@dataclass(frozen=True)
-class PatchConfig(ConfigMixin):
-    """Options of :func:`extract_patches`.
-
-    Attributes:
-        size: patch side ``P`` in pixels (DPED: 100).
-        ncc_min: keep a patch pair when the NCC of the stored patches is at least this (DPED: 0.9).
-        radius: translation search radius ``R`` in px (integer shifts in ``[-R, R]`` plus sub-pixel).
-            Residual misalignment after the global homography sets it: on 10 hard synthetic pairs (lens
-            distortion, a 10-25 px parallax region, a moving object) the true residual was median 0.7 px, p95
-            4.4 px, p99 23 px; R = 24 keeps the parallax patches (R = 16 loses them) for ~1-5 % more time.
-            On city100 (planar) measured shifts stay under 2.1 px.
-        max_angle: rotation search range in degrees (``+-max_angle``).
-        rotation: ``"fit"`` (angle refined jointly with the sub-pixel shift; cheap), ``"search"`` (naive:
-            re-match the neighbourhood rotated to ``angle_steps`` angles) or ``"none"`` (shift only).
-        angle_steps: number of angles tried by ``rotation="search"`` (odd, includes 0).
-        interpolation: resampling of the stored phone patch: ``"cubic"`` (sharper) or ``"linear"``.
-        max_outside: how far (px) the refined phone window may reach beyond the crop (border pixels are
-            replicated there); windows reaching further are not kept.
-        search_scale: ``2`` runs the integer search on both images halved (``INTER_AREA``): first over
-            ``+-4`` px there, then over ``+-ceil(radius / 2)`` unless that found a peak inside with NCC
-            ``>= ncc_min`` (~4x cheaper than at full resolution at ``radius = 24``, same kept set and shifts on
-            hard synthetic pairs with 10-25 px parallax); Gauss-Newton starts from the doubled peak. ``1``
-            searches ``+-radius`` at full resolution. ``rotation="search"`` always searches at full resolution.
-    """
-
-    size: int = 100
-    ncc_min: float = 0.9
-    radius: int = 24
-    max_angle: float = 1.0
-    rotation: Rotation = "fit"
-    angle_steps: int = 5
-    interpolation: Literal["linear", "cubic"] = "cubic"
-    max_outside: float = 1.0
-    search_scale: int = 2
-
-    def __post_init__(self) -> None:
-        for name in ("size", "radius", "angle_steps", "search_scale"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
-                raise ConfigError(f"{name} must be an integer; got {getattr(self, name)!r}")
-        check_range("size", self.size, 8, 4096)
-        check_range("ncc_min", self.ncc_min, -1.0, 1.0)
-        check_range("radius", self.radius, 0, self.size)
-        check_range("max_angle", self.max_angle, 0.0, 10.0)
-        check_choice("rotation", self.rotation, ROTATIONS)
-        check_range("angle_steps", self.angle_steps, 3, 41)
-        if self.angle_steps % 2 == 0:
-            raise ConfigError(f"angle_steps must be odd (so 0 degrees is tried); got {self.angle_steps}")
-        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
-        check_range("max_outside", self.max_outside, 0.0, float(self.size))
-        check_choice("search_scale", self.search_scale, (1, 2))
 
 
 @dataclass
@@ -269,10 +212,8 @@ def _texture_luma(gray: np.ndarray) -> float:
 
 
 def _check_pair(phone: np.ndarray, dslr: np.ndarray) -> None:
-    for name, a in (("phone", phone), ("dslr", dslr)):
-        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
-            desc = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-            raise InputError(None, f"{name} must be an H x W x 3 uint8 RGB array; got {desc}")
+    check_rgb_uint8(phone, "phone")
+    check_rgb_uint8(dslr, "dslr")
     if phone.shape != dslr.shape:
         raise InputError(None, f"phone {phone.shape} and dslr {dslr.shape} must have the same shape (aligned pair)")
 

@@ -52,9 +52,9 @@ import numpy as np
 
 from dpedkit import __version__
 from dpedkit.config import ConfigMixin
-from dpedkit.errors import ConfigError, InputError, check_range
+from dpedkit.errors import ConfigError, InputError, check_range, check_rgb_uint8
 from dpedkit.geometry import apply_homography
-from dpedkit.io import atomic_path, list_images, read_rgb, write_text
+from dpedkit.io import atomic_path, json_safe, list_images, read_rgb, write_text
 
 log = logging.getLogger(__name__)
 
@@ -602,11 +602,7 @@ def make_pair(
         ((474, 632, 3), (632, 948, 3))
     """
     cfg = SynthConfig(phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
-    src = np.asarray(source_rgb)
-    if src.ndim != 3 or src.shape[2] != 3 or src.dtype != np.uint8 or min(src.shape[:2]) < 16:
-        raise InputError(
-            None, f"source must be an H x W x 3 uint8 RGB image of at least 16x16; got {src.shape} {src.dtype}"
-        )
+    src = check_rgb_uint8(np.asarray(source_rgb), "source", min_side=16)
     pw, ph = frame_size(cfg.phone_mp, PHONE_ASPECT)
     dw, dh = frame_size(cfg.dslr_mp, DSLR_ASPECT)
     mx, my = round(MARGIN * dw), round(MARGIN * dh)
@@ -646,18 +642,7 @@ def make_pair(
     }
     if hard_info:
         hard_info["best_fit"] = best_planar_fit(truth)
-    return SynthPair(phone=phone, dslr=dslr, truth=_plain(truth), phone_jpeg=phone_jpeg, dslr_jpeg=dslr_jpeg)
-
-
-def _plain(obj: object) -> object:
-    """``obj`` with numpy scalars and arrays turned into Python numbers and lists (JSON-ready)."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | np.ndarray):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+    return SynthPair(phone=phone, dslr=dslr, truth=json_safe(truth), phone_jpeg=phone_jpeg, dslr_jpeg=dslr_jpeg)
 
 
 def _lens(phone: tuple[int, int], rng: np.random.Generator) -> dict:

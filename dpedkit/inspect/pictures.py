@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from dpedkit.io import encode_image
+
 # Okabe-Ito colours: readable for colour-blind readers, used for kept/rejected and ok/failed everywhere.
 KEPT_RGB = (0, 158, 115)
 REJECTED_RGB = (213, 94, 0)
@@ -24,19 +26,12 @@ NCC_CMAP = "RdYlGn"
 
 def encode_png(rgb: np.ndarray) -> bytes:
     """Encode an ``H x W x 3`` RGB uint8 image (or ``H x W`` gray) as PNG bytes."""
-    bgr = rgb[:, :, ::-1] if rgb.ndim == 3 else rgb
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr))
-    if not ok:  # pragma: no cover - OpenCV always encodes uint8 PNG
-        raise ValueError("PNG encoding failed")
-    return buf.tobytes()
+    return encode_image(rgb, ".png")
 
 
 def encode_jpeg(rgb: np.ndarray, *, quality: int = 90) -> bytes:
     """Encode an ``H x W x 3`` RGB uint8 image as JPEG bytes (photographic views: 5-10x smaller than PNG)."""
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:  # pragma: no cover
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
+    return encode_image(rgb, ".jpg", quality=quality)
 
 
 def fit_width(rgb: np.ndarray, max_width: int) -> tuple[np.ndarray, float]:

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import h5py
 import numpy as np
 
@@ -35,7 +34,7 @@ from dpedkit.dataset.parallel import run_parallel
 from dpedkit.dataset.shards import ShardWriter, open_shard
 from dpedkit.errors import ConfigError, InputError, check_range
 from dpedkit.interop.dped_layout import DSLR_NAME, find_dped_folder, list_pairs
-from dpedkit.io import atomic_path, read_rgb, write_image
+from dpedkit.io import atomic_path, encode_image, read_rgb, write_image
 
 log = logging.getLogger(__name__)
 
@@ -337,13 +336,11 @@ def _export_shard(dataset: DatasetDir, entry: ShardEntry, dirs: list[Path], star
                         (d / f"{name}.jpg").write_bytes(data.tobytes())
                 return entry.rows
             log.warning("%s: shard changed since import, re-encoding its patches", entry.path)
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     with open_shard(dataset.path(entry.path)) as f:
         for key, d in zip(("phone", "dslr"), dirs, strict=True):
             ds = f[key]
             for i in range(entry.rows):
-                ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(ds[i][:, :, ::-1]), params)
-                (d / f"{start + i}.jpg").write_bytes(buf.tobytes())
+                (d / f"{start + i}.jpg").write_bytes(encode_image(ds[i], ".jpg", quality=quality))
     return 0
 
 

@@ -1,4 +1,11 @@
-"""Input and output shared by every stage: image files (:mod:`.images`), atomic files and JSON (:mod:`.files`)."""
+"""Input and output shared by every stage: image files (:mod:`.images`), atomic files and JSON (:mod:`.files`).
+
+The image functions are loaded on first use, so that importing the file helpers (as :mod:`dpedkit.config`
+does) does not import OpenCV.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from dpedkit.io.files import (
     AtomicFile,
@@ -10,38 +17,36 @@ from dpedkit.io.files import (
     write_jsonl,
     write_text,
 )
-from dpedkit.io.images import (
-    IMAGE_SUFFIXES,
-    LoadedImage,
-    apply_orientation,
-    exif_orientation,
-    list_files,
-    list_images,
-    read_capture_time,
-    read_image,
-    read_rgb,
-    to_uint8,
-    write_image,
-)
 
-__all__ = [
+_IMAGES = (
     "IMAGE_SUFFIXES",
-    "AtomicFile",
     "LoadedImage",
     "apply_orientation",
-    "atomic_path",
+    "encode_image",
     "exif_orientation",
-    "file_mode",
-    "json_safe",
     "list_files",
     "list_images",
     "read_capture_time",
     "read_image",
-    "read_jsonl",
     "read_rgb",
     "to_uint8",
     "write_image",
+)
+
+__all__ = [
+    "AtomicFile",
+    "atomic_path",
+    "file_mode",
+    "json_safe",
+    "read_jsonl",
     "write_json",
     "write_jsonl",
     "write_text",
+    *_IMAGES,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _IMAGES:
+        return getattr(import_module("dpedkit.io.images"), name)
+    raise AttributeError(f"module 'dpedkit.io' has no attribute {name!r}")

@@ -83,12 +83,12 @@ def write_text(path: str | Path, text: str) -> None:
 def json_safe(obj: Any) -> Any:
     """``obj`` ready for strict JSON: the one JSON-ready walker of the package.
 
-    Mappings, lists and tuples are walked (tuples become lists); non-finite floats (numpy ones too) become None;
-    numpy scalars become Python ones; anything else is returned as it is.
+    Mappings, lists, tuples and numpy arrays are walked (the last two become lists); non-finite floats (numpy ones
+    too) become None; numpy scalars become Python ones; anything else is returned as it is.
     """
     if isinstance(obj, Mapping):
         return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
+    if isinstance(obj, list | tuple | np.ndarray):
         return [json_safe(v) for v in obj]
     if isinstance(obj, float | np.floating):
         return float(obj) if math.isfinite(obj) else None

@@ -245,16 +245,28 @@ def read_capture_time(path: str | Path) -> float | None:
     return seconds + (float(f"0.{frac}") if frac.isdigit() else 0.0)
 
 
+def encode_image(rgb: np.ndarray, suffix: str, *, quality: int = 95) -> bytes:
+    """Encode an ``H x W x 3`` RGB (or ``H x W`` gray) image as the format of ``suffix`` (``.png``, ``.jpg``...).
+
+    Raises:
+        InputError: OpenCV cannot encode that format (or that sample type in it).
+    """
+    suffix = suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if suffix in (".jpg", ".jpeg") else []
+    rgb = np.ascontiguousarray(rgb)
+    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    ok, buf = cv2.imencode(suffix, pixels, params)
+    if not ok:
+        raise InputError(None, f"OpenCV cannot encode {suffix} images")
+    return buf.tobytes()
+
+
 def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 95) -> None:
     """Write an ``H x W x 3`` RGB (uint8, or uint16 for PNG/TIFF) image atomically; format from the suffix."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    params: list[int] = []
-    if suffix in (".jpg", ".jpeg"):
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1]) if rgb.ndim == 3 else rgb
-    ok, buf = cv2.imencode(suffix, bgr, params)
-    if not ok:
-        raise InputError(path, f"OpenCV cannot encode {suffix} images")
+    try:
+        data = encode_image(rgb, path.suffix, quality=quality)
+    except InputError as exc:
+        raise InputError(path, exc.cause) from None
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)

@@ -8,6 +8,7 @@ were trained with in the paper's comparison: SRCNN with MSE, Johnson et al. with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,8 @@ from torch import nn
 from dpedkit.config import ConfigMixin
 from dpedkit.errors import check_choice, check_range
 from dpedkit.nn.generator import InstanceNorm
+
+Norm = Literal["instance", "batch"]
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,12 @@ class JohnsonConfig(ConfigMixin):
 
     channels: int = 32
     blocks: int = 5
-    norm: str = "instance"
+    norm: Norm = "instance"
 
     def __post_init__(self) -> None:
         check_range("channels", self.channels, 1, 1024)
         check_range("blocks", self.blocks, 0, 64)
-        check_choice("norm", self.norm, ("instance", "batch"))
+        check_choice("norm", self.norm, get_args(Norm))
 
 
 def _norm(kind: str, c: int) -> nn.Module:
@@ -93,7 +96,7 @@ def _norm(kind: str, c: int) -> nn.Module:
 class _ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ norm + ReLU)."""
 
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, norm: str | None = "instance") -> None:
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, norm: Norm | None = "instance") -> None:
         layers: list[nn.Module] = [nn.ReflectionPad2d(k // 2), nn.Conv2d(c_in, c_out, k, stride)]
         if norm is not None:
             layers += [_norm(norm, c_out), nn.ReLU()]

@@ -113,7 +113,6 @@ def save_checkpoint(
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-        tmp.chmod(0o644)  # mkstemp makes 0600 files
     return path
 
 

@@ -44,9 +44,27 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def to_nchw(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``N x H x W x 3`` (or ``H x W x 3``) uint8 RGB -> ``(N, 3, H, W)`` float32 in [0, 1] on ``device``."""
-    t = torch.as_tensor(images)
-    if t.dim() == 3:
-        t = t[None]
-    return t.to(device).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+def to_float_chw(
+    images: np.ndarray | torch.Tensor,
+    device: torch.device | str | None = None,
+    *,
+    non_blocking: bool = False,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
+    """``... x H x W x 3`` uint8 RGB -> ``... x 3 x H x W`` float32 in [0, 1]: the one uint8 -> float converter.
+
+    Args:
+        images: a numpy array or tensor (any device), e.g. ``H x W x 3`` or ``N x H x W x 3``.
+        device: where the result lives (None: where ``images`` are). The uint8 data moves first (4x fewer bytes).
+        non_blocking: asynchronous host-to-device copy (for pinned ``images``).
+        memory_format: layout of the result (``torch.channels_last`` for 4-D inputs of channels-last code).
+    """
+    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if device is not None:
+        t = t.to(device, non_blocking=non_blocking)
+    return t.movedim(-1, -3).float().div_(255.0).contiguous(memory_format=memory_format)
+
+
+def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
+    """``N x 3 x H x W`` float in [0, 1] (clipped) -> ``N x H x W x 3`` uint8 numpy, rounded."""
+    return x.float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -11,53 +11,51 @@ models apply unchanged:
 - TV: mean squared vertical difference + mean squared horizontal difference.
 
 Presets: ``code`` (10 / 1 / 0.5 / 2000 for content / texture / color / TV; the default, matching the official
-checkpoints) and ``paper`` (1 / 0.4 / 0.1 / 400, as written in the paper).
+checkpoints) and ``paper`` (1 / 0.4 / 0.1 / 400, as written in the paper); ``mse`` (the SRCNN baseline) has
+weight 1 in both.
+
+:func:`generator_loss` is the one composition of these terms: the training step runs it with the model's
+recipe (:data:`dpedkit.train.recipe.RECIPES`) and the tests pin it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from dpedkit.train.recipe import Recipe
+
+from dpedkit.config import ConfigMixin, LossPreset
 from dpedkit.errors import ConfigError, InputError, check_choice, check_range
 
 PROB_FLOOR = 1e-10
 
 
 @dataclass(frozen=True)
-class LossWeights:
+class LossWeights(ConfigMixin):
     """Weights of the generator loss terms (defaults: the ``code`` preset)."""
 
     content: float = 10.0
     texture: float = 1.0
     color: float = 0.5
     tv: float = 2000.0
+    mse: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             check_range(f.name, getattr(self, f.name), 0.0)
 
-    def to_dict(self) -> dict:
-        """Plain dict of the weights."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LossWeights:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"LossWeights: unknown field(s) {unknown}; allowed: content, texture, color, tv")
-        return cls(**d)
-
     @classmethod
     def preset(cls, name: str) -> LossWeights:
         """The named preset: ``code`` (official models) or ``paper``."""
-        check_choice("loss preset", name, tuple(PRESETS))
+        check_choice("loss preset", name, get_args(LossPreset))
         return PRESETS[name]
 
 
@@ -164,36 +162,66 @@ def discriminator_accuracy(probs: torch.Tensor, adv: torch.Tensor) -> torch.Tens
     return (predicted_real == (adv.reshape(-1) > 0.5).to(probs.device)).float().mean()
 
 
+def discriminator_input(enhanced: torch.Tensor, dslr: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    """What the discriminator sees: ``gray(enhanced) * (1 - adv) + gray(dslr) * adv`` per sample (N, 1, H, W).
+
+    Args:
+        enhanced: generator outputs (N, 3, H, W) in [0, 1].
+        dslr: DSLR patches, same shape.
+        adv: per-sample flags (N,), 1 to show the DSLR patch (real), 0 the enhanced one.
+    """
+    from dpedkit.nn.discriminator import to_gray
+
+    a = adv.view(-1, 1, 1, 1).to(enhanced.dtype)
+    return to_gray(enhanced) * (1 - a) + to_gray(dslr).to(enhanced.dtype) * a
+
+
 def generator_loss(
     enhanced: torch.Tensor,
     target: torch.Tensor,
     *,
-    vgg: torch.nn.Module,
-    discriminator: torch.nn.Module,
+    recipe: Recipe | str = "dped",
     weights: LossWeights | None = None,
+    vgg: torch.nn.Module | None = None,
+    discriminator: torch.nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
-    """All generator terms and their weighted ``total``.
+    """The generator loss terms of ``recipe`` and their weighted ``total``: the one composition training runs.
 
     Args:
-        enhanced: generator output (N, 3, 100, 100) in [0, 1].
+        enhanced: generator output (N, 3, H, W) in [0, 1]; gradients flow through it.
         target: DSLR patches, same shape.
-        vgg: feature extractor for the content term.
-        discriminator: :class:`dpedkit.nn.discriminator.Discriminator`; it sees only the enhanced images.
+        recipe: a :class:`~dpedkit.train.recipe.Recipe` or model name (``dped``: content, texture, color, TV;
+            ``johnson``: content, TV; ``srcnn``: MSE).
         weights: term weights (default: the ``code`` preset).
+        vgg: feature extractor for the content term (recipes with ``content``).
+        discriminator: :class:`dpedkit.nn.discriminator.Discriminator` for the texture term; it sees only the
+            enhanced images (recipes with ``texture``).
 
     Returns:
-        ``{"content", "texture", "color", "tv", "total"}`` 0-d tensors (``total`` carries the gradient).
+        The recipe's terms (0-d tensors, unweighted) and ``total`` (weighted sum, in recipe order; it carries the
+        gradient).
+
+    Raises:
+        ConfigError: the recipe needs a ``vgg`` or ``discriminator`` that was not given.
     """
     from dpedkit.nn.discriminator import to_gray
+    from dpedkit.train.recipe import RECIPES
 
+    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     w = weights or PRESETS["code"]
-    terms = {
-        "content": content_loss(enhanced, target, vgg=vgg),
-        "texture": texture_loss(discriminator(to_gray(enhanced))),
-        "color": color_loss(enhanced, target),
-        "tv": tv_loss(enhanced),
+    need = {"content": vgg, "texture": discriminator}
+    missing = sorted(k for k in recipe.terms if k in need and need[k] is None)
+    if missing:
+        raise ConfigError(f"the {recipe.model} loss needs {' and '.join(missing)} (vgg=, discriminator=)")
+    compute = {
+        "content": lambda: content_loss(enhanced, target, vgg=vgg),
+        "texture": lambda: texture_loss(discriminator(to_gray(enhanced))),
+        "color": lambda: color_loss(enhanced, target),
+        "tv": lambda: tv_loss(enhanced),
+        "mse": lambda: F.mse_loss(enhanced.float(), target),
     }
-    terms["total"] = sum(getattr(w, k) * v for k, v in terms.items())
+    terms = {name: compute[name]() for name in recipe.terms}
+    terms["total"] = sum(getattr(w, name) * terms[name] for name in recipe.terms)
     return terms
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 MATCONVNET_MEAN = (123.68, 116.779, 103.939)  # RGB, 0..255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PREPROCESS = ("matconvnet", "torchvision")
+Preprocess = Literal["matconvnet", "torchvision"]
+PREPROCESS: tuple[str, ...] = get_args(Preprocess)
 
 # conv layer names in order; pools after conv1_2, conv2_2, conv3_4, conv4_4
 CONV_NAMES = [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for i in range(1, n + 1)]
@@ -52,7 +54,7 @@ class VGG19Features(nn.Module):
         preprocess: ``"matconvnet"`` (x*255 - mean; default, the original DPED) or ``"torchvision"``.
     """
 
-    def __init__(self, preprocess: str = "matconvnet") -> None:
+    def __init__(self, preprocess: Preprocess = "matconvnet") -> None:
         super().__init__()
         check_choice("preprocess", preprocess, PREPROCESS)
         self.preprocess = preprocess

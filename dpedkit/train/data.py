@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from dpedkit.errors import ConfigError, InputError
+from dpedkit.nn.device import to_float_chw
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,6 @@ def shard_indices(n: int, rank: int, world: int) -> np.ndarray:
     return np.arange(rank, n, world, dtype=np.int64)
 
 
-def to_float(batch_u8: torch.Tensor) -> torch.Tensor:
-    """``N x P x P x 3`` uint8 (any device) -> ``N x 3 x P x P`` float32 in [0, 1] on the same device."""
-    return batch_u8.permute(0, 3, 1, 2).float().div_(255.0)
-
-
 @dataclass
 class Batch:
     """One training batch on the device: ``phone``/``dslr`` N x 3 x P x P float [0, 1], swap ``flags`` (N,)."""
@@ -109,7 +105,7 @@ class MemorySource:
         pos, flags = draw(len(self.index), self.batch, seed=self.seed, rank=self.rank, step=step, stream=stream)
         dev = pos.to(self.device, non_blocking=True)
         return Batch(
-            to_float(self.phone[dev]), to_float(self.dslr[dev]), flags.to(self.device), self.index[pos].clone()
+            to_float_chw(self.phone[dev]), to_float_chw(self.dslr[dev]), flags.to(self.device), self.index[pos].clone()
         )
 
     def close(self) -> None:
@@ -183,8 +179,8 @@ class LoaderSource:
         phone, dslr, flags, glob = next(self._it)
         nb = self.device.type == "cuda"
         return Batch(
-            to_float(phone.to(self.device, non_blocking=nb)),
-            to_float(dslr.to(self.device, non_blocking=nb)),
+            to_float_chw(phone, self.device, non_blocking=nb),
+            to_float_chw(dslr, self.device, non_blocking=nb),
             flags.to(self.device),
             torch.as_tensor(glob),
         )

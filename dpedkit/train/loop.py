@@ -31,7 +31,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,10 @@ import torch
 
 from dpedkit.errors import ConfigError
 from dpedkit.io import json_safe, write_image, write_text
-from dpedkit.train.config import TrainConfig, resolve_resume
+from dpedkit.nn.device import to_float_chw, to_uint8_hwc
+from dpedkit.nn.losses import discriminator_accuracy, discriminator_input, discriminator_loss, generator_loss
 from dpedkit.train.data import D_STREAM, G_STREAM, Batch
+from dpedkit.train.resume import TrainConfig, resolve_resume
 from dpedkit.train.setup import Run, init_distributed, plan_run_dir, remove_paths, setup_run
 
 log = logging.getLogger(__name__)
@@ -59,16 +62,34 @@ class TrainResult:
 
 
 def generator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
-    """One optimiser step of the generator on ``batch``; returns the loss terms (0-d tensors, detached)."""
+    """One optimiser step of the generator on ``batch``; returns the loss terms (0-d tensors, detached).
+
+    The loss is :func:`dpedkit.nn.losses.generator_loss` of the run's recipe; the discriminator's weights are
+    frozen meanwhile (the texture term's gradient reaches the generator only).
+    """
     run.g.train()
-    with run.autocast():
+    with frozen(run.d_raw), run.autocast():
         enhanced = run.g(batch.phone)
-        terms = run.losses.generator(enhanced, batch.dslr, run.d_raw)
-        loss = sum(run.weights[k] * v for k, v in terms.items())
+        terms = generator_loss(enhanced, batch.dslr, recipe=run.recipe, weights=run.weights, vgg=run.vgg,
+                               discriminator=run.d_raw)  # fmt: skip
+    loss = terms.pop("total")
     run.opt_g.zero_grad(set_to_none=True)
     loss.backward()
     run.opt_g.step()
     return {"g_loss": loss.detach(), **{f"g_{k}": v.detach() for k, v in terms.items()}}
+
+
+@contextmanager
+def frozen(module: torch.nn.Module | None) -> Iterator[None]:
+    """``requires_grad_(False)`` on ``module``'s parameters for the block, their flags restored after."""
+    params = [] if module is None else [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def discriminator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
@@ -80,12 +101,12 @@ def discriminator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
     with torch.no_grad(), run.autocast():
         enhanced = run.g_raw(batch.phone)
     with run.autocast():
-        probs, adv = run.losses.discriminate(run.d, enhanced, batch.dslr, batch.flags)
-        loss = run.losses.discriminator_loss(probs, adv)
+        probs = run.d(discriminator_input(enhanced, batch.dslr, batch.flags))
+        loss = discriminator_loss(probs, batch.flags)
     run.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     run.opt_d.step()
-    return {"d_loss": loss.detach(), "d_acc": run.losses.accuracy(probs.detach(), adv)}
+    return {"d_loss": loss.detach(), "d_acc": discriminator_accuracy(probs.detach(), batch.flags)}
 
 
 def validate(run: Run, *, step: int) -> dict[str, float]:
@@ -100,8 +121,7 @@ def validate(run: Run, *, step: int) -> dict[str, float]:
     k = min(run.config.samples, len(run.test[0]))
     if k:
         with torch.inference_mode():
-            x = torch.as_tensor(run.test[0][:k]).to(run.device).permute(0, 3, 1, 2).float() / 255
-            out = g(x).float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            out = to_uint8_hwc(g(to_float_chw(run.test[0][:k], run.device)))
         grid = np.concatenate([np.concatenate(t, axis=0) for t in (run.test[0][:k], out, run.test[1][:k])], axis=1)
         write_image(run.run_dir / "samples" / f"step-{step:06d}.png", grid)
     g.train()
@@ -149,7 +169,7 @@ def train(
         config: the options (:class:`TrainConfig`).
         resume: continue the run in ``run_dir`` from ``latest.pt`` up to ``config.iters`` (from step 0 when it has
             no checkpoint yet), on the same ``data``; the options must match the run's ``config.json`` except
-            :data:`~dpedkit.train.config.RESUMABLE_CHANGES` (:func:`~dpedkit.train.config.resume_config` builds
+            :data:`~dpedkit.train.resume.RESUMABLE_CHANGES` (:func:`~dpedkit.train.resume.resume_config` builds
             such a config from the saved one).
         overwrite: delete the files of an earlier run in ``run_dir`` (checkpoints included) and start again.
         on_progress: called ``(step, iters, losses)`` after every iteration (``losses`` is filled every 10th).

@@ -22,14 +22,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dpedkit import __version__
 from dpedkit.errors import ConfigError, InputError
-from dpedkit.io import write_text
-from dpedkit.train.config import TrainConfig, arch_conflicts, arch_dict, read_run_config
-from dpedkit.train.data import Batch, LoaderSource, MemorySource, fits_in_memory, read_all, shard_indices
+from dpedkit.io import write_json, write_text
+from dpedkit.nn.losses import LossWeights
+from dpedkit.train.data import (
+    D_STREAM,
+    G_STREAM,
+    Batch,
+    LoaderSource,
+    MemorySource,
+    fits_in_memory,
+    read_all,
+    shard_indices,
+)
+from dpedkit.train.recipe import RECIPES, Recipe
+from dpedkit.train.resume import TrainConfig, arch_conflicts, arch_dict, read_run_config
 
 log = logging.getLogger(__name__)
 
@@ -78,43 +88,7 @@ def init_distributed(device: str) -> Dist:
     return Dist(rank, world, dev)
 
 
-class Losses:
-    """The loss terms of one model, as functions of tensors (weights are applied by the caller)."""
-
-    def __init__(self, model: str, vgg: nn.Module | None) -> None:
-        from dpedkit.nn import losses
-
-        self.model, self.vgg, self.L = model, vgg, losses
-
-    def generator(self, enhanced: torch.Tensor, dslr: torch.Tensor, d: nn.Module | None) -> dict[str, torch.Tensor]:
-        """Unweighted generator terms: ``mse`` (srcnn); ``content``, ``tv`` (+ ``texture``, ``color`` for dped)."""
-        if self.model == "srcnn":
-            return {"mse": F.mse_loss(enhanced.float(), dslr)}
-        terms = {"content": self.L.content_loss(enhanced, dslr, vgg=self.vgg), "tv": self.L.tv_loss(enhanced)}
-        if self.model == "dped":
-            probs, _ = self.discriminate(d, enhanced, dslr, torch.zeros(len(dslr), device=dslr.device))
-            terms["texture"] = self.L.texture_loss(probs)
-            terms["color"] = self.L.color_loss(enhanced, dslr)
-        return terms
-
-    @staticmethod
-    def discriminate(d: nn.Module, enhanced: torch.Tensor, dslr: torch.Tensor, adv: torch.Tensor):
-        """D probabilities of the mixed input ``gray(enh) * (1 - adv) + gray(dslr) * adv``; returns ``(probs, adv)``."""
-        from dpedkit.nn.discriminator import to_gray
-
-        a = adv.view(-1, 1, 1, 1).to(enhanced.dtype)
-        return d(to_gray(enhanced) * (1 - a) + to_gray(dslr).to(enhanced.dtype) * a), adv
-
-    def discriminator_loss(self, probs: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
-        """The summed cross-entropy with target ``[adv, 1 - adv]``."""
-        return self.L.discriminator_loss(probs, adv)
-
-    def accuracy(self, probs: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
-        """Fraction of the batch the discriminator classifies right."""
-        return self.L.discriminator_accuracy(probs, adv)
-
-
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """State of one training run (networks, optimisers, data) shared by the step functions."""
 
@@ -127,8 +101,9 @@ class Run:
     d_raw: nn.Module | None
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer | None
-    losses: Losses
-    weights: dict[str, float]
+    recipe: Recipe
+    weights: LossWeights
+    vgg: nn.Module | None  # VGG-19 features for the content term (recipes with one)
     source: Any  # MemorySource | LoaderSource
     test: tuple[np.ndarray, np.ndarray] | None
     resolved: dict[str, Any]
@@ -184,7 +159,7 @@ class Run:
             stack = torch.stack(masks).bool().cpu()
             out = {"world": self.dist.world, "n_train": self.n_train,
                    "seen": [int(m.sum()) for m in stack], "overlap": int((stack.sum(0) > 1).sum())}  # fmt: skip
-            (self.run_dir / "ranks.json").write_text(json.dumps(out, indent=1))
+            write_json(self.run_dir / "ranks.json", out, sort_keys=False)
 
 
 # What a run writes in its folder (atomic writes leave ".NAME.*.tmp*" files only when killed outright).
@@ -280,7 +255,7 @@ def build_networks(
     else:
         g = _seeded(config.seed, lambda: build_model(config.model, config.model_config))
     d = None
-    if config.model == "dped":
+    if RECIPES[config.model].discriminator:
         from dpedkit.nn.discriminator import Discriminator, DiscriminatorConfig
 
         d = _seeded(config.seed + 1, lambda: Discriminator(DiscriminatorConfig(patch=patch))).to(device)
@@ -334,7 +309,7 @@ def _source(data: Path, config: TrainConfig, dist: Dist, start: int):
         phone, dslr = read_all(reader, index, workers=config.workers if len(index) > 4096 else 0)
         src = MemorySource(phone, dslr, index, **kw)
     else:
-        streams = (0, 1) if config.model == "dped" else (0,)
+        streams = (G_STREAM, D_STREAM) if RECIPES[config.model].discriminator else (G_STREAM,)
         src = LoaderSource(reader, index, start=start, stop=config.iters, workers=config.workers, streams=streams, **kw)
     log.info("training data: %d pairs (%d on this rank), %s path, %.2f GB", len(reader), len(index), mode, nbytes / 1e9)
     return src, len(reader), p, mode
@@ -355,7 +330,6 @@ def setup_run(
     """
     from dpedkit.evaluate import load_test_pairs
     from dpedkit.nn.checkpoint import load_checkpoint
-    from dpedkit.nn.losses import PRESETS
 
     data = Path(data)
     source, n_train, patch, mode = _source(data, config, dist, start)
@@ -371,8 +345,9 @@ def setup_run(
     latest = load_checkpoint(run_dir / "latest.pt") if (start > 0 if resume is None else resume) else None
     g, d = build_networks(config, patch, dist.device, resume=latest)
     config = replace(config, model_config=g.cfg.to_dict())  # what is trained (init or latest.pt may set it)
+    recipe = RECIPES[config.model]
     vgg = None
-    if config.needs_vgg:
+    if recipe.vgg:
         from dpedkit.nn.vgg import load_vgg
 
         vgg = load_vgg(config.vgg, dist.device, seed=config.seed)
@@ -385,14 +360,14 @@ def setup_run(
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         g_w = nn.parallel.DistributedDataParallel(g, device_ids=ids)
         d_w = nn.parallel.DistributedDataParallel(d, device_ids=ids) if d is not None else None
-    w = PRESETS[config.loss_preset]
-    weights = {"content": w.content, "texture": w.texture, "color": w.color, "tv": w.tv, "mse": 1.0}
+    weights = LossWeights.preset(config.loss_preset)
     resolved = {"train": config.to_dict(), "data": {"path": str(data.resolve()), "n_train": n_train, "patch": patch,
                 "n_test": 0 if test is None else len(test[0]), "data_mode": mode}, "world_size": dist.world,
                 "device": str(dist.device), "dpedkit_version": __version__, "torch_version": torch.__version__,
-                "loss_weights": weights}  # fmt: skip
-    return Run(config, dist, run_dir, g_w, g, d_w, d, opt_g, opt_d, Losses(config.model, vgg), weights, source,
-               test, resolved, n_train, best, np.zeros(n_train, bool))  # fmt: skip
+                "loss_weights": weights.to_dict()}  # fmt: skip
+    return Run(config=config, dist=dist, run_dir=run_dir, g=g_w, g_raw=g, d=d_w, d_raw=d, opt_g=opt_g, opt_d=opt_d,
+               recipe=recipe, weights=weights, vgg=vgg, source=source, test=test, resolved=resolved,
+               n_train=n_train, best_psnr=best, seen=np.zeros(n_train, bool))  # fmt: skip
 
 
 def _restore(run_dir: Path, ckpt: dict[str, Any], g, d, opt_g, opt_d, start: int, dist: Dist) -> float | None:

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dpedkit.dataset.loader import PatchDataset, load_split, to_tensor
+from dpedkit.dataset.loader import PatchDataset, load_split
 from dpedkit.dataset.shards import CANDIDATE_COLUMNS, ShardWriter
 from dpedkit.errors import ShardError
+from dpedkit.nn.device import to_float_chw
 
 
 def make_dataset(root, sizes, p=8):
@@ -60,7 +61,7 @@ def test_load_split_matches_dataset(tmp_path):
     phone, dslr = load_split(root, "train")
     assert phone.shape == (5, 8, 8, 3) and phone.dtype == np.uint8
     ds = PatchDataset(root)
-    assert torch.equal(to_tensor(phone), torch.stack([ds[i][0] for i in range(5)]))
+    assert torch.equal(to_float_chw(phone), torch.stack([ds[i][0] for i in range(5)]))
     t_phone, t_dslr = load_split(root, "train", device="cpu")
     assert t_dslr.dtype == torch.uint8 and torch.equal(t_dslr, torch.from_numpy(dslr))
     empty, _ = load_split(root, "test")
@@ -111,5 +112,5 @@ def test_version_1_and_version_2_shards_load(tmp_path, candidates):
             else:
                 f.attrs["schema_version"] = 1
     phone, _ = load_split(root, "train")
-    assert torch.equal(to_tensor(phone), torch.stack([PatchDataset(root)[i][0] for i in range(5)]))
+    assert torch.equal(to_float_chw(phone), torch.stack([PatchDataset(root)[i][0] for i in range(5)]))
     assert phone[:, 0, 0, 0].tolist() == list(range(5))

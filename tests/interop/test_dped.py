@@ -12,7 +12,7 @@ from dpedkit.dataset.loader import PatchDataset, load_split
 from dpedkit.errors import ConfigError, InputError, ShardError
 from dpedkit.interop.dped import FolderReader, export_dped, import_dped
 from dpedkit.io import read_rgb, write_image
-from dpedkit.nn.device import to_nchw
+from dpedkit.nn.device import to_float_chw
 from dpedkit.nn.metrics import psnr
 from dpedkit.testing import synthetic_patches, write_synthetic_dataset
 
@@ -71,7 +71,7 @@ def test_export_of_a_built_dataset_encodes_and_numbers_the_rows(tmp_path):
     folder = FolderReader(tmp_path / "dped", phone="pixel", split="test")
     assert len(folder) == 3
     back = np.stack([folder.raw(i)[0] for i in range(3)])
-    assert float(psnr(to_nchw(back), to_nchw(phone)).min()) > 35.0  # JPEG q95 of the stored pixels
+    assert float(psnr(to_float_chw(back), to_float_chw(phone)).min()) > 35.0  # JPEG q95 of the stored pixels
     # and the exported tree imports again
     assert import_dped(tmp_path / "dped", tmp_path / "again", phone="pixel").pairs == {"train": 5, "test": 3}
 

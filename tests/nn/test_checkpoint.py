@@ -4,7 +4,6 @@ import torch
 from click.testing import CliRunner
 
 from dpedkit.errors import CheckpointError, ConfigError, InputError
-from dpedkit.interop.tfbundle import TFBundle, crc32c, masked_crc32c, parse_fields, read_varint, snappy_decompress
 from dpedkit.nn.checkpoint import (
     build_model,
     convert,
@@ -128,23 +127,6 @@ def test_tf_mapping_from_synthetic_tensors():
     del tensors["gen/Variable_3"]
     with pytest.raises(CheckpointError, match="Variable_3 is missing"):
         tf_generator_state_dict(tensors)
-
-
-def test_protobuf_and_crc_primitives():
-    assert read_varint(bytes([0xAC, 0x02]), 0) == (300, 2)
-    assert parse_fields(bytes([0x08, 0x96, 0x01, 0x12, 0x02, 0x08, 0x03])) == [(1, 0, 150), (2, 2, b"\x08\x03")]
-    assert crc32c(b"123456789") == 0xE3069283
-    assert masked_crc32c(b"") == 0xA282EAD8
-    # literal "abcd" then copy offset 4 length 4
-    assert snappy_decompress(bytes([8, 3 << 2]) + b"abcd" + bytes([0x01, 4])) == b"abcdabcd"
-
-
-def test_tf_index_errors(tmp_path):
-    (tmp_path / "x.index").write_bytes(b"\0" * 100)
-    with pytest.raises(CheckpointError, match="magic"):
-        TFBundle(tmp_path / "x")
-    with pytest.raises(CheckpointError, match="no TensorFlow checkpoint"):
-        TFBundle(tmp_path / "y")
 
 
 def _official(shared):

@@ -17,7 +17,7 @@ from dpedkit.errors import ConfigError
 from dpedkit.nn.checkpoint import load_checkpoint, load_model, save_checkpoint
 from dpedkit.testing import write_synthetic_dataset
 from dpedkit.train import TrainConfig, train
-from dpedkit.train.config import resume_config
+from dpedkit.train.resume import resume_config
 
 SRCNN = {"channels1": 8, "channels2": 4}
 TINY = {"channels": 8, "blocks": 1}
@@ -156,7 +156,7 @@ def test_resume_follows_a_copied_or_moved_dataset(data, tmp_path, caplog):
     shutil.copytree(src, copy)  # the same shards elsewhere (a node's local disk, say)
     assert train(copy, run, config=_cfg(iters=6), resume=True).step == 6
     shutil.rmtree(src)  # the run's own path is gone: the new one is taken, with a warning
-    with caplog.at_level("WARNING", logger="dpedkit.train.config"):
+    with caplog.at_level("WARNING", logger="dpedkit.train.resume"):
         assert train(copy, run, config=_cfg(iters=9), resume=True).step == 9
     assert "is gone" in caplog.text
 
