@@ -1,7 +1,8 @@
 """The one config surface: the options of every configurable stage, and the TOML file that sets them.
 
 Each stage's options are a frozen dataclass here (:class:`AlignConfig`, :class:`PatchConfig`,
-:class:`BuildConfig`, :class:`TrainConfig`, :class:`EvalConfig`, :class:`EnhanceConfig`): defaults are written
+:class:`BuildConfig`, :class:`TrainConfig`, :class:`EvalConfig`, :class:`EnhanceConfig`, :class:`ReportConfig`,
+and the synth, demo and benchmark options): defaults are written
 once, in the field; ``__post_init__`` validates and raises :class:`~dpedkit.errors.ConfigError` naming the field;
 the class docstring's ``Attributes`` section is the help text of each field (the command-line flags are generated
 from these classes by ``dpedkit_cli.options``). Enumerations are ``Literal`` types; their tuples
@@ -446,6 +447,145 @@ class EnhanceConfig(ConfigMixin):
             check_range("strip_rows", self.strip_rows, 1)
 
 
+# ------------------------------------------------------------------------------- inspect, synth, demo, bench
+
+
+@dataclass(frozen=True)
+class ReportConfig(ConfigMixin):
+    """Options of :func:`dpedkit.inspect.report.write_report` (``dpedkit inspect``).
+
+    Attributes:
+        pair_views: render a full pair view for this many pairs, worst first (0: none).
+        hist_pairs: when the dataset does not store every candidate window, re-refine up to this many pairs
+            (a seeded random sample of the ok pairs) for the NCC histogram (0: histogram of kept patches only).
+        samples: random kept patch pairs shown side by side.
+        lowest: lowest-NCC kept patch pairs shown.
+        seed: seed of every random choice in the report.
+        image_width: display width of the pictures in pixels.
+    """
+
+    pair_views: int = 12
+    hist_pairs: int = 12
+    samples: int = 24
+    lowest: int = 12
+    seed: int = 0
+    image_width: int = 900
+
+    def __post_init__(self) -> None:
+        for name in ("pair_views", "hist_pairs", "samples", "lowest", "seed"):
+            check_range(name, getattr(self, name), 0)
+        check_range("image_width", self.image_width, 200, 4000)
+
+
+@dataclass(frozen=True)
+class SynthConfig(ConfigMixin):
+    """Options of a synthetic pair (:func:`dpedkit.dataset.synth.make_pair`, ``dpedkit synth``).
+
+    Attributes:
+        phone_mp: phone image size in megapixels (4:3), in [0.05, 60].
+        dslr_mp: DSLR image size in megapixels (3:2), in [0.05, 80], at least ``phone_mp``.
+        hard: add lens distortion, a parallax region and a moving object to the phone side.
+    """
+
+    phone_mp: float = 3.0
+    dslr_mp: float = 6.0
+    hard: bool = False
+
+    def __post_init__(self) -> None:
+        check_range("phone_mp", self.phone_mp, 0.05, 60.0)
+        check_range("dslr_mp", self.dslr_mp, 0.05, 80.0)
+        if self.phone_mp > self.dslr_mp:
+            raise ConfigError(
+                f"phone_mp must be <= dslr_mp (the DSLR is the larger camera); got {self.phone_mp} > {self.dslr_mp}"
+            )
+        if not isinstance(self.hard, bool):
+            raise ConfigError(f"hard must be True or False; got {self.hard!r}")
+
+
+@dataclass(frozen=True)
+class DemoConfig(ConfigMixin):
+    """Options of :func:`dpedkit.demo.run_demo` (defaults: under 3 minutes on 2 CPU cores).
+
+    Attributes:
+        pairs: synthetic pairs (one of them, at least, goes to the test split).
+        phone_mp: phone photo size in megapixels.
+        dslr_mp: DSLR photo size in megapixels (>= phone_mp).
+        test_images: pairs held out for evaluation (and for the enhanced photo); None: 1 for up to 5 pairs,
+            else 2 (see ``held_out``).
+        model: network trained (``"srcnn"``: needs no VGG weights, learns the colour mapping in seconds).
+        model_config: architecture options of ``model``; None: :data:`dpedkit.demo.TINY_SRCNN` for ``srcnn``, the
+            model's defaults otherwise.
+        iters: training iterations.
+        batch: patch pairs per iteration.
+        lr: Adam learning rate.
+        jobs: parallel workers of the build.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        seed: seed of every stage.
+    """
+
+    pairs: int = 8
+    phone_mp: float = 0.5
+    dslr_mp: float = 1.0
+    test_images: int | None = None
+    model: ModelName = "srcnn"
+    model_config: dict[str, Any] | None = None
+    iters: int = 300
+    batch: int = 16
+    lr: float = 2e-3
+    jobs: int = 2
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("pairs", self.pairs, 2, 1000)
+        check_range("phone_mp", self.phone_mp, 0.05, 50.0)
+        check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
+        if self.test_images is not None:
+            check_range("test_images", self.test_images, 1, self.pairs - 1)
+        check_choice("model", self.model, MODELS)
+        check_range("iters", self.iters, 1)
+        check_range("batch", self.batch, 1)
+        check_range("lr", self.lr, 1e-7, 1.0)
+        check_range("jobs", self.jobs, 1)
+        check_range("seed", self.seed, 0)
+
+    @property
+    def held_out(self) -> int:
+        """Pairs in the test split: ``test_images``, or by default 1 for up to 5 pairs and 2 above."""
+        return self.test_images if self.test_images is not None else max(1, min(2, self.pairs // 3))
+
+
+@dataclass(frozen=True)
+class BuildBenchConfig(ConfigMixin):
+    """Options of :func:`dpedkit.bench.build.bench_build` (``dpedkit bench build``).
+
+    Attributes:
+        pairs: synthetic pairs built (with each worker count).
+        phone_mp: phone size in megapixels.
+        dslr_mp: DSLR size in megapixels.
+        reads: random single reads timed per storage layout.
+        jpeg_patches: patches written to the DPED-style JPEG folder (the first ones of the dataset).
+        repeats: builds per worker count (alternating); the fastest counts.
+        seed: seed of the synthetic pairs and of the read order.
+    """
+
+    pairs: int = 6
+    phone_mp: float = 13.0
+    dslr_mp: float = 20.0
+    reads: int = 2000
+    jpeg_patches: int = 2000
+    repeats: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("pairs", self.pairs, 2, 1000)
+        check_range("phone_mp", self.phone_mp, 0.05, 60.0)
+        check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
+        check_range("reads", self.reads, 1)
+        check_range("jpeg_patches", self.jpeg_patches, 1)
+        check_range("repeats", self.repeats, 1, 20)
+
+
 # ------------------------------------------------------------------------------------------ the TOML file
 
 # section -> the config class it holds (a nested config field of a class is read from the section of its name)
@@ -456,6 +596,7 @@ SECTIONS: dict[str, type[ConfigMixin]] = {
     "train": TrainConfig,
     "evaluate": EvalConfig,
     "enhance": EnhanceConfig,
+    "inspect": ReportConfig,
 }
 
 

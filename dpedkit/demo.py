@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from dpedkit.config import MODELS, SPLITS, ConfigMixin, ModelName
-from dpedkit.errors import ConfigError, check_choice, check_range
+from dpedkit.config import SPLITS, DemoConfig
+from dpedkit.errors import ConfigError
 from dpedkit.io import read_rgb, to_uint8, write_image, write_text
 
 log = logging.getLogger(__name__)
@@ -41,59 +41,6 @@ TINY_SRCNN = {"channels1": 32, "channels2": 16, "kernels": [5, 1, 3]}
 # curve and colour cast for every pair, which no network can learn to undo; a real phone has one ISP).
 PHONE_LOOK = {"gamma": 1.4, "gains": [1.12, 1.0, 0.82], "saturation": 0.8}
 _OWN = ("raw", "dataset", "report.html", "run-init", "run", "enhanced", "demo.json")  # what an overwrite may remove
-
-
-@dataclass(frozen=True)
-class DemoConfig(ConfigMixin):
-    """Options of :func:`run_demo` (defaults: under 3 minutes on 2 CPU cores).
-
-    Attributes:
-        pairs: synthetic pairs (one of them, at least, goes to the test split).
-        phone_mp: phone photo size in megapixels.
-        dslr_mp: DSLR photo size in megapixels (>= phone_mp).
-        test_images: pairs held out for evaluation (and for the enhanced photo); None: 1 for up to 5 pairs,
-            else 2 (see :attr:`held_out`).
-        model: network trained (``"srcnn"``: needs no VGG weights, learns the colour mapping in seconds).
-        model_config: architecture options of ``model``; None: :data:`TINY_SRCNN` for ``srcnn``, the
-            model's defaults otherwise.
-        iters: training iterations.
-        batch: patch pairs per iteration.
-        lr: Adam learning rate.
-        jobs: parallel workers of the build.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
-        seed: seed of every stage.
-    """
-
-    pairs: int = 8
-    phone_mp: float = 0.5
-    dslr_mp: float = 1.0
-    test_images: int | None = None
-    model: ModelName = "srcnn"
-    model_config: dict[str, Any] | None = None
-    iters: int = 300
-    batch: int = 16
-    lr: float = 2e-3
-    jobs: int = 2
-    device: str = "auto"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_range("pairs", self.pairs, 2, 1000)
-        check_range("phone_mp", self.phone_mp, 0.05, 50.0)
-        check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
-        if self.test_images is not None:
-            check_range("test_images", self.test_images, 1, self.pairs - 1)
-        check_choice("model", self.model, MODELS)
-        check_range("iters", self.iters, 1)
-        check_range("batch", self.batch, 1)
-        check_range("lr", self.lr, 1e-7, 1.0)
-        check_range("jobs", self.jobs, 1)
-        check_range("seed", self.seed, 0)
-
-    @property
-    def held_out(self) -> int:
-        """Pairs in the test split: ``test_images``, or by default 1 for up to 5 pairs and 2 above."""
-        return self.test_images if self.test_images is not None else max(1, min(2, self.pairs // 3))
 
 
 @dataclass

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 class DpedkitError(Exception):
     """Base class of every error dpedkit raises on purpose."""
@@ -71,11 +69,13 @@ def check_range(name: str, value: float, lo: float | None = None, hi: float | No
         raise ConfigError(f"{name} must be in [{lo_s}, {hi_s}]; got {value!r}")
 
 
-def check_rgb_uint8(img: Any, name: str = "image", *, min_side: int = 1) -> np.ndarray:
+def check_rgb_uint8(img: Any, name: str = "image", *, min_side: int = 1) -> Any:
     """``img`` if it is an ``H x W x 3`` uint8 RGB array with both sides ``>= min_side``, else :class:`InputError`.
 
     The one check of the pipeline's image convention (see :mod:`dpedkit`), used at every array entry point.
     """
+    import numpy as np  # here, not at the top: `import dpedkit` (and `dpedkit --help`) stays free of numpy
+
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         desc = f"{img.dtype} array of shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
         raise InputError(None, f"{name} must be an H x W x 3 uint8 RGB array; got {desc}")

@@ -11,13 +11,14 @@ from dpedkit_cli.options import SEP
 
 from dpedkit.config import SECTIONS, AlignConfig, PatchConfig, nested_class, option_flag
 
-COMMANDS = {"align": "align", "build": "build", "train": "train", "evaluate": "evaluate", "enhance": "enhance"}
+COMMANDS = {c: c for c in ("align", "build", "train", "evaluate", "enhance", "inspect")}
 ARGS = {  # positional arguments that let each command reach --print-config
     "align": ["a.jpg", "b.jpg", "-o", "out"],
     "build": ["{tmp}", "{tmp}", "-o", "{tmp}/ds"],
     "train": ["{tmp}", "-o", "{tmp}/run"],
     "evaluate": ["model.pt", "{tmp}"],
     "enhance": ["model.pt", "{tmp}", "-o", "{tmp}/out"],
+    "inspect": ["{tmp}"],
 }
 
 
@@ -57,7 +58,8 @@ def test_config_file_then_flags_on_every_command(command, tmp_path):
     section = COMMANDS[command]
     values = {"align": ("work_mp", 0.7, "--ratio", "0.75"), "build": ("test_fraction", 0.2, "--seed", "4"),
               "train": ("iters", 7, "--batch", "3"), "evaluate": ("batch", 9, "--split", "train"),
-              "enhance": ("quality", 80, "--max-memory", "1.5")}  # fmt: skip
+              "enhance": ("quality", 80, "--max-memory", "1.5"),
+              "inspect": ("samples", 3, "--lowest", "2")}  # fmt: skip
     key, file_value, flag, flag_value = values[section]
     conf = tmp_path / "c.toml"
     extra = "vgg = 'random'\n" if section == "train" else "[train]\nvgg = 'random'\n"

@@ -6,7 +6,7 @@ import click
 from dpedkit_cli.options import field_options
 from dpedkit_cli.render import console, handle_errors, print_json, table
 
-from dpedkit.bench.build import BuildBenchConfig
+from dpedkit.config import BuildBenchConfig
 
 
 @click.command("build")

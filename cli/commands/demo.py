@@ -8,7 +8,7 @@ import click
 from dpedkit_cli.options import field_options
 from dpedkit_cli.render import console, handle_errors, table
 
-from dpedkit.demo import DemoConfig
+from dpedkit.config import DemoConfig
 
 
 @click.command("demo")

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from dpedkit_cli.options import field_options
+from dpedkit_cli.options import config_options, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 from rich.markup import escape
-
-from dpedkit.inspect.report import ReportConfig
 
 
 @click.command("inspect")
@@ -18,7 +16,7 @@ from dpedkit.inspect.report import ReportConfig
 @click.option("--summary", is_flag=True, help="Print the summary and the worst pairs as tables; no HTML.")
 @click.option("--top", default=10, show_default=True, help="Worst pairs listed by --summary.")
 @click.option("--json", "as_json", is_flag=True, help="With --summary: print the summary as JSON on stdout instead.")
-@field_options(ReportConfig)
+@config_options("inspect")
 @handle_errors
 def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bool, **options: int) -> None:
     """Report on the alignment quality of SOURCE: a dataset (`dpedkit build`) or a pair folder (`dpedkit align`).
@@ -31,6 +29,7 @@ def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bo
 
     if as_json and not summary:
         raise click.UsageError("--json goes with --summary (the HTML report is the other output)")
+    config = resolved_config("inspect", options)
     if summary and is_pair_dir(source):
         meta = read_alignment(source)[0]
         if as_json:
@@ -46,7 +45,6 @@ def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bo
         else:
             _print_summary(s, top)
         return
-    config = ReportConfig(**options)
     with progress("inspect", None) as advance:
         result = write_report(
             source, out, config=config, on_progress=lambda stage, done, total: advance(0, f"{stage} {done}/{total}")

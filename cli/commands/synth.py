@@ -6,7 +6,7 @@ import click
 from dpedkit_cli.options import field_options
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 
-from dpedkit.dataset.synth import SynthConfig
+from dpedkit.config import SynthConfig
 
 
 @click.command("synth")

@@ -29,53 +29,17 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dpedkit.config import BuildBenchConfig
 from dpedkit.dataset.format import DatasetDir
-from dpedkit.errors import check_range
 
 log = logging.getLogger(__name__)
 
 TARGETS = {"speedup_2_vs_1": 1.8, "e2e_over_decode": 5.0, "peak_rss_mb_per_worker": 1536.0, "read_ratio": 5.0}
-
-
-@dataclass(frozen=True)
-class BuildBenchConfig:
-    """Options of :func:`bench_build`.
-
-    Attributes:
-        pairs: synthetic pairs built (with each worker count).
-        phone_mp: phone size in megapixels.
-        dslr_mp: DSLR size in megapixels.
-        reads: random single reads timed per storage layout.
-        jpeg_patches: patches written to the DPED-style JPEG folder (the first ones of the dataset).
-        repeats: builds per worker count (alternating); the fastest counts.
-        seed: seed of the synthetic pairs and of the read order.
-    """
-
-    pairs: int = 6
-    phone_mp: float = 13.0
-    dslr_mp: float = 20.0
-    reads: int = 2000
-    jpeg_patches: int = 2000
-    repeats: int = 2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_range("pairs", self.pairs, 2, 1000)
-        check_range("phone_mp", self.phone_mp, 0.05, 60.0)
-        check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
-        check_range("reads", self.reads, 1)
-        check_range("jpeg_patches", self.jpeg_patches, 1)
-        check_range("repeats", self.repeats, 1, 20)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict."""
-        return asdict(self)
 
 
 def bench_build(

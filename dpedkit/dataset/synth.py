@@ -51,8 +51,8 @@ import cv2
 import numpy as np
 
 from dpedkit import __version__
-from dpedkit.config import ConfigMixin
-from dpedkit.errors import ConfigError, InputError, check_range, check_rgb_uint8
+from dpedkit.config import SynthConfig
+from dpedkit.errors import ConfigError, InputError, check_rgb_uint8
 from dpedkit.geometry import apply_homography
 from dpedkit.io import atomic_path, json_safe, list_images, read_rgb, write_text
 
@@ -72,31 +72,6 @@ BUNDLED = {
 }
 OCTAVE_WEIGHTS = (1.0, 1.0, 0.8, 0.5, 0.3, 0.2, 0.1)  # texture octaves, wavelength ~4, 8, ... 256 DSLR px
 _STRIP = 32  # rows per strip in per-pixel float work (keeps buffers small and cache-friendly)
-
-
-@dataclass(frozen=True)
-class SynthConfig(ConfigMixin):
-    """Options of a synthetic pair.
-
-    Attributes:
-        phone_mp: phone image size in megapixels (4:3), in [0.05, 60].
-        dslr_mp: DSLR image size in megapixels (3:2), in [0.05, 80], at least ``phone_mp``.
-        hard: add lens distortion, a parallax region and a moving object to the phone side.
-    """
-
-    phone_mp: float = 3.0
-    dslr_mp: float = 6.0
-    hard: bool = False
-
-    def __post_init__(self) -> None:
-        check_range("phone_mp", self.phone_mp, 0.05, 60.0)
-        check_range("dslr_mp", self.dslr_mp, 0.05, 80.0)
-        if self.phone_mp > self.dslr_mp:
-            raise ConfigError(
-                f"phone_mp must be <= dslr_mp (the DSLR is the larger camera); got {self.phone_mp} > {self.dslr_mp}"
-            )
-        if not isinstance(self.hard, bool):
-            raise ConfigError(f"hard must be True or False; got {self.hard!r}")
 
 
 @dataclass

@@ -14,41 +14,14 @@ from pathlib import Path
 from typing import Literal
 
 from dpedkit.align import is_pair_dir
-from dpedkit.config import ConfigMixin
+from dpedkit.config import ReportConfig
 from dpedkit.dataset.format import DatasetDir
-from dpedkit.errors import InputError, check_range
+from dpedkit.errors import InputError
 from dpedkit.inspect import html, views
 from dpedkit.inspect.views import Progress
 from dpedkit.io import write_text
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReportConfig(ConfigMixin):
-    """Options of the report.
-
-    Attributes:
-        pair_views: render a full pair view for this many pairs, worst first (0: none).
-        hist_pairs: when the dataset does not store every candidate window, re-refine up to this many pairs
-            (a seeded random sample of the ok pairs) for the NCC histogram (0: histogram of kept patches only).
-        samples: random kept patch pairs shown side by side.
-        lowest: lowest-NCC kept patch pairs shown.
-        seed: seed of every random choice in the report.
-        image_width: display width of the pictures in pixels.
-    """
-
-    pair_views: int = 12
-    hist_pairs: int = 12
-    samples: int = 24
-    lowest: int = 12
-    seed: int = 0
-    image_width: int = 900
-
-    def __post_init__(self) -> None:
-        for name in ("pair_views", "hist_pairs", "samples", "lowest", "seed"):
-            check_range(name, getattr(self, name), 0)
-        check_range("image_width", self.image_width, 200, 4000)
 
 
 @dataclass

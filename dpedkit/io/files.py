@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 
 @lru_cache(maxsize=1)
@@ -86,13 +85,14 @@ def json_safe(obj: Any) -> Any:
     Mappings, lists, tuples and numpy arrays are walked (the last two become lists); non-finite floats (numpy ones
     too) become None; numpy scalars become Python ones; anything else is returned as it is.
     """
+    np = sys.modules.get("numpy")  # numpy values exist only once numpy is imported: this module never imports it
     if isinstance(obj, Mapping):
         return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | np.ndarray):
+    if isinstance(obj, list | tuple) or (np is not None and isinstance(obj, np.ndarray)):
         return [json_safe(v) for v in obj]
-    if isinstance(obj, float | np.floating):
+    if isinstance(obj, float) or (np is not None and isinstance(obj, np.floating)):
         return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer | np.bool_):
+    if np is not None and isinstance(obj, np.integer | np.bool_):
         return obj.item()
     return obj
 
