@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 
 import click
 
@@ -24,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train an enhancement network on a dataset."),
     "evaluate": ("evaluate", "Score a model on test patches (DPED and PIRM protocols)."),
     "enhance": ("enhance", "Enhance full-resolution photos with a trained model."),
+    "verify": ("verify", "Check a dataset's shards: checksums, schema, every chunk readable."),
     "convert": ("convert", "Convert an official DPED TensorFlow checkpoint to a dpedkit checkpoint."),
     "import-dped": ("import_dped", "Convert an official DPED folder into a dpedkit dataset."),
     "export-dped": ("export_dped", "Write a dpedkit dataset in the official DPED folder layout."),
@@ -76,6 +78,9 @@ def cli(verbose: int, quiet: bool) -> None:
     """
     from dpedkit_cli.render import console
     from rich.logging import RichHandler
+
+    # a file-size limit (ulimit -f) then gives an error naming the file instead of killing the process
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.getLogger("PIL").setLevel(logging.INFO)  # Pillow's chunk-by-chunk DEBUG lines drown -v output

@@ -61,7 +61,10 @@ def _option(cls: type, f: Any, name: str) -> Callable[[F], F]:
     if base is bool:
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=default, **kw)
     if get_origin(base) is Literal:
-        kw["type"] = click.Choice([str(a) for a in get_args(base)])
+        choices = get_args(base)
+        kw["type"] = click.Choice([str(a) for a in choices])
+        if all(isinstance(a, int) for a in choices):  # Literal[1, 2]: the choice is given back as the int
+            kw["callback"] = lambda _ctx, _param, v: None if v is None else int(v)
     elif get_origin(base) is tuple:
         kw |= {"type": get_args(base)[0], "nargs": len(get_args(base))}
     elif base is dict or get_origin(base) is dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -15,28 +16,45 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dpedkit.errors import DpedkitError
+from dpedkit.errors import DpedkitError, describe_os_error
 
 console = Console(stderr=True)
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`DpedkitError` into a clean message and exit status 2 (bad usage or unreadable input)."""
+    """Turn expected errors into one clean line and exit status 2 (see the README's exit codes).
+
+    :class:`DpedkitError` (bad usage, unreadable or damaged input), ``OSError`` (disk full, permission denied,
+    read-only folder: the path and the cause) and ``MemoryError``.
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except DpedkitError as exc:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}")
-            sys.exit(2)
+            fail(str(exc))
+        except OSError as exc:
+            fail(describe_os_error(exc))
+        except MemoryError:
+            fail("out of memory (try a smaller --max-memory, batch or --jobs)")
 
     return wrapper
 
 
+def fail(message: str) -> None:
+    """Print ``error: message`` and exit with status 2."""
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    sys.exit(2)
+
+
 @contextmanager
 def progress(description: str, total: int | None, *, quiet: bool = False) -> Iterator[Callable[..., None]]:
-    """A rich progress bar; yields ``advance(n=1, **fields)``. Silent when ``quiet``."""
+    """A rich progress bar; yields ``advance(n=1, info="", total=None)``. Silent when ``quiet``.
+
+    The bar appears at its first ``advance``: a command that fails before any work prints its error alone, not
+    under an empty bar. ``total`` (once known) replaces an unknown one, so no bar reads ``0/?``.
+    """
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -48,13 +66,26 @@ def progress(description: str, total: int | None, *, quiet: bool = False) -> Ite
         disable=quiet,
         transient=False,
     )
-    with bar:
-        task = bar.add_task(description, total=total, info="")
+    task = bar.add_task(description, total=total, info="")
+    started = False
 
-        def advance(n: int = 1, info: str = "") -> None:
-            bar.update(task, advance=n, info=info)
+    def advance(n: int = 1, info: str = "", total: int | None = None) -> None:
+        nonlocal started
+        if not started:
+            bar.start()
+            started = True
+        bar.update(task, advance=n, info=info, **({"total": total} if total is not None else {}))
 
+    try:
         yield advance
+    finally:
+        if started:
+            bar.stop()
+
+
+def quiet_logs() -> None:
+    """Only warnings and errors from here on (a command's own ``--quiet``, the same as the global ``-q``)."""
+    logging.getLogger().setLevel(logging.WARNING)
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:

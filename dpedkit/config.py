@@ -45,6 +45,7 @@ Method = Literal["magsac", "prosac", "accurate", "ransac"]
 Interpolation = Literal["linear", "cubic", "lanczos"]
 PatchInterpolation = Literal["linear", "cubic"]
 Rotation = Literal["fit", "search", "none"]
+SearchScale = Literal[1, 2]
 OnError = Literal["record", "raise"]
 Split = Literal["train", "test"]
 ModelName = Literal["dped", "srcnn", "johnson"]
@@ -53,6 +54,15 @@ DataMode = Literal["auto", "memory", "loader"]
 ImageFormat = Literal["png", "jpg"]
 
 SPLITS: tuple[str, ...] = get_args(Split)
+MAX_PIXELS = 250_000_000  # largest photo read by default: above the 200 MP of today's largest camera sensors
+
+VGG_WEIGHTS_HELP = (
+    "VGG-19 weights are needed for the content loss and none were given. Download either "
+    "imagenet-vgg-verydeep-19.mat (MatConvNet, ~510 MB, the file the original DPED uses: "
+    "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat) or torchvision's VGG-19 "
+    "weights (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) and pass the local path "
+    "(e.g. --vgg PATH). 'random' gives untrained weights for smoke tests only."
+)
 MODELS: tuple[str, ...] = get_args(ModelName)
 
 
@@ -62,11 +72,24 @@ def flag(name: str, **extra: Any) -> dict[str, Any]:
 
 
 class ConfigMixin:
-    """``to_dict``/``from_dict`` for a (frozen) dataclass; validation stays in its ``__post_init__``."""
+    """A (frozen) config dataclass: field types checked, then the class's ``_validate``; dict round trips.
+
+    Every value, whether typed in Python, read from a TOML file or from a JSON record, is checked against the
+    field's annotation first (:class:`ConfigError` naming the field, never a ``TypeError``): ints pass as floats,
+    lists as tuples. Then ``_validate`` checks ranges and combinations.
+    """
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            object.__setattr__(self, f.name, _checked(type(self), f.name, getattr(self, f.name)))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Range and combination checks of the subclass (types are checked already)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of the fields (nested configs as dicts, tuples as lists)."""
-        return json_safe(asdict(self))  # type: ignore[call-overload]
+        return json_safe(asdict(self), finite=False)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -75,8 +98,7 @@ class ConfigMixin:
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} option(s) {unknown}; valid: {sorted(known)}")
-        data = {k: _checked(cls, k, v) for k, v in data.items()}
-        return cls(**cls._nested(data))
+        return cls(**cls._nested(dict(data)))
 
     @classmethod
     def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +114,8 @@ class ConfigMixin:
 def _checked(cls: type, name: str, value: Any) -> Any:
     """``value`` for field ``name`` of ``cls`` if it has the annotated type, else :class:`ConfigError`.
 
-    Values from files and JSON are checked before the field validators run; ints pass as floats, lists as tuples.
+    Values from files and JSON are checked before the field validators run. An int passes as a float (and stays
+    an int, so a config's dict, and every file that records it, is what was given); a list becomes a tuple.
     """
     tp = field_type(cls, name)
     kinds = [t for t in (get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,))]
@@ -107,7 +130,7 @@ def _checked(cls: type, name: str, value: Any) -> Any:
         if isinstance(origin, type) and is_dataclass(origin) and isinstance(value, Mapping | origin):
             return value
         if origin in (int, float, str, bool, dict) and _fits(value, origin):
-            return float(value) if origin is float else value
+            return value
     wanted = " or ".join(_type_name(k) for k in kinds)
     raise ConfigError(f"{name} must be {wanted}; got {value!r}")
 
@@ -115,7 +138,7 @@ def _checked(cls: type, name: str, value: Any) -> Any:
 def _checked_item(name: str, value: Any, kind: type) -> Any:
     if not _fits(value, kind):
         raise ConfigError(f"{name} must hold {_type_name(kind)} values; got {value!r}")
-    return float(value) if kind is float else value
+    return value
 
 
 def _fits(value: Any, kind: type) -> bool:
@@ -159,6 +182,8 @@ class AlignConfig(ConfigMixin):
         margin_px: DSLR pixels kept clear of the DSLR border by the crop.
         interpolation: resampling kernel of the DSLR warp: ``linear``, ``cubic`` or ``lanczos``.
         min_side: images with a side below this many pixels fail with ``too-small``.
+        max_pixels: photos of more pixels than this (read from the file's header) are refused before they are
+            decoded, so a crafted or broken file cannot take all the memory.
         threads: threads used to process the two images side by side (1: sequential; a build runs each
             worker on one thread whatever this says).
         seed: seed of OpenCV's random generator (FLANN trees, USAC sampling), set in the calling thread before
@@ -183,10 +208,11 @@ class AlignConfig(ConfigMixin):
     margin_px: float = 1.0
     interpolation: Interpolation = "linear"
     min_side: int = 32
+    max_pixels: int = MAX_PIXELS
     threads: int = 2
     seed: int = field(default=0, metadata=flag("--align-seed"))
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_range("work_mp", self.work_mp, 0.01, 1000.0)
         check_range("max_features", self.max_features, 0)
         check_range("contrast_threshold", self.contrast_threshold, 0.0, 1.0)
@@ -206,6 +232,7 @@ class AlignConfig(ConfigMixin):
         check_range("margin_px", self.margin_px, 0.0, 100.0)
         check_choice("interpolation", self.interpolation, get_args(Interpolation))
         check_range("min_side", self.min_side, 1)
+        check_range("max_pixels", self.max_pixels, 1)
         check_range("threads", self.threads, 1, 64)
         check_range("seed", self.seed, 0, 2**31 - 1)
 
@@ -247,10 +274,10 @@ class PatchConfig(ConfigMixin):
     angle_steps: int = 5
     interpolation: PatchInterpolation = field(default="cubic", metadata=flag("--patch-interpolation"))
     max_outside: float = 1.0
-    search_scale: int = 2
+    search_scale: SearchScale = 2
 
-    def __post_init__(self) -> None:
-        for name in ("size", "radius", "angle_steps", "search_scale"):
+    def _validate(self) -> None:
+        for name in ("size", "radius", "angle_steps"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
                 raise ConfigError(f"{name} must be an integer; got {getattr(self, name)!r}")
         check_range("size", self.size, 8, 4096)
@@ -263,7 +290,7 @@ class PatchConfig(ConfigMixin):
             raise ConfigError(f"angle_steps must be odd (so 0 degrees is tried); got {self.angle_steps}")
         check_choice("interpolation", self.interpolation, get_args(PatchInterpolation))
         check_range("max_outside", self.max_outside, 0.0, float(self.size))
-        check_choice("search_scale", self.search_scale, (1, 2))
+        check_choice("search_scale", self.search_scale, get_args(SearchScale))
 
 
 # ----------------------------------------------------------------------------------------------- build
@@ -297,7 +324,7 @@ class BuildConfig(ConfigMixin):
     keep_test_full: bool = True
     on_error: OnError = "record"
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         for name, cls in (("align", AlignConfig), ("patch", PatchConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}; got {type(getattr(self, name)).__name__}")
@@ -317,8 +344,8 @@ class TrainConfig(ConfigMixin):
 
     Attributes:
         model: ``"dped"`` (generator + discriminator, the DPED losses), ``"srcnn"`` (Dong et al., MSE) or
-            ``"johnson"`` (Johnson et al. residual network, VGG content + TV loss); see
-            :data:`dpedkit.train.recipe.RECIPES`.
+            ``"johnson"`` (Johnson et al. residual network, VGG content + TV loss): the recipe table,
+            :mod:`dpedkit.train.recipe`.
         iters: training iterations (20,000).
         batch: patch pairs per batch and per process (50).
         lr: Adam learning rate of both optimisers (5e-4; betas 0.9/0.999, eps 1e-8).
@@ -330,8 +357,8 @@ class TrainConfig(ConfigMixin):
         amp: bfloat16 autocast for the forward passes (weights and optimiser stay float32).
         eval_every: evaluate, save samples and checkpoints every this many iterations (1,000), and at the end.
         seed: seed of the weight initialisation, the batch order and the discriminator's swaps.
-        init: start the generator from this model (dpedkit checkpoint or official TF checkpoint prefix); its
-            architecture is kept (``model_config`` may only repeat it).
+        init: start the generator from this model (dpedkit checkpoint or official TF checkpoint prefix). Its
+            architecture is kept: ``model_config`` (``--arch``) may only repeat it.
         phone: phone folder of an official DPED tree (``iphone``...); ignored for dpedkit datasets.
         model_config: architecture overrides for the generator, e.g. ``{"channels": 16, "blocks": 1}`` (on the
             command line ``--arch channels=16 --arch blocks=1``).
@@ -360,7 +387,7 @@ class TrainConfig(ConfigMixin):
     eval_batch: int = 50
     samples: int = 6
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_choice("model", self.model, MODELS)
         check_choice("loss_preset", self.loss_preset, get_args(LossPreset))
         check_choice("data_mode", self.data_mode, get_args(DataMode))
@@ -376,9 +403,7 @@ class TrainConfig(ConfigMixin):
         if self.model_config is not None and not isinstance(self.model_config, dict):
             raise ConfigError(f"model_config must be a dict of architecture options; got {self.model_config!r}")
         if self.needs_vgg and not self.vgg:
-            from dpedkit.nn.vgg import WEIGHTS_HELP
-
-            raise ConfigError(f"the {self.model!r} model trains with a VGG content loss. {WEIGHTS_HELP} "
+            raise ConfigError(f"the {self.model!r} model trains with a VGG content loss. {VGG_WEIGHTS_HELP} "
                               "(the srcnn model needs no VGG)")  # fmt: skip
 
     @property
@@ -408,7 +433,7 @@ class EvalConfig(ConfigMixin):
     batch: int = 50
     device: str = "auto"
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_choice("split", self.split, SPLITS)
         check_range("batch", self.batch, 1)
         if not isinstance(self.batch, int):
@@ -430,6 +455,8 @@ class EnhanceConfig(ConfigMixin):
         quality: JPEG quality, 1-100.
         strip_rows: force strips of this many rows (unset: whole image if it fits, else from ``max_memory``).
         spill_dir: folder for the temporary spill files of a strip run (unset: the system temp folder).
+        max_pixels: photos of more pixels than this (read from the file's header) are refused before they are
+            decoded (recorded as failures; the other photos are enhanced).
     """
 
     device: str = "auto"
@@ -438,13 +465,15 @@ class EnhanceConfig(ConfigMixin):
     quality: int = 95
     strip_rows: int | None = None
     spill_dir: str | None = None
+    max_pixels: int = MAX_PIXELS
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_range("max_memory", self.max_memory, 0.1)
         check_choice("format", self.format, get_args(ImageFormat))
         check_range("quality", self.quality, 1, 100)
         if self.strip_rows is not None:
             check_range("strip_rows", self.strip_rows, 1)
+        check_range("max_pixels", self.max_pixels, 1)
 
 
 # ------------------------------------------------------------------------------- inspect, synth, demo, bench
@@ -471,7 +500,7 @@ class ReportConfig(ConfigMixin):
     seed: int = 0
     image_width: int = 900
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         for name in ("pair_views", "hist_pairs", "samples", "lowest", "seed"):
             check_range(name, getattr(self, name), 0)
         check_range("image_width", self.image_width, 200, 4000)
@@ -491,7 +520,7 @@ class SynthConfig(ConfigMixin):
     dslr_mp: float = 6.0
     hard: bool = False
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_range("phone_mp", self.phone_mp, 0.05, 60.0)
         check_range("dslr_mp", self.dslr_mp, 0.05, 80.0)
         if self.phone_mp > self.dslr_mp:
@@ -536,7 +565,7 @@ class DemoConfig(ConfigMixin):
     device: str = "auto"
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_range("pairs", self.pairs, 2, 1000)
         check_range("phone_mp", self.phone_mp, 0.05, 50.0)
         check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
@@ -577,7 +606,7 @@ class BuildBenchConfig(ConfigMixin):
     repeats: int = 2
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_range("pairs", self.pairs, 2, 1000)
         check_range("phone_mp", self.phone_mp, 0.05, 60.0)
         check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
@@ -618,8 +647,9 @@ def field_type(cls: type, name: str) -> Any:
 
 def option_flag(cls: type, name: str) -> str:
     """The command-line flag of field ``name`` of ``cls``: ``--field-name`` unless its metadata names another."""
-    f = next(f for f in fields(cls) if f.name == name)  # type: ignore[arg-type]
-    return f.metadata.get("flag", "--" + name.replace("_", "-"))
+    f = next((f for f in fields(cls) if f.name == name), None)  # type: ignore[arg-type]
+    default = "--" + name.replace("_", "-")
+    return default if f is None else f.metadata.get("flag", default)
 
 
 def field_default(f: Field) -> Any:
@@ -697,11 +727,24 @@ def resolve(
     """
     cls = SECTIONS[section]
     file, flags = file or {}, flags or {}
-    data = dict(file.get(section, {})) | dict(flags.get(section, {}))
+    data = _layered(cls, file.get(section, {}), flags.get(section, {}))
     for f in fields(cls):  # type: ignore[arg-type]
-        if nested_class(cls, f) is not None:
-            data[f.name] = dict(file.get(f.name, {})) | dict(flags.get(f.name, {}))
+        sub = nested_class(cls, f)
+        if sub is None:
+            continue
+        if f.name in file.get(section, {}):
+            raise ConfigError(f"{f.name} options go in their own [{f.name}] section, not in [{section}]")
+        data[f.name] = _layered(sub, file.get(f.name, {}), flags.get(f.name, {}))
     return cls.from_dict(data)
+
+
+def _layered(cls: type, file: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The file's values with the flags' on top; a table option (``model_config``) merges key by key."""
+    out = dict(file) | dict(flags)
+    for name, value in flags.items():
+        if isinstance(value, Mapping) and isinstance(file.get(name), Mapping):
+            out[name] = dict(file[name]) | dict(value)
+    return out
 
 
 def to_toml(config: ConfigMixin, section: str, *, title: str = "") -> str:
@@ -715,7 +758,7 @@ def to_toml(config: ConfigMixin, section: str, *, title: str = "") -> str:
         if nested_class(type(config), f) is not None:
             nested.append(_table(f.name, value.to_dict()))
         else:
-            own.append((f.name, json_safe(value)))
+            own.append((f.name, json_safe(value, finite=False)))
     head = f"# {title}\n" if title else ""
     return head + "\n".join([_table(section, dict(own)), *nested])
 

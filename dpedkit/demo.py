@@ -121,7 +121,7 @@ def run_demo(
 def _prepare(out: Path, overwrite: bool) -> None:
     present = [name for name in _OWN if (out / name).exists()]
     if present and not overwrite:
-        raise ConfigError(f"{out} already holds a demo ({', '.join(present)}): pass overwrite (--overwrite)")
+        raise ConfigError(f"{out} already holds a demo ({', '.join(present)}): pass --overwrite")
     for name in present:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -163,7 +163,8 @@ def _apply_look(path: Path, look: dict[str, Any]) -> None:
 
 
 def _build(res: DemoResult, cfg: DemoConfig) -> None:
-    from dpedkit.dataset.build import BuildConfig, build_dataset
+    from dpedkit.config import BuildConfig
+    from dpedkit.dataset.build import build_dataset
 
     raw, ds = res.paths["raw"], res.paths["dataset"]
     summary = build_dataset(
@@ -178,7 +179,8 @@ def _build(res: DemoResult, cfg: DemoConfig) -> None:
 
 
 def _report(res: DemoResult) -> None:
-    from dpedkit.inspect.report import ReportConfig, write_report
+    from dpedkit.config import ReportConfig
+    from dpedkit.inspect.report import write_report
 
     write_report(res.paths["dataset"], res.paths["report"], config=ReportConfig(pair_views=4, hist_pairs=6))
     res.commands["report"] = f"dpedkit inspect {res.paths['dataset']} -o {res.paths['report']}"
@@ -221,8 +223,9 @@ def identity_srcnn(arch: dict[str, Any], path: str | Path, *, seed: int = 0, noi
 
 def _train(res: DemoResult, cfg: DemoConfig) -> None:
     from dpedkit.train import TrainConfig, train
+    from dpedkit.train.recipe import RECIPES
 
-    vgg = "random" if cfg.model != "srcnn" else None  # no VGG weights offline: content loss is a smoke test
+    vgg = "random" if RECIPES[cfg.model].vgg else None  # no VGG weights offline: content loss is a smoke test
     arch = cfg.model_config if cfg.model_config is not None else TINY_SRCNN if cfg.model == "srcnn" else None
     init = None
     if cfg.model == "srcnn":

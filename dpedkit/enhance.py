@@ -19,6 +19,7 @@ Only :class:`~dpedkit.nn.generator.Generator` networks can be tiled; other model
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -32,9 +33,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dpedkit import __version__
 from dpedkit.config import EnhanceConfig
 from dpedkit.errors import ConfigError, DpedkitError, Failure, InputError, check_rgb_uint8
-from dpedkit.io import IMAGE_SUFFIXES, list_images, read_image, to_uint8, write_image
+from dpedkit.io import IMAGE_SUFFIXES, check_apart, list_images, read_image, to_uint8, write_image
 from dpedkit.nn.device import resolve_device, to_float_chw
 
 log = logging.getLogger(__name__)
@@ -321,7 +323,7 @@ def enhance_array(
     rgb: np.ndarray,
     *,
     device: torch.device | str = "cpu",
-    max_memory: float = 2.0,
+    max_memory: float = EnhanceConfig.max_memory,
     strip_rows: int | None = None,
     spill_dir: str | None = None,
 ) -> tuple[np.ndarray, int]:
@@ -422,22 +424,26 @@ def enhance(
         CheckpointError: the model cannot be loaded.
     """
     device = resolve_device(config.device)
+    inputs = list(inputs)
     paths = collect_inputs(inputs)
     if not paths:
         raise InputError(None, "no images to enhance")
     out_dir = Path(out_dir)
+    check_apart(out_dir, [p for p in inputs if Path(p).is_dir()], what="output folder")
     outs = _output_names(paths, out_dir, config.format)
     if isinstance(model, torch.nn.Module):
         net = model.to(device).eval()
     else:
-        from dpedkit.nn.checkpoint import load_model
+        from dpedkit.nn.checkpoint import ENHANCERS, load_model
 
-        net = load_model(model, device=device)
+        net = load_model(model, device=device, expect=ENHANCERS)
+    source = type(model).__name__ if isinstance(model, torch.nn.Module) else str(model)
+    provenance = f"dpedkit {__version__} enhance, model {source}, config {json.dumps(config.to_dict())}"
     results, failures = [], []
     for src, dst in zip(paths, outs, strict=True):
         t0 = time.perf_counter()
         try:
-            rgb = read_image(src).rgb
+            rgb = read_image(src, max_pixels=config.max_pixels).rgb
         except InputError as exc:
             failure = Failure("unreadable", str(exc))
             failures.append((str(src), failure))
@@ -453,7 +459,7 @@ def enhance(
             strip_rows=config.strip_rows,
             spill_dir=config.spill_dir,
         )
-        write_image(dst, to_uint8(out), quality=config.quality)
+        write_image(dst, to_uint8(out), quality=config.quality, comment=provenance)
         res = ImageResult(str(src), str(dst), rgb.shape[1], rgb.shape[0], time.perf_counter() - t0, strips)
         log.debug("%s -> %s in %.1f s (%s)", src, dst, res.seconds, f"{strips} strips" if strips else "whole")
         results.append(res)

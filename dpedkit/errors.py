@@ -28,6 +28,12 @@ class InputError(DpedkitError):
         return type(self), (self.path, self.cause)
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: ``PATH: cause`` (disk full, permission denied, read-only...)."""
+    cause = exc.strerror or str(exc)
+    return f"{exc.filename}: {cause}" if exc.filename else cause
+
+
 class ShardError(DpedkitError):
     """A dataset shard or dataset folder is foreign, damaged or of an unsupported schema."""
 

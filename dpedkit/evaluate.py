@@ -90,20 +90,21 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
     if DatasetDir.is_dataset(data):
         from dpedkit.dataset.loader import load_split
 
-        phone_u8, dslr_u8 = load_split(data, split)
+        phone_u8, dslr_u8 = load_split(data, split, verify=True)  # a damaged shard is refused
         if not len(phone_u8):
             other = "train" if split == "test" else "test"
             raise InputError(data, f"its {split} split holds no patch pairs, nothing to evaluate (try split {other!r})")
         return np.asarray(phone_u8), np.asarray(dslr_u8)
+    log.info("%s: an official DPED folder of JPEG files has no checksums; its patches are read as they are", data)
     return load_pairs(find_dped_folder(data, phone=phone), split)
 
 
 def _load_model(model: Model, device: torch.device) -> torch.nn.Module:
     if isinstance(model, torch.nn.Module):
         return model.to(device).eval()
-    from dpedkit.nn.checkpoint import load_model
+    from dpedkit.nn.checkpoint import ENHANCERS, load_model
 
-    return load_model(model, device=device)
+    return load_model(model, device=device, expect=ENHANCERS)
 
 
 class _Accumulator:
@@ -139,7 +140,7 @@ def evaluate_arrays(
     phone: np.ndarray,
     dslr: np.ndarray,
     *,
-    batch: int = 50,
+    batch: int = EvalConfig.batch,
     device: torch.device | str = "cpu",
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Scores, Scores]:
@@ -165,8 +166,8 @@ def evaluate_arrays(
     model_acc, ident_acc = _Accumulator(), _Accumulator()
     with torch.inference_mode():
         for start in range(0, n, batch):
-            x = to_float_chw(phone[start : start + batch], device)
-            y = to_float_chw(dslr[start : start + batch], device)
+            x = to_float_chw(phone[start : start + batch], device, memory_format=torch.contiguous_format)
+            y = to_float_chw(dslr[start : start + batch], device, memory_format=torch.contiguous_format)
             model_acc.add(net(x).float(), y)
             ident_acc.add(x, y)
             if on_progress:

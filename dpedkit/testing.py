@@ -6,6 +6,9 @@ Everything here is deterministic (seeded) and needs no files from elsewhere; the
 
 from __future__ import annotations
 
+import os
+import signal
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dpedkit.config import SynthConfig
 from dpedkit.dataset.format import Counts, DatasetDir, Manifest, ShardEntry, shard_name
 from dpedkit.dataset.shards import ShardWriter
 
@@ -136,7 +140,12 @@ def write_synthetic_dataset(out: str | Path, *, n_train: int, n_test: int, patch
 
 
 def synthetic_pairs(
-    n: int, *, seed: int = 0, phone_mp: float = 3.0, dslr_mp: float = 6.0, hard: bool = False
+    n: int,
+    *,
+    seed: int = 0,
+    phone_mp: float = SynthConfig.phone_mp,
+    dslr_mp: float = SynthConfig.dslr_mp,
+    hard: bool = SynthConfig.hard,
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
     """Yield ``n`` pairs ``(name, phone, dslr, truth dict)`` made like ``dpedkit synth`` does (bundled photos).
 
@@ -160,3 +169,32 @@ def sample_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     img = cv2.resize(data.astronaut(), (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)
     img += np.random.default_rng(seed).normal(0, 4, img.shape).astype(np.float32)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def write_dped_tree(root: str | Path, rng: np.random.Generator, *, n_train: int = 7, n_test: int = 4) -> Path:
+    """A small official DPED tree ``root/sony/...`` of 32 x 32 JPEG patches and one full-size test image."""
+    from dpedkit.io import write_image
+
+    base = Path(root) / "sony"
+    for parts, n in ((("training_data",), n_train), (("test_data", "patches"), n_test)):
+        phone, dslr = synthetic_patches(n, 32, rng)
+        for i in range(n):
+            write_image(base.joinpath(*parts, "sony", f"{i}.jpg"), phone[i])
+            write_image(base.joinpath(*parts, "canon", f"{i}.jpg"), dslr[i])
+    write_image(base / "test_data" / "full_size_test_images" / "photo.jpg", synthetic_patches(1, 64, rng)[0][0])
+    return Path(root)
+
+
+def die_on(item: Any) -> Any:
+    """``item``, unless it is ``"die"``: then the process kills itself with SIGKILL (a worker the OOM killer took)."""
+    if item == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return item
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid 8 x 8 PNG whose header says ``width x height`` pixels (a decompression bomb's header, tiny file)."""
+    data = bytearray(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return bytes(data)

@@ -25,7 +25,8 @@ WORK.mkdir(parents=True, exist_ok=True)
 print("working in", WORK, "(small settings)" if SMALL else "")"""
 
 SYNTH_AND_BUILD = """\
-from dpedkit.dataset.build import BuildConfig, build_dataset
+from dpedkit.config import BuildConfig
+from dpedkit.dataset.build import build_dataset
 from dpedkit.dataset.synth import synthesize
 
 raw = WORK / "raw"
@@ -104,7 +105,8 @@ for i, k in enumerate(low):
     new_markdown_cell("## The whole report: one self-contained HTML file"),
     new_code_cell(
         """\
-from dpedkit.inspect.report import ReportConfig, write_report
+from dpedkit.config import ReportConfig
+from dpedkit.inspect.report import write_report
 
 report = write_report(dataset, WORK / "report.html", config=ReportConfig(pair_views=2 if SMALL else 12))
 print(report.path, f"{report.size_bytes / 1e6:.1f} MB", report.sections)
@@ -124,7 +126,8 @@ NB2 = [
     new_code_cell(SETUP),
     new_code_cell(
         """\
-from dpedkit.dataset.build import BuildConfig, build_dataset
+from dpedkit.config import BuildConfig
+from dpedkit.dataset.build import build_dataset
 from dpedkit.dataset.synth import synthesize
 from dpedkit.demo import PHONE_LOOK, apply_look
 from dpedkit.io import list_images, read_rgb, write_image

@@ -125,3 +125,20 @@ def test_every_config_class_documents_each_field_on_its_own():
         names = {f.name for f in fields(cls)}
         shared = [k for k, v in docs.items() if set(re.findall(r"; (\w+): ", v)) & names]
         assert not shared, (cls.__name__, shared)
+
+
+def test_values_are_kept_as_given():
+    """An int stays an int and inf stays inf: a config's dict (and every file recording it) is what was given."""
+    c = AlignConfig(threshold_px=1, max_rmse_px=float("inf"))
+    assert c.to_dict()["threshold_px"] == 1 and isinstance(c.to_dict()["threshold_px"], int)
+    assert c.to_dict()["max_rmse_px"] == float("inf") and AlignConfig.from_dict(c.to_dict()) == c
+    text = to_toml(c, "align")
+    assert "max_rmse_px = inf" in text and resolve("align", tomllib.loads(text)) == c
+
+
+def test_nested_tables_and_table_options():
+    with pytest.raises(ConfigError, match=r"align options go in their own \[align\] section"):
+        resolve("build", {"build": {"align": {"work_mp": 0.7}}})
+    file = {"train": {"vgg": "random", "model_config": {"channels": 32, "blocks": 2}}}
+    merged = resolve("train", file, {"train": {"model_config": {"blocks": 1}}})
+    assert merged.model_config == {"channels": 32, "blocks": 1}  # a flag changes one key, the file keeps the rest

@@ -143,8 +143,12 @@ def test_enhance_input_errors(tmp_path, rng):
     with pytest.raises(ConfigError, match="would both be written"):
         enhance(g, [tmp_path / "x", tmp_path / "y"], tmp_path / "out")
     before = (tmp_path / "x" / "same.png").read_bytes()
-    with pytest.raises(ConfigError, match="is one of the input photos"):
+    with pytest.raises(InputError, match="the output folder is the input"):
         enhance(g, [tmp_path / "x"], tmp_path / "x")
+    with pytest.raises(InputError, match="the output folder lies inside the input"):
+        enhance(g, [tmp_path / "x"], tmp_path / "x" / "enhanced")
+    with pytest.raises(ConfigError, match="is one of the input photos"):  # a photo given as a file, its folder out
+        enhance(g, [tmp_path / "x" / "same.png"], tmp_path / "x")
     assert (tmp_path / "x" / "same.png").read_bytes() == before
     with pytest.raises(InputError, match="no such file"):
         enhance(g, [tmp_path / "missing.png"], tmp_path / "out")

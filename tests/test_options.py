@@ -114,3 +114,12 @@ def test_align_records_its_config(tmp_path):
     assert res.exit_code == 0, res.output
     recorded = json.loads((tmp_path / "o" / "alignment.json").read_text())["config"]
     assert (recorded["work_mp"], recorded["method"], recorded["ratio"]) == (0.25, "ransac", 0.75)
+
+
+def test_resume_with_a_config_file_checks_its_keys(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text("[train]\nitres = 5\n")
+    res = CliRunner().invoke(
+        cli, ["train", str(tmp_path), "-o", str(tmp_path / "run"), "--resume", "--config", str(conf)]
+    )
+    assert res.exit_code == 2 and "unknown TrainConfig option(s) ['itres']" in " ".join(res.output.split())

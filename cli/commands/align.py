@@ -14,9 +14,10 @@ from dpedkit_cli.render import console, handle_errors, print_json, table
 @click.argument("dslr", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @config_options("align")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier alignment in OUT.")
 @click.option("--json", "as_json", is_flag=True, help="Also print alignment.json on stdout.")
 @handle_errors
-def command(phone, dslr, out_dir, as_json, **options) -> None:  # fmt: skip
+def command(phone, dslr, out_dir, overwrite, as_json, **options) -> None:  # fmt: skip
     """Align PHONE to DSLR (SIFT + robust homography), crop both to the largest common rectangle.
 
     Writes OUT/phone.png and OUT/dslr.png (same size; the DSLR resampled onto the phone pixels, anti-aliased)
@@ -24,9 +25,10 @@ def command(phone, dslr, out_dir, as_json, **options) -> None:  # fmt: skip
     the resolved config). Options may come from --config FILE.toml ([align]); flags typed here override it.
     Exit status: 0 aligned, 1 the pair was rejected (the reason is in alignment.json), 2 bad usage/input.
     """
-    from dpedkit.align import align_files, write_alignment
+    from dpedkit.align import align_files, check_pair_dir, write_alignment
 
     config = resolved_config("align", options)
+    check_pair_dir(out_dir, [phone, dslr], overwrite=overwrite)
     result = align_files(phone, dslr, config=config)
     write_alignment(result, out_dir)
     if as_json:

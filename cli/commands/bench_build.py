@@ -49,6 +49,7 @@ def command(
         ["shard reads/s (float tensors)", r["shard_tensor_per_s"], "", ""],
         ["JPEG folder reads/s", r["jpeg_per_s"], "", ""],
         ["shard / JPEG read speed", res["read_ratio"], f">= {t['read_ratio']}", ok["read_ratio"]],
+        ["shard reads/s without / with chunk checksums", r["checksum_read_cost"], "", ""],
         ["load average before / after", str(res["load_avg_before_after"]), f"{res['cpu_count']} CPUs", ""],
     ]
     title = f"dpedkit bench build: {pairs} pairs of {phone_mp:g} / {dslr_mp:g} MP"

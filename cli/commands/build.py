@@ -7,7 +7,7 @@ import time
 
 import click
 from dpedkit_cli.options import config_options, resolved_config
-from dpedkit_cli.render import console, handle_errors, print_json, progress, table
+from dpedkit_cli.render import console, handle_errors, print_json, progress, quiet_logs, table
 from rich.markup import escape
 
 from dpedkit.dataset.parallel import BACKENDS
@@ -24,7 +24,7 @@ from dpedkit.dataset.parallel import BACKENDS
 @click.option("--scheduler", help="dask scheduler address (tcp://host:8786) or ray address (with --backend).")
 @config_options("build")
 @click.option("--overwrite", is_flag=True, help="Rebuild even if OUT holds a finished or unfinished dataset.")
-@click.option("--quiet", is_flag=True, help="No progress bar or table.")
+@click.option("--quiet", is_flag=True, help="No progress bar, table or log lines but warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @handle_errors
 def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, overwrite, quiet, as_json,
@@ -39,6 +39,8 @@ def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, o
     from dpedkit.dataset.build import build_dataset, count_pairs
 
     config = resolved_config("build", options)
+    if quiet:
+        quiet_logs()
     stats = {"kept": 0, "failed": 0, "pairs": 0}
     t0 = time.perf_counter()
     with progress("pairs", count_pairs(phone_dir, dslr_dir, pairs_csv), quiet=quiet) as advance:

@@ -29,7 +29,7 @@ def command(model: str, data: str, as_json: bool, **options) -> None:
         done = [0]
 
         def on_progress(n: int, total: int) -> None:
-            advance(n - done[0], info=f"{n}/{total} patches")
+            advance(n - done[0], info="patches", total=total)
             done[0] = n
 
         result = evaluate(model, data, config=config, on_progress=on_progress)

@@ -33,7 +33,7 @@ def command(dataset: str, out: str, phone: str | None, quality: int, overwrite: 
             phone=phone,
             quality=quality,
             overwrite=overwrite,
-            on_progress=lambda done, total: advance(1, info=f"{done}/{total} shards"),
+            on_progress=lambda done, total: advance(1, info="shards", total=total),
         )
     if as_json:
         print_json(result.to_dict())

@@ -33,7 +33,7 @@ def command(
             rows_per_shard=rows_per_shard,
             jobs=jobs,
             overwrite=overwrite,
-            on_progress=lambda done, total: advance(1, info=f"{done}/{total} shards"),
+            on_progress=lambda done, total: advance(1, info="shards", total=total),
         )
     if as_json:
         print_json(result.to_dict())

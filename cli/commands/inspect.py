@@ -46,9 +46,13 @@ def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bo
             _print_summary(s, top)
         return
     with progress("inspect", None) as advance:
-        result = write_report(
-            source, out, config=config, on_progress=lambda stage, done, total: advance(0, f"{stage} {done}/{total}")
-        )
+        shown = [0]
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            advance(done - shown[0], stage, total)
+            shown[0] = done
+
+        result = write_report(source, out, config=config, on_progress=on_progress)
     for note in result.notes:
         console.print(f"[dim]{escape(note)}[/]")
     if result.unreadable:

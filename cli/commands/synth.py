@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from dpedkit_cli.options import field_options
-from dpedkit_cli.render import console, handle_errors, print_json, progress, table
+from dpedkit_cli.render import console, handle_errors, print_json, progress, quiet_logs, table
 
 from dpedkit.config import SynthConfig
 
@@ -16,7 +16,7 @@ from dpedkit.config import SynthConfig
 @click.option("--source", type=click.Path(exists=True, file_okay=False), help="Folder of your own photos.")
 @field_options(SynthConfig)
 @click.option("--overwrite", is_flag=True, help="Replace the pairs of an earlier run in OUT_DIR.")
-@click.option("--quiet", is_flag=True, help="No progress bar or table.")
+@click.option("--quiet", is_flag=True, help="No progress bar, table or log lines but warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print one summary row per pair as JSON on stdout.")
 @handle_errors
 def command(out_dir, n, seed, source, phone_mp, dslr_mp, hard, overwrite, quiet, as_json) -> None:  # fmt: skip
@@ -29,6 +29,8 @@ def command(out_dir, n, seed, source, phone_mp, dslr_mp, hard, overwrite, quiet,
     from dpedkit.dataset.synth import synthesize
 
     SynthConfig(phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)  # fail fast, before the progress bar
+    if quiet:
+        quiet_logs()
     rows = []
     with progress("pairs", n, quiet=quiet or as_json) as advance:
 

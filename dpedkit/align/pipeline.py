@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from dpedkit.align.homography import check_geometry, robust_fit
 from dpedkit.align.warp import largest_rectangle, resample_dslr, valid_halfplanes
 from dpedkit.config import AlignConfig
 from dpedkit.errors import Failure, InputError, check_rgb_uint8
-from dpedkit.io import read_image, write_image, write_text
+from dpedkit.io import AtomicFile, encode_image, read_image
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,14 @@ def align_pair(
         res.dslr = resample_dslr(dslr, fit.H, rect, interpolation=cfg.interpolation)
     res.H_phone_to_dslr, res.crop, res.timings = fit.H, rect, clock.finish()
     log.debug("pair aligned: %d/%d inliers, rmse %.3f px, crop %s", res.inliers, res.matches, res.rmse_px, rect)
+    if res.scale < 1:  # the DSLR is the sharper, larger camera: fewer pixels per scene unit is a hint
+        log.warning(
+            "the DSLR photo has fewer pixels per scene unit than the phone photo (%.2f DSLR px per phone px, "
+            "%dx%d vs %dx%d): are PHONE and DSLR given the wrong way round?",
+            res.scale,
+            *dsize,
+            *psize,
+        )
     return res
 
 
@@ -303,7 +312,7 @@ def align_files(
 
     def load(path: str | Path) -> tuple[np.ndarray, float, Features | None]:
         t = time.perf_counter()
-        img = read_image(path).rgb
+        img = read_image(path, max_pixels=config.max_pixels).rgb
         dt = time.perf_counter() - t
         return img, dt, detect_features(img, config) if min(img.shape[:2]) >= config.min_side else None
 
@@ -338,16 +347,53 @@ ALIGNMENT = "alignment.json"
 PAIR_IMAGES = {"phone": "phone.png", "dslr": "dslr.png"}
 
 
-def write_alignment(result: AlignResult, out_dir: str | Path) -> None:
-    """Write ``alignment.json`` (always) and ``phone.png`` / ``dslr.png`` (same size, when ok), atomically."""
+def check_pair_dir(out_dir: str | Path, inputs: Sequence[str | Path] = (), *, overwrite: bool = False) -> Path:
+    """Check that :func:`write_alignment` may write into ``out_dir``, before any work is done.
+
+    Raises:
+        InputError: ``out_dir`` is a file, holds an earlier alignment and ``overwrite`` is off, or one of the files
+            it would write is one of the ``inputs``.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for side, name in PAIR_IMAGES.items():
-        if result.ok:
-            write_image(out / name, getattr(result, side))
-        else:
-            (out / name).unlink(missing_ok=True)  # no stale images beside a failed alignment.json
-    write_text(out / ALIGNMENT, json.dumps(result.to_json(), indent=2) + "\n")
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder")
+    names = (ALIGNMENT, *PAIR_IMAGES.values())
+    sources = {os.path.realpath(p) for p in inputs}
+    for name in names:
+        if os.path.realpath(out / name) in sources:
+            raise InputError(out / name, "is one of the input photos: choose another output folder")
+    present = [n for n in names if (out / n).exists()]
+    if present and not overwrite:
+        raise InputError(out, f"holds an earlier alignment ({', '.join(present)}); pass --overwrite to replace it")
+    return out
+
+
+def write_alignment(result: AlignResult, out_dir: str | Path) -> None:
+    """Write ``alignment.json`` (always) and ``phone.png`` / ``dslr.png`` (same size, when ok), all or nothing.
+
+    Every file is written to a temporary name first and renamed into place once all are complete, so a failure
+    (disk full) leaves no lone image; images of an earlier alignment are removed when this one failed.
+    """
+    out = Path(out_dir)
+    files = {ALIGNMENT: (json.dumps(result.to_json(), indent=2) + "\n").encode()}
+    if result.ok:
+        files |= {name: encode_image(getattr(result, side), ".png") for side, name in PAIR_IMAGES.items()}
+    staged = []
+    try:
+        for name, data in files.items():
+            staged.append(AtomicFile(out / name))
+            with open(staged[-1].tmp, "wb") as f:
+                f.write(data)
+        for name in PAIR_IMAGES.values():
+            if name not in files:
+                (out / name).unlink(missing_ok=True)  # no stale images beside a failed alignment.json
+        for f in staged:
+            f.commit()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
+    finally:
+        for f in staged:
+            f.discard()
 
 
 def is_pair_dir(path: str | Path) -> bool:

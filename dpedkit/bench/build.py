@@ -147,7 +147,8 @@ def _decode_seconds(raw: Path) -> tuple[float, float]:
 
 def _timed_build(work: Path, jobs: int) -> tuple[float, float, float]:
     """Wall seconds of a fresh build with ``jobs`` workers, the CPU seconds and peak worker memory (MB) reported."""
-    from dpedkit.dataset.build import BuildConfig, build_dataset
+    from dpedkit.config import BuildConfig
+    from dpedkit.dataset.build import build_dataset
 
     results: list[Any] = []
     t0 = time.perf_counter()
@@ -169,7 +170,8 @@ def _stage_means(root: Path) -> dict[str, float]:
     sums: dict[str, list[float]] = {}
     ds = DatasetDir(root)
     for entry in ds.manifest().shards:
-        for times in ds.shard_record(entry.path, check=False)["timings"].values():
+        record = ds.shard_record(entry.path, check=False) or {}
+        for times in record.get("timings", {}).values():
             for stage, seconds in times.items():
                 sums.setdefault(stage, []).append(seconds)
     return {stage: float(np.mean(v)) for stage, v in sums.items()}
@@ -218,4 +220,28 @@ def _read_bench(dataset: Path, dped: Path, config: BuildBenchConfig) -> dict[str
         "jpeg_per_s": rate(jpeg),
     }
     ds.close()
-    return out
+    return out | _checksum_cost(dataset, dped.parent / "unchecked.h5", config)
+
+
+def _checksum_cost(dataset: Path, copy: Path, config: BuildBenchConfig) -> dict[str, float]:
+    """Random single reads of one shard's patches with their Fletcher-32 checksums and of a copy without (pairs/s)."""
+    import h5py
+
+    shard = DatasetDir(dataset).shards("train")[0].path
+    with h5py.File(shard, "r") as src, h5py.File(copy, "w") as dst:
+        for name in ("phone", "dslr"):
+            dst.create_dataset(name, data=src[name][()], chunks=src[name].chunks)  # same layout, no checksum
+        rows = src["phone"].shape[0]
+    order = np.random.default_rng(config.seed).integers(0, rows, config.reads)
+    rates = {}
+    for key, path in (("checked", shard), ("unchecked", copy)):
+        with h5py.File(path, "r") as f:
+            phone, dslr = f["phone"], f["dslr"]
+            for i in order[:20]:
+                phone[int(i)], dslr[int(i)]
+            t0 = time.perf_counter()
+            for i in order:
+                phone[int(i)], dslr[int(i)]
+            rates[key] = config.reads / (time.perf_counter() - t0)
+    return {"shard_checked_per_s": rates["checked"], "shard_unchecked_per_s": rates["unchecked"],
+            "checksum_read_cost": rates["unchecked"] / rates["checked"]}  # fmt: skip

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from dpedkit.config import EnhanceConfig
+
 log = logging.getLogger(__name__)
 
 HD_SIZE = (1280, 720)
@@ -94,7 +96,7 @@ def bench_enhance(
     model: str | None = None,
     megapixels: float = 12.0,
     device: str = "auto",
-    max_memory: float = 2.0,
+    max_memory: float = EnhanceConfig.max_memory,
     hd_strip_rows: int = 100,
     hd_size: tuple[int, int] = HD_SIZE,
 ) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from dpedkit.dataset.format import (
 from dpedkit.dataset.parallel import Backend, check_options, run_parallel
 from dpedkit.dataset.shards import CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardWriter
 from dpedkit.errors import ConfigError, InputError
-from dpedkit.io import write_image
+from dpedkit.io import check_apart, check_file_name, write_image
 
 log = logging.getLogger(__name__)
 
@@ -158,35 +158,48 @@ def build_dataset(
     """
     t0 = time.perf_counter()
     check_options(jobs, backend, scheduler)
+    check_apart(out_dir, [phone_dir, dslr_dir, pairs_csv], what="dataset folder")
     ds = DatasetDir(out_dir)
-    if overwrite:
-        ds.clear()
-    elif ds.is_dataset(ds.root):
-        plan = make_plan(_pair_records(phone_dir, dslr_dir, pairs_csv), config)
-        if ds.plan_text() is not None:
-            _check_plan(ds, plan, "is a finished dataset", "to rebuild it, or choose another output folder")
-        log.info("%s is a finished dataset: left alone (use overwrite to rebuild)", ds.root)
-        summary = summarize(ds.root, ds.manifest())
-        summary.already_finished = True
-        return summary
-    records = _pair_records(phone_dir, dslr_dir, pairs_csv, report=True)
+    finished = ds.is_dataset(ds.root) and not overwrite
+    records = _pair_records(phone_dir, dslr_dir, pairs_csv, report=not finished)  # checked before anything is written
     plan = make_plan(records, config)
+    with ds.lock("build"):
+        if finished:
+            if ds.plan_text() is not None:
+                _check_plan(ds, plan, "is a finished dataset", "to rebuild it, or choose another output folder")
+            log.info("%s is a finished dataset: left alone (--overwrite rebuilds it)", ds.root)
+            summary = summarize(ds.root, ds.manifest())
+            summary.already_finished = True
+            return summary
+        if overwrite:
+            ds.clear()
+        return _build(ds, plan, len(records), jobs, backend, scheduler, on_result, t0)
+
+
+def _build(ds: DatasetDir, plan: dict[str, Any], n_pairs: int, jobs: int, backend: Backend, scheduler: str | None,
+           on_result: Callable[[ShardResult], None] | None, t0: float) -> BuildSummary:  # fmt: skip
+    """Run (or resume) the planned build in the locked folder ``ds``."""
     _start(ds, plan)
     tasks = [dict(t, out=str(ds.root), config=plan["config"]) for t in plan["tasks"]]
     done = {t["shard"]: r for t in tasks if (r := _finished(ds, t)) is not None}
-    log.info("%d pairs in %d shards; %d shards already done", len(records), len(tasks), len(done))
+    log.info("%d pairs in %d shards; %d shards already done", n_pairs, len(tasks), len(done))
     for r in done.values():
         if on_result is not None:
             on_result(r)
     todo = [t for t in tasks if t["shard"] not in done]
-    results = run_parallel(
-        build_shard,
-        todo,
-        n_jobs=jobs,
-        backend=backend,
-        scheduler=scheduler,
-        on_result=None if on_result is None else lambda _t, r: on_result(ShardResult(**r)),
-    )
+    try:
+        results = run_parallel(
+            build_shard,
+            todo,
+            n_jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
+            on_result=None if on_result is None else lambda _t, r: on_result(ShardResult(**r)),
+            on_crash=crashed_shard,
+        )
+    finally:  # the workers are done (or were stopped): a killed one's temporary file goes
+        if backend == "loky":
+            ds.remove_temp_files()
     by_shard = done | {r["shard"]: ShardResult(**r) for r in results}
     manifest = _finish(ds, plan, [by_shard[t["shard"]] for t in tasks])
     summary = summarize(ds.root, manifest)
@@ -212,6 +225,8 @@ def _pair_records(
 
     if pairs_csv is not None:
         found = read_pairs_csv(pairs_csv, phone_dir=phone_dir, dslr_dir=dslr_dir)
+        if report and not found:
+            raise InputError(pairs_csv, "the pairs CSV lists no pair (only its header, or nothing)")
     else:
         found = pair_folders(phone_dir, dslr_dir)
         if report and found.skipped:
@@ -222,7 +237,7 @@ def _pair_records(
             )
     rows = [
         [
-            r.name,
+            check_file_name(r.name, what="pair name", where=pairs_csv),
             None if r.phone is None else str(Path(r.phone).resolve()),
             None if r.dslr is None else str(Path(r.dslr).resolve()),
         ]
@@ -288,8 +303,7 @@ def _check_plan(ds: DatasetDir, plan: dict[str, Any], state: str, remedy: str) -
     """Raise ConfigError, saying what differs, unless the dataset's stored plan is ``plan``."""
     if not ds.plan_matches(plan):
         raise ConfigError(
-            f"{ds.root} {state} of other pairs or settings ({ds.plan_change(plan)}); pass overwrite (--overwrite) "
-            f"{remedy}"
+            f"{ds.root} {state} of other pairs or settings ({ds.plan_change(plan)}); pass --overwrite {remedy}"
         )
 
 
@@ -329,9 +343,8 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
     ds, config = DatasetDir(task["out"]), BuildConfig.from_dict(task["config"])
     # one core per worker (jobs is the parallelism knob): decode the two photos one after the other
     config = replace(config, align=replace(config.align, threads=1))
-    attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
     records, timings = [], {}
-    with ShardWriter(ds.path(task["shard"]), patch_size=config.patch.size, attrs=attrs, candidates=True) as writer:
+    with _shard_writer(ds, task, config.patch.size) as writer:
         for name, phone, dslr in task["pairs"]:
             times = timings[name] = {}
             record, patches = process_pair(
@@ -357,6 +370,33 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
     }
     ds.write_shard_record(task["shard"], result | {"timings": timings})
     return result
+
+
+def _shard_writer(ds: DatasetDir, task: dict[str, Any], patch_size: int) -> ShardWriter:
+    attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
+    return ShardWriter(ds.path(task["shard"]), patch_size=patch_size, attrs=attrs, candidates=True)
+
+
+def crashed_shard(task: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The result of a task whose worker process died twice: an empty shard, every pair recorded as ``error``.
+
+    Written by the build process itself, so the dataset stays complete and the other pairs go on.
+    """
+    ds = DatasetDir(task["out"])
+    with _shard_writer(ds, task, BuildConfig.from_dict(task["config"]).patch.size) as writer:
+        info = writer.close()
+    records = [_record(name, phone, dslr, task["split"]) | {"status": "error", "reason": reason}
+               for name, phone, dslr in task["pairs"]]  # fmt: skip
+    result = {"shard": task["shard"], "split": task["split"], "rows": info.rows, "sha256": info.sha256,
+              "pairs": records, "seconds": 0.0}  # fmt: skip
+    ds.write_shard_record(task["shard"], result | {"timings": {}})
+    return result
+
+
+def _record(name: str, phone: str | None, dslr: str | None, split: str | None) -> dict[str, Any]:
+    """A ``pairs.jsonl`` record before the pair is processed (status ok, nothing kept)."""
+    return {"pair": name, "phone": phone, "dslr": dslr, "split": split, "status": "ok", "reason": "",
+            "patches_total": 0, "patches_kept": 0}  # fmt: skip
 
 
 def process_pair(
@@ -385,8 +425,7 @@ def process_pair(
 
     cv2.setRNGSeed(config.seed)  # results must not depend on what this worker processed before
     times = timings if timings is not None else {}
-    record: dict[str, Any] = {"pair": name, "phone": phone, "dslr": dslr, "split": split, "status": "ok", "reason": ""}
-    record |= {"patches_total": 0, "patches_kept": 0}
+    record = _record(name, phone, dslr, split)
     try:
         result = align_files(phone, dslr, config=config.align)
         times["decode"] = result.timings.get("decode", 0.0)
@@ -457,9 +496,9 @@ def _finish(ds: DatasetDir, plan: dict[str, Any], results: list[ShardResult]) ->
         if phone is None or dslr is None:
             missing = "phone" if phone is None else "DSLR"
             records.append(
-                {"pair": name, "phone": phone, "dslr": dslr, "split": None, "status": "no-partner",
-                 "reason": f"no {missing} photo to pair it with", "patches_total": 0, "patches_kept": 0}
-            )  # fmt: skip
+                _record(name, phone, dslr, None)
+                | {"status": "no-partner", "reason": f"no {missing} photo to pair it with"}
+            )
     ds.write_pairs(records)
     shards = tuple(ShardEntry(r.split, r.shard, r.rows, r.sha256) for r in results)
     manifest = Manifest(config=plan["config"], counts=Counts.from_records(records), shards=shards)

@@ -16,36 +16,43 @@ older datasets live here and nowhere else. Shard paths read from a manifest are 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-import shutil
+import os
+import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from dpedkit import __version__
-from dpedkit.config import SPLITS
+from dpedkit.config import SPLITS, BuildConfig, PatchConfig
 from dpedkit.dataset.shards import (
     CANDIDATE_COLUMNS,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
     ShardInfo,
     candidate_names,
+    check_schema,
     file_sha256,
     has_candidates,
     open_shard,
+    reading,
     shard_candidates,
 )
-from dpedkit.errors import ShardError
-from dpedkit.io import read_jsonl, write_json, write_jsonl, write_text
+from dpedkit.errors import ConfigError, InputError, ShardError
+from dpedkit.io import file_mode, read_jsonl, write_json, write_jsonl, write_text
 
 MANIFEST_SCHEMA = "dpedkit-dataset"
 MANIFEST = "dataset.json"
 PAIRS = "pairs.jsonl"
 PLAN = "build.json"
+LOCK = ".dpedkit.lock"
 TEST_FULL = "test_full"
 PATCH_COLUMNS = ("pair", "xy", "shift", "angle", "ncc", "texture")
 
@@ -77,8 +84,13 @@ class ShardEntry:
     def __post_init__(self) -> None:
         check_split(self.split)
         p = PurePosixPath(self.path)
-        if p.is_absolute() or ".." in p.parts or "\\" in self.path or not p.parts or p.parts[0] != self.split:
-            raise ShardError(f"shard path {self.path!r} must be a relative path inside the {self.split}/ folder")
+        if p.is_absolute() or ".." in p.parts or "\\" in self.path or not p.parts:
+            raise ShardError(f"shard path {self.path!r} must be a relative path inside the dataset folder")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ShardEntry:
+        """An entry of the manifest's ``shards`` list (keys other than the four are ignored)."""
+        return cls(str(data["split"]), str(data["path"]), int(data["rows"]), str(data["sha256"]))
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,9 @@ class Counts:
         return cls(patches=per_split, patches_total=sum(per_split.values()))
 
 
+_COUNT_KEYS = {f.name for f in fields(Counts)}
+
+
 @dataclass(frozen=True)
 class Manifest:
     """``dataset.json``: what a finished dataset is made of.
@@ -147,14 +162,10 @@ class Manifest:
 
     def build_config(self) -> Any:
         """The :class:`~dpedkit.dataset.build.BuildConfig` of a built dataset, or None for other sources."""
-        from dpedkit.dataset.build import BuildConfig
-
         return BuildConfig.from_dict(self.config) if self.source == "build" else None
 
     def patch_setting(self, name: str) -> Any:
         """A :class:`~dpedkit.dataset.patches.PatchConfig` field as the build used it (its default otherwise)."""
-        from dpedkit.dataset.patches import PatchConfig
-
         stored = self.config.get("patch") if self.source == "build" else None
         if isinstance(stored, dict) and name in stored:
             return stored[name]
@@ -190,8 +201,8 @@ class Manifest:
         try:
             return cls(
                 config=dict(data.get("config") or {}),
-                counts=Counts(**data.get("counts", {})),
-                shards=tuple(ShardEntry(**s) for s in data["shards"]),
+                counts=Counts(**{k: v for k, v in (data.get("counts") or {}).items() if k in _COUNT_KEYS}),
+                shards=tuple(ShardEntry.from_dict(s) for s in data["shards"]),
                 schema_version=version,  # version 1 differs only in its shards (no candidates/ group)
                 dpedkit_version=str(data.get("dpedkit_version", "?")),
             )
@@ -215,6 +226,7 @@ class DatasetDir:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._manifest: tuple[tuple[int, int], Manifest] | None = None  # (mtime_ns, size) of the file read
 
     def __repr__(self) -> str:
         return f"DatasetDir({str(self.root)!r})"
@@ -268,19 +280,26 @@ class DatasetDir:
         Raises:
             ShardError: no manifest (not a dataset, or an unfinished build), unreadable, or foreign.
         """
-        if not self.manifest_path.is_file():
+        try:
+            st = self.manifest_path.stat()
+        except OSError:
             raise ShardError(
                 f"{self.root}: not a finished dpedkit dataset ({MANIFEST} is missing; build still running?)"
-            )
+            ) from None
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._manifest is not None and self._manifest[0] == stamp:  # read once while it does not change
+            return self._manifest[1]
         try:
             data = json.loads(self.manifest_path.read_text())
         except (OSError, ValueError) as exc:
             raise ShardError(f"{self.manifest_path}: unreadable dataset manifest ({exc})") from exc
-        return Manifest.from_dict(data, where=self.manifest_path)
+        manifest = Manifest.from_dict(data, where=self.manifest_path)
+        self._manifest = (stamp, manifest)
+        return manifest
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Write ``dataset.json`` atomically (the last file of a dataset: it marks it finished)."""
-        write_json(self.manifest_path, manifest.to_dict())
+        write_json(self.manifest_path, manifest.to_dict(), finite=False)  # a config may hold inf (as before)
 
     def same_content(self, other: str | Path | DatasetDir) -> bool:
         """Whether ``other`` is this dataset or a copy of it (equal manifests: the same shards and checksums)."""
@@ -311,26 +330,36 @@ class DatasetDir:
         write_text(self.plan_path, plan_text(plan))
 
     def plan_matches(self, plan: Mapping[str, Any]) -> bool:
-        """Whether the stored plan is ``plan`` (one written before photo stamps existed is compared without them)."""
-        stored_text = self.plan_text()
-        if stored_text is None or stored_text == plan_text(plan):
-            return stored_text is not None
+        """Whether the stored plan is ``plan``, after migrating it (see :meth:`stored_plan`)."""
+        stored = self.stored_plan()
+        if stored is None:
+            return False
+        if "inputs" not in stored:  # written before photo stamps existed: compared without them
+            plan = {k: v for k, v in plan.items() if k != "inputs"}
+        return stored == _migrated(dict(plan))
+
+    def stored_plan(self) -> dict[str, Any] | None:
+        """The stored plan as a dict, migrated to this version (None when absent or unreadable).
+
+        Options added since the plan was written take their defaults (a build started by an older dpedkit
+        resumes), the only migration plans need.
+        """
         try:
-            stored = json.loads(stored_text)
+            stored = json.loads(self.plan_text() or "")
         except ValueError:
-            return False
-        if not isinstance(stored, dict) or "inputs" in stored:
-            return False
-        return stored == json.loads(plan_text({k: v for k, v in plan.items() if k != "inputs"}))
+            return None
+        return _migrated(stored) if isinstance(stored, dict) else None
 
     def plan_change(self, plan: Mapping[str, Any]) -> str:
-        """What differs between the stored plan and ``plan``, in words."""
-        try:
-            old = json.loads(self.plan_text() or "")
-        except ValueError:
+        """What differs between the stored plan and ``plan``, in words (each changed setting with both values)."""
+        old = self.stored_plan()
+        if old is None:
             return "an unreadable plan"
+        plan = _migrated(dict(plan))
         if old.get("config") != plan["config"]:
-            return "other settings"
+            diff = _differences(old.get("config") or {}, plan["config"])
+            shown = "; ".join(f"{k}: {a!r} in the dataset, {b!r} now" for k, a, b in diff[:4])
+            return f"other settings: {shown}" + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
         if old.get("pairs") != plan["pairs"]:
             return "other pairs"
         changed = sorted(n for n, st in plan["inputs"].items() if old.get("inputs", {}).get(n) != st)
@@ -356,13 +385,70 @@ class DatasetDir:
         """Write the record of a finished shard beside it (after the shard, so its presence means done)."""
         write_text(self.record_path(shard), json.dumps(record, indent=1))
 
+    @contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold the folder for one writer: an exclusive lock on ``ROOT/.dpedkit.lock`` for the block.
+
+        A second writer is refused at once, with the holder's command, PID and start time. The lock is the
+        operating system's (``flock``): it goes with its process, also when that is killed. A folder the lock had
+        to create is removed again when nothing else was written into it.
+
+        Raises:
+            InputError: another process holds the folder.
+        """
+        created = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
+                raise InputError(
+                    self.root, f"is in use: {holder}; wait for it to finish (or stop it), or choose another folder"
+                ) from None
+            since = time.strftime("%Y-%m-%d %H:%M:%S")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"dpedkit {command}, pid {os.getpid()}, running since {since}\n".encode(), 0)
+            yield
+            os.ftruncate(fd, 0)  # released: the holder's line goes (the file stays, empty)
+        finally:
+            os.close(fd)
+            if created and [p.name for p in self.root.iterdir()] == [LOCK]:
+                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.root.rmdir()
+
+    def own_entries(self) -> list[Path]:
+        """The files and folders a build writes here (whether present or not)."""
+        return [
+            *(self.root / name for name in (*SPLITS, TEST_FULL)),
+            self.manifest_path,
+            self.pairs_path,
+            self.plan_path,
+        ]
+
     def clear(self) -> None:
-        """Remove everything a build or import writes here (nothing else)."""
-        for name in (*SPLITS, TEST_FULL):
-            if (self.root / name).is_dir():
-                shutil.rmtree(self.root / name)
+        """Remove what a build writes here: shards and their records, full test images, the dataset's JSON files.
+
+        Other files, also inside ``train/``, ``test/`` or ``test_full/``, are kept (and so are those folders then).
+        """
+        for split in SPLITS:
+            for pattern in ("shard-*.h5", "shard-*.json", ".shard-*.tmp*"):
+                for path in (self.root / split).glob(pattern):
+                    path.unlink()
+        for side in ("phone", "dslr"):
+            for path in self.test_full_images(side):
+                path.unlink()
         for path in (self.manifest_path, self.pairs_path, self.plan_path):
             path.unlink(missing_ok=True)
+        for folder in (
+            *(self.root / TEST_FULL / s for s in ("phone", "dslr")),
+            *(self.root / n for n in (TEST_FULL, *SPLITS)),
+        ):
+            with contextlib.suppress(OSError):  # kept when something else is inside
+                folder.rmdir()
 
     def remove_temp_files(self) -> None:
         """Remove the temporary files of writers that were killed (``.NAME.*.tmp*``)."""
@@ -390,7 +476,10 @@ class DatasetDir:
             if not path.is_file():
                 raise ShardError(f"{path}: shard listed in {MANIFEST} is missing")
             if verify and file_sha256(path) != entry.sha256:
-                raise ShardError(f"{path}: checksum mismatch (damaged or modified shard)")
+                raise ShardError(
+                    f"{path}: checksum mismatch (damaged or modified shard; `dpedkit verify {self.root}` lists the "
+                    "damaged shards)"
+                )
             out.append(ShardInfo(path, entry.rows, entry.sha256))
         return out
 
@@ -399,11 +488,54 @@ class DatasetDir:
         entries = self.manifest().shards
         return [e for s in ((check_split(split),) if split else SPLITS) for e in entries if e.split == s]
 
+    def verify(self, *, on_shard: Callable[[ShardCheck], None] | None = None) -> Verification:
+        """Check every shard: its sha256 against the manifest, its schema and rows, every chunk readable.
+
+        Reads every byte once. A chunk whose per-chunk checksum fails is reported with its rows.
+
+        Args:
+            on_shard: called with each shard's :class:`ShardCheck` as it is done.
+
+        Raises:
+            ShardError: not a finished dataset, or an unreadable manifest (nothing to check against).
+        """
+        result = Verification(str(self.root))
+        sizes = set()
+        for entry in self._entries(None):
+            check = ShardCheck(entry.path, entry.split, entry.rows)
+            sizes |= self._verify_shard(entry, check)
+            result.shards.append(check)
+            if on_shard:
+                on_shard(check)
+        if len(sizes) > 1:
+            result.problems.append(f"shards hold patches of different sizes: {sorted(sizes)}")
+        return result
+
+    def _verify_shard(self, entry: ShardEntry, check: ShardCheck) -> set[int]:
+        """Fill ``check`` for one shard; returns its patch size (as a set, empty when unreadable)."""
+        path = self.path(entry.path)
+        if not path.is_file():
+            check.problems.append("missing")
+            return set()
+        if file_sha256(path) != entry.sha256:
+            check.problems.append("sha256 differs from the manifest (the file changed since it was written)")
+        try:
+            with open_shard(path) as f:
+                rows = check_schema(f, path)
+                if rows != entry.rows:
+                    check.problems.append(f"{rows} rows, the manifest says {entry.rows}")
+                check.checksummed = bool(f["phone"].fletcher32)
+                check.problems += _unreadable_chunks(f)
+                return {int(f.attrs["patch_size"])}
+        except ShardError as exc:
+            check.problems.append(str(exc).removeprefix(f"{path}: "))
+            return set()
+
     def has_candidates(self) -> bool:
         """True when every shard stores its candidate windows (and there is at least one shard)."""
         infos = self.shards()
         for info in infos:
-            with open_shard(info.path) as f:
+            with open_shard(info.path) as f, reading(info.path):
                 if not has_candidates(f):
                     return False
         return bool(infos)
@@ -413,7 +545,7 @@ class DatasetDir:
         infos = self.shards()
         if not infos:
             return int(self.manifest().patch_setting("size"))
-        with open_shard(infos[0].path) as f:
+        with open_shard(infos[0].path) as f, reading(infos[0].path):
             return int(f.attrs["patch_size"])
 
     def read_columns(self, columns: Sequence[str] = PATCH_COLUMNS) -> dict[str, np.ndarray]:
@@ -428,7 +560,7 @@ class DatasetDir:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in (*columns, "split")}
         for split in SPLITS:
             for info in self.shards(split):
-                with open_shard(info.path) as f:
+                with open_shard(info.path) as f, reading(info.path):
                     n = int(f["ncc"].shape[0])
                     parts["split"].append(np.full(n, split, object))
                     for k in columns:
@@ -448,7 +580,7 @@ class DatasetDir:
         for info in self.shards():
             local = want[(want >= start) & (want < start + info.rows)]
             if len(local):
-                with open_shard(info.path) as f:
+                with open_shard(info.path) as f, reading(info.path):
                     for g in np.unique(local):
                         found[int(g)] = (f["phone"][g - start], f["dslr"][g - start])
             start += info.rows
@@ -481,7 +613,7 @@ class DatasetDir:
         parts: list[dict[str, np.ndarray]] = []
         for entry in self._entries(None):
             path = self.path(entry.path)
-            with open_shard(path) as f:
+            with open_shard(path) as f, reading(path):
                 if not has_candidates(f):
                     raise ShardError(f"{path}: the shard stores no candidate windows (only kept patches)")
                 listed = f.attrs.get("pairs")
@@ -498,6 +630,92 @@ class DatasetDir:
                 dtype, tail = CANDIDATE_COLUMNS.get(name, (object, ()))
                 out[name] = np.zeros((0, *tail), object if name == "pair" else dtype)
         return out
+
+
+@dataclass
+class ShardCheck:
+    """What :meth:`DatasetDir.verify` found in one shard.
+
+    Attributes:
+        path: the shard, relative to the dataset.
+        split: its split.
+        rows: patch pairs the manifest lists for it.
+        checksummed: its data carries per-chunk checksums (shards written before this was added do not; their
+            damaged patches can only be found through the whole-file sha256).
+        problems: what is wrong (empty when the shard is intact).
+    """
+
+    path: str
+    split: str
+    rows: int
+    checksummed: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Verification:
+    """The result of :meth:`DatasetDir.verify`: ``ok`` when every shard is intact and the manifest holds."""
+
+    root: str
+    shards: list[ShardCheck] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing is wrong."""
+        return not self.problems and not any(s.problems for s in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the ``--json`` output)."""
+        return {"ok": self.ok, **asdict(self)}
+
+
+def _migrated(plan: dict[str, Any]) -> dict[str, Any]:
+    """A plan with its build config completed by the defaults of options it lacks, in canonical JSON form."""
+    config = plan.get("config")
+    if isinstance(config, dict) and config.get("source", "build") == "build":
+        try:
+            plan = plan | {"config": BuildConfig.from_dict(config).to_dict()}
+        except ConfigError:
+            pass  # options since removed or renamed (or a partial config): compared as stored
+    return json.loads(plan_text(plan))
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` for every leaf that differs between two nested dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((f"{prefix}{key}", a, b))
+    return out
+
+
+def _unreadable_chunks(f: Any, block: int = 256) -> list[str]:
+    """Read every dataset of an open shard in blocks of rows; one problem per dataset that fails, with its rows."""
+    out = []
+    datasets: list[Any] = []
+    f.visititems(lambda _name, obj: datasets.append(obj) if hasattr(obj, "shape") else None)
+    for ds in datasets:
+        n = ds.shape[0] if ds.shape else 0
+        for start in range(0, n, block):
+            try:
+                ds[start : start + block]
+            except OSError:
+                bad = next(i for i in range(start, min(start + block, n)) if not _row_reads(ds, i))
+                out.append(f"{ds.name.lstrip('/')}: row {bad} cannot be read (its chunk fails its checksum)")
+                break
+    return out
+
+
+def _row_reads(ds: Any, i: int) -> bool:
+    try:
+        ds[i]
+    except OSError:
+        return False
+    return True
 
 
 def plan_text(plan: Mapping[str, Any]) -> str:

@@ -20,9 +20,9 @@ import torch
 from torch.utils.data import Dataset
 
 from dpedkit.dataset.format import DatasetDir
-from dpedkit.dataset.shards import ShardInfo, check_schema, open_shard
+from dpedkit.dataset.shards import ShardInfo, check_schema, open_shard, reading
 from dpedkit.errors import ConfigError, ShardError
-from dpedkit.nn.device import to_float_chw
+from dpedkit.nn.device import check_memory, to_float_chw
 
 Source = str | Path | Sequence[str | Path]
 
@@ -34,13 +34,17 @@ def _resolve(source: Source, split: str, verify: bool) -> list[ShardInfo]:
     else:
         paths = [source] if isinstance(source, str | Path) else list(source)
         infos = [ShardInfo(Path(p), -1, "") for p in paths]
-    out = []
+    out, sizes = [], {}
     for info in infos:  # a cheap check of every shard's attributes and shapes, up front
         with open_shard(info.path) as f:
             rows = check_schema(f, info.path)
+            sizes.setdefault(int(f.attrs["patch_size"]), info.path)
         if info.rows >= 0 and rows != info.rows:
             raise ShardError(f"{info.path}: damaged shard, {rows} rows but the manifest says {info.rows}")
         out.append(ShardInfo(info.path, rows, info.sha256))
+    if len(sizes) > 1:
+        shown = ", ".join(f"{p} px in {path}" for p, path in sizes.items())
+        raise ShardError(f"the {split} shards hold patches of different sizes ({shown}): one split trains on one size")
     return out
 
 
@@ -107,10 +111,15 @@ class PatchDataset(Dataset):
         return self._handles[k][1:]
 
     def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The stored ``P x P x 3`` uint8 RGB phone and DSLR patches of ``index``."""
+        """The stored ``P x P x 3`` uint8 RGB phone and DSLR patches of ``index``.
+
+        Raises:
+            ShardError: the patch's data fails its checksum (a damaged shard).
+        """
         k, row = self.locate(index)
         phone, dslr = self._datasets(k)
-        return phone[row], dslr[row]
+        with reading(self.shards[k].path):
+            return phone[row], dslr[row]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         phone, dslr = (to_float_chw(a) for a in self.raw(int(index)))
@@ -153,13 +162,14 @@ def load_split(
     if shards:
         with open_shard(shards[0].path) as f:
             p = int(f.attrs["patch_size"])
+    check_memory(2 * n * p * p * 3, torch.device(device or "cpu"), what=f"the {n} patch pairs of the {split} split")
     if device is None:
         out = {name: np.empty((n, p, p, 3), np.uint8) for name in ("phone", "dslr")}
     else:  # fill the device tensors shard by shard: host memory holds one shard at a time, not the split
         out = {name: torch.empty((n, p, p, 3), dtype=torch.uint8, device=device) for name in ("phone", "dslr")}
     start = 0
     for s in shards:
-        with open_shard(s.path) as f:
+        with open_shard(s.path) as f, reading(s.path):
             if int(f.attrs["patch_size"]) != p:
                 raise ShardError(f"{s.path}: patch size {f.attrs['patch_size']} differs from the other shards' {p}")
             for name, arr in out.items():

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from dpedkit.errors import ConfigError, check_choice
@@ -29,11 +32,15 @@ CONNECT_TIMEOUT = "20s"  # how long to try reaching a dask scheduler
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
-def _call(fn: Callable[[T], R], index: int, item: T, parent: int | None = None) -> tuple[int, R]:
+def _call(
+    fn: Callable[[T], R], index: int, item: T, parent: int | None = None, running: str | None = None
+) -> tuple[int, R]:
     """Worker side: pin OpenCV to one thread (joblib limits BLAS/OpenMP, not OpenCV's pool), run ``fn``.
 
     ``parent``: the pid of the process that started this (local) worker. When it is gone (killed with
     SIGKILL, say) the worker exits instead of working through the queue unseen, racing a rerun.
+    ``running``: a folder where the item's index is marked while it runs, so that the items a dead worker
+    was running can be told from the others.
     """
     import cv2
 
@@ -41,7 +48,13 @@ def _call(fn: Callable[[T], R], index: int, item: T, parent: int | None = None) 
         log.warning("the build process %d is gone: worker %d exits", parent, os.getpid())
         os._exit(1)
     cv2.setNumThreads(1)
-    return index, fn(item)
+    marker = Path(running) / str(index) if running else None
+    if marker is not None:
+        marker.write_text(str(os.getpid()))
+    result = fn(item)
+    if marker is not None:
+        marker.unlink(missing_ok=True)
+    return index, result
 
 
 def run_parallel(
@@ -52,6 +65,7 @@ def run_parallel(
     backend: Backend = "loky",
     scheduler: str | None = None,
     on_result: Callable[[T, R], None] | None = None,
+    on_crash: Callable[[T, str], R] | None = None,
 ) -> list[R]:
     """Apply ``fn`` to every item, in parallel when ``n_jobs != 1``.
 
@@ -64,6 +78,10 @@ def run_parallel(
         scheduler: dask scheduler address (``tcp://host:8786``) or ray cluster address; without it a local
             cluster of ``n_jobs`` single-threaded worker processes is started for the call. Refused with loky.
         on_result: called in this process as ``on_result(item, result)`` as each item completes.
+        on_crash: with loky, what a worker process that dies (the OOM killer, ``kill -9``) means for the items it
+            was running: each is run once more, alone in a fresh process; an item that kills that one too gets
+            ``on_crash(item, reason)`` as its result (``reason``: e.g. ``"worker died (signal 9; out of
+            memory?)"``), and the other items go on. Without it, a dead worker stops the run.
 
     Returns:
         The results, in the order of ``items``.
@@ -97,11 +115,60 @@ def run_parallel(
             _drain(pool.imap_unordered(_call_task, tasks), items, results, on_result)
             return results
         stack.enter_context(parallel_config(backend=backend))
+        if backend == "loky":
+            _run_loky(fn, items, n_jobs, results, on_result, on_crash)
+            return results
         parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        parent = os.getpid() if backend == "loky" else None  # loky workers are this process's children
-        calls = (delayed(_call)(fn, i, item, parent) for i, item in enumerate(items))
-        _drain(parallel(calls), items, results, on_result)
+        _drain(parallel(delayed(_call)(fn, i, item) for i, item in enumerate(items)), items, results, on_result)
     return results
+
+
+def _run_loky(fn: Callable, items: Sequence, n_jobs: int, results: list, on_result, on_crash) -> None:  # noqa: ANN001
+    """Local worker processes; a worker's death is survived when ``on_crash`` is given (see :func:`run_parallel`)."""
+    from joblib import Parallel, delayed
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    parent, todo, done = os.getpid(), list(range(len(items))), set()  # loky workers are this process's children
+    while todo:
+        with tempfile.TemporaryDirectory(prefix="dpedkit-running-") as running:
+            calls = (delayed(_call)(fn, i, items[i], parent, running) for i in todo)
+            try:
+                _drain(Parallel(n_jobs=n_jobs, return_as="generator_unordered")(calls), items, results, on_result, done)
+                return
+            except TerminatedWorkerError as exc:
+                if on_crash is None:
+                    raise
+                reason = _death(exc)
+                inflight = sorted(int(p.name) for p in Path(running).iterdir() if int(p.name) not in done)
+        log.warning("a %s while running %d item(s): each is run again, alone", reason, len(inflight))
+        for i in inflight:
+            result = _alone(fn, i, items[i], parent)
+            if result is None:
+                log.warning("item %d killed its worker again: recorded as failed (%s)", i, reason)
+                result = on_crash(items[i], reason)
+            _drain(iter([(i, result)]), items, results, on_result, done)
+        todo = [i for i in todo if i not in done]
+
+
+def _alone(fn: Callable, index: int, item: Any, parent: int) -> Any | None:
+    """``fn(item)`` in a fresh single worker process; None when that process dies too."""
+    from joblib.externals.loky import ProcessPoolExecutor
+    from joblib.externals.loky.process_executor import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        try:
+            return pool.submit(_call, fn, index, item, parent).result()[1]
+        except BrokenProcessPool:
+            return None
+
+
+def _death(exc: BaseException) -> str:
+    """Why a worker died, in words, from joblib's message (``... exit codes of the workers are {SIGKILL(-9)}``)."""
+    signals = [int(s) for s in re.findall(r"SIG\w+\((-\d+)\)", str(exc))]
+    if signals:
+        return f"worker died (signal {-signals[0]}{'; out of memory?' if -signals[0] == 9 else ''})"
+    codes = re.findall(r"\{(-?\d+)\}", str(exc))
+    return f"worker died (exit status {codes[0]})" if codes else "worker died"
 
 
 def _call_task(task: tuple[Callable[[Any], Any], int, Any]) -> tuple[int, Any]:
@@ -121,9 +188,17 @@ def check_options(n_jobs: int, backend: str, scheduler: str | None = None) -> No
         raise ConfigError(f"jobs must be a positive number of workers or -1 (all cores); got {n_jobs!r}")
 
 
-def _drain(stream: Iterator[tuple[int, Any]], items: Sequence, results: list, on_result: Callable | None) -> None:
+def _drain(
+    stream: Iterator[tuple[int, Any]],
+    items: Sequence,
+    results: list,
+    on_result: Callable | None,
+    done: set | None = None,
+) -> None:
     for index, result in stream:
         results[index] = result
+        if done is not None:
+            done.add(index)
         if on_result is not None:
             on_result(items[index], result)
 

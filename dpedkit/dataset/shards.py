@@ -26,9 +26,14 @@ Files are written deterministically (no timestamps), so two builds of the same p
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
-from collections.abc import Collection, Mapping, Sequence
+import os
+import re
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +43,7 @@ import numpy as np
 
 from dpedkit import __version__
 from dpedkit.errors import ShardError
-from dpedkit.io import AtomicFile
+from dpedkit.io import AtomicFile, check_room
 
 SCHEMA = "dpedkit-patches"
 SCHEMA_VERSION = 2
@@ -54,6 +59,8 @@ COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "texture": (np.float32, ()),
 }
 CANDIDATES = "candidates"
+MAX_PATCH = 4096  # the largest patch side a shard may hold (PatchConfig.size's bound)
+_HEADROOM = 1 << 20  # bytes kept free beyond a write's own size (HDF5 metadata, the candidate columns)
 # candidate column name -> (dtype, trailing shape); ``row`` is filled in by the writer
 CANDIDATE_COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "pair": (h5py.string_dtype("utf-8"), ()),
@@ -111,28 +118,30 @@ class ShardWriter:
         self.patch_size = int(patch_size)
         self._atomic = AtomicFile(self.path)
         self.rows = 0
-        # a private temporary file with one writer: no lock needed (locks fail on some network file systems)
-        self._file = h5py.File(self._atomic.tmp, "w", track_order=False, locking=False)
-        self._file.attrs.update(_attrs(attrs or {}, patch_size=self.patch_size))
-        p = self.patch_size
-        for name in IMAGES:
-            self._file.create_dataset(
-                name,
-                shape=(0, p, p, 3),
-                maxshape=(None, p, p, 3),
-                dtype=np.uint8,
-                chunks=(1, p, p, 3),
-                compression=compression,
-                track_times=False,
-            )
-        for name, (dtype, tail) in COLUMNS.items():
-            _column(self._file, name, dtype, tail)
         self.candidate_rows = 0
         self._cand = None
-        if candidates:
-            self._cand = self._file.create_group(CANDIDATES, track_order=False)
-            for name, (dtype, tail) in CANDIDATE_COLUMNS.items():
-                _column(self._cand, name, dtype, tail, compression="gzip")  # a partly filled chunk: mostly zeros
+        # a private temporary file with one writer: no lock needed (locks fail on some network file systems)
+        self._file = h5py.File(self._atomic.tmp, "w", track_order=False, locking=False)
+        with self._writing():
+            self._file.attrs.update(_attrs(attrs or {}, patch_size=self.patch_size))
+            p = self.patch_size
+            for name in IMAGES:
+                self._file.create_dataset(
+                    name,
+                    shape=(0, p, p, 3),
+                    maxshape=(None, p, p, 3),
+                    dtype=np.uint8,
+                    chunks=(1, p, p, 3),
+                    compression=compression,
+                    fletcher32=True,  # a checksum per chunk (patch): a damaged patch is an error when read
+                    track_times=False,
+                )
+            for name, (dtype, tail) in COLUMNS.items():
+                _column(self._file, name, dtype, tail)
+            if candidates:
+                self._cand = self._file.create_group(CANDIDATES, track_order=False)
+                for name, (dtype, tail) in CANDIDATE_COLUMNS.items():
+                    _column(self._cand, name, dtype, tail, compression="gzip")  # a partly filled chunk: mostly zeros
 
     def append(self, pair: str, *, candidates: Mapping[str, np.ndarray] | None = None, **arrays: np.ndarray) -> int:
         """Append the ``K`` patch pairs of source pair ``pair`` (and its candidate windows); returns ``K``.
@@ -151,16 +160,31 @@ class ShardWriter:
         want = {n: (self.patch_size, self.patch_size, 3) for n in IMAGES}
         want.update({n: tail for n, (_, tail) in COLUMNS.items() if n != "pair"})
         _check_fields(pair, arrays, want, k)
-        if candidates is not None:
-            self._append_candidates(pair, candidates, k)
-        if k:
-            _extend(self._file, {**arrays, "pair": np.array([pair] * k, dtype=object)}, (*IMAGES, *COLUMNS), self.rows)
-            self.rows += k
-        # HDF5 places a chunk in the file when its dataset's cache is flushed, and a file flush or close visits
-        # the open datasets in an order that depends on the process's history: each dataset is flushed as it is
-        # written (``_extend``) and then the file, so the same pairs always give the same bytes
-        self._file.flush()
+        # room first: HDF5 cannot undo a write that failed half way (see abort)
+        nbytes = _HEADROOM + sum(np.asarray(a).nbytes for a in arrays.values()) * 21 // 20
+        check_room(self._atomic.tmp, nbytes, name=self.path)
+        with self._writing():
+            if candidates is not None:
+                self._append_candidates(pair, candidates, k)
+            if k:
+                cols = {**arrays, "pair": np.array([pair] * k, dtype=object)}
+                _extend(self._file, cols, (*IMAGES, *COLUMNS), self.rows)
+                self.rows += k
+            # HDF5 places a chunk in the file when its dataset's cache is flushed, and a file flush or close visits
+            # the open datasets in an order that depends on the process's history: each dataset is flushed as it
+            # is written (``_extend``) and then the file, so the same pairs always give the same bytes
+            self._file.flush()
         return k
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn HDF5's write failures (disk full, file too large, I/O error) into an ``OSError`` naming the shard."""
+        try:
+            yield
+        except (OSError, RuntimeError) as exc:
+            if not _is_h5_write_error(exc):
+                raise
+            raise OSError(_errno_of(exc), os.strerror(_errno_of(exc)), str(self.path)) from exc
 
     def _append_candidates(self, pair: str, cand: Mapping[str, np.ndarray], k: int) -> None:
         if self._cand is None:
@@ -180,18 +204,36 @@ class ShardWriter:
         self.candidate_rows += m
 
     def close(self) -> ShardInfo:
-        """Flush, rename into place atomically and return the shard's :class:`ShardInfo`."""
-        self._file.attrs["rows"] = self.rows
-        if self._cand is not None:
-            self._cand.attrs["rows"] = self.candidate_rows
-        self._file.close()
-        self._atomic.commit()
+        """Flush, rename into place atomically and return the shard's :class:`ShardInfo`.
+
+        Raises:
+            OSError: the shard could not be written (its temporary file is removed; nothing appears at ``path``).
+        """
+        try:
+            with self._writing():
+                self._file.attrs["rows"] = self.rows
+                if self._cand is not None:
+                    self._cand.attrs["rows"] = self.candidate_rows
+                self._file.flush()  # every write happens here: the close below only releases the file
+            self._file.close()
+            self._atomic.commit()
+        except BaseException:
+            self.abort()
+            raise
         return ShardInfo(self.path, self.rows, file_sha256(self.path))
 
     def abort(self) -> None:
-        """Drop the temporary file."""
+        """Drop the temporary file, also after a failed write.
+
+        HDF5 cannot close a file whose cached data it failed to write, and a process holding such a file crashes
+        when it exits (a segfault after "disk full"): the temporary file is emptied first, which frees the space
+        and lets the close succeed; the file is discarded anyway.
+        """
         if self._file.id.valid:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                os.truncate(self._atomic.tmp, 0)
+            with contextlib.suppress(OSError, RuntimeError):
+                self._file.close()
         self._atomic.discard()
 
     def __enter__(self) -> ShardWriter:
@@ -205,7 +247,7 @@ class ShardWriter:
 
 
 def _column(group: h5py.Group, name: str, dtype: Any, tail: tuple[int, ...], compression: str | None = None) -> None:
-    """An empty resizable per-row dataset ``name`` of ``group``."""
+    """An empty resizable per-row dataset ``name`` of ``group`` (checksummed chunks; HDF5 cannot checksum strings)."""
     group.create_dataset(
         name,
         shape=(0, *tail),
@@ -213,8 +255,23 @@ def _column(group: h5py.Group, name: str, dtype: Any, tail: tuple[int, ...], com
         dtype=dtype,
         chunks=(1024, *tail),
         compression=compression,
+        fletcher32=h5py.check_string_dtype(np.dtype(dtype)) is None,
         track_times=False,
     )
+
+
+def _is_h5_write_error(exc: BaseException) -> bool:
+    """Whether an h5py exception reports a failed write to the file (rather than a bad call)."""
+    text = str(exc)
+    return "write failed" in text or "errno =" in text or isinstance(exc, OSError) and exc.errno is not None
+
+
+def _errno_of(exc: BaseException) -> int:
+    """The errno an h5py exception carries (``errno = 28`` in its message), else EIO."""
+    m = re.search(r"errno = (\d+)", str(exc))
+    if m:
+        return int(m.group(1))
+    return exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
 
 
 def _check_fields(pair: str, arrays: Mapping[str, Any], want: Mapping[str, tuple[int, ...]], n: int) -> None:
@@ -240,6 +297,18 @@ def _attrs(attrs: Mapping[str, Any], *, patch_size: int) -> dict[str, Any]:
     for key, value in attrs.items():
         out[key] = value if isinstance(value, str | int | float) else json.dumps(value, sort_keys=True)
     return out
+
+
+@contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn an HDF5 read failure (a chunk failing its checksum, a truncated file) into a :class:`ShardError`."""
+    try:
+        yield
+    except OSError as exc:
+        cause = str(exc).split(" (")[-1].rstrip(")") if "(" in str(exc) else str(exc)
+        raise ShardError(
+            f"{path}: damaged shard data ({cause}); `dpedkit verify` tells which shards are damaged"
+        ) from exc
 
 
 def open_shard(path: str | Path) -> h5py.File:
@@ -276,6 +345,8 @@ def check_schema(f: h5py.File, path: str | Path) -> int:
             f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
     p = int(f.attrs["patch_size"])
+    if not 1 <= p <= MAX_PATCH:
+        raise ShardError(f"{path}: damaged shard, patch size {p} (dpedkit writes 8 to {MAX_PATCH})")
     rows = int(f.attrs.get("rows", -1))
     want = {n: (p, p, 3) for n in IMAGES} | {n: tail for n, (_, tail) in COLUMNS.items()}
     for name, tail in want.items():
@@ -353,7 +424,7 @@ def read_shard(path: str | Path) -> dict[str, Any]:
 
     Candidate windows, when stored, appear under keys ``"candidates/<column>"``.
     """
-    with open_shard(path) as f:
+    with open_shard(path) as f, reading(path):
         out: dict[str, Any] = {n: f[n][()] for n in (*IMAGES, *COLUMNS) if n != "pair"}
         out["pair"] = np.array(f["pair"].asstr()[()], dtype=object)
         out["attrs"] = dict(f.attrs)

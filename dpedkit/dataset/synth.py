@@ -54,7 +54,7 @@ from dpedkit import __version__
 from dpedkit.config import SynthConfig
 from dpedkit.errors import ConfigError, InputError, check_rgb_uint8
 from dpedkit.geometry import apply_homography
-from dpedkit.io import atomic_path, json_safe, list_images, read_rgb, write_text
+from dpedkit.io import atomic_path, check_apart, json_safe, list_images, read_rgb, write_text
 
 log = logging.getLogger(__name__)
 
@@ -549,9 +549,9 @@ def make_pair(
     source_rgb: np.ndarray,
     *,
     rng: np.random.Generator,
-    phone_mp: float = 3.0,
-    dslr_mp: float = 6.0,
-    hard: bool = False,
+    phone_mp: float = SynthConfig.phone_mp,
+    dslr_mp: float = SynthConfig.dslr_mp,
+    hard: bool = SynthConfig.hard,
     source_name: str = "array",
 ) -> SynthPair:
     """Make one phone/DSLR pair with known geometry from a real photo.
@@ -702,9 +702,9 @@ def synthesize(
     n: int = 20,
     seed: int = 0,
     source: str | Path | None = None,
-    phone_mp: float = 3.0,
-    dslr_mp: float = 6.0,
-    hard: bool = False,
+    phone_mp: float = SynthConfig.phone_mp,
+    dslr_mp: float = SynthConfig.dslr_mp,
+    hard: bool = SynthConfig.hard,
     on_result: Callable[[SynthResult], None] | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
@@ -739,6 +739,7 @@ def synthesize(
     cfg = SynthConfig(phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
     sources = _sources(source)
     out = Path(out_dir)
+    check_apart(out, [source], what="output folder")
     _clear_earlier_run(out, overwrite)
     paths = []
     for i in range(n):
@@ -796,7 +797,7 @@ def _clear_earlier_run(out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise ConfigError(
-            f"{out} already holds {len(names)} synthetic pairs (synth.json): pass overwrite (--overwrite) to replace "
+            f"{out} already holds {len(names)} synthetic pairs (synth.json): pass --overwrite to replace "
             "them, or choose another folder"
         )
     for path in present:

@@ -25,7 +25,7 @@ from dpedkit.inspect.summary import DatasetSummary, flatten_pair_record, is_fini
 from dpedkit.io import read_rgb
 
 if TYPE_CHECKING:
-    from dpedkit.inspect.report import ReportConfig
+    from dpedkit.config import ReportConfig
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -128,7 +128,8 @@ def dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None = N
 def pair_folder_view(folder: Path, *, width: int = 900) -> tuple[PairView, list[str]]:
     """The view of a pair folder written by ``dpedkit align`` and the notes on how it was drawn."""
     from dpedkit.align import align_pair, read_alignment
-    from dpedkit.dataset.patches import PatchConfig, extract_patches
+    from dpedkit.config import PatchConfig
+    from dpedkit.dataset.patches import extract_patches
 
     meta, phone, dslr = read_alignment(folder)
     metrics = {k: v for k, v in meta.items() if not isinstance(v, list | dict) or k == "crop"}
@@ -250,7 +251,7 @@ def recompute_pair(
     import cv2
 
     from dpedkit.align import align_pair
-    from dpedkit.dataset.build import BuildConfig
+    from dpedkit.config import BuildConfig
     from dpedkit.dataset.patches import extract_patches
 
     config = BuildConfig.from_dict(dict(build_config)) if build_config else BuildConfig()

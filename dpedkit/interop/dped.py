@@ -33,8 +33,8 @@ from dpedkit.dataset.format import SPLITS, Counts, DatasetDir, Manifest, ShardEn
 from dpedkit.dataset.parallel import run_parallel
 from dpedkit.dataset.shards import ShardWriter, open_shard
 from dpedkit.errors import ConfigError, InputError, check_range
-from dpedkit.interop.dped_layout import DSLR_NAME, find_dped_folder, list_pairs
-from dpedkit.io import atomic_path, encode_image, read_rgb, write_image
+from dpedkit.interop.dped_layout import DSLR_NAME, find_dped_folder, inside, list_pairs
+from dpedkit.io import atomic_path, check_apart, check_file_name, encode_image, read_rgb, write_image
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,14 @@ class TransferResult:
 
 
 @contextlib.contextmanager
-def _staged(out: Path, overwrite: bool) -> Iterator[Path]:
+def _staged(out: Path, overwrite: bool, earlier: Callable[[Path], Callable[[], None] | None]) -> Iterator[Path]:
     """Yield the folder to write ``out`` into, so that a failed or interrupted transfer leaves nothing it created.
 
-    A new ``out`` (or a non-empty one being overwritten) is written as a hidden folder beside it, moved into place
-    on success and removed on failure, with any parents of ``out`` that had to be made: an ``out`` that existed
-    is left as it was, also with ``overwrite``.  An existing empty ``out`` is written in place and emptied again
-    on failure.
+    A new ``out`` is written as a hidden folder beside it and moved into place on success; on failure that folder
+    and any parents of ``out`` that had to be made are removed. An existing empty ``out`` is written in place and
+    emptied again on failure. An existing non-empty ``out`` is replaced only with ``overwrite`` and only when it
+    holds an earlier transfer's output: ``earlier(out)`` returns what removes that output (None when ``out`` holds
+    none), called once the new files are complete; they are then moved in, and anything else in ``out`` is kept.
     """
     out = Path(os.path.abspath(out))
     if out.is_symlink():
@@ -113,8 +114,17 @@ def _staged(out: Path, overwrite: bool) -> Iterator[Path]:
             _remove_contents(out)
             raise
         return
-    if out.is_dir() and not overwrite:
-        raise InputError(out, "exists and is not empty; pass overwrite (--overwrite) to replace it")
+    remove_earlier = None
+    if out.is_dir():
+        if not overwrite:
+            raise InputError(
+                out, "exists and is not empty; pass --overwrite to replace what an earlier run wrote there"
+            )
+        remove_earlier = earlier(out)
+        if remove_earlier is None:
+            names = ", ".join(sorted(p.name for p in out.iterdir())[:4])
+            raise InputError(out, f"holds files this command did not write ({names}); --overwrite replaces only "
+                                  "its own earlier output: choose another folder")  # fmt: skip
     made = [d for d in (out.parent, *out.parent.parents) if not d.exists()]  # deepest first
     stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
     stage.mkdir(parents=True)
@@ -127,12 +137,52 @@ def _staged(out: Path, overwrite: bool) -> Iterator[Path]:
                 d.rmdir()
         raise
     try:
-        if out.is_dir():
-            shutil.rmtree(out)
-        stage.rename(out)
+        if not out.exists():
+            stage.rename(out)
+            return
+        remove_earlier()
+        _merge(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def _merge(src: Path, dst: Path) -> None:
+    """Move the tree ``src`` into the existing folder ``dst`` (files replace files), then remove ``src``."""
+    for child in src.iterdir():
+        target = dst / child.name
+        if child.is_dir() and target.is_dir() and not target.is_symlink():
+            _merge(child, target)
+        else:
+            os.replace(child, target)
+    src.rmdir()
+
+
+def _earlier_import(out: Path) -> Callable[[], None] | None:
+    """What removes an earlier import's files from ``out``, or None when ``out`` holds no dataset."""
+    ds = DatasetDir(out)
+    if not (ds.is_dataset(out) or ds.plan_text() is not None):
+        return None
+
+    def remove() -> None:
+        ds.clear()
+        shutil.rmtree(out / SOURCE_DIR, ignore_errors=True)
+
+    return remove
+
+
+def _earlier_export(root: Path) -> Callable[[], None] | None:
+    """What removes an earlier export's pictures from ``OUT/<phone>``, or None when it holds no DPED folders."""
+    folders = [root / "training_data", root / "test_data" / "patches", root / "test_data" / FULL_SIZE]
+    if not any(f.is_dir() for f in folders[:2]):
+        return None
+
+    def remove() -> None:
+        for folder in folders:
+            for jpg in folder.rglob("*.jpg"):
+                jpg.unlink()
+
+    return remove
 
 
 def _remove_contents(folder: Path) -> None:
@@ -175,17 +225,20 @@ def import_dped(
     check_range("rows_per_shard", rows_per_shard, 1)
     folder = find_dped_folder(dped_dir, phone=phone)
     out = Path(out)
+    check_apart(out, [dped_dir], what="dataset folder")
     tasks = []
     for split in SPLITS:
         if not folder.root.joinpath(*_SPLIT_PARTS[split]).is_dir():
             continue
-        pairs = [(p.stem, str(p), str(d)) for p, d in list_pairs(folder, split)]
+        pairs = [
+            (p.stem, str(inside(folder.root, p)), str(inside(folder.root, d))) for p, d in list_pairs(folder, split)
+        ]
         for k in range(0, len(pairs), rows_per_shard):
             tasks.append({"split": split, "shard": shard_name(split, k // rows_per_shard),
                           "rows": pairs[k : k + rows_per_shard], "phone": folder.phone})  # fmt: skip
     if not tasks:
         raise InputError(folder.root, "no training_data or test_data/patches folder with patch pairs")
-    with _staged(out, overwrite) as stage:
+    with _staged(out, overwrite, _earlier_import) as stage:
         counts, n_full = _import_into(stage, folder.root, folder.phone, tasks, jobs, on_progress)
     return TransferResult(
         str(out), folder.phone, counts, len(tasks), copied_pairs=sum(counts.values()), full_size=n_full
@@ -212,8 +265,12 @@ def _import_into(
     full = root / "test_data" / FULL_SIZE
     n_full = 0
     if full.is_dir():
-        shutil.copytree(full, out / SOURCE_DIR / FULL_SIZE)
-        n_full = sum(1 for p in full.iterdir() if p.is_file())
+        dest = out / SOURCE_DIR / FULL_SIZE
+        dest.mkdir(parents=True)
+        for path in sorted(full.iterdir()):
+            if path.is_file():
+                shutil.copyfile(inside(root, path), dest / path.name)
+                n_full += 1
     counts = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
     shards = tuple(ShardEntry(**{k: r[k] for k in ("split", "path", "rows", "sha256")}) for r in results)
     config = {"source": "dped", "dped_dir": str(root), "phone": phone}
@@ -277,7 +334,8 @@ def export_dped(
     manifest = DatasetDir(dataset).manifest()
     phone = _export_phone(phone, manifest)
     root = Path(out) / phone
-    with _staged(root, overwrite) as stage:
+    check_apart(root, [dataset], what="phone folder")
+    with _staged(root, overwrite, _earlier_export) as stage:
         result = _export_into(stage, DatasetDir(dataset), manifest.shards, phone, quality, on_progress)
     result.out = str(root)
     return result
@@ -289,12 +347,12 @@ def _export_phone(phone: str | None, manifest: Manifest) -> str:
         phone = manifest.config.get("phone")
         if phone is None:
             raise ConfigError(
-                "phone (--phone) is required for datasets that were not imported from DPED: it names the phone "
+                "--phone is required for datasets that were not imported from DPED: it names the phone "
                 "folders to write, OUT/<phone>/training_data/<phone>/ and .../test_data/patches/<phone>/ "
                 f"(e.g. iphone; the DSLR folders are always {DSLR_NAME!r})"
             )
     if not phone or "/" in phone or phone in (".", "..", DSLR_NAME):
-        raise ConfigError(f"phone (--phone) must be a plain folder name other than {DSLR_NAME!r}; got {phone!r}")
+        raise ConfigError(f"--phone must be a plain folder name other than {DSLR_NAME!r}; got {phone!r}")
     return phone
 
 
@@ -330,7 +388,7 @@ def _export_shard(dataset: DatasetDir, entry: ShardEntry, dirs: list[Path], star
     if side.is_file():
         with h5py.File(side, "r") as f:
             if f.attrs.get("shard_sha256") == entry.sha256 and len(f["name"]) == entry.rows:
-                names = f["name"].asstr()[()]
+                names = [check_file_name(n, what="patch name", where=side) for n in f["name"].asstr()[()]]
                 for key, d in zip(("phone_jpeg", "dslr_jpeg"), dirs, strict=True):
                     for name, data in zip(names, f[key], strict=True):
                         (d / f"{name}.jpg").write_bytes(data.tobytes())

@@ -14,6 +14,7 @@ folder is always ``canon``.  Patches are 100x100x3 JPEG; they load as ``N x P x 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,10 +83,21 @@ def find_dped_folder(path: str | Path, *, phone: str | None = None) -> DpedFolde
         raise InputError(path, "not an official DPED folder (no <phone>/training_data or <phone>/test_data inside)")
     if phone is None:
         if len(phones) > 1:
-            raise ConfigError(f"{path} holds several phones; choose one with phone (--phone): {', '.join(phones)}")
+            raise ConfigError(f"{path} holds several phones; choose one with --phone: {', '.join(phones)}")
         phone = phones[0]
     check_choice("phone", phone, tuple(phones))
     return DpedFolder(path / phone, phone)
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` if it (a link resolved) lies inside ``root``, else :class:`InputError`.
+
+    ``import-dped`` copies what it reads into the dataset: no link may lead it out of the tree it was given.
+    (Training and evaluation read a linked patch as an image like any other.)
+    """
+    if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
+        raise InputError(path, f"is a link to {os.path.realpath(path)}, outside {root}: refused")
+    return path
 
 
 def _indexed(folder: Path) -> dict[int, Path]:

@@ -14,6 +14,7 @@ official DPED checkpoints hold.
 from __future__ import annotations
 
 import logging
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,19 +317,20 @@ class TFBundle:
                     self.entries[name] = _parse_entry(name, value)
         except (ValueError, IndexError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{index}: not a readable TensorFlow checkpoint index ({exc})") from exc
-        self._shards: dict[int, bytes] = {}
+        self._sizes: dict[int, int] = {}
 
     def names(self) -> list[str]:
         """Tensor names, sorted."""
         return sorted(self.entries)
 
-    def _shard(self, i: int) -> bytes:
-        if i not in self._shards:
-            path = Path(f"{self.prefix}.data-{i:05d}-of-{self.num_shards:05d}")
+    def _shard_path(self, i: int) -> Path:
+        """The data file of shard ``i`` (checked to exist; its size remembered)."""
+        path = Path(f"{self.prefix}.data-{i:05d}-of-{self.num_shards:05d}")
+        if i not in self._sizes:
             if not path.is_file():
                 raise CheckpointError(f"{path}: data shard of the checkpoint is missing")
-            self._shards[i] = path.read_bytes()
-        return self._shards[i]
+            self._sizes[i] = path.stat().st_size
+        return path
 
     def read(self, name: str) -> np.ndarray:
         """The tensor ``name`` as a numpy array of its stored dtype and shape (TF layout, e.g. HWIO kernels).
@@ -342,11 +344,15 @@ class TFBundle:
         if e.dtype not in DTYPES:
             raise CheckpointError(f"{self.prefix}: tensor {name!r} has unsupported TF dtype {e.dtype}")
         dtype = DTYPES[e.dtype]
-        data = self._shard(e.shard)
-        count = int(np.prod(e.shape, dtype=np.int64))
-        if e.size != count * dtype.itemsize or e.offset + e.size > len(data):
-            raise CheckpointError(f"{self.prefix}: tensor {name!r} is truncated or inconsistent with its shape")
-        raw = data[e.offset : e.offset + e.size]
+        path = self._shard_path(e.shard)
+        count = math.prod(e.shape)  # Python ints: a crafted shape cannot overflow to a small size
+        if any(d < 0 for d in e.shape) or e.size != count * dtype.itemsize or e.offset + e.size > self._sizes[e.shard]:
+            raise CheckpointError(
+                f"{self.prefix}: tensor {name!r} is truncated or inconsistent with its shape {list(e.shape)}"
+            )
+        with open(path, "rb") as f:  # only this tensor's bytes: a huge (or sparse) data file is never read whole
+            f.seek(e.offset)
+            raw = f.read(e.size)
         if self.verify and e.crc32c is not None and masked_crc32c(raw) != e.crc32c:
             raise CheckpointError(f"{self.prefix}: tensor {name!r} fails its CRC check (damaged file)")
         return np.frombuffer(raw, dtype=dtype).reshape(e.shape).astype(dtype.newbyteorder("="))

@@ -10,6 +10,9 @@ from typing import Any
 from dpedkit.io.files import (
     AtomicFile,
     atomic_path,
+    check_apart,
+    check_file_name,
+    check_room,
     file_mode,
     json_safe,
     read_jsonl,
@@ -36,6 +39,9 @@ _IMAGES = (
 __all__ = [
     "AtomicFile",
     "atomic_path",
+    "check_apart",
+    "check_file_name",
+    "check_room",
     "file_mode",
     "json_safe",
     "read_jsonl",

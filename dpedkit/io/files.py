@@ -7,9 +7,11 @@ dataset or a model is as shareable as any other file the user makes.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import resource
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -52,6 +54,9 @@ class AtomicFile:
         os.close(fd)
         self.tmp = Path(tmp)
 
+    def __repr__(self) -> str:
+        return f"AtomicFile({str(self.path)!r})"
+
     def commit(self) -> None:
         """Give the temporary file the usual permissions (mkstemp makes it 0600) and rename it onto ``path``."""
         os.chmod(self.tmp, file_mode())
@@ -62,13 +67,47 @@ class AtomicFile:
         self.tmp.unlink(missing_ok=True)
 
 
+def check_room(path: str | Path, nbytes: int, *, name: str | Path | None = None) -> None:
+    """Refuse to grow ``path`` by ``nbytes`` when the disk or the process's file-size limit has no room for it.
+
+    Writers whose failures mid-write are hard to undo (HDF5) call this first, so that a full disk is an
+    ``OSError`` before anything is half written.
+
+    Args:
+        path: the file about to grow (it need not exist).
+        nbytes: how many bytes it is about to grow by.
+        name: the path the error names (default ``path``; e.g. the final name of a temporary file).
+
+    Raises:
+        OSError: ``ENOSPC`` (the file system of ``path`` has less than ``nbytes`` free for this user) or ``EFBIG``
+            (the file would pass the process's ``RLIMIT_FSIZE``).
+    """
+    path = Path(path)
+    shown = str(name if name is not None else path)
+    st = os.statvfs(path.parent)
+    if nbytes > st.f_bavail * st.f_frsize:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), shown)
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    size = path.stat().st_size if path.exists() else 0
+    if soft != resource.RLIM_INFINITY and size + nbytes > soft:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), shown)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on an exception removed."""
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on an exception removed.
+
+    Raises:
+        OSError: writing failed (disk full, permission denied...); it names ``path`` when the error named no file.
+    """
     f = AtomicFile(path)
     try:
         yield f.tmp
         f.commit()
+    except OSError as exc:
+        if exc.filename is None or exc.filename == str(f.tmp):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(f.path)) from exc
+        raise
     finally:
         f.discard()
 
@@ -79,27 +118,32 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def json_safe(obj: Any) -> Any:
-    """``obj`` ready for strict JSON: the one JSON-ready walker of the package.
+def json_safe(obj: Any, *, finite: bool = True) -> Any:
+    """``obj`` ready for JSON: the one JSON-ready walker of the package.
 
-    Mappings, lists, tuples and numpy arrays are walked (the last two become lists); non-finite floats (numpy ones
-    too) become None; numpy scalars become Python ones; anything else is returned as it is.
+    Mappings, lists, tuples and numpy arrays are walked (the last two become lists); numpy scalars become Python
+    ones; anything else is returned as it is. With ``finite`` (strict JSON) non-finite floats become None; without
+    it they stay (a config may say ``inf``; ``json.dumps`` writes ``Infinity``).
     """
     np = sys.modules.get("numpy")  # numpy values exist only once numpy is imported: this module never imports it
     if isinstance(obj, Mapping):
-        return {k: json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v, finite=finite) for k, v in obj.items()}
     if isinstance(obj, list | tuple) or (np is not None and isinstance(obj, np.ndarray)):
-        return [json_safe(v) for v in obj]
+        return [json_safe(v, finite=finite) for v in obj]
     if isinstance(obj, float) or (np is not None and isinstance(obj, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
+        return float(obj) if math.isfinite(obj) or not finite else None
     if np is not None and isinstance(obj, np.integer | np.bool_):
         return obj.item()
     return obj
 
 
-def write_json(path: str | Path, obj: Any, *, indent: int | None = 1, sort_keys: bool = True) -> None:
-    """Write ``obj`` as strict JSON (see :func:`json_safe`), atomically."""
-    write_text(path, json.dumps(json_safe(obj), indent=indent, sort_keys=sort_keys, allow_nan=False))
+def write_json(
+    path: str | Path, obj: Any, *, indent: int | None = 1, sort_keys: bool = True, finite: bool = True
+) -> None:
+    """Write ``obj`` as JSON (strict unless ``finite=False``, see :func:`json_safe`), atomically."""
+    write_text(
+        path, json.dumps(json_safe(obj, finite=finite), indent=indent, sort_keys=sort_keys, allow_nan=not finite)
+    )
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -113,3 +157,41 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Write one JSON object per line (keys sorted), atomically."""
     write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def check_file_name(name: str, *, what: str = "name", where: str | Path | None = None) -> str:
+    """``name`` if it is a plain file name, else :class:`~dpedkit.errors.InputError`.
+
+    Every name read from a dataset, a manifest or a CSV and used to make a path goes through here: no separator,
+    not ``.`` or ``..``, not empty, not absolute, no NUL, so that no input can make dpedkit write elsewhere.
+
+    Args:
+        name: the name to check.
+        what: what it is, for the message (``"pair name"``).
+        where: the file it was read from, for the message.
+    """
+    from dpedkit.errors import InputError
+
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise InputError(where, f"{what} {name!r} is not a plain file name (no folders, '..' or separators allowed)")
+    return name
+
+
+def check_apart(output: str | Path, inputs: Iterable[str | Path | None], *, what: str = "output folder") -> None:
+    """Refuse an output folder that is, contains or lies inside one of the inputs (files or folders).
+
+    Called before anything is written or deleted, so that ``--overwrite`` can never remove an input.
+
+    Raises:
+        InputError: naming both paths.
+    """
+    from dpedkit.errors import InputError
+
+    out = Path(os.path.realpath(output))
+    for given in inputs:
+        if given is None:
+            continue
+        src = Path(os.path.realpath(given))
+        if out == src or src.is_relative_to(out) or out.is_relative_to(src):
+            relation = "is" if out == src else "contains" if src.is_relative_to(out) else "lies inside"
+            raise InputError(output, f"the {what} {relation} the input {given}: choose a folder apart from the inputs")

@@ -8,6 +8,7 @@ Every image comes back as ``H x W x 3`` RGB with the EXIF orientation applied, w
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dpedkit.config import MAX_PIXELS
 from dpedkit.errors import InputError
 from dpedkit.io.files import atomic_path
 
@@ -75,24 +77,38 @@ def _visible_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def read_image(path: str | Path, *, keep_16bit: bool = False, min_side: int | None = None) -> LoadedImage:
+def read_image(
+    path: str | Path, *, keep_16bit: bool = False, min_side: int | None = None, max_pixels: int | None = MAX_PIXELS
+) -> LoadedImage:
     """Read an image file as RGB with its EXIF orientation applied.
 
     Args:
         path: a JPEG, PNG, TIFF, PPM/PGM, BMP or WebP file.
         keep_16bit: keep 16-bit samples as ``uint16``; by default they are rounded to ``uint8``.
         min_side: refuse images whose width or height (after orientation) is below this many pixels.
+        max_pixels: refuse images of more pixels than this, from the size in the file's header, before anything
+            is decoded (a 2 MB PNG can claim 25000 x 25000 pixels: 1.9 GB once decoded); None: no limit.
 
     Returns:
         A :class:`LoadedImage`.
 
     Raises:
-        InputError: the file is missing, empty, truncated, not an image, or smaller than ``min_side``.
+        InputError: the file is missing, empty, truncated, not an image, smaller than ``min_side`` or larger
+            than ``max_pixels``.
     """
     path = Path(path)
     data = _read_bytes(path)
     _check_complete(path, data)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    size, exif = _header(data)
+    if size is not None and max_pixels is not None and size[0] * size[1] > max_pixels:
+        w, h = size
+        raise InputError(
+            path, f"image is {w}x{h} = {w * h / 1e6:.0f} MP, above the {max_pixels / 1e6:.0f} MP limit (--max-pixels)"
+        )
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as exc:  # e.g. OpenCV's own pixel limit
+        raise InputError(path, f"not a decodable image ({exc.err})") from None
     if img is None or img.size == 0:
         raise InputError(path, "not a readable image (OpenCV could not decode it)")
     channels = 1 if img.ndim == 2 else img.shape[2]
@@ -102,7 +118,7 @@ def read_image(path: str | Path, *, keep_16bit: bool = False, min_side: int | No
     rgb = _to_rgb(img, path)
     if bit_depth == 16 and not keep_16bit:
         rgb = to_uint8(rgb)
-    orientation = exif_orientation(data)
+    orientation = _orientation(exif)
     rgb = apply_orientation(rgb, orientation)
     if min_side is not None and min(rgb.shape[:2]) < min_side:
         h, w = rgb.shape[:2]
@@ -192,24 +208,42 @@ def _to_rgb(img: np.ndarray, path: Path) -> np.ndarray:
     raise InputError(path, f"unsupported channel count {img.shape[2]}")
 
 
-def _exif(data: bytes):  # noqa: ANN202 - PIL.Image.Exif, imported lazily
+def _header(data: bytes):  # noqa: ANN202 - ((w, h) | None, PIL.Image.Exif | None); PIL imported lazily
+    """The stored ``(width, height)`` and EXIF of an encoded image, read from its header only (None when unknown)."""
     from PIL import Image, UnidentifiedImageError
 
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # header only: 200 MP photos are not bombs
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # header only: the size is checked by the caller
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return im.getexif()
+            size = im.size
+            try:
+                if im.format == "PNG":  # Pillow's PNG getexif() decodes the whole image: take the chunk instead
+                    exif = Image.Exif()
+                    if im.info.get("exif"):
+                        exif.load(im.info["exif"])
+                else:
+                    exif = im.getexif()
+            except (OSError, SyntaxError, ValueError):
+                exif = None
+            return size, exif
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None
+        return None, None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def exif_orientation(data: bytes) -> int:
-    """The EXIF orientation tag (1..8) of an encoded image, 1 when absent or invalid."""
-    exif = _exif(data)
+def _exif(data: bytes):  # noqa: ANN202 - PIL.Image.Exif | None
+    return _header(data)[1]
+
+
+def _orientation(exif) -> int:  # noqa: ANN001
     value = exif.get(_EXIF_ORIENTATION, 1) if exif is not None else 1
     return int(value) if value in range(1, 9) else 1
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1..8) of an encoded image, 1 when absent or invalid."""
+    return _orientation(_exif(data))
 
 
 def apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
@@ -245,27 +279,58 @@ def read_capture_time(path: str | Path) -> float | None:
     return seconds + (float(f"0.{frac}") if frac.isdigit() else 0.0)
 
 
-def encode_image(rgb: np.ndarray, suffix: str, *, quality: int = 95) -> bytes:
-    """Encode an ``H x W x 3`` RGB (or ``H x W`` gray) image as the format of ``suffix`` (``.png``, ``.jpg``...).
+def encode_image(rgb: np.ndarray, suffix: str, *, quality: int = 95, comment: str | None = None) -> bytes:
+    """Encode an ``H x W x 3`` RGB (``H x W`` gray, ``H x W x 4`` RGBA) image as the format of ``suffix``.
+
+    Args:
+        rgb: the image, uint8 (or uint16 for PNG/TIFF).
+        suffix: ``.png``, ``.jpg``, ``.tif``...
+        quality: JPEG quality 1..100.
+        comment: text stored in the file (PNG ``iTXt`` "Comment" chunk, JPEG ``COM`` segment; other formats: none),
+            e.g. how it was made.
 
     Raises:
-        InputError: OpenCV cannot encode that format (or that sample type in it).
+        InputError: an array that is not an image, or a format OpenCV cannot encode it as.
     """
     suffix = suffix.lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if suffix in (".jpg", ".jpeg") else []
     rgb = np.ascontiguousarray(rgb)
-    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    ok, buf = cv2.imencode(suffix, pixels, params)
+    codes = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}
+    if rgb.ndim == 3 and rgb.shape[2] == 1:
+        rgb = rgb[:, :, 0]
+    if not (rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[2] in codes)):
+        raise InputError(None, f"cannot encode an array of shape {rgb.shape} as an image")
+    pixels = cv2.cvtColor(rgb, codes[rgb.shape[2]]) if rgb.ndim == 3 else rgb
+    try:
+        ok, buf = cv2.imencode(suffix, pixels, params)
+    except cv2.error as exc:
+        raise InputError(None, f"OpenCV cannot encode {rgb.dtype} {suffix} images ({exc.err})") from None
     if not ok:
         raise InputError(None, f"OpenCV cannot encode {suffix} images")
-    return buf.tobytes()
+    return _with_comment(buf.tobytes(), suffix, comment) if comment else buf.tobytes()
 
 
-def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 95) -> None:
-    """Write an ``H x W x 3`` RGB (uint8, or uint16 for PNG/TIFF) image atomically; format from the suffix."""
+def _with_comment(data: bytes, suffix: str, comment: str) -> bytes:
+    """``data`` (an encoded PNG or JPEG) with ``comment`` stored in it; other formats unchanged."""
+    text = comment.encode("utf-8")
+    if suffix == ".png":  # an iTXt chunk right after IHDR (8-byte signature + 25-byte IHDR chunk)
+        body = b"iTXt" + b"Comment\0" + b"\0\0" + b"\0" + b"\0" + text
+        chunk = (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+        return data[:33] + chunk + data[33:]
+    if suffix in (".jpg", ".jpeg"):  # a COM segment right after SOI
+        text = text[:65533]
+        return data[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + data[2:]
+    return data
+
+
+def write_image(path: str | Path, rgb: np.ndarray, *, quality: int = 95, comment: str | None = None) -> None:
+    """Write an ``H x W x 3`` RGB (uint8, or uint16 for PNG/TIFF) image atomically; format from the suffix.
+
+    ``comment``: text stored in a PNG or JPEG file (see :func:`encode_image`).
+    """
     path = Path(path)
     try:
-        data = encode_image(rgb, path.suffix, quality=quality)
+        data = encode_image(rgb, path.suffix, quality=quality, comment=comment)
     except InputError as exc:
         raise InputError(path, exc.cause) from None
     with atomic_path(path) as tmp:

@@ -1,8 +1,9 @@
 """Baselines of the DPED paper's Table 2: SRCNN (Dong et al.) and the Johnson et al. transformation network.
 
 Both map RGB (N, 3, H, W) float in [0, 1] to the same shape, accept any size, and are checkpointed like the
-DPED generator (``model`` = ``"srcnn"`` / ``"johnson"`` plus their config).  ``objective`` names the loss they
-were trained with in the paper's comparison: SRCNN with MSE, Johnson et al. with the VGG content loss.
+DPED generator (``model`` = ``"srcnn"`` / ``"johnson"`` plus their config). The losses they train with (SRCNN:
+MSE; Johnson et al.: VGG content + TV, as in the paper's comparison) are in the recipe table,
+:mod:`dpedkit.train.recipe`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class SRCNNConfig(ConfigMixin):
     channels2: int = 32
     kernels: tuple[int, int, int] = (9, 1, 5)
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_range("channels1", self.channels1, 1, 4096)
         check_range("channels2", self.channels2, 1, 4096)
         object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
@@ -49,7 +50,6 @@ class SRCNN(nn.Module):
 
     name = "srcnn"
     config_class = SRCNNConfig
-    objective = "mse"
 
     def __init__(self, cfg: SRCNNConfig | None = None) -> None:
         super().__init__()
@@ -83,7 +83,7 @@ class JohnsonConfig(ConfigMixin):
     blocks: int = 5
     norm: Norm = "instance"
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_range("channels", self.channels, 1, 1024)
         check_range("blocks", self.blocks, 0, 64)
         check_choice("norm", self.norm, get_args(Norm))
@@ -133,7 +133,6 @@ class Johnson(nn.Module):
 
     name = "johnson"
     config_class = JohnsonConfig
-    objective = "content"
 
     def __init__(self, cfg: JohnsonConfig | None = None) -> None:
         super().__init__()

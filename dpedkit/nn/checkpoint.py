@@ -191,31 +191,53 @@ def _sniff(path: Path) -> str | None:
     return f"it is {kind}" if kind else "neither a zip archive nor a pickle"
 
 
+ENHANCERS = ("dped", "srcnn", "johnson")  # the models that map a photo to a photo (evaluate, enhance, init)
+
+
 def load_model(
     path: str | Path, *, device: str | torch.device = "cpu", expect: str | tuple[str, ...] | None = None
 ) -> nn.Module:
     """Rebuild the network stored in ``path`` (dpedkit checkpoint or official TF prefix), in eval mode.
 
+    The architecture is checked against the stored tensors before any weight memory is allocated, and weights
+    that are not finite (a diverged or damaged model, which would only ever output black) are refused.
+
     Args:
         path: a ``.pt`` written by :func:`save_checkpoint`, or a TF checkpoint prefix.
         device: where to put the model.
-        expect: model name(s) acceptable here (e.g. ``"dped"``); None accepts any registered model.
+        expect: model name(s) acceptable here (e.g. :data:`ENHANCERS`); None accepts any registered model.
 
     Raises:
-        CheckpointError: unreadable/foreign file, unexpected model, or weights not matching the architecture.
+        CheckpointError: unreadable/foreign file, unexpected model, weights not matching the architecture, or
+            weights holding NaN or infinity.
     """
     ckpt = load_checkpoint(path)
     name = ckpt["model"]
-    if expect is not None and name not in ((expect,) if isinstance(expect, str) else expect):
-        raise CheckpointError(f"{path}: holds a {name!r} model, expected {expect!r}")
+    allowed = (expect,) if isinstance(expect, str) else expect
+    if allowed is not None and name not in allowed:
+        raise CheckpointError(
+            f"{path}: holds a {name!r} network; this needs {' or '.join(repr(a) for a in allowed)} (a network that "
+            "enhances photos)"
+        )
+    tensors = ckpt["state_dict"].items()
+    bad = [k for k, v in tensors if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]}): the model diverged "
+            "or the file is damaged"
+        )
     model = _rebuild(ckpt, source=path)
     return model.to(device).eval()
 
 
 def _rebuild(ckpt: dict[str, Any], *, source: object) -> nn.Module:
+    """The network of a checkpoint dict: its architecture checked on the meta device first (no memory), then built."""
     try:
+        with torch.device("meta"):  # a crafted config (channels=4096, blocks=64) costs nothing here
+            probe = build_model(ckpt["model"], ckpt["config"])
+        _check_shapes(probe, ckpt["state_dict"], source)
         model = build_model(ckpt["model"], ckpt["config"])
-    except (ConfigError, TypeError) as exc:
+    except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: its {ckpt['model']!r} config cannot be rebuilt ({exc})") from exc
     load_state(model, ckpt["state_dict"], source=source)
     return model
@@ -223,7 +245,15 @@ def _rebuild(ckpt: dict[str, Any], *, source: object) -> nn.Module:
 
 def load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: object = "state dict") -> None:
     """``model.load_state_dict(state_dict)`` with a :class:`CheckpointError` that says which tensors disagree."""
+    _check_shapes(model, state_dict, source)
+    model.load_state_dict(state_dict)
+
+
+def _check_shapes(model: nn.Module, state_dict: dict[str, Any], source: object) -> None:
+    """:class:`CheckpointError` unless ``state_dict`` holds exactly the tensors of ``model``, with their shapes."""
     own = model.state_dict()
+    if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
+        raise CheckpointError(f"{source}: damaged checkpoint (its state_dict is not a dict of tensors)")
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     wrong = sorted(k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape))
@@ -236,7 +266,6 @@ def load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source:
         raise CheckpointError(
             f"{source}: weights are for another architecture than {type(model).__name__} ({'; '.join(parts)})"
         )
-    model.load_state_dict(state_dict)
 
 
 def _few(keys: list[str], n: int = 4) -> str:
@@ -284,7 +313,10 @@ def tf_generator_state_dict(tensors: dict[str, np.ndarray]) -> tuple[dict[str, t
             raise CheckpointError(f"not a DPED generator checkpoint: tensor {scope}{name} is missing")
         return own[name]
 
-    channels = get("W1").shape[3]
+    w1 = get("W1")
+    if w1.ndim != 4 or min(w1.shape) < 1:
+        raise CheckpointError(f"not a DPED generator checkpoint: W1 has shape {w1.shape}, expected a 4-D HWIO kernel")
+    channels = w1.shape[3]
     # conv layer i (1-based) -> our module prefix
     targets = {1: "c1", n_convs - 2: "c10", n_convs - 1: "c11", n_convs: "c12"}
     for b in range(blocks):
@@ -307,7 +339,12 @@ def tf_generator_state_dict(tensors: dict[str, np.ndarray]) -> tuple[dict[str, t
 
 def _from_tf(path: str | Path) -> dict[str, Any]:
     bundle = TFBundle(path)
-    state_dict, cfg = tf_generator_state_dict(bundle.read_all())
+    try:
+        state_dict, cfg = tf_generator_state_dict(bundle.read_all())
+    except CheckpointError as exc:
+        if str(bundle.prefix) in str(exc):
+            raise
+        raise CheckpointError(f"{bundle.prefix}: {exc}") from None
     from dpedkit.nn.generator import GeneratorConfig
 
     config = GeneratorConfig(**cfg).to_dict()
@@ -353,7 +390,7 @@ def convert(source: str | Path, out: str | Path, *, overwrite: bool = False) -> 
     """
     out = Path(out)
     if out.exists() and not overwrite:
-        raise InputError(out, "exists; pass overwrite=True (--overwrite) to replace it")
+        raise InputError(out, "exists; pass --overwrite to replace it")
     source_format = "tensorflow" if is_tf_checkpoint(source) else FORMAT
     ckpt = load_checkpoint(source)
     model = _rebuild(ckpt, source=source)

@@ -46,7 +46,7 @@ class DiscriminatorConfig(ConfigMixin):
     slope: float = 0.2
     eps: float = 1e-3
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_range("patch", self.patch, 16, 4096)
         check_range("slope", self.slope, 0.0, 1.0)
         check_range("eps", self.eps, 0.0, 1.0)

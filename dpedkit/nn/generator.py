@@ -49,7 +49,7 @@ class GeneratorConfig(ConfigMixin):
     out_scale: float = 0.58
     out_offset: float = 0.5
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         check_range("channels", self.channels, 1, 4096)
         check_range("blocks", self.blocks, 0, 64)
         check_range("eps", self.eps, 0.0, 1.0)
@@ -88,6 +88,8 @@ def init_tf_(module: nn.Module, std: float = 0.01, bias: float = 0.01) -> None:
 @torch.no_grad()
 def _trunc_normal_(w: torch.Tensor, std: float) -> None:
     # TF's truncated_normal: redraw samples beyond 2 std (faster than torch's inverse-CDF version)
+    if w.is_meta:  # shapes only (a checkpoint's architecture checked before any memory is spent)
+        return
     w.normal_(0.0, std)
     while True:
         bad = w.abs() > 2 * std

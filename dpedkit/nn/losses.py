@@ -48,7 +48,7 @@ class LossWeights(ConfigMixin):
     tv: float = 2000.0
     mse: float = 1.0
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         for f in fields(self):
             check_range(f.name, getattr(self, f.name), 0.0)
 

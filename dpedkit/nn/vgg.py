@@ -23,6 +23,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from dpedkit.config import VGG_WEIGHTS_HELP as WEIGHTS_HELP
 from dpedkit.errors import CheckpointError, check_choice
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,6 @@ PREPROCESS: tuple[str, ...] = get_args(Preprocess)
 CONV_NAMES = [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for i in range(1, n + 1)]
 _CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 _POOL_AFTER = {"conv1_2", "conv2_2", "conv3_4", "conv4_4"}
-
-WEIGHTS_HELP = (
-    "VGG-19 weights are needed for the content loss and none were given. Download either "
-    "imagenet-vgg-verydeep-19.mat (MatConvNet, ~510 MB, the file the original DPED uses: "
-    "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat) or torchvision's VGG-19 "
-    "weights (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) and pass the local path "
-    "(e.g. --vgg PATH). 'random' gives untrained weights for smoke tests only."
-)
 
 
 class VGG19Features(nn.Module):

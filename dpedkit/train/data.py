@@ -20,17 +20,15 @@ Convention: a batch is ``(phone, dslr)``, each ``N x 3 x P x P`` float32 in [0, 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from dpedkit.errors import ConfigError, InputError
-from dpedkit.nn.device import to_float_chw
+from dpedkit.nn.device import check_memory, to_float_chw
 
 log = logging.getLogger(__name__)
 
@@ -190,25 +188,6 @@ class LoaderSource:
         self._it = None
 
 
-def fits_in_memory(nbytes: int, device: torch.device, *, fraction: float = 0.5) -> bool:
-    """Whether ``nbytes`` fit in ``fraction`` of the free memory of ``device`` (GPU memory, or host RAM)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-    else:
-        free = _host_available()
-    return nbytes <= fraction * free
-
-
-def _host_available() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
 def _as_is(item: object) -> object:
     """DataLoader collate that keeps numpy arrays as they are (module level: picklable for spawn)."""
     return item
@@ -236,6 +215,7 @@ def read_all(reader: PairReader, index: np.ndarray, *, workers: int = 0, chunk: 
     if len(index) == 0:
         raise InputError(None, "no patch pairs to read")
     first = reader.raw(int(index[0]))[0]
+    check_memory(2 * len(index) * first.nbytes, torch.device("cpu"), what=f"{len(index)} patch pairs")
     phone = np.empty((len(index), *first.shape), np.uint8)
     dslr = np.empty_like(phone)
     chunks = torch.utils.data.DataLoader(

@@ -41,11 +41,11 @@ import numpy as np
 import torch
 
 from dpedkit.errors import ConfigError
-from dpedkit.io import json_safe, write_image, write_text
+from dpedkit.io import check_apart, json_safe, write_image
 from dpedkit.nn.device import to_float_chw, to_uint8_hwc
 from dpedkit.nn.losses import discriminator_accuracy, discriminator_input, discriminator_loss, generator_loss
 from dpedkit.train.data import D_STREAM, G_STREAM, Batch
-from dpedkit.train.resume import TrainConfig, resolve_resume
+from dpedkit.train.resume import TrainConfig, resolve_resume, write_run_config
 from dpedkit.train.setup import Run, init_distributed, plan_run_dir, remove_paths, setup_run
 
 log = logging.getLogger(__name__)
@@ -186,10 +186,11 @@ def train(
         KeyboardInterrupt: passed on; ``run_dir`` then resumes from its last checkpoint (``saved_step``).
     """
     if resume and overwrite:
-        raise ConfigError("resume (--resume) and overwrite (--overwrite) exclude each other")
+        raise ConfigError("--resume and --overwrite exclude each other")
     dist = init_distributed(config.device)
     try:
         run_dir = Path(run_dir)
+        check_apart(run_dir, [data], what="run folder")
         if resume:
             config = resolve_resume(run_dir, config, data)
         start, stale = plan_run_dir(run_dir, resume=resume, overwrite=overwrite)
@@ -210,7 +211,7 @@ def _run(run: Run, start: int | None, on_progress, on_eval) -> TrainResult:
     result = TrainResult(str(run.run_dir), start or 0, best_psnr=run.best_psnr)
     if start is None:
         if run.dist.rank == 0:
-            write_text(run.run_dir / "config.json", json.dumps(run.resolved, indent=1, sort_keys=True))
+            write_run_config(run.run_dir, run.resolved)
         result.history += [r for r in [_evaluate(run, step=0, meter=None, on_eval=on_eval)] if r]
     _loop(run, result, on_progress, on_eval)
     run.write_ranks()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from dpedkit.config import TrainConfig
 from dpedkit.config import option_flag as config_flag
 from dpedkit.errors import ConfigError
+from dpedkit.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +24,18 @@ def option_flag(name: str) -> str:
     return config_flag(TrainConfig, name)
 
 
+RUN_CONFIG = "config.json"  # the run's resolved options: this module reads and writes it
+
+
+def write_run_config(run_dir: Path, resolved: dict[str, Any]) -> None:
+    """Write ``run_dir/config.json`` (the resolved options, data and versions of a run that starts)."""
+    write_json(Path(run_dir) / RUN_CONFIG, resolved, finite=False)
+
+
 def read_run_config(run_dir: Path) -> dict[str, Any] | None:
     """The resolved config a run saved in ``run_dir/config.json``, or None when there is none of dpedkit's."""
     try:
-        saved = json.loads((Path(run_dir) / "config.json").read_text())
+        saved = json.loads((Path(run_dir) / RUN_CONFIG).read_text())
     except (OSError, ValueError):
         return None
     ours = isinstance(saved, dict) and isinstance(saved.get("train"), dict) and "dpedkit_version" in saved
@@ -46,11 +56,16 @@ def resume_config(run_dir: Path, data: str | Path, changes: dict[str, Any]) -> T
     Raises:
         ConfigError: nothing to resume in ``run_dir``, another dataset, or options that differ from the run's.
     """
+    unknown = sorted(set(changes) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(
+            f"unknown TrainConfig option(s) {unknown}; valid: {sorted(f.name for f in fields(TrainConfig))}"
+        )
     saved = read_run_config(run_dir)
     if saved is None:
         raise ConfigError(f"{run_dir}: nothing to resume (no config.json of a dpedkit run: it is written once the "
                           "data and networks are set up, before the first evaluation); start a new run without "
-                          "resume (--resume)")  # fmt: skip
+                          "--resume")  # fmt: skip
     _check_same_data(run_dir, saved, data)
     run = saved["train"]
     differ = sorted(k for k, v in changes.items() if k not in RESUMABLE_CHANGES and not _same(k, run, v))

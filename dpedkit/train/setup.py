@@ -27,6 +27,7 @@ from torch import nn
 from dpedkit import __version__
 from dpedkit.errors import ConfigError, InputError
 from dpedkit.io import write_json, write_text
+from dpedkit.nn.device import fits_in_memory
 from dpedkit.nn.losses import LossWeights
 from dpedkit.train.data import (
     D_STREAM,
@@ -34,12 +35,11 @@ from dpedkit.train.data import (
     Batch,
     LoaderSource,
     MemorySource,
-    fits_in_memory,
     read_all,
     shard_indices,
 )
 from dpedkit.train.recipe import RECIPES, Recipe
-from dpedkit.train.resume import TrainConfig, arch_conflicts, arch_dict, read_run_config
+from dpedkit.train.resume import RUN_CONFIG, TrainConfig, arch_conflicts, arch_dict, read_run_config
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class Run:
 
 
 # What a run writes in its folder (atomic writes leave ".NAME.*.tmp*" files only when killed outright).
-RUN_FILES = ("config.json", "metrics.jsonl", "latest.pt", "best.pt", "samples", "ranks.json")
+RUN_FILES = (RUN_CONFIG, "metrics.jsonl", "latest.pt", "best.pt", "samples", "ranks.json")
 
 
 def saved_step(run_dir: str | Path) -> int | None:
@@ -182,12 +182,12 @@ def plan_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[int |
     """
     ours, foreign = _run_entries(run_dir)
     has_checkpoint = (run_dir / "latest.pt").is_file()
-    stale = [p for p in ours if p.name != "config.json"]  # config.json: replaced once the new run is set up
+    stale = [p for p in ours if p.name != RUN_CONFIG]  # replaced once the new run is set up
     if (run_dir / "best.pt").is_file() and not has_checkpoint and not overwrite:
         # a trained run whose latest.pt was deleted (to save space, say): never restart it silently
         raise ConfigError(
             f"run folder {run_dir} holds a trained model (best.pt) but no latest.pt to resume from; keep it and "
-            "choose another folder, or pass overwrite (--overwrite) to start again"
+            "choose another folder, or pass --overwrite to start again"
         )
     if resume:
         if has_checkpoint:
@@ -200,8 +200,8 @@ def plan_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[int |
                           "choose a new or empty folder")  # fmt: skip
     if has_checkpoint and not overwrite:
         step = saved_step(run_dir)
-        raise ConfigError(f"run folder {run_dir} holds a run saved at step {step}: pass resume (--resume) to "
-                          "continue it, or overwrite (--overwrite) to delete it and start again")  # fmt: skip
+        raise ConfigError(f"run folder {run_dir} holds a run saved at step {step}: pass --resume to "
+                          "continue it, or --overwrite to delete it and start again")  # fmt: skip
     if ours and not overwrite:
         log.info("%s holds a run stopped before its first checkpoint: starting it again", run_dir)
     return None, stale
@@ -214,7 +214,7 @@ def _run_entries(run_dir: Path) -> tuple[list[Path], list[Path]]:
     ours, foreign = [], []
     for path in run_dir.iterdir():
         own = path.name in RUN_FILES or any(path.name.startswith(f".{n}.") and ".tmp" in path.name for n in RUN_FILES)
-        if path.name == "config.json" and read_run_config(run_dir) is None:
+        if path.name == RUN_CONFIG and read_run_config(run_dir) is None:
             own = False  # someone else's config.json
         (ours if own else foreign).append(path)
     return ours, foreign
@@ -273,7 +273,7 @@ def _init_generator(config: TrainConfig) -> nn.Module:
     if conflicts:
         arch = arch_dict(ckpt["model"], ckpt["config"])
         detail = ", ".join(f"{k}: init has {arch[k]!r}, given {config.model_config[k]!r}" for k in conflicts)
-        raise ConfigError(f"model_config (--arch) contradicts the architecture of the init model {config.init} "
+        raise ConfigError(f"--arch contradicts the architecture of the init model {config.init} "
                           f"({detail}); a run started from a model keeps its architecture")  # fmt: skip
     g = build_model(ckpt["model"], ckpt["config"])
     load_state(g, ckpt["state_dict"], source=config.init)
@@ -287,7 +287,7 @@ def _open_reader(data: Path, phone: str | None, split: str):
     if DatasetDir.is_dataset(data):
         from dpedkit.dataset.loader import PatchDataset
 
-        return PatchDataset(data, split)
+        return PatchDataset(data, split, verify=True)  # every shard's sha256 first: no damaged data trains
     from dpedkit.interop.dped import FolderReader
 
     return FolderReader(data, phone=phone, split=split)

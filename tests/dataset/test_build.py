@@ -279,8 +279,11 @@ def test_dask_backend_on_a_local_cluster_matches_loky(raw, clean, tmp_path):
 
 @pytest.mark.slow
 def test_ray_backend_matches_loky(raw, clean, tmp_path):
-    """Runs where ray is installed (``pip install 'dpedkit[ray]'``): a local ray instance, 2 pool workers."""
-    pytest.importorskip("ray")
+    """A local ray instance, 2 pool workers. ray is a dev dependency: in CI a missing ray fails, elsewhere skips."""
+    if os.environ.get("CI"):
+        import ray  # noqa: F401
+    else:
+        pytest.importorskip("ray")
     out, _ = clean
     seen = []
     build_dataset(raw / "phone", raw / "dslr", tmp_path, config=CONFIG, jobs=2, backend="ray", on_result=seen.append)

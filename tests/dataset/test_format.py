@@ -52,10 +52,10 @@ def test_manifest_checks(tmp_path, rng):
         ds.manifest()
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "../outside/shard-00000.h5", "train/../../x.h5", "test/s.h5", ""])
-def test_shard_paths_that_leave_the_dataset_or_their_split_are_refused(tmp_path, path):
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside/shard-00000.h5", "train/../../x.h5", ""])
+def test_shard_paths_that_leave_the_dataset_are_refused(tmp_path, path):
     write_manifest_json(tmp_path, [{"split": "train", "path": path, "rows": 0, "sha256": ""}])
-    with pytest.raises(ShardError, match="relative path inside the train/ folder"):
+    with pytest.raises(ShardError, match="relative path inside the dataset folder"):
         DatasetDir(tmp_path).manifest()
     with pytest.raises(ShardError, match="leaves the dataset folder"):
         DatasetDir(tmp_path).path("../x")
@@ -141,7 +141,7 @@ def test_plan_and_records(tmp_path):
     assert ds.plan_text() is None and not ds.plan_matches(plan)
     ds.write_plan(plan)
     assert ds.plan_matches(plan)
-    assert ds.plan_change(plan | {"config": {"seed": 1}}) == "other settings"
+    assert ds.plan_change(plan | {"config": {"seed": 1}}) == "other settings: seed: 0 in the dataset, 1 now"
     assert ds.plan_change(plan | {"inputs": {"a": [9, 2, 3, 4]}}).startswith("photos changed since")
     # a plan stored before photo stamps existed is the same job as one with stamps
     ds.plan_path.write_text(json.dumps({k: v for k, v in plan.items() if k != "inputs"}))

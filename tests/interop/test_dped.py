@@ -11,22 +11,10 @@ import pytest
 from dpedkit.dataset.loader import PatchDataset, load_split
 from dpedkit.errors import ConfigError, InputError, ShardError
 from dpedkit.interop.dped import FolderReader, export_dped, import_dped
-from dpedkit.io import read_rgb, write_image
+from dpedkit.io import read_rgb
 from dpedkit.nn.device import to_float_chw
 from dpedkit.nn.metrics import psnr
-from dpedkit.testing import synthetic_patches, write_synthetic_dataset
-
-
-def _official_tree(root: Path, rng: np.random.Generator, *, n_train: int = 7, n_test: int = 4) -> Path:
-    """A small official-layout tree ``root/sony/...`` with JPEG patches and one full-size test image."""
-    base = root / "sony"
-    for parts, n in ((("training_data",), n_train), (("test_data", "patches"), n_test)):
-        phone, dslr = synthetic_patches(n, 32, rng)
-        for i in range(n):
-            write_image(base.joinpath(*parts, "sony", f"{i}.jpg"), phone[i])
-            write_image(base.joinpath(*parts, "canon", f"{i}.jpg"), dslr[i])
-    write_image(base / "test_data" / "full_size_test_images" / "photo.jpg", synthetic_patches(1, 64, rng)[0][0])
-    return root
+from dpedkit.testing import write_dped_tree, write_synthetic_dataset
 
 
 def _same_tree(a: Path, b: Path) -> None:
@@ -38,7 +26,7 @@ def _same_tree(a: Path, b: Path) -> None:
 
 
 def test_import_then_export_round_trips_the_files_exactly(tmp_path, rng):
-    tree = _official_tree(tmp_path / "dped", rng)
+    tree = write_dped_tree(tmp_path / "dped", rng)
     result = import_dped(tree, tmp_path / "ds", phone="sony", rows_per_shard=3)
     assert result.pairs == {"train": 7, "test": 4} and result.shards == 5 and result.full_size == 1
     assert result.copied_pairs == 11 and set(result.to_dict()) >= {"copied_pairs", "encoded_pairs"}
@@ -54,7 +42,7 @@ def test_import_then_export_round_trips_the_files_exactly(tmp_path, rng):
 
 
 def test_import_accepts_the_phone_folder_and_parallel_jobs(tmp_path, rng):
-    tree = _official_tree(tmp_path / "dped", rng)
+    tree = write_dped_tree(tmp_path / "dped", rng)
     a = import_dped(tree / "sony", tmp_path / "a", rows_per_shard=2)
     b = import_dped(tree, tmp_path / "b", phone="sony", rows_per_shard=2, jobs=2)
     assert a.pairs == b.pairs
@@ -79,7 +67,7 @@ def test_export_of_a_built_dataset_encodes_and_numbers_the_rows(tmp_path):
 def test_clear_errors(tmp_path, rng):
     with pytest.raises(InputError, match="not an official DPED folder"):
         import_dped(tmp_path, tmp_path / "x")
-    tree = _official_tree(tmp_path / "dped", rng)
+    tree = write_dped_tree(tmp_path / "dped", rng)
     import_dped(tree, tmp_path / "ds", phone="sony")
     with pytest.raises(InputError, match="not empty"):
         import_dped(tree, tmp_path / "ds", phone="sony")
@@ -95,7 +83,7 @@ def test_clear_errors(tmp_path, rng):
 
 def test_export_of_a_built_dataset_needs_a_phone_name(tmp_path):
     ds = write_synthetic_dataset(tmp_path / "ds", n_train=2, n_test=1, patch=32)
-    with pytest.raises(ConfigError, match="phone .--phone. is required for datasets that were not imported from DPED"):
+    with pytest.raises(ConfigError, match="--phone is required for datasets that were not imported from DPED"):
         export_dped(ds, tmp_path / "dped")
     assert not (tmp_path / "dped").exists()
 
@@ -112,7 +100,7 @@ def _listing(root: Path) -> dict[str, bytes]:
 
 
 def test_failed_import_leaves_nothing_it_created(tmp_path, rng):
-    tree = _official_tree(tmp_path / "dped", rng)
+    tree = write_dped_tree(tmp_path / "dped", rng)
     (tree / "sony" / "training_data" / "sony" / "5.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(InputError, match="5.jpg"):  # a new folder (and a new parent): both gone
         import_dped(tree, tmp_path / "new" / "ds", phone="sony", rows_per_shard=2)
@@ -121,7 +109,7 @@ def test_failed_import_leaves_nothing_it_created(tmp_path, rng):
     with pytest.raises(InputError, match="5.jpg"):
         import_dped(tree, tmp_path / "empty", phone="sony", rows_per_shard=2)
     assert list((tmp_path / "empty").iterdir()) == []
-    good = _official_tree(tmp_path / "good", rng)  # an existing dataset survives a failed --overwrite
+    good = write_dped_tree(tmp_path / "good", rng)  # an existing dataset survives a failed --overwrite
     import_dped(good, tmp_path / "ds", phone="sony")
     before = _listing(tmp_path / "ds")
     with pytest.raises(InputError, match="5.jpg"):
@@ -130,14 +118,22 @@ def test_failed_import_leaves_nothing_it_created(tmp_path, rng):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dped", "ds", "empty", "good"]  # no staging folder left
 
 
-def test_overwrite_replaces_the_dataset(tmp_path, rng):
-    tree = _official_tree(tmp_path / "dped", rng, n_train=3, n_test=2)
+def test_overwrite_replaces_only_an_earlier_import(tmp_path, rng):
+    tree = write_dped_tree(tmp_path / "dped", rng, n_train=3, n_test=2)
     (tmp_path / "ds").mkdir()
-    (tmp_path / "ds" / "old.txt").write_text("old")
-    result = import_dped(tree, tmp_path / "ds", phone="sony", overwrite=True)
-    assert result.out == str(tmp_path / "ds") and not (tmp_path / "ds" / "old.txt").exists()
-    assert len(PatchDataset(tmp_path / "ds", "train")) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dped", "ds"]
+    (tmp_path / "ds" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="did not write"):  # not a dataset: --overwrite never deletes it
+        import_dped(tree, tmp_path / "ds", phone="sony", overwrite=True)
+    assert [p.name for p in (tmp_path / "ds").iterdir()] == ["notes.txt"]
+    import_dped(tree, tmp_path / "first", phone="sony")
+    (tmp_path / "first" / "notes.txt").write_text("mine")
+    (tmp_path / "first" / "train" / "readme.txt").write_text("mine too")
+    small = write_dped_tree(tmp_path / "small", rng, n_train=2, n_test=1)
+    result = import_dped(small, tmp_path / "first", phone="sony", overwrite=True)
+    assert result.out == str(tmp_path / "first") and len(PatchDataset(tmp_path / "first", "train")) == 2
+    assert (tmp_path / "first" / "notes.txt").read_text() == "mine"  # files it did not write are kept
+    assert (tmp_path / "first" / "train" / "readme.txt").read_text() == "mine too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dped", "ds", "first", "small"]
 
 
 @pytest.mark.shared
@@ -150,7 +146,7 @@ def test_round_trip_of_the_real_dped_test_pairs(shared, tmp_path):
 
 
 def test_a_symlinked_output_folder_is_refused_and_nothing_is_left(tmp_path, rng):
-    good = _official_tree(tmp_path / "good", rng)
+    good = write_dped_tree(tmp_path / "good", rng)
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "keep.txt").write_text("keep")
     (tmp_path / "link").symlink_to(tmp_path / "real")

@@ -89,7 +89,7 @@ def test_pickled_code_is_refused(tmp_path):
 
 def test_other_architecture(tmp_path):
     p = save_checkpoint(tmp_path / "d.pt", build_model("dped-discriminator"))
-    with pytest.raises(CheckpointError, match="expected 'dped'"):
+    with pytest.raises(CheckpointError, match="holds a 'dped-discriminator' network; this needs 'dped'"):
         load_model(p, expect="dped")
     ckpt = load_checkpoint(p)
     ckpt["model"] = "dped"

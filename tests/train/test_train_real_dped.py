@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,15 +15,15 @@ pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
 
 def _layout(shared, root: Path, train_idx: range, test_idx: range) -> Path:
-    """An official tree ``root/iphone`` linking the real test pairs: ``train_idx`` as training data, ``test_idx``
-    as held-back test patches (renumbered from 0)."""
+    """An official tree ``root/iphone`` of the real test pairs: ``train_idx`` as training data, ``test_idx`` as
+    held-back test patches (renumbered from 0). Copies: import-dped follows no link out of the tree it reads."""
     src = shared("data", "dped", "iphone", "test_data", "patches")
     for parts, idx in ((("training_data",), train_idx), (("test_data", "patches"), test_idx)):
         for cam in ("iphone", "canon"):
             d = root.joinpath("iphone", *parts, cam)
             d.mkdir(parents=True)
             for new, i in enumerate(idx):
-                os.symlink(src / cam / f"{i}.jpg", d / f"{new}.jpg")
+                shutil.copyfile(src / cam / f"{i}.jpg", d / f"{new}.jpg")
     return root
 
 
