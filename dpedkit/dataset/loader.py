@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dpedkit.dataset.format import DatasetDir
-from dpedkit.dataset.shards import ShardInfo, check_schema, open_shard, reading
+from dpedkit.dataset.shards import ShardInfo, check_schema, open_shard, read_error, reading
 from dpedkit.errors import ConfigError, ShardError
 from dpedkit.nn.device import check_memory, to_float_chw
 
@@ -118,8 +118,10 @@ class PatchDataset(Dataset):
         """
         k, row = self.locate(index)
         phone, dslr = self._datasets(k)
-        with reading(self.shards[k].path):
+        try:  # a try, not `with reading(...)`: this is the hot path of every loader
             return phone[row], dslr[row]
+        except OSError as exc:
+            raise read_error(self.shards[k].path, exc) from exc
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         phone, dslr = (to_float_chw(a) for a in self.raw(int(index)))

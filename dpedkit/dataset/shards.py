@@ -305,10 +305,13 @@ def reading(path: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        cause = str(exc).split(" (")[-1].rstrip(")") if "(" in str(exc) else str(exc)
-        raise ShardError(
-            f"{path}: damaged shard data ({cause}); `dpedkit verify` tells which shards are damaged"
-        ) from exc
+        raise read_error(path, exc) from exc
+
+
+def read_error(path: str | Path, exc: OSError) -> ShardError:
+    """The :class:`ShardError` of a failed read of shard ``path`` (for hot paths that cannot afford a ``with``)."""
+    cause = str(exc).split(" (")[-1].rstrip(")") if "(" in str(exc) else str(exc)
+    return ShardError(f"{path}: damaged shard data ({cause}); `dpedkit verify` tells which shards are damaged")
 
 
 def open_shard(path: str | Path) -> h5py.File:
