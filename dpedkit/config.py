@@ -47,6 +47,8 @@ PatchInterpolation = Literal["linear", "cubic"]
 Rotation = Literal["fit", "search", "none"]
 SearchScale = Literal[1, 2]
 OnError = Literal["record", "raise"]
+PairBy = Literal["name", "time", "order"]
+Prefer = Literal["jpeg", "raw"]
 Split = Literal["train", "test"]
 ModelName = Literal["dped", "srcnn", "johnson"]
 LossPreset = Literal["code", "paper"]
@@ -297,11 +299,50 @@ class PatchConfig(ConfigMixin):
 
 
 @dataclass(frozen=True)
+class PairsConfig(ConfigMixin):
+    """How phone photos find their DSLR twins (``dpedkit pairs``; ``build`` without ``--pairs``).
+
+    Attributes:
+        by: ``name`` (same file stem), ``time`` (EXIF capture time) or ``order`` (the i-th of each folder,
+            sorted by name).
+        max_dt: largest capture-time difference in seconds, after the clock offset (``by = "time"``). Photos with
+            more than one candidate within it (bursts) are left unpaired as ambiguous, never guessed.
+        clock_offset: the DSLR's clock minus the phone's, in seconds (``"37.4"``), or ``"auto"``: estimated from
+            the photos as the mode of all phone-to-DSLR time differences, and reported with its spread.
+        prefer: which file a stem uses when it has both a RAW and a processed image (JPEG, HEIC, TIFF...):
+            ``jpeg`` (the camera's processed image) or ``raw``.
+    """
+
+    by: PairBy = "name"
+    max_dt: float = 2.0
+    clock_offset: str = "0"
+    prefer: Prefer = "jpeg"
+
+    def _validate(self) -> None:
+        check_choice("by", self.by, get_args(PairBy))
+        check_choice("prefer", self.prefer, get_args(Prefer))
+        if not self.max_dt > 0:
+            raise ConfigError(f"max_dt must be > 0 seconds; got {self.max_dt!r}")
+        if self.offset_seconds is None and self.clock_offset != "auto":
+            raise ConfigError(f"clock_offset must be 'auto' or a number of seconds; got {self.clock_offset!r}")
+
+    @property
+    def offset_seconds(self) -> float | None:
+        """``clock_offset`` as seconds, or None for ``"auto"`` (or a value that is not a finite number)."""
+        try:
+            value = float(self.clock_offset)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
 class BuildConfig(ConfigMixin):
     """Options of :func:`dpedkit.dataset.build.build_dataset` (stored in ``dataset.json`` and every shard).
 
     Attributes:
         align: alignment options (section ``[align]``; each build worker runs on one core).
+        pairs: how the photos of the two folders are paired (section ``[pairs]``; unused with a pairs CSV).
         patch: patch options (section ``[patch]``; ``size`` is the patch side ``P``, ``ncc_min`` the threshold).
         test_images: number of source pairs in the test split; overrides ``test_fraction`` when set.
         test_fraction: fraction of pairs in the test split (rounded, at least one when there are two or more
@@ -317,6 +358,7 @@ class BuildConfig(ConfigMixin):
 
     align: AlignConfig = field(default_factory=AlignConfig)
     patch: PatchConfig = field(default_factory=PatchConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
     test_images: int | None = None
     test_fraction: float = 0.1
     seed: int = 0
@@ -325,7 +367,7 @@ class BuildConfig(ConfigMixin):
     on_error: OnError = "record"
 
     def _validate(self) -> None:
-        for name, cls in (("align", AlignConfig), ("patch", PatchConfig)):
+        for name, cls in (("align", AlignConfig), ("patch", PatchConfig), ("pairs", PairsConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}; got {type(getattr(self, name)).__name__}")
         if self.test_images is not None:
@@ -621,6 +663,7 @@ class BuildBenchConfig(ConfigMixin):
 SECTIONS: dict[str, type[ConfigMixin]] = {
     "align": AlignConfig,
     "patch": PatchConfig,
+    "pairs": PairsConfig,
     "build": BuildConfig,
     "train": TrainConfig,
     "evaluate": EvalConfig,

@@ -99,7 +99,7 @@ def test_unset_options_are_comments_and_nested_configs_are_sections():
     text = to_toml(BuildConfig(), "build")
     assert "# test_images = (unset)" in text and "[align]" in text and "[patch]" in text
     assert tomllib.loads(text)["patch"]["size"] == 100
-    assert [f.name for f in fields(BuildConfig) if nested_class(BuildConfig, f)] == ["align", "patch"]
+    assert [f.name for f in fields(BuildConfig) if nested_class(BuildConfig, f)] == ["align", "patch", "pairs"]
 
 
 def test_choices_come_from_one_literal_each():

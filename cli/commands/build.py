@@ -31,7 +31,8 @@ def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, o
             **options) -> None:  # fmt: skip
     """Build a DPED-style dataset: align each pair, cut NCC-checked patch pairs, write HDF5 shards.
 
-    Every alignment ([align]) and patch ([patch]) option of the library is a flag; options may also come from
+    Photos are paired by file name, or by capture time or order (--by; [pairs]). Every alignment ([align])
+    and patch ([patch]) option of the library is a flag; options may also come from
     --config FILE.toml, which flags typed here override (--print-config shows the result). Reruns resume an
     interrupted build; a finished dataset is left alone unless --overwrite.
     Exit status: 0, or 1 when no pair succeeded, 2 on bad usage.
@@ -43,7 +44,7 @@ def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, o
         quiet_logs()
     stats = {"kept": 0, "failed": 0, "pairs": 0}
     t0 = time.perf_counter()
-    with progress("pairs", count_pairs(phone_dir, dslr_dir, pairs_csv), quiet=quiet) as advance:
+    with progress("pairs", count_pairs(phone_dir, dslr_dir, pairs_csv, config), quiet=quiet) as advance:
 
         def on_result(r) -> None:
             stats["pairs"] += len(r.pairs)

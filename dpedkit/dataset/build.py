@@ -31,14 +31,14 @@ import os
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dpedkit.config import BuildConfig
+from dpedkit.config import BuildConfig, PairsConfig
 from dpedkit.dataset.format import (
     MANIFEST_SCHEMA,
     SPLITS,
@@ -161,8 +161,9 @@ def build_dataset(
     check_apart(out_dir, [phone_dir, dslr_dir, pairs_csv], what="dataset folder")
     ds = DatasetDir(out_dir)
     finished = ds.is_dataset(ds.root) and not overwrite
-    records = _pair_records(phone_dir, dslr_dir, pairs_csv, report=not finished)  # checked before anything is written
-    plan = make_plan(records, config)
+    # checked before anything is written
+    records, unpaired = _pair_records(phone_dir, dslr_dir, pairs_csv, config.pairs, report=not finished)
+    plan = make_plan(records, config, unpaired)
     with ds.lock("build"):
         if finished:
             if ds.plan_text() is not None:
@@ -215,44 +216,67 @@ def _build(ds: DatasetDir, plan: dict[str, Any], n_pairs: int, jobs: int, backen
 
 
 def _pair_records(
-    phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None, *, report: bool = False
-) -> list[list[Any]]:
-    """``[name, phone_path | None, dslr_path | None]`` for every input pair, sorted by name.
+    phone_dir: str | Path,
+    dslr_dir: str | Path,
+    pairs_csv: str | Path | None,
+    config: PairsConfig,
+    *,
+    report: bool = False,
+) -> tuple[list[list[Any]], dict[str, str]]:
+    """``[name, phone_path | None, dslr_path | None]`` for every input pair, sorted by name, and the reasons.
 
-    ``report``: log a warning naming files skipped for their format, and refuse input without a single pair.
+    The reasons say why each unpaired photo (by record name) has no partner, where the pairing knows.
+
+    ``report``: log what the pairing decided (files skipped or set aside, the clock offset), and refuse input
+    without a single pair.
     """
-    from dpedkit.dataset.pairs import pair_folders, read_pairs_csv, skipped_message
+    from dpedkit.dataset.pairs import pair_folders, read_pairs_csv
 
+    reasons: dict[str, str] = {}
     if pairs_csv is not None:
         found = read_pairs_csv(pairs_csv, phone_dir=phone_dir, dslr_dir=dslr_dir)
         if report and not found:
             raise InputError(pairs_csv, "the pairs CSV lists no pair (only its header, or nothing)")
     else:
-        found = pair_folders(phone_dir, dslr_dir)
-        if report and found.skipped:
-            log.warning("%s", skipped_message(found.skipped))
+        found = pair_folders(phone_dir, dslr_dir, config)
+        reasons = found.reasons
+        if report:
+            _report_pairing(found)
         if report and not found.pairs:
             raise InputError(
-                phone_dir, f"no phone photo here has a DSLR partner in {dslr_dir} by file name (see `dpedkit pairs`)"
+                phone_dir, f"no phone photo here has a DSLR partner in {dslr_dir} by {config.by} (see `dpedkit pairs`)"
             )
-    rows = [
-        [
-            check_file_name(r.name, what="pair name", where=pairs_csv),
-            None if r.phone is None else str(Path(r.phone).resolve()),
-            None if r.dslr is None else str(Path(r.dslr).resolve()),
-        ]
-        for r in found
-    ]
+    rows, unpaired = [], {}
+    for r in found:
+        name = check_file_name(r.name, what="pair name", where=pairs_csv)
+        rows.append([name, *(None if p is None else str(Path(p).resolve()) for p in (r.phone, r.dslr))])
+        if not r.complete and reasons.get(r.phone or r.dslr or ""):
+            unpaired[name] = reasons[r.phone or r.dslr or ""]
     names = [r[0] for r in rows]
     if len(set(names)) != len(names):
         dup = sorted(n for n, c in Counter(names).items() if c > 1)
         raise ConfigError(f"pair names must be unique; repeated: {dup[:5]}")
-    return sorted(rows)
+    return sorted(rows), unpaired
 
 
-def count_pairs(phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None = None) -> int:
+def _report_pairing(found: Any) -> None:
+    """Log what a folder pairing decided: files skipped (a warning), twins set aside and the clock offset."""
+    from dpedkit.dataset.pairs import set_aside_message, skipped_message, time_message
+
+    if found.skipped:
+        log.warning("%s", skipped_message(found.skipped))
+    if found.set_aside:
+        log.info("%s", set_aside_message(found))
+    if found.clock_offset is not None:
+        log.info("%s", time_message(found))
+
+
+def count_pairs(
+    phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None = None, config: BuildConfig | None = None
+) -> int:
     """Number of complete pairs a build of these folders would process (for a progress bar's total)."""
-    return sum(r[1] is not None and r[2] is not None for r in _pair_records(phone_dir, dslr_dir, pairs_csv))
+    pairs = (config or BuildConfig()).pairs
+    return sum(r[1] is not None and r[2] is not None for r in _pair_records(phone_dir, dslr_dir, pairs_csv, pairs)[0])
 
 
 def split_pairs(names: list[str], config: BuildConfig) -> dict[str, str]:
@@ -270,8 +294,13 @@ def split_pairs(names: list[str], config: BuildConfig) -> dict[str, str]:
     return {name: "test" if name in test else "train" for name in names}
 
 
-def make_plan(records: list[list[Any]], config: BuildConfig) -> dict[str, Any]:
-    """The deterministic job: complete pairs split and grouped into shard tasks; incomplete ones listed."""
+def make_plan(
+    records: list[list[Any]], config: BuildConfig, unpaired: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The deterministic job: complete pairs split and grouped into shard tasks; incomplete ones listed.
+
+    ``unpaired`` (record name -> reason) says why a photo has no partner, where the pairing knows.
+    """
     complete = [r for r in records if r[1] is not None and r[2] is not None]
     split = split_pairs([r[0] for r in complete], config)
     tasks = []
@@ -287,7 +316,7 @@ def make_plan(records: list[list[Any]], config: BuildConfig) -> dict[str, Any]:
         "pairs": records,
         "tasks": tasks,
         "inputs": {r[0]: [*_stamp(r[1]), *_stamp(r[2])] for r in complete},
-    }
+    } | ({"unpaired": dict(sorted(unpaired.items()))} if unpaired else {})
 
 
 def _stamp(path: str) -> list[int]:
@@ -492,13 +521,11 @@ def _patch_metrics(patches: Any) -> dict[str, Any]:
 def _finish(ds: DatasetDir, plan: dict[str, Any], results: list[ShardResult]) -> Manifest:
     """Write pairs.jsonl and then dataset.json (the finished mark); returns the manifest."""
     records = [p for r in results for p in r.pairs]
+    why = plan.get("unpaired", {})
     for name, phone, dslr in plan["pairs"]:
         if phone is None or dslr is None:
-            missing = "phone" if phone is None else "DSLR"
-            records.append(
-                _record(name, phone, dslr, None)
-                | {"status": "no-partner", "reason": f"no {missing} photo to pair it with"}
-            )
+            reason = why.get(name) or f"no {'phone' if phone is None else 'DSLR'} photo to pair it with"
+            records.append(_record(name, phone, dslr, None) | {"status": "no-partner", "reason": reason})
     ds.write_pairs(records)
     shards = tuple(ShardEntry(r.split, r.shard, r.rows, r.sha256) for r in results)
     manifest = Manifest(config=plan["config"], counts=Counts.from_records(records), shards=shards)

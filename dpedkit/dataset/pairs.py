@@ -1,5 +1,14 @@
 """Pair phone photos with their DSLR twins: by file stem, by EXIF capture time, or by sorted order.
 
+Time pairing knows that two cameras' clocks differ: the DSLR-minus-phone offset is given, or estimated from the
+photos as the mode of all phone-to-DSLR time differences (:func:`estimate_clock_offset`). Photos are paired only
+where the pairing is unambiguous: a phone photo and a DSLR photo that are each other's only candidate within
+``max_dt``; bursts (several shots of one camera within ``max_dt`` of a shot of the other) are left unpaired with
+the reason, never guessed.
+
+A stem with both a RAW and a processed file (``IMG_1.CR2`` + ``IMG_1.JPG``) uses one of them (``prefer``); the
+other is set aside and named.
+
 A pairs CSV (``name,phone,dslr[,dt]``) records a pairing so that ``dpedkit build --pairs`` can reuse it.
 Relative paths in the CSV are relative to the phone and DSLR folders (the same folders ``build`` is given);
 :func:`write_pairs_csv` writes them that way when it knows the folders, else absolute.
@@ -12,19 +21,26 @@ import io
 import logging
 import os
 from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, get_args
 
-from dpedkit.errors import ConfigError, InputError, check_choice
+import numpy as np
+
+from dpedkit.config import PairBy, PairsConfig, Prefer
+from dpedkit.errors import InputError
 from dpedkit.io import list_files, read_capture_time, write_text
+from dpedkit.io.camera import is_raw
 
 log = logging.getLogger(__name__)
 
-PairBy = Literal["name", "time", "order"]
 PAIR_BY: tuple[str, ...] = get_args(PairBy)
+PREFER: tuple[str, ...] = get_args(Prefer)
 CSV_FIELDS = ("name", "phone", "dslr", "dt")
+MAX_CLOCK_OFFSET = 48 * 3600.0  # seconds: the largest offset "auto" looks for (a camera left on another time zone)
+MIN_OFFSET_SUPPORT = 3  # photo pairs that must agree on an estimated clock offset
 
 
 @dataclass(frozen=True)
@@ -63,7 +79,14 @@ class Pairing:
         dslr_dir: the DSLR folder.
         by: the pairing rule used.
         no_time: images without a readable capture time (time pairing only; also listed as unpaired).
-        skipped: files in either folder that are not images dpedkit reads (e.g. HEIC, raw), not paired.
+        skipped: files in either folder that are not images dpedkit reads (sidecars, videos...), not paired.
+        set_aside: the RAW or processed twin of a stem that has both, not used (see ``prefer``).
+        prefer: which twin was used: ``"jpeg"`` or ``"raw"``.
+        reasons: why each unpaired photo (path) has no partner, in words.
+        clock_offset: DSLR minus phone clock in seconds used by time pairing (None for other rules).
+        clock_estimated: the offset was estimated from the photos (``clock_offset = "auto"``).
+        clock_spread: robust standard deviation (1.4826 x MAD) in seconds of the pairs' time differences around
+            the offset (None with fewer than two pairs or other rules).
     """
 
     pairs: list[PairRecord]
@@ -74,6 +97,12 @@ class Pairing:
     by: str = "name"
     no_time: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    set_aside: list[str] = field(default_factory=list)
+    prefer: str = "jpeg"
+    reasons: dict[str, str] = field(default_factory=dict)
+    clock_offset: float | None = None
+    clock_estimated: bool = False
+    clock_spread: float | None = None
 
     def records(self) -> list[PairRecord]:
         """Pairs plus unpaired photos as one-sided records, with unique names, sorted by name."""
@@ -94,67 +123,94 @@ class Pairing:
         return len(self.pairs)
 
 
-def pair_folders(phone_dir: str | Path, dslr_dir: str | Path, *, by: PairBy = "name", max_dt: float = 2.0) -> Pairing:
+def pair_folders(
+    phone_dir: str | Path, dslr_dir: str | Path, config: PairsConfig | None = None, **options: Any
+) -> Pairing:
     """Pair the images of two folders (files directly inside, by image suffix).
 
     Args:
         phone_dir: folder of phone photos.
         dslr_dir: folder of DSLR photos.
-        by: ``"name"``: same file stem (``IMG_1.jpg`` with ``IMG_1.png``; stems compared exactly);
-            ``"time"``: EXIF ``DateTimeOriginal`` + ``SubSecTimeOriginal``, one-to-one, nearest first
-            (globally greedy on ``|dt|``, ties broken by names), only within ``max_dt`` seconds; images
-            without a capture time stay unpaired; ``"order"``: the i-th phone image (sorted by name) with the
-            i-th DSLR image.
-        max_dt: largest capture-time difference in seconds for ``by="time"``.
+        config: a :class:`dpedkit.config.PairsConfig`: ``by`` = ``"name"``: same file stem (``IMG_1.jpg`` with
+            ``IMG_1.png``; stems compared exactly); ``"time"``: EXIF capture time, after the clock offset, one
+            to one where unambiguous (see the module docstring); ``"order"``: the i-th phone image (sorted by
+            name) with the i-th DSLR image.
+        **options: fields of ``config`` to override (``by="time", max_dt=1.0``).
 
     Returns:
         A :class:`Pairing`; a pair's name is the phone file's stem.
 
     Raises:
-        ConfigError: ``by`` or ``max_dt`` is invalid.
-        InputError: a folder is missing or holds no photos, or (``by="name"``) two images of one folder share
-            a stem.
+        ConfigError: an invalid option.
+        InputError: a folder is missing or holds no photos; (``by="name"``) two images of one folder share a
+            stem; (``clock_offset="auto"``) no offset is shared by enough photo pairs to be estimated.
     """
-    check_choice("by", by, PAIR_BY)
-    if not max_dt > 0:
-        raise ConfigError(f"max_dt must be > 0 seconds; got {max_dt!r}")
+    cfg = replace(config or PairsConfig(), **options)
     (phones, other_p), (dslrs, other_d) = list_files(phone_dir), list_files(dslr_dir)
     skipped = [str(p) for p in (*other_p, *other_d)]
     for folder, found, others in ((phone_dir, phones, other_p), (dslr_dir, dslrs, other_d)):
         if not found:
             kinds = ", ".join(sorted({p.suffix.lower() or p.name for p in others}))
             raise InputError(folder, "no photos in this folder" + (f" (only {kinds} files)" if kinds else ""))
-    no_time: list[str] = []
-    if by == "name":
+    (phones, aside_p), (dslrs, aside_d) = choose_twins(phones, cfg.prefer), choose_twins(dslrs, cfg.prefer)
+    result = Pairing([], [], [], str(phone_dir), str(dslr_dir), cfg.by, skipped=skipped,
+                     set_aside=[str(p) for p in (*aside_p, *aside_d)], prefer=cfg.prefer)  # fmt: skip
+    if cfg.by == "name":
         matches = _by_name(phones, dslrs, phone_dir, dslr_dir)
-    elif by == "order":
+    elif cfg.by == "order":
         matches = [(i, i, None) for i in range(min(len(phones), len(dslrs)))]
     else:
-        matches, no_time = _by_time(phones, dslrs, max_dt)
+        matches = _by_time(phones, dslrs, cfg, result)
     names = _names([str(phones[i]) for i, _, _ in matches])
     pairs = [PairRecord(n, str(phones[i]), str(dslrs[j]), dt) for n, (i, j, dt) in zip(names, matches, strict=True)]
     used_p, used_d = {i for i, _, _ in matches}, {j for _, j, _ in matches}
-    result = Pairing(
-        pairs=sorted(pairs, key=lambda r: r.name),
-        unpaired_phone=[str(p) for i, p in enumerate(phones) if i not in used_p],
-        unpaired_dslr=[str(p) for j, p in enumerate(dslrs) if j not in used_d],
-        phone_dir=str(phone_dir),
-        dslr_dir=str(dslr_dir),
-        by=by,
-        no_time=no_time,
-        skipped=skipped,
-    )
-    log.debug("paired %d by %s; unpaired: %d phone, %d DSLR; %d other files skipped", len(pairs), by,
+    result.pairs = sorted(pairs, key=lambda r: r.name)
+    result.unpaired_phone = [str(p) for i, p in enumerate(phones) if i not in used_p]
+    result.unpaired_dslr = [str(p) for j, p in enumerate(dslrs) if j not in used_d]
+    log.debug("paired %d by %s; unpaired: %d phone, %d DSLR; %d other files skipped", len(pairs), cfg.by,
               len(result.unpaired_phone), len(result.unpaired_dslr), len(skipped))  # fmt: skip
     return result
+
+
+def choose_twins(files: list[Path], prefer: str) -> tuple[list[Path], list[Path]]:
+    """``(used, set aside)``: where a stem has RAW and processed files, only the ``prefer`` kind is used."""
+    by_stem: dict[str, list[Path]] = defaultdict(list)
+    for f in files:
+        by_stem[f.stem].append(f)
+    aside = set()
+    for group in by_stem.values():
+        raws = [f for f in group if is_raw(f)]
+        if raws and len(raws) < len(group):
+            aside.update([f for f in group if not is_raw(f)] if prefer == "raw" else raws)
+    return [f for f in files if f not in aside], [f for f in files if f in aside]
+
+
+def set_aside_message(pairing: Pairing) -> str:
+    """One line saying which twin of RAW + processed stems is used, and naming the files set aside."""
+    n = len(pairing.set_aside)
+    names = ", ".join(Path(p).name for p in pairing.set_aside[:5]) + (", ..." if n > 5 else "")
+    used, other = ("the RAW", "--prefer jpeg") if pairing.prefer == "raw" else ("the JPEG/HEIC", "--prefer raw")
+    return (
+        f"{n} photo(s) have both a RAW and a processed file: {used} is used ({other} uses the other); "
+        f"set aside: {names}"
+    )
+
+
+def time_message(pairing: Pairing) -> str:
+    """One line on the clock offset of a time pairing (empty for other rules)."""
+    if pairing.clock_offset is None:
+        return ""
+    how = "estimated" if pairing.clock_estimated else "given"
+    spread = "" if pairing.clock_spread is None else f", spread {pairing.clock_spread:.2f} s"
+    return f"clock offset (DSLR - phone) {pairing.clock_offset:+.2f} s {how}{spread} over {len(pairing.pairs)} pair(s)"
 
 
 def skipped_message(skipped: list[str]) -> str:
     """One line naming files that were skipped because dpedkit does not read their format."""
     names = ", ".join(Path(p).name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
     return (
-        f"{len(skipped)} file(s) skipped, not a format dpedkit reads (JPEG, PNG, TIFF, PPM/PGM, BMP, WebP; convert "
-        f"HEIC or raw files first): {names}"
+        f"{len(skipped)} file(s) skipped, not a format dpedkit reads (JPEG, PNG, TIFF, PPM/PGM, BMP, WebP, HEIC/HEIF, "
+        f"camera RAW): {names}"
     )
 
 
@@ -253,28 +309,111 @@ def _by_name(phones: list[Path], dslrs: list[Path], phone_dir, dslr_dir) -> list
     return [(ip[s], idd[s], None) for s in sorted(set(ip) & set(idd))]
 
 
-def _by_time(phones: list[Path], dslrs: list[Path], max_dt: float) -> tuple[list[tuple[int, int, float]], list[str]]:
+def _by_time(phones: list[Path], dslrs: list[Path], cfg: PairsConfig, out: Pairing) -> list[tuple[int, int, float]]:
+    """Unambiguous one-to-one matches ``(phone index, DSLR index, DSLR - phone seconds)``.
+
+    Fills ``out``'s ``no_time``, ``reasons`` and clock fields.
+    """
     tp = [read_capture_time(p) for p in phones]
     td = [read_capture_time(p) for p in dslrs]
-    no_time = [str(p) for p, t in zip(phones + dslrs, tp + td, strict=True) if t is None]
-    order = sorted((t, j) for j, t in enumerate(td) if t is not None)
+    out.no_time = [str(p) for p, t in zip(phones + dslrs, tp + td, strict=True) if t is None]
+    out.reasons = {p: "no capture time (EXIF DateTimeOriginal)" for p in out.no_time}
+    offset = cfg.offset_seconds
+    if offset is None:
+        offset = estimate_clock_offset([t for t in tp if t is not None], [t for t in td if t is not None], cfg.max_dt)
+        if offset is None:
+            raise InputError(
+                out.phone_dir,
+                f"cannot estimate the clock offset: no time difference is shared by {MIN_OFFSET_SUPPORT} or more "
+                f"phone/DSLR photos (within {cfg.max_dt:g} s); give it with --clock-offset SECONDS",
+            )
+        matches = _unambiguous(tp, td, offset, cfg.max_dt)[0]
+        if matches:  # the median of the pairs' differences is finer than the mode's window
+            offset = float(np.median([dt for _, _, dt in matches]))
+        out.clock_estimated = True
+    matches, reasons = _unambiguous(tp, td, offset, cfg.max_dt)
+    names = [str(p) for p in phones] + [str(p) for p in dslrs]
+    out.reasons |= {names[k]: why for k, why in reasons.items()}
+    out.clock_offset = round(offset, 6)
+    if len(matches) >= 2:
+        r = np.array([dt for _, _, dt in matches]) - offset
+        out.clock_spread = round(float(1.4826 * np.median(np.abs(r - np.median(r)))), 6)
+    return matches
+
+
+def estimate_clock_offset(phone_times: list[float], dslr_times: list[float], window: float) -> float | None:
+    """The DSLR-minus-phone clock offset in seconds, or None when too few photos agree on one.
+
+    The median of the ``window``-second interval that holds the most of all pairwise time differences (up to
+    :data:`MAX_CLOCK_OFFSET`); None when it holds fewer than :data:`MIN_OFFSET_SUPPORT`. Every true pair
+    contributes one difference at the offset; other combinations scatter. The estimate is refined by the caller
+    (median of the matched pairs' differences).
+    """
+    d = np.sort(np.asarray(dslr_times, np.float64))
+    diffs = []
+    for t in phone_times:  # only differences within the plausible range (memory stays O(matches))
+        lo, hi = np.searchsorted(d, [t - MAX_CLOCK_OFFSET, t + MAX_CLOCK_OFFSET])
+        diffs.append(d[lo:hi] - t)
+    if not diffs:
+        return None
+    x = np.sort(np.concatenate(diffs))
+    ends = np.searchsorted(x, x + window, side="right")  # x[i:ends[i]] lie in [x[i], x[i] + window]
+    counts = ends - np.arange(len(x))
+    best = int(np.argmax(counts))
+    if counts[best] < MIN_OFFSET_SUPPORT:
+        return None
+    return float(np.median(x[best : ends[best]]))
+
+
+def _unambiguous(
+    tp: list[float | None], td: list[float | None], offset: float, max_dt: float
+) -> tuple[list[tuple[int, int, float]], dict[int, str]]:
+    """Matches of photos that are each other's only candidate within ``max_dt`` of the offset, and reasons.
+
+    The reasons say why each other photo with a time stays unpaired (keys: phone index, then ``len(tp)`` + DSLR
+    index).
+    """
+    order = sorted((t - offset, j) for j, t in enumerate(td) if t is not None)  # DSLR times on the phone's clock
     times = [t for t, _ in order]
-    cands = []
+    cand_p: dict[int, list[int]] = {}
+    cand_d: dict[int, list[int]] = defaultdict(list)
     for i, a in enumerate(tp):
         if a is None:
             continue
-        for t, j in order[bisect_left(times, a - max_dt) : bisect_right(times, a + max_dt)]:
-            cands.append((abs(t - a), i, j, t - a))
-    cands.sort()
-    used_p: set[int] = set()
-    used_d: set[int] = set()
-    matches = []
-    for _, i, j, dt in cands:  # nearest first: one-to-one, globally greedy on |dt|
-        if i not in used_p and j not in used_d:
-            used_p.add(i)
-            used_d.add(j)
-            matches.append((i, j, round(dt, 6)))
-    return sorted(matches), no_time
+        cand_p[i] = [j for _, j in order[bisect_left(times, a - max_dt) : bisect_right(times, a + max_dt)]]
+        for j in cand_p[i]:
+            cand_d[j].append(i)
+    # connected groups of candidates: a group of one phone and one DSLR photo is a pair, larger ones are bursts
+    parent = {("p", i): ("p", i) for i in cand_p} | {("d", j): ("d", j) for j in range(len(td)) if td[j] is not None}
+
+    def root(k: tuple[str, int]) -> tuple[str, int]:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for i, js in cand_p.items():
+        for j in js:
+            parent[root(("p", i))] = root(("d", j))
+    groups: dict[tuple[str, int], list[tuple[str, int]]] = defaultdict(list)
+    for k in parent:
+        groups[root(k)].append(k)
+    matches, reasons, n = [], {}, len(tp)
+    for members in groups.values():
+        ps = sorted(i for side, i in members if side == "p")
+        ds = sorted(j for side, j in members if side == "d")
+        if len(ps) == 1 and len(ds) == 1:
+            matches.append((ps[0], ds[0], round(td[ds[0]] - tp[ps[0]], 6)))  # type: ignore[operator]
+        elif not ps or not ds:
+            other = "DSLR" if ps else "phone"
+            for k in members:
+                reasons[k[1] if k[0] == "p" else n + k[1]] = f"no {other} photo within {max_dt:g} s"
+        else:
+            why = (f"ambiguous (burst?): {len(ps)} phone and {len(ds)} DSLR photo(s) within {max_dt:g} s of each "
+                   "other; not guessed (a smaller --max-dt or a pairs CSV decides)")  # fmt: skip
+            for k in members:
+                reasons[k[1] if k[0] == "p" else n + k[1]] = why
+    return sorted(matches), reasons
 
 
 def _relative(path: str, folder: str | None) -> str:

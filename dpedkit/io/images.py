@@ -1,31 +1,47 @@
 """Image files: one reader for every command, an atomic writer.
 
-Decoding is OpenCV's (fast); Pillow reads only the header for EXIF (orientation, capture time).
-Every image comes back as ``H x W x 3`` RGB with the EXIF orientation applied, whatever the file held:
-8- or 16-bit, grayscale, RGB, RGBA (alpha dropped) or CMYK JPEG.
+Decoding is OpenCV's (fast) for JPEG, PNG, TIFF, PPM/PGM, BMP and WebP; Pillow reads only the header for EXIF
+(orientation, capture time). HEIC/HEIF and camera RAW files go to :mod:`dpedkit.io.camera` (libheif, LibRaw).
+Every image comes back as ``H x W x 3`` RGB, upright, whatever the file held: 8- to 16-bit, grayscale, RGB,
+RGBA (alpha dropped), CMYK JPEG, HEIF with its own transforms, a Bayer mosaic.
 """
 
 from __future__ import annotations
 
 import io
 import zlib
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from dpedkit.config import MAX_PIXELS
 from dpedkit.errors import InputError
+from dpedkit.io.camera import (
+    HEIF_SUFFIXES,
+    RAW_SUFFIXES,
+    decode_heif,
+    decode_raw,
+    heif_exif,
+    heif_size,
+    is_heif,
+    is_heif_data,
+    is_raw,
+    posix_time,
+    tiff_capture_time,
+)
 from dpedkit.io.files import atomic_path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".bmp", ".webp")
+RASTER_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".bmp", ".webp")
+IMAGE_SUFFIXES = RASTER_SUFFIXES + HEIF_SUFFIXES + RAW_SUFFIXES
 
 _EXIF_ORIENTATION = 0x0112
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 0x9003
 _SUBSEC_ORIGINAL = 0x9291
+_OFFSET_ORIGINAL = 0x9011
 
 
 @dataclass(frozen=True)
@@ -33,12 +49,16 @@ class LoadedImage:
     """A decoded image and what was done to it.
 
     Attributes:
-        rgb: ``H x W x 3`` RGB array, ``uint8`` (or ``uint16`` when read with ``keep_16bit=True`` from a
-            16-bit file), EXIF orientation already applied.
+        rgb: ``H x W x 3`` RGB array, ``uint8`` (or ``uint16`` on the full 0..65535 scale when read with
+            ``keep_16bit=True`` from a file of more than 8 bits), upright.
         path: the file it came from.
-        orientation: the EXIF orientation tag found (1 = none; 2..8 were applied to ``rgb``).
-        bit_depth: bits per sample in the file (8 or 16).
+        orientation: the EXIF orientation applied to ``rgb`` (1 = none; for RAW, LibRaw's own turn; for HEIF
+            always 1: libheif applies the file's transforms and the EXIF tag is ignored).
+        bit_depth: bits per sample in the file (8, 10, 12 or 16; 16 for RAW).
         channels: channels as decoded (1 gray, 3 colour (CMYK JPEG included, converted by OpenCV), 4 RGBA).
+        format: ``"raster"`` (OpenCV's formats), ``"heif"`` or ``"raw"``.
+        metadata: what the camera decoders recorded (RAW: CFA pattern, black/white levels, white balance,
+            colour matrix, output options; HEIF: bit depth, the EXIF orientation ignored); empty for rasters.
     """
 
     rgb: np.ndarray
@@ -46,6 +66,8 @@ class LoadedImage:
     orientation: int
     bit_depth: int
     channels: int
+    format: str = "raster"
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -61,7 +83,7 @@ def list_images(folder: str | Path) -> list[Path]:
 def list_files(folder: str | Path) -> tuple[list[Path], list[Path]]:
     """``(images, others)``: the visible files directly in ``folder``, sorted, split by :func:`list_images`'s rule.
 
-    ``others`` are the files dpedkit does not read (HEIC, raw files, sidecars...).
+    ``others`` are the files dpedkit does not read (sidecars, videos...).
     """
     files = _visible_files(folder)
     return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES], [
@@ -78,16 +100,25 @@ def _visible_files(folder: str | Path) -> list[Path]:
 
 
 def read_image(
-    path: str | Path, *, keep_16bit: bool = False, min_side: int | None = None, max_pixels: int | None = MAX_PIXELS
+    path: str | Path,
+    *,
+    keep_16bit: bool = False,
+    min_side: int | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+    linear: bool = False,
+    half_size: bool = False,
 ) -> LoadedImage:
-    """Read an image file as RGB with its EXIF orientation applied.
+    """Read an image file as upright RGB.
 
     Args:
-        path: a JPEG, PNG, TIFF, PPM/PGM, BMP or WebP file.
-        keep_16bit: keep 16-bit samples as ``uint16``; by default they are rounded to ``uint8``.
+        path: a JPEG, PNG, TIFF, PPM/PGM, BMP, WebP, HEIC/HEIF or camera RAW file (any format LibRaw reads).
+            HEIF is recognised by its content too, whatever its suffix.
+        keep_16bit: keep samples of more than 8 bits as ``uint16``; by default they are rounded to ``uint8``.
         min_side: refuse images whose width or height (after orientation) is below this many pixels.
         max_pixels: refuse images of more pixels than this, from the size in the file's header, before anything
             is decoded (a 2 MB PNG can claim 25000 x 25000 pixels: 1.9 GB once decoded); None: no limit.
+        linear: RAW only: linear output (no gamma, no brightening) instead of sRGB.
+        half_size: RAW only: LibRaw's half-size output (one pixel per 2 x 2 Bayer quad, no demosaic).
 
     Returns:
         A :class:`LoadedImage`.
@@ -98,13 +129,35 @@ def read_image(
     """
     path = Path(path)
     data = _read_bytes(path)
-    _check_complete(path, data)
-    size, exif = _header(data)
+    if is_raw(path):
+        rgb, meta = decode_raw(data, path, linear=linear, half_size=half_size, max_pixels=max_pixels)
+        img = LoadedImage(rgb, str(path), meta["orientation"], 16, 3, "raw", meta)
+    elif is_heif(path) or is_heif_data(data):
+        _check_pixels(path, heif_size(data), max_pixels)
+        rgb, meta = decode_heif(data, path)
+        img = LoadedImage(rgb, str(path), 1, meta["bit_depth"], 3, "heif", meta)
+    else:
+        img = _read_raster(path, data, max_pixels)
+    rgb = img.rgb if keep_16bit else to_uint8(img.rgb)
+    if min_side is not None and min(rgb.shape[:2]) < min_side:
+        h, w = rgb.shape[:2]
+        raise InputError(path, f"image is {w}x{h}, smaller than the {min_side}x{min_side} minimum (one patch)")
+    return LoadedImage(rgb, img.path, img.orientation, img.bit_depth, img.channels, img.format, img.metadata)
+
+
+def _check_pixels(path: Path, size: tuple[int, int] | None, max_pixels: int | None) -> None:
     if size is not None and max_pixels is not None and size[0] * size[1] > max_pixels:
         w, h = size
         raise InputError(
             path, f"image is {w}x{h} = {w * h / 1e6:.0f} MP, above the {max_pixels / 1e6:.0f} MP limit (--max-pixels)"
         )
+
+
+def _read_raster(path: Path, data: bytes, max_pixels: int | None) -> LoadedImage:
+    """OpenCV's decode of ``data`` as upright RGB (``uint8`` or ``uint16``), EXIF orientation applied."""
+    _check_complete(path, data)
+    size, exif = _header(data)
+    _check_pixels(path, size, max_pixels)
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error as exc:  # e.g. OpenCV's own pixel limit
@@ -112,18 +165,11 @@ def read_image(
     if img is None or img.size == 0:
         raise InputError(path, "not a readable image (OpenCV could not decode it)")
     channels = 1 if img.ndim == 2 else img.shape[2]
-    bit_depth = 16 if img.dtype == np.uint16 else 8
     if img.dtype not in (np.uint8, np.uint16):
         raise InputError(path, f"unsupported sample type {img.dtype} (8- or 16-bit integer images only)")
-    rgb = _to_rgb(img, path)
-    if bit_depth == 16 and not keep_16bit:
-        rgb = to_uint8(rgb)
     orientation = _orientation(exif)
-    rgb = apply_orientation(rgb, orientation)
-    if min_side is not None and min(rgb.shape[:2]) < min_side:
-        h, w = rgb.shape[:2]
-        raise InputError(path, f"image is {w}x{h}, smaller than the {min_side}x{min_side} minimum (one patch)")
-    return LoadedImage(np.ascontiguousarray(rgb), str(path), orientation, bit_depth, channels)
+    rgb = apply_orientation(_to_rgb(img, path), orientation)
+    return LoadedImage(np.ascontiguousarray(rgb), str(path), orientation, 8 * img.itemsize, channels)
 
 
 def read_rgb(path: str | Path, *, min_side: int | None = None) -> np.ndarray:
@@ -262,21 +308,22 @@ def apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def read_capture_time(path: str | Path) -> float | None:
-    """EXIF ``DateTimeOriginal`` + ``SubSecTimeOriginal`` as POSIX seconds (naive local time), or None."""
-    exif = _exif(_read_bytes(Path(path)))
+    """A photo's capture time as POSIX seconds, or None when it has none.
+
+    EXIF ``DateTimeOriginal`` + ``SubSecTimeOriginal`` (+ ``OffsetTimeOriginal`` when the camera wrote it) of
+    JPEG/PNG/TIFF/WebP EXIF, HEIC/HEIF EXIF and TIFF-based RAW (DNG, NEF, CR2, ARW, ORF, PEF, ...). Without an
+    offset the time is the camera's local clock, read as if it were UTC (see :func:`dpedkit.io.camera.posix_time`).
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    if is_raw(path):
+        return tiff_capture_time(data)
+    exif = heif_exif(data) if is_heif(path) or is_heif_data(data) else _exif(data)
     if exif is None:
         return None
     sub = exif.get_ifd(_EXIF_IFD)
     stamp = sub.get(_DATETIME_ORIGINAL) or exif.get(0x0132)  # fall back to DateTime
-    if not stamp:
-        return None
-    try:
-        t = datetime.strptime(str(stamp).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
-    except ValueError:
-        return None
-    frac = str(sub.get(_SUBSEC_ORIGINAL, "")).strip("\x00 ")
-    seconds = (t - datetime(1970, 1, 1)).total_seconds()
-    return seconds + (float(f"0.{frac}") if frac.isdigit() else 0.0)
+    return posix_time(stamp, sub.get(_SUBSEC_ORIGINAL), sub.get(_OFFSET_ORIGINAL))
 
 
 def encode_image(rgb: np.ndarray, suffix: str, *, quality: int = 95, comment: str | None = None) -> bytes:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -44,33 +46,48 @@ def test_by_name_stems_may_differ_in_suffix_but_not_repeat(tmp_path):
         pair_folders(tmp_path / "phone", tmp_path / "dslr")
 
 
-def test_by_time_nearest_first_one_to_one_within_max_dt(tmp_path):
+def test_by_time_pairs_only_unambiguous_photos_within_max_dt(tmp_path):
     p, d = tmp_path / "phone", tmp_path / "dslr"
     make(p, "IMG_1.jpg", "2024:05:06 10:00:00", "10")
     make(p, "IMG_2.jpg", "2024:05:06 10:00:05", "00")
     make(p, "IMG_3.jpg", "2024:05:06 10:00:30")  # nothing within 2 s
     make(p, "IMG_4.jpg")  # no capture time
     make(d, "DSC_9.jpg", "2024:05:06 10:00:00", "60")  # 0.5 s after IMG_1
-    make(d, "DSC_7.jpg", "2024:05:06 10:00:01", "50")  # 1.4 s after IMG_1, 3.5 s before IMG_2: unpaired
+    make(d, "DSC_7.jpg", "2024:05:06 10:00:01", "50")  # 1.4 s after IMG_1 too: IMG_1 is ambiguous within 2 s
     make(d, "DSC_8.jpg", "2024:05:06 10:00:06", "25")  # 1.25 s after IMG_2
     pairing = pair_folders(p, d, by="time", max_dt=2.0)
-    got = [(r.name, r.dslr.split("/")[-1], r.dt) for r in pairing.pairs]
-    assert got == [("IMG_1", "DSC_9.jpg", pytest.approx(0.5)), ("IMG_2", "DSC_8.jpg", pytest.approx(1.25))]
-    assert sorted(x.split("/")[-1] for x in pairing.unpaired_phone) == ["IMG_3.jpg", "IMG_4.jpg"]
-    assert [x.split("/")[-1] for x in pairing.unpaired_dslr] == ["DSC_7.jpg"]
+    assert [(r.name, r.dslr.split("/")[-1], r.dt) for r in pairing.pairs] == [
+        ("IMG_2", "DSC_8.jpg", pytest.approx(1.25))
+    ]
+    assert sorted(x.split("/")[-1] for x in pairing.unpaired_phone) == ["IMG_1.jpg", "IMG_3.jpg", "IMG_4.jpg"]
+    assert sorted(x.split("/")[-1] for x in pairing.unpaired_dslr) == ["DSC_7.jpg", "DSC_9.jpg"]
     assert [x.split("/")[-1] for x in pairing.no_time] == ["IMG_4.jpg"]
-    # a tighter window drops the 1.25 s pair
-    assert [r.name for r in pair_folders(p, d, by="time", max_dt=1.0).pairs] == ["IMG_1"]
+    why = {Path(k).name: v for k, v in pairing.reasons.items()}
+    assert why["IMG_1.jpg"].startswith("ambiguous") and why["DSC_7.jpg"] == why["IMG_1.jpg"]
+    assert why["IMG_3.jpg"] == "no DSLR photo within 2 s" and why["IMG_4.jpg"].startswith("no capture time")
+    assert pairing.clock_offset == 0 and not pairing.clock_estimated
+    # a tighter window leaves IMG_1 one candidate and drops the 1.25 s pair
+    pairing = pair_folders(p, d, by="time", max_dt=1.0)
+    assert [(r.name, r.dslr.split("/")[-1]) for r in pairing.pairs] == [("IMG_1", "DSC_9.jpg")]
+    # a given clock offset shifts the DSLR times: with -1.25 s, IMG_2 and DSC_8 are simultaneous
+    pairing = pair_folders(p, d, by="time", max_dt=0.5, clock_offset="1.25")
+    assert [(r.name, r.dslr.split("/")[-1], r.dt) for r in pairing.pairs] == [
+        ("IMG_1", "DSC_7.jpg", pytest.approx(1.4)),
+        ("IMG_2", "DSC_8.jpg", pytest.approx(1.25)),
+    ]
 
 
-def test_by_time_is_one_to_one_when_two_phones_want_one_dslr(tmp_path):
+def test_by_time_two_phones_near_one_dslr_are_ambiguous_not_guessed(tmp_path):
     p, d = tmp_path / "phone", tmp_path / "dslr"
     make(p, "a.jpg", "2024:01:01 00:00:00", "0")
     make(p, "b.jpg", "2024:01:01 00:00:00", "3")
     make(d, "z.jpg", "2024:01:01 00:00:00", "2")
     pairing = pair_folders(p, d, by="time")
-    assert [(r.name, r.dslr.split("/")[-1]) for r in pairing.pairs] == [("b", "z.jpg")]
-    assert [x.split("/")[-1] for x in pairing.unpaired_phone] == ["a.jpg"]
+    assert pairing.pairs == [] and len(pairing.unpaired_phone) == 2
+    assert {v for v in pairing.reasons.values()} == {
+        "ambiguous (burst?): 2 phone and 1 DSLR photo(s) within 2 s of each other; not guessed (a smaller "
+        "--max-dt or a pairs CSV decides)"
+    }
 
 
 def test_by_order(tmp_path):
@@ -166,11 +183,11 @@ def test_hidden_files_are_ignored_and_other_formats_reported(tmp_path):
     make(tmp_path / "phone", "a.jpg")
     make(tmp_path / "dslr", "a.jpg")
     make(tmp_path / "phone", "._a.jpg")  # macOS AppleDouble sidecar: not a photo
-    (tmp_path / "phone" / "C.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
-    (tmp_path / "dslr" / "D.NEF").write_bytes(b"II*\0")
+    (tmp_path / "phone" / "C.MOV").write_bytes(b"\0\0\0\x18ftypqt  ")
+    (tmp_path / "dslr" / "D.xmp").write_bytes(b"<x/>")
     pairing = pair_folders(tmp_path / "phone", tmp_path / "dslr")
     assert [r.name for r in pairing] == ["a"]
-    assert sorted(p.split("/")[-1] for p in pairing.skipped) == ["C.HEIC", "D.NEF"]
+    assert sorted(p.split("/")[-1] for p in pairing.skipped) == ["C.MOV", "D.xmp"]
 
 
 def test_a_folder_without_photos_is_an_input_error(tmp_path):
@@ -178,6 +195,6 @@ def test_a_folder_without_photos_is_an_input_error(tmp_path):
     (tmp_path / "phone").mkdir()
     with pytest.raises(InputError, match="no photos in this folder"):
         pair_folders(tmp_path / "phone", tmp_path / "dslr")
-    (tmp_path / "phone" / "IMG_1.HEIC").write_bytes(b"x")
-    with pytest.raises(InputError, match=r"only \.heic files"):
+    (tmp_path / "phone" / "IMG_1.AAE").write_bytes(b"x")  # an iPhone edit sidecar
+    with pytest.raises(InputError, match=r"only \.aae files"):
         pair_folders(tmp_path / "phone", tmp_path / "dslr")

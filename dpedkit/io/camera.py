@@ -1,0 +1,220 @@
+"""What cameras write besides JPEG: HEIC/HEIF (``pillow-heif``, libheif) and RAW (``rawpy``, LibRaw).
+
+Both come back as ``H x W x 3`` RGB ``uint16`` (full range 0..65535), upright, with what was done recorded:
+
+- HEIF: libheif applies the file's own rotation and mirroring (``irot``/``imir``) while decoding. The EXIF
+  orientation tag that phones also write must then NOT be applied again (the double-rotation bug): it is read,
+  recorded and ignored. A 10- or 12-bit HEIF keeps its precision in the ``uint16`` samples.
+- RAW: every format LibRaw reads, demosaiced (AHD) with the camera's white balance into sRGB, or linear
+  (``linear=True``: no gamma), 16 bits, the exposure as shot (no auto-brightening). LibRaw turns the image
+  upright by the file's orientation. ``half_size=True`` is LibRaw's fast path: one pixel per 2 x 2 Bayer
+  quad, no demosaic (a pixel ``(x, y)`` of it covers full-resolution pixels ``2x, 2x+1``; its centre is at
+  ``(2x + 0.5, 2y + 0.5)``).
+  The mosaic's parameters (CFA pattern, black and white levels, as-shot white balance, colour matrix) are
+  returned as plain data for ``pairs.jsonl``.
+
+The libraries are imported on first use: reading a JPEG never loads them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpedkit.errors import InputError
+
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+RAW_SUFFIXES = (
+    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".rwl",
+    ".pef", ".srw", ".x3f", ".3fr", ".fff", ".iiq", ".erf", ".kdc", ".dcr", ".mos", ".mrw", ".raw",
+)  # fmt: skip
+# LibRaw's flip codes -> the EXIF orientation they stand for (what LibRaw's output has been turned by)
+_LIBRAW_FLIP = {0: 1, 3: 3, 5: 8, 6: 6}
+
+
+def is_heif(path: str | Path) -> bool:
+    """True for a HEIC/HEIF file name."""
+    return Path(path).suffix.lower() in HEIF_SUFFIXES
+
+
+def is_raw(path: str | Path) -> bool:
+    """True for a camera RAW file name (every suffix LibRaw is known for)."""
+    return Path(path).suffix.lower() in RAW_SUFFIXES
+
+
+def is_heif_data(data: bytes) -> bool:
+    """True when ``data`` starts like an ISO media file (``ftyp`` box): HEIF/HEIC/AVIF, whatever its suffix."""
+    return data[4:8] == b"ftyp"
+
+
+def decode_heif(data: bytes, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(rgb, metadata)`` of a HEIF image, upright by its own transforms (see the module docstring).
+
+    ``rgb`` is ``uint8`` for an 8-bit file, else ``uint16`` on the full 0..65535 scale (a 10-bit sample ``v``
+    becomes ``round(v * 65535 / 1023)``).
+
+    Raises:
+        InputError: not a HEIF image libheif decodes.
+    """
+    import pillow_heif
+
+    try:
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=False)
+        rgb = np.asarray(heif)
+    except (ValueError, RuntimeError, OSError, SyntaxError) as exc:
+        raise InputError(path, f"not a readable HEIF image ({exc})") from None
+    bit_depth = int(heif.info.get("bit_depth", 8))
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    rgb = rgb[:, :, :3]
+    if rgb.dtype == np.uint16 and 8 < bit_depth < 16:  # libheif leaves the samples shifted to the top bits
+        top = (1 << bit_depth) - 1
+        rgb = ((rgb >> (16 - bit_depth)).astype(np.uint32) * 65535 + top // 2) // top
+        rgb = rgb.astype(np.uint16)
+    meta = {"format": "heif", "bit_depth": bit_depth, "exif_orientation_ignored": _exif_orientation(heif.info)}
+    return np.ascontiguousarray(rgb), meta
+
+
+def heif_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a HEIF image from its header (after its transforms), or None when unreadable."""
+    import pillow_heif
+
+    try:
+        return tuple(pillow_heif.open_heif(io.BytesIO(data)).size)
+    except (ValueError, RuntimeError, OSError, SyntaxError):
+        return None
+
+
+def heif_exif(data: bytes) -> Any:
+    """The EXIF of a HEIF file as a ``PIL.Image.Exif`` (empty when it has none), or None when unreadable."""
+    import pillow_heif
+
+    try:
+        return _exif(pillow_heif.open_heif(io.BytesIO(data)).info)
+    except (ValueError, RuntimeError, OSError, SyntaxError):
+        return None
+
+
+def _exif(info: Mapping[str, Any]) -> Any:
+    """``PIL.Image.Exif`` of the ``exif`` bytes of a pillow-heif ``info`` (empty when absent or malformed)."""
+    from PIL import Image
+
+    exif, raw = Image.Exif(), info.get("exif")
+    if raw:
+        try:
+            exif.load(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
+        except (SyntaxError, ValueError, OSError):
+            return Image.Exif()
+    return exif
+
+
+def _exif_orientation(info: Mapping[str, Any]) -> int:
+    value = _exif(info).get(0x0112, 1)
+    return int(value) if value in range(1, 9) else 1
+
+
+def decode_raw(
+    data: bytes, path: Path, *, linear: bool = False, half_size: bool = False, max_pixels: int | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(rgb uint16, metadata)`` of a camera RAW file demosaiced by LibRaw (see the module docstring).
+
+    Args:
+        data: the file's bytes, in any format LibRaw reads.
+        path: where they came from (for messages).
+        linear: linear output (gamma 1) instead of sRGB.
+        half_size: LibRaw's half-size output (no demosaic; 4x fewer pixels, about 10x faster).
+        max_pixels: refuse a sensor of more pixels than this, before demosaicing.
+
+    Raises:
+        InputError: a file LibRaw cannot read, or a sensor above ``max_pixels``.
+    """
+    import rawpy
+
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            w, h = raw.sizes.width, raw.sizes.height
+            if max_pixels is not None and w * h > max_pixels:
+                raise InputError(
+                    path,
+                    f"sensor is {w}x{h} = {w * h / 1e6:.0f} MP, above the {max_pixels / 1e6:.0f} MP limit "
+                    "(--max-pixels)",
+                )
+            meta = raw_parameters(raw) | {"linear": linear, "half_size": half_size}
+            rgb = raw.postprocess(
+                use_camera_wb=True,
+                output_bps=16,
+                no_auto_bright=True,  # the exposure as shot: nothing the sensor did not clip is clipped
+                gamma=(1, 1) if linear else (2.4, 12.92),  # the sRGB curve
+                output_color=rawpy.ColorSpace.sRGB,
+                half_size=half_size,
+            )
+    except (rawpy.LibRawError, MemoryError) as exc:
+        raise InputError(path, f"not a RAW file LibRaw reads ({type(exc).__name__}: {exc})") from None
+    return np.ascontiguousarray(rgb), meta
+
+
+def raw_parameters(raw: Any) -> dict[str, Any]:
+    """The mosaic's parameters of an open ``rawpy.RawPy``, as plain data (for ``pairs.jsonl``)."""
+    desc = raw.color_desc.decode(errors="replace")
+    pattern = raw.raw_pattern
+    cfa = "".join(desc[int(c)] for c in pattern.ravel()) if pattern is not None else None
+    wb = [float(v) for v in raw.camera_whitebalance]
+    return {
+        "format": "raw",
+        "cfa": cfa,  # e.g. "RGGB": the colours of the 2 x 2 quad, row by row
+        "black_level": [int(v) for v in raw.black_level_per_channel],
+        "white_level": int(raw.white_level),
+        "as_shot_wb": [v if math.isfinite(v) else None for v in wb],
+        "color_matrix": np.asarray(raw.color_matrix, float).round(6).tolist(),
+        "sensor_size": [int(raw.sizes.raw_width), int(raw.sizes.raw_height)],
+        "orientation": _LIBRAW_FLIP.get(int(raw.sizes.flip), 1),
+    }
+
+
+def tiff_capture_time(data: bytes) -> float | None:
+    """EXIF capture time of a TIFF-based RAW (DNG, NEF, CR2, ARW, ...) as POSIX seconds, or None.
+
+    UTC when the file says its offset, else the camera's local clock (see :func:`posix_time`).
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            tags = tif.pages[0].tags
+            ifd0 = {t.code: t.value for t in tags.values()}
+            exif = ifd0.get(34665) or {}  # the EXIF IFD (tifffile names its entries), else IFD 0 (TIFF/EP, DNG)
+
+            def tag(name: str, code: int) -> Any:
+                return exif.get(name) if exif.get(name) else ifd0.get(code)
+
+            stamp = tag("DateTimeOriginal", 36867) or ifd0.get(306)
+            return posix_time(stamp, tag("SubsecTimeOriginal", 37521), tag("OffsetTimeOriginal", 36881))
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, AttributeError):
+        return None
+
+
+def posix_time(stamp: Any, subsec: Any = None, offset: Any = None) -> float | None:
+    """EXIF ``YYYY:MM:DD HH:MM:SS`` + sub-seconds + ``+HH:MM`` offset as POSIX seconds, or None when malformed.
+
+    Without an offset the camera's local clock is taken as it is (two cameras' clocks then differ by an
+    unknown constant: see the clock-offset estimate of time pairing).
+    """
+    if not stamp:
+        return None
+    try:
+        t = datetime.strptime(str(stamp).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+    frac = str(subsec or "").strip("\x00 ")
+    seconds = (t - datetime(1970, 1, 1)).total_seconds() + (float(f"0.{frac}") if frac.isdigit() else 0.0)
+    off = str(offset or "").strip("\x00 ")
+    if len(off) == 6 and off[0] in "+-" and off[3] == ":" and off[1:3].isdigit() and off[4:].isdigit():
+        delta = timedelta(hours=int(off[1:3]), minutes=int(off[4:]))
+        seconds -= (delta if off[0] == "+" else -delta).total_seconds()
+    return seconds
