@@ -48,6 +48,12 @@ Rotation = Literal["fit", "search", "none"]
 SearchScale = Literal[1, 2]
 OnError = Literal["record", "raise"]
 PairBy = Literal["name", "time", "order"]
+MAX_CLOCK_OFFSET = 48 * 3600.0  # seconds: the largest clock offset time pairing looks for
+PhoneFormat = Literal["jpg", "heic", "dng"]
+DslrFormat = Literal["jpg", "dng"]
+Turn = Literal[0, 90, 180, 270]
+BitDepth = Literal[8, 16]
+BenchFormat = Literal["jpg", "raw"]
 Prefer = Literal["jpeg", "raw"]
 Split = Literal["train", "test"]
 ModelName = Literal["dped", "srcnn", "johnson"]
@@ -177,6 +183,9 @@ class AlignConfig(ConfigMixin):
         max_rmse_px: largest inlier RMSE accepted, in DSLR pixels at the working scale.
         scale_range: plausible DSLR pixels per phone pixel ``(min, max)``.
         max_rotation_deg: plausible absolute rotation between the two images.
+        turn_tolerance_deg: a rotation within this many degrees of 90, 180 or 270 is a photo turned by a quarter
+            turn (EXIF orientation missing or wrong): the pair is aligned and the turn recorded as
+            ``orientation_fix`` (0: such pairs fail as ``implausible-rotation``).
         max_anisotropy: largest singular-value ratio of the local Jacobian (shear/squash) accepted.
         min_overlap: smallest crop area, as a fraction of the phone image, accepted.
         min_coverage: smallest area of the inliers' convex hull, as a fraction of the crop, accepted (a
@@ -204,6 +213,7 @@ class AlignConfig(ConfigMixin):
     max_rmse_px: float = 1.0
     scale_range: tuple[float, float] = (0.125, 8.0)
     max_rotation_deg: float = field(default=45.0, metadata=flag("--max-rotation"))
+    turn_tolerance_deg: float = field(default=10.0, metadata=flag("--turn-tolerance"))
     max_anisotropy: float = 2.0
     min_overlap: float = 0.1
     min_coverage: float = 0.2
@@ -228,6 +238,7 @@ class AlignConfig(ConfigMixin):
             raise ConfigError(f"scale_range must be (min, max) with 0 < min < max; got {self.scale_range!r}")
         object.__setattr__(self, "scale_range", tuple(float(v) for v in self.scale_range))
         check_range("max_rotation_deg", self.max_rotation_deg, 0.0, 180.0)
+        check_range("turn_tolerance_deg", self.turn_tolerance_deg, 0.0, 44.0)
         check_range("max_anisotropy", self.max_anisotropy, 1.0)
         check_range("min_overlap", self.min_overlap, 0.0, 1.0)
         check_range("min_coverage", self.min_coverage, 0.0, 1.0)
@@ -354,6 +365,8 @@ class BuildConfig(ConfigMixin):
         keep_test_full: write the full aligned test images to ``test_full/``.
         on_error: what an unexpected exception while processing a pair does: ``"record"`` (log it and mark
             the pair ``"error"``) or ``"raise"``. Unreadable input is always recorded (``"unreadable"``).
+        bit_depth: bits per stored sample: 8 (``uint8`` patches, the DPED format) or 16 (``uint16``: 16-bit TIFF
+            and PNG, RAW and 10-bit HEIC keep their precision; 8-bit sources are scaled by 257).
     """
 
     align: AlignConfig = field(default_factory=AlignConfig)
@@ -365,6 +378,7 @@ class BuildConfig(ConfigMixin):
     pairs_per_shard: int = 1
     keep_test_full: bool = True
     on_error: OnError = "record"
+    bit_depth: BitDepth = 8
 
     def _validate(self) -> None:
         for name, cls in (("align", AlignConfig), ("patch", PatchConfig), ("pairs", PairsConfig)):
@@ -375,6 +389,7 @@ class BuildConfig(ConfigMixin):
         check_range("test_fraction", self.test_fraction, 0.0, 1.0)
         check_range("pairs_per_shard", self.pairs_per_shard, 1, 100_000)
         check_choice("on_error", self.on_error, get_args(OnError))
+        check_choice("bit_depth", self.bit_depth, get_args(BitDepth))
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -556,11 +571,25 @@ class SynthConfig(ConfigMixin):
         phone_mp: phone image size in megapixels (4:3), in [0.05, 60].
         dslr_mp: DSLR image size in megapixels (3:2), in [0.05, 80], at least ``phone_mp``.
         hard: add lens distortion, a parallax region and a moving object to the phone side.
+        phone_format: file format of the phone photos: ``jpg``, ``heic`` (HEVC, as iPhones write) or ``dng``
+            (a Bayer mosaic, as Android phones write).
+        dslr_format: file format of the DSLR photos: ``jpg`` or ``dng``.
+        rotate: turn the phone photo's pixels clockwise by this many degrees, with no EXIF orientation (as a
+            converter that lost it leaves them); the truth maps the turned photo.
+        clock_offset: seconds the DSLR's clock is ahead of the phone's, in the capture times written.
+        time_jitter: standard deviation in seconds of each pair's DSLR-minus-phone time around the offset.
+        bursts: groups of three consecutive pairs shot 0.3 s apart (bursts, ambiguous by capture time).
     """
 
     phone_mp: float = 3.0
     dslr_mp: float = 6.0
     hard: bool = False
+    phone_format: PhoneFormat = "jpg"
+    dslr_format: DslrFormat = "jpg"
+    rotate: Turn = 0
+    clock_offset: float = 0.0
+    time_jitter: float = 0.0
+    bursts: int = 0
 
     def _validate(self) -> None:
         check_range("phone_mp", self.phone_mp, 0.05, 60.0)
@@ -571,6 +600,12 @@ class SynthConfig(ConfigMixin):
             )
         if not isinstance(self.hard, bool):
             raise ConfigError(f"hard must be True or False; got {self.hard!r}")
+        check_choice("phone_format", self.phone_format, get_args(PhoneFormat))
+        check_choice("dslr_format", self.dslr_format, get_args(DslrFormat))
+        check_choice("rotate", self.rotate, get_args(Turn))
+        check_range("clock_offset", self.clock_offset, -MAX_CLOCK_OFFSET, MAX_CLOCK_OFFSET)
+        check_range("time_jitter", self.time_jitter, 0.0, 60.0)
+        check_range("bursts", self.bursts, 0, 1000)
 
 
 @dataclass(frozen=True)
@@ -638,6 +673,8 @@ class BuildBenchConfig(ConfigMixin):
         jpeg_patches: patches written to the DPED-style JPEG folder (the first ones of the dataset).
         repeats: builds per worker count (alternating); the fastest counts.
         seed: seed of the synthetic pairs and of the read order.
+        format: the pairs' files: ``jpg`` (JPEG both sides) or ``raw`` (DNG Bayer mosaics both sides, as an Android
+            phone and a DSLR shooting RAW write them; the decode-only floor is then LibRaw's own decode).
     """
 
     pairs: int = 6
@@ -647,9 +684,11 @@ class BuildBenchConfig(ConfigMixin):
     jpeg_patches: int = 2000
     repeats: int = 2
     seed: int = 0
+    format: BenchFormat = "jpg"
 
     def _validate(self) -> None:
         check_range("pairs", self.pairs, 2, 1000)
+        check_choice("format", self.format, get_args(BenchFormat))
         check_range("phone_mp", self.phone_mp, 0.05, 60.0)
         check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
         check_range("reads", self.reads, 1)

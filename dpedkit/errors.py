@@ -75,16 +75,19 @@ def check_range(name: str, value: float, lo: float | None = None, hi: float | No
         raise ConfigError(f"{name} must be in [{lo_s}, {hi_s}]; got {value!r}")
 
 
-def check_rgb_uint8(img: Any, name: str = "image", *, min_side: int = 1) -> Any:
+def check_rgb_uint8(img: Any, name: str = "image", *, min_side: int = 1, deep: bool = False) -> Any:
     """``img`` if it is an ``H x W x 3`` uint8 RGB array with both sides ``>= min_side``, else :class:`InputError`.
 
     The one check of the pipeline's image convention (see :mod:`dpedkit`), used at every array entry point.
+    ``deep``: ``uint16`` (0..65535, a 16-bit build's images) is accepted too.
     """
     import numpy as np  # here, not at the top: `import dpedkit` (and `dpedkit --help`) stays free of numpy
 
-    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+    kinds = (np.uint8, np.uint16) if deep else (np.uint8,)
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype not in kinds:
         desc = f"{img.dtype} array of shape {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
-        raise InputError(None, f"{name} must be an H x W x 3 uint8 RGB array; got {desc}")
+        what = "uint8 or uint16" if deep else "uint8"
+        raise InputError(None, f"{name} must be an H x W x 3 {what} RGB array; got {desc}")
     if min(img.shape[:2]) < min_side:
         raise InputError(
             None, f"{name} must be at least {min_side}x{min_side} pixels; got {img.shape[1]}x{img.shape[0]}"

@@ -78,7 +78,8 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
         split: ``"test"`` or ``"train"``.
 
     Returns:
-        ``(phone, dslr)``: ``N x P x P x 3`` uint8 RGB arrays paired by row, ``N >= 1``.
+        ``(phone, dslr)``: ``N x P x P x 3`` uint8 RGB arrays (uint16 from a 16-bit build) paired by row,
+        ``N >= 1``.
 
     Raises:
         InputError: ``data`` is neither kind of folder, its files are unreadable, or ``split`` holds no pairs.

@@ -47,3 +47,27 @@ def grid_residual(
     pts = np.c_[xs.ravel(), ys.ravel()]
     d = np.linalg.norm(apply_homography(h_est, pts) - apply_homography(h_true, pts), axis=1)
     return {"median": float(np.median(d)), "p95": float(np.percentile(d, 95)), "max": float(d.max())}
+
+
+def turn_matrix(turn: int, width: int, height: int) -> np.ndarray:
+    """``H_turned_to_original``: pixels of a ``width x height`` image turned clockwise by ``turn`` -> its own.
+
+    ``turn`` is 0, 90, 180 or 270 degrees; ``width`` and ``height`` are those of the image before the turn.
+    """
+    w, h = width - 1, height - 1
+    maps = {
+        0: [[1, 0, 0], [0, 1, 0]],
+        90: [[0, 1, 0], [-1, 0, h]],
+        180: [[-1, 0, w], [0, -1, h]],
+        270: [[0, -1, w], [1, 0, 0]],
+    }
+    if turn not in maps:
+        raise ValueError(f"turn must be 0, 90, 180 or 270; got {turn!r}")
+    return np.array([*maps[turn], [0, 0, 1]], np.float64)
+
+
+def turn_image(img: np.ndarray, turn: int) -> np.ndarray:
+    """``img`` turned clockwise by ``turn`` degrees (a multiple of 90; negative turns counter-clockwise)."""
+    if turn % 90:
+        raise ValueError(f"turn must be a multiple of 90 degrees; got {turn!r}")
+    return np.ascontiguousarray(np.rot90(img, -(turn // 90) % 4))

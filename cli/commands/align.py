@@ -7,6 +7,7 @@ import sys
 import click
 from dpedkit_cli.options import config_options, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, table
+from rich.markup import escape
 
 
 @click.command("align")
@@ -26,11 +27,14 @@ def command(phone, dslr, out_dir, overwrite, as_json, **options) -> None:  # fmt
     Exit status: 0 aligned, 1 the pair was rejected (the reason is in alignment.json), 2 bad usage/input.
     """
     from dpedkit.align import align_files, check_pair_dir, write_alignment
+    from dpedkit.align.pipeline import swapped_message
 
     config = resolved_config("align", options)
     check_pair_dir(out_dir, [phone, dslr], overwrite=overwrite)
     result = align_files(phone, dslr, config=config)
     write_alignment(result, out_dir)
+    if result.looks_swapped:
+        console.print(f"[bold yellow]warning:[/] {escape(swapped_message(result))}", highlight=False)
     if as_json:
         print_json(result.to_json())
     else:
@@ -42,5 +46,6 @@ def _render(r, out_dir) -> None:
     head = "[green]ok[/]" if r.ok else f"[red]{r.status}[/]: {r.reason}"
     rows = [["status", head], ["matches / inliers", f"{r.matches} / {r.inliers}"], ["inlier RMSE (DSLR px)", r.rmse_px],
             ["scale (DSLR px per phone px)", r.scale], ["rotation (deg)", r.rotation_deg],
+            ["orientation fix (phone turned, deg)", r.orientation_fix],
             ["crop [x0, y0, x1, y1]", r.crop], ["seconds", r.timings.get("total", 0.0)]]  # fmt: skip
     console.print(table(f"dpedkit align -> {out_dir}", ["", "value"], rows))

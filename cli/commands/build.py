@@ -24,17 +24,24 @@ from dpedkit.dataset.parallel import BACKENDS
 @click.option("--scheduler", help="dask scheduler address (tcp://host:8786) or ray address (with --backend).")
 @config_options("build")
 @click.option("--overwrite", is_flag=True, help="Rebuild even if OUT holds a finished or unfinished dataset.")
+@click.option(
+    "--allow-swapped",
+    is_flag=True,
+    help="Build even when the DSLR photos look like the phone's (smaller, softer): swapped folders?",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar, table or log lines but warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @handle_errors
-def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, overwrite, quiet, as_json,
-            **options) -> None:  # fmt: skip
+def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, overwrite, allow_swapped, quiet,
+            as_json, **options) -> None:  # fmt: skip
     """Build a DPED-style dataset: align each pair, cut NCC-checked patch pairs, write HDF5 shards.
 
     Photos are paired by file name, or by capture time or order (--by; [pairs]). Every alignment ([align])
     and patch ([patch]) option of the library is a flag; options may also come from
     --config FILE.toml, which flags typed here override (--print-config shows the result). Reruns resume an
     interrupted build; a finished dataset is left alone unless --overwrite.
+    A new build first aligns a few pairs: when most of them look swapped (the DSLR photos smaller and softer
+    than the phone's) it stops, exit 2, unless --allow-swapped.
     Exit status: 0, or 1 when no pair succeeded, 2 on bad usage.
     """
     from dpedkit.dataset.build import build_dataset, count_pairs
@@ -56,7 +63,7 @@ def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, o
         try:
             summary = build_dataset(phone_dir, dslr_dir, out_dir, config=config, pairs_csv=pairs_csv, jobs=jobs,
                                     backend=backend, scheduler=scheduler, overwrite=overwrite,
-                                    on_result=on_result)  # fmt: skip
+                                    allow_swapped=allow_swapped, on_result=on_result)  # fmt: skip
         except KeyboardInterrupt:
             console.print(f"interrupted: finished shards are kept; rerun the same command to resume {escape(out_dir)}")
             sys.exit(130)

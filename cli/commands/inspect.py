@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -91,9 +92,13 @@ def _print_summary(s, top: int) -> None:  # noqa: ANN001 - dpedkit.inspect.summa
         *[[f"{k} split", f"{s.split_pairs.get(k, 0)} pairs, {n} patches"] for k, n in s.split_patches.items()],
         ["NCC threshold", s.ncc_min],
     ]
+    turns = Counter(int(p["orientation_fix"]) for p in s.pairs if p.get("orientation_fix"))
+    if turns:  # phone photos found turned by a quarter (EXIF orientation missing or wrong), aligned anyway
+        rows.append(["phone photos turned", ", ".join(f"{k} deg: {v}" for k, v in sorted(turns.items()))])
     console.print(table(f"dataset {s.root}", ["", "value"], rows))
     console.print(table("pairs by status", ["status", "pairs"], [[k, v] for k, v in s.status_counts.items()]))
-    cols = ["pair", "status", "split", "kept fraction", "kept", "windows", "inliers", "RMSE px", "reason"]
-    keys = ["pair", "status", "split", "kept_fraction", "patches_kept", "patches_total", "inliers", "rmse_px", "reason"]
+    cols = ["pair", "status", "split", "kept fraction", "kept", "windows", "inliers", "RMSE px", "turn", "reason"]
+    keys = ["pair", "status", "split", "kept_fraction", "patches_kept", "patches_total", "inliers", "rmse_px",
+            "orientation_fix", "reason"]  # fmt: skip
     worst = [[p.get(k, "") if p.get(k) is not None else "-" for k in keys] for p in s.pairs[:top]]
     console.print(table(f"worst {len(worst)} pairs (lowest kept fraction first)", cols, worst))

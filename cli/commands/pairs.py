@@ -36,7 +36,7 @@ def command(phone_dir, dslr_dir, out_csv, as_json, **options) -> None:
                     "unpaired_dslr": pairing.unpaired_dslr, "no_capture_time": pairing.no_time,
                     "reasons": pairing.reasons, "skipped": pairing.skipped, "set_aside": pairing.set_aside,
                     "clock_offset": pairing.clock_offset, "clock_estimated": pairing.clock_estimated,
-                    "clock_spread": pairing.clock_spread})  # fmt: skip
+                    "clock_spread": pairing.clock_spread, "clock_hint": pairing.clock_hint})  # fmt: skip
         return
 
     def name(path: str) -> str:

@@ -19,16 +19,18 @@ from dpedkit.config import SynthConfig
 @click.option("--quiet", is_flag=True, help="No progress bar, table or log lines but warnings and errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print one summary row per pair as JSON on stdout.")
 @handle_errors
-def command(out_dir, n, seed, source, phone_mp, dslr_mp, hard, overwrite, quiet, as_json) -> None:  # fmt: skip
+def command(out_dir, n, seed, source, overwrite, quiet, as_json, **options) -> None:
     """Make phone/DSLR pairs with KNOWN geometry from real photos (default: scikit-image's bundled photos).
 
-    Writes OUT_DIR/phone/NAME.jpg, OUT_DIR/dslr/NAME.jpg and OUT_DIR/truth/NAME.json, whose
-    H_phone_to_dslr maps phone pixels (x, y, 1), centres at integers, to DSLR pixels. Use them to check an
-    aligner (`dpedkit align` or `dpedkit build`) before a shoot.
+    Writes OUT_DIR/phone/NAME.EXT, OUT_DIR/dslr/NAME.EXT and OUT_DIR/truth/NAME.json, whose
+    H_phone_to_dslr maps phone pixels (x, y, 1), centres at integers, to DSLR pixels. Files carry EXIF
+    capture times (--clock-offset, --time-jitter, --bursts); --phone-format heic|dng and --dslr-format dng
+    write camera files; --rotate turns the phone's pixels. Use them to check an aligner (`dpedkit align` or
+    `dpedkit build`) before a shoot.
     """
     from dpedkit.dataset.synth import synthesize
 
-    SynthConfig(phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)  # fail fast, before the progress bar
+    config = SynthConfig(**options)  # fail fast, before the progress bar
     if quiet:
         quiet_logs()
     rows = []
@@ -39,13 +41,14 @@ def command(out_dir, n, seed, source, phone_mp, dslr_mp, hard, overwrite, quiet,
             geo = t["geometry"]
             rows.append({"name": r.name, "source": t["source"], "overlap": t["overlap"]["dslr"],
                          "rotation_deg": geo["rotation_deg"], "scale": geo["scale"],
-                         "phone_jpeg": t["applied"]["phone"]["jpeg_quality"]})  # fmt: skip
+                         "phone_jpeg": t["applied"]["phone"]["jpeg_quality"],
+                         "files": "{phone}/{dslr}".format(**t["formats"]), "rotate": t["rotate"],
+                         "dt_s": round(t["capture"]["dslr"] - t["capture"]["phone"], 3)})  # fmt: skip
             advance(1, info=f"{r.name} from {t['source']}")
 
-        synthesize(out_dir, n=n, seed=seed, source=source, phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard,
-                   on_result=on_result, overwrite=overwrite)  # fmt: skip
+        synthesize(out_dir, n=n, seed=seed, source=source, config=config, on_result=on_result, overwrite=overwrite)
     if as_json:
         print_json({"out_dir": out_dir, "pairs": rows})
     elif not quiet:
-        columns = ["name", "source", "overlap", "rotation_deg", "scale", "phone_jpeg"]
+        columns = ["name", "source", "overlap", "rotation_deg", "scale", "phone_jpeg", "files", "rotate", "dt_s"]
         console.print(table(f"{n} synthetic pairs in {out_dir}", columns, [[r[c] for c in columns] for r in rows]))

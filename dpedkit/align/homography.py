@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -56,6 +56,7 @@ class LocalGeometry:
     rotation_deg: float  # rotation of the closest similarity, in (-180, 180]
     anisotropy: float  # ratio of the singular values of J (>= 1)
     det: float  # det J (< 0 means mirrored)
+    turn: int = 0  # the phone's clockwise quarter turn relative to the DSLR accepted by check_geometry (0..270)
 
 
 def residuals(h: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -196,8 +197,14 @@ def check_geometry(
     scale_range: tuple[float, float],
     max_rotation_deg: float,
     max_anisotropy: float,
+    turn_tolerance_deg: float = 0.0,
 ) -> tuple[LocalGeometry, Failure | None]:
     """Plausibility of ``h`` over the phone image: finite, no fold, plausible scale and orientation.
+
+    A rotation within ``turn_tolerance_deg`` of 90, 180 or 270 degrees is a photo turned by a quarter turn
+    (EXIF orientation missing or wrong): accepted, with the turn in ``geometry.turn``. Image axes point right
+    and down, so a positive ``rotation_deg`` turns the phone's content clockwise onto the DSLR's: the phone
+    photo is then turned ``-rotation_deg`` (mod 360) clockwise relative to the DSLR's.
 
     Args:
         h: 3x3 phone -> DSLR homography.
@@ -206,6 +213,7 @@ def check_geometry(
         scale_range: allowed ``(min, max)`` DSLR px per phone px.
         max_rotation_deg: largest allowed absolute rotation.
         max_anisotropy: largest allowed singular-value ratio of the local Jacobian.
+        turn_tolerance_deg: largest distance from a quarter turn accepted as a turned photo (0: none).
 
     Returns:
         ``(geometry at centre, failure or None)``.
@@ -222,8 +230,13 @@ def check_geometry(
     lo, hi = scale_range
     if not lo <= geo.scale <= hi:
         return geo, Failure("implausible-scale", f"scale {geo.scale:.3f} DSLR px per phone px outside [{lo:g}, {hi:g}]")
+    quarters = round(geo.rotation_deg / 90.0)
+    off = geo.rotation_deg - 90.0 * quarters
+    if quarters % 4 and abs(off) <= turn_tolerance_deg:
+        return replace(geo, turn=(-90 * quarters) % 360), None
     if abs(geo.rotation_deg) > max_rotation_deg:
+        near = f" nor within {turn_tolerance_deg:g} deg of a quarter turn" if turn_tolerance_deg > 0 else ""
         return geo, Failure(
-            "implausible-rotation", f"rotation {geo.rotation_deg:.1f} deg exceeds +-{max_rotation_deg:g} deg"
+            "implausible-rotation", f"rotation {geo.rotation_deg:.1f} deg exceeds +-{max_rotation_deg:g} deg{near}"
         )
     return geo, None

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from dpedkit.config import BuildConfig, PairsConfig
+from dpedkit.config import AlignConfig, BuildConfig, PairsConfig
 from dpedkit.dataset.format import (
     MANIFEST_SCHEMA,
     SPLITS,
@@ -131,6 +131,7 @@ def build_dataset(
     backend: Backend = "loky",
     scheduler: str | None = None,
     overwrite: bool = False,
+    allow_swapped: bool = False,
     on_result: Callable[[ShardResult], None] | None = None,
 ) -> BuildSummary:
     """Build (or finish building) a patch dataset from a folder of phone photos and one of DSLR photos.
@@ -146,13 +147,16 @@ def build_dataset(
         scheduler: dask scheduler address (or ray address); without it dask starts a local cluster. Remote
             workers write the shards themselves: ``out_dir`` must be on storage they and this process share.
         overwrite: delete an existing dataset (finished or not) in ``out_dir`` first.
+        allow_swapped: build even when most pairs look like PHONE and DSLR were given the wrong way round
+            (:func:`check_swapped`, run before a new build writes anything).
         on_result: called in this process with a :class:`ShardResult` for each shard (resumed ones first).
 
     Returns:
         A :class:`BuildSummary`. A finished dataset is left alone (``already_finished``) unless ``overwrite``.
 
     Raises:
-        ConfigError: bad options, or ``out_dir`` holds an unfinished build of other pairs or settings.
+        ConfigError: bad options, ``out_dir`` holds an unfinished build of other pairs or settings, or the
+            folders look swapped.
         InputError: a folder or the pairs CSV is missing or unreadable, a folder holds no photos, or no photo
             has a partner.
     """
@@ -172,6 +176,8 @@ def build_dataset(
             summary = summarize(ds.root, ds.manifest())
             summary.already_finished = True
             return summary
+        if not allow_swapped and (overwrite or ds.plan_text() is None):  # a new build: nothing written yet
+            check_swapped(records, config.align, phone_dir, dslr_dir)
         if overwrite:
             ds.clear()
         return _build(ds, plan, len(records), jobs, backend, scheduler, on_result, t0)
@@ -268,7 +274,50 @@ def _report_pairing(found: Any) -> None:
     if found.set_aside:
         log.info("%s", set_aside_message(found))
     if found.clock_offset is not None:
-        log.info("%s", time_message(found))
+        (log.warning if found.clock_hint is not None else log.info)("%s", time_message(found))
+
+
+SWAP_SAMPLE = 3  # pairs aligned before a new build to tell whether PHONE and DSLR were given the wrong way round
+
+
+def check_swapped(
+    records: list[list[Any]], config: AlignConfig, phone_dir: str | Path, dslr_dir: str | Path, *,
+    sample: int = SWAP_SAMPLE,
+) -> None:  # fmt: skip
+    """Raise ConfigError when most of ``sample`` pairs (spread over the sorted records) look swapped.
+
+    A pair looks swapped when its DSLR photo has fewer pixels per scene unit than the phone photo and looks
+    softer on the phone's grid (:attr:`dpedkit.align.AlignResult.looks_swapped`). Only pairs that align count;
+    the check stops as soon as the majority cannot be swapped (usually after two pairs).
+    """
+    from dpedkit.align import align_files
+
+    complete = [r for r in records if r[1] is not None and r[2] is not None]
+    if not complete:
+        return
+    picks = sorted({round(k * (len(complete) - 1) / max(sample - 1, 1)) for k in range(sample)})
+    swapped, seen = [], 0
+    for k in picks:
+        try:
+            res = align_files(complete[k][1], complete[k][2], config=config)
+        except InputError:
+            continue  # reported when the pair is processed
+        if not res.ok:
+            continue
+        seen += 1
+        if res.looks_swapped:
+            swapped.append(res)
+        if seen - len(swapped) > len(picks) // 2:
+            return
+    if swapped and len(swapped) > seen / 2:
+        scale = float(np.median([r.scale for r in swapped]))
+        sharp = float(np.median([r.sharpness_ratio for r in swapped]))
+        raise ConfigError(
+            f"PHONE and DSLR look swapped: in {len(swapped)} of {seen} sampled pairs the photos of {dslr_dir} have "
+            f"fewer pixels per scene unit ({scale:.2f} of the other camera's) and look softer (sharpness "
+            f"{sharp:.2f} of theirs) than those of {phone_dir}: {dslr_dir} looks like the phone, {phone_dir} like "
+            "the DSLR. Give the phone folder first; --allow-swapped builds as given"
+        )
 
 
 def count_pairs(
@@ -403,7 +452,8 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
 
 def _shard_writer(ds: DatasetDir, task: dict[str, Any], patch_size: int) -> ShardWriter:
     attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
-    return ShardWriter(ds.path(task["shard"]), patch_size=patch_size, attrs=attrs, candidates=True)
+    dtype = np.uint16 if task["config"].get("bit_depth", 8) == 16 else np.uint8
+    return ShardWriter(ds.path(task["shard"]), patch_size=patch_size, attrs=attrs, candidates=True, dtype=dtype)
 
 
 def crashed_shard(task: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -456,7 +506,7 @@ def process_pair(
     times = timings if timings is not None else {}
     record = _record(name, phone, dslr, split)
     try:
-        result = align_files(phone, dslr, config=config.align)
+        result = align_files(phone, dslr, config=config.align, keep_16bit=config.bit_depth == 16)
         times["decode"] = result.timings.get("decode", 0.0)
         times["align"] = result.timings.get("total", 0.0) - times["decode"]
         record |= _align_metrics(result)

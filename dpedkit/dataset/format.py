@@ -569,10 +569,11 @@ class DatasetDir:
         return {k: np.concatenate(v) if v else np.zeros(empty.get(k, (0,))) for k, v in parts.items()}
 
     def read_patches(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Phone and DSLR patches at global rows ``indices`` (the order of :meth:`read_columns`), uint8.
+        """Phone and DSLR patches at global rows ``indices`` (the order of :meth:`read_columns`), as stored.
 
         Returns:
-            ``(phone, dslr)``, each ``len(indices) x P x P x 3`` uint8, in the order of ``indices``.
+            ``(phone, dslr)``, each ``len(indices) x P x P x 3`` uint8 (uint16 for a 16-bit build), in the order
+            of ``indices``.
         """
         want = np.asarray(indices, np.int64)
         found: dict[int, tuple[np.ndarray, np.ndarray]] = {}

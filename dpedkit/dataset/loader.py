@@ -142,7 +142,7 @@ class PatchDataset(Dataset):
 def load_split(
     source: Source, split: str = "train", *, device: str | torch.device | None = None, verify: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]:
-    """Load a whole split into memory as uint8, for a loader-free training loop.
+    """Load a whole split into memory as stored (uint8, or uint16 for a 16-bit build), for a loader-free loop.
 
     Args:
         source: a dataset folder, one shard file or a list of shard files (see :class:`PatchDataset`).
@@ -160,20 +160,24 @@ def load_split(
     """
     shards = _resolve(source, split, verify)
     n = sum(s.rows for s in shards)
-    p = 0
+    p, dtype = 0, np.dtype(np.uint8)
     if shards:
         with open_shard(shards[0].path) as f:
-            p = int(f.attrs["patch_size"])
-    check_memory(2 * n * p * p * 3, torch.device(device or "cpu"), what=f"the {n} patch pairs of the {split} split")
+            p, dtype = int(f.attrs["patch_size"]), f["phone"].dtype
+    size = 2 * n * p * p * 3 * dtype.itemsize
+    check_memory(size, torch.device(device or "cpu"), what=f"the {n} patch pairs of the {split} split")
     if device is None:
-        out = {name: np.empty((n, p, p, 3), np.uint8) for name in ("phone", "dslr")}
+        out = {name: np.empty((n, p, p, 3), dtype) for name in ("phone", "dslr")}
     else:  # fill the device tensors shard by shard: host memory holds one shard at a time, not the split
-        out = {name: torch.empty((n, p, p, 3), dtype=torch.uint8, device=device) for name in ("phone", "dslr")}
+        tdtype = torch.from_numpy(np.zeros(0, dtype)).dtype
+        out = {name: torch.empty((n, p, p, 3), dtype=tdtype, device=device) for name in ("phone", "dslr")}
     start = 0
     for s in shards:
         with open_shard(s.path) as f, reading(s.path):
             if int(f.attrs["patch_size"]) != p:
                 raise ShardError(f"{s.path}: patch size {f.attrs['patch_size']} differs from the other shards' {p}")
+            if f["phone"].dtype != dtype:
+                raise ShardError(f"{s.path}: {f['phone'].dtype} patches, the other shards' are {dtype}")
             for name, arr in out.items():
                 if not s.rows:
                     continue

@@ -29,7 +29,7 @@ from typing import Any, get_args
 
 import numpy as np
 
-from dpedkit.config import PairBy, PairsConfig, Prefer
+from dpedkit.config import MAX_CLOCK_OFFSET, PairBy, PairsConfig, Prefer
 from dpedkit.errors import InputError
 from dpedkit.io import list_files, read_capture_time, write_text
 from dpedkit.io.camera import is_raw
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 PAIR_BY: tuple[str, ...] = get_args(PairBy)
 PREFER: tuple[str, ...] = get_args(Prefer)
 CSV_FIELDS = ("name", "phone", "dslr", "dt")
-MAX_CLOCK_OFFSET = 48 * 3600.0  # seconds: the largest offset "auto" looks for (a camera left on another time zone)
 MIN_OFFSET_SUPPORT = 3  # photo pairs that must agree on an estimated clock offset
 
 
@@ -87,6 +86,8 @@ class Pairing:
         clock_estimated: the offset was estimated from the photos (``clock_offset = "auto"``).
         clock_spread: robust standard deviation (1.4826 x MAD) in seconds of the pairs' time differences around
             the offset (None with fewer than two pairs or other rules).
+        clock_hint: with a given offset, the offset the photos' times agree on when it differs from the given
+            one by more than ``max_dt`` (a sign that ``clock_offset="auto"`` is needed); else None.
     """
 
     pairs: list[PairRecord]
@@ -103,6 +104,7 @@ class Pairing:
     clock_offset: float | None = None
     clock_estimated: bool = False
     clock_spread: float | None = None
+    clock_hint: float | None = None
 
     def records(self) -> list[PairRecord]:
         """Pairs plus unpaired photos as one-sided records, with unique names, sorted by name."""
@@ -202,7 +204,11 @@ def time_message(pairing: Pairing) -> str:
         return ""
     how = "estimated" if pairing.clock_estimated else "given"
     spread = "" if pairing.clock_spread is None else f", spread {pairing.clock_spread:.2f} s"
-    return f"clock offset (DSLR - phone) {pairing.clock_offset:+.2f} s {how}{spread} over {len(pairing.pairs)} pair(s)"
+    line = f"clock offset (DSLR - phone) {pairing.clock_offset:+.2f} s {how}{spread} over {len(pairing.pairs)} pair(s)"
+    if pairing.clock_hint is not None:
+        line += (f"; but the photos' times agree on {pairing.clock_hint:+.2f} s: the two clocks differ, pairs may "
+                 "be wrong (--clock-offset auto estimates it)")  # fmt: skip
+    return line
 
 
 def skipped_message(skipped: list[str]) -> str:
@@ -319,8 +325,11 @@ def _by_time(phones: list[Path], dslrs: list[Path], cfg: PairsConfig, out: Pairi
     out.no_time = [str(p) for p, t in zip(phones + dslrs, tp + td, strict=True) if t is None]
     out.reasons = {p: "no capture time (EXIF DateTimeOriginal)" for p in out.no_time}
     offset = cfg.offset_seconds
+    estimate = estimate_clock_offset([t for t in tp if t is not None], [t for t in td if t is not None], cfg.max_dt)
+    if offset is not None and estimate is not None and abs(estimate - offset) > cfg.max_dt:
+        out.clock_hint = round(estimate, 3)
     if offset is None:
-        offset = estimate_clock_offset([t for t in tp if t is not None], [t for t in td if t is not None], cfg.max_dt)
+        offset = estimate
         if offset is None:
             raise InputError(
                 out.phone_dir,

@@ -121,7 +121,7 @@ def texture(patch: np.ndarray) -> float:
     """Texture measure of a patch: mean luma gradient magnitude (grey levels per px, central differences).
 
     Args:
-        patch: ``h x w x 3`` RGB or ``h x w`` gray, uint8 (0..255) or float on the same scale.
+        patch: ``h x w x 3`` RGB or ``h x w`` gray, uint8 (0..255), uint16 (0..65535) or float on the 0..255 scale.
 
     Returns:
         ``mean(sqrt(gx^2 + gy^2))`` over the patch (``np.gradient``, one-sided at the border); 0 when flat.
@@ -133,8 +133,8 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
     """Refine every grid window of an aligned pair and keep the well-matched patch pairs.
 
     Args:
-        phone: ``H x W x 3`` uint8 RGB phone crop.
-        dslr: ``H x W x 3`` uint8 RGB DSLR image resampled onto the phone crop's grid (same shape).
+        phone: ``H x W x 3`` uint8 RGB phone crop (or uint16: the patches keep the sample type).
+        dslr: ``H x W x 3`` RGB DSLR image resampled onto the phone crop's grid (same shape and sample type).
         config: the options (:class:`PatchConfig`).
 
     Returns:
@@ -142,14 +142,14 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
         ``y0 = gy * P`` in row-major order (empty when the crop is smaller than one patch).
 
     Raises:
-        InputError: the arrays are not ``H x W x 3`` uint8 of the same shape.
+        InputError: the arrays are not ``H x W x 3`` uint8 (or uint16) of the same shape and type.
     """
     _check_pair(phone, dslr)
     p = config.size
     h, w = phone.shape[:2]
     grid = np.array([(gx, gy) for gy in range(h // p) for gx in range(w // p)], np.int32).reshape(-1, 2)
     ctx = _Context(phone, dslr, config)
-    out_phone, out_dslr = np.empty((len(grid), p, p, 3), np.uint8), np.empty((len(grid), p, p, 3), np.uint8)
+    out_phone, out_dslr = np.empty((len(grid), p, p, 3), phone.dtype), np.empty((len(grid), p, p, 3), dslr.dtype)
     rows, n, pos = [], w // p, 0
     for gy in range(h // p if n else 0):
         rows.append(ctx.refine_row(gy, out_phone[pos : pos + n]))  # its phone patches land there
@@ -193,10 +193,10 @@ _ROW_KEYS = (
 
 
 def _luma(img: np.ndarray) -> np.ndarray:
+    """Luma as float32 on the 0..255 scale (a ``uint16`` image's divided by 257)."""
     a = np.asarray(img)
-    if a.ndim == 3:
-        return a.astype(np.float32) @ _GRAY
-    return a.astype(np.float32)
+    g = a.astype(np.float32) @ _GRAY if a.ndim == 3 else a.astype(np.float32)
+    return g / np.float32(257.0) if a.dtype == np.uint16 else g
 
 
 def _ncc_luma(ga: np.ndarray, gb: np.ndarray) -> float:
@@ -212,8 +212,10 @@ def _texture_luma(gray: np.ndarray) -> float:
 
 
 def _check_pair(phone: np.ndarray, dslr: np.ndarray) -> None:
-    check_rgb_uint8(phone, "phone")
-    check_rgb_uint8(dslr, "dslr")
+    check_rgb_uint8(phone, "phone", deep=True)
+    check_rgb_uint8(dslr, "dslr", deep=True)
+    if phone.dtype != dslr.dtype:
+        raise InputError(None, f"phone ({phone.dtype}) and dslr ({dslr.dtype}) must have the same sample type")
     if phone.shape != dslr.shape:
         raise InputError(None, f"phone {phone.shape} and dslr {dslr.shape} must have the same shape (aligned pair)")
 
@@ -266,15 +268,19 @@ def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
 def _luma_image(img: np.ndarray, pad: int = 0) -> np.ndarray:
     """:func:`_luma` of a whole RGB image with ``pad`` px of reflected border (``BORDER_REFLECT_101``).
 
+    On the 0..255 scale whatever the sample type (a ``uint16`` image's luma is divided by 257), so that texture
+    and every other threshold mean the same for 8- and 16-bit images.
+
     Row bands keep the temporaries cache-sized (~2x faster than one pass); the border is mirrored in place.
     """
     h, w = img.shape[:2]
     if pad >= min(h, w):  # the border reflects more than once
         return cv2.copyMakeBorder(_luma_image(img), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
     out = np.empty((h + 2 * pad, w + 2 * pad), np.float32)
+    weights = _GRAY / np.float32(257.0) if img.dtype == np.uint16 else _GRAY
     for y in range(0, h, 64):
         band = img[y : y + 64]
-        out[pad + y : pad + y + len(band), pad : pad + w] = band.astype(np.float32) @ _GRAY
+        out[pad + y : pad + y + len(band), pad : pad + w] = band.astype(np.float32) @ weights
     if pad:
         out[pad : pad + h, :pad] = out[pad : pad + h, pad + 1 : 2 * pad + 1][:, ::-1]
         out[pad : pad + h, -pad:] = out[pad : pad + h, -2 * pad - 1 : -pad - 1][:, ::-1]
@@ -353,7 +359,7 @@ class _Context:
             at_limit = (cfg.max_angle > 0) & (np.abs(angle) >= cfg.max_angle)
             check = np.flatnonzero(at_limit | (np.hypot(*(shift - start).T) > 1.0))
             if len(check):
-                alt = np.empty((len(check), p, p, 3), np.uint8)
+                alt = np.empty((len(check), p, p, 3), patches.dtype)
                 self._extract(alt, x0s[check], y0, start[check], np.zeros(len(check)))
                 alt_score = _ncc_rows(alt, tmpl[check])
                 better = alt_score > score[check]

@@ -4,7 +4,8 @@ One shard holds the patch pairs of a fixed group of photo pairs and is written b
 
 Schema (``SCHEMA`` version ``SCHEMA_VERSION``), for ``N`` patch pairs of ``P x P`` pixels:
 
-- ``phone``, ``dslr``: ``(N, P, P, 3)`` uint8 RGB, chunked one patch per chunk, uncompressed by default.
+- ``phone``, ``dslr``: ``(N, P, P, 3)`` uint8 RGB (``uint16`` in a ``--bit-depth 16`` build), chunked one patch
+  per chunk, uncompressed by default.
 - per-patch columns: ``pair`` (N,) UTF-8 name of the source pair, ``xy`` (N, 2) int32 top-left ``(x, y)`` of the
   phone window in the aligned crop, ``shift`` (N, 2) float32 DSLR window offset in px, ``angle`` (N,) float32
   degrees, ``ncc`` (N,) float32 normalised cross-correlation of the stored pair, ``texture`` (N,) float32.
@@ -49,6 +50,7 @@ SCHEMA = "dpedkit-patches"
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 2 added the optional candidates/ group
 IMAGES = ("phone", "dslr")
+PATCH_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))  # 8-bit (the DPED format) or 16-bit patches
 # column name -> (dtype, trailing shape)
 COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "pair": (h5py.string_dtype("utf-8"), ()),
@@ -113,7 +115,10 @@ class ShardWriter:
         attrs: Mapping[str, Any] | None = None,
         compression: str | None = None,
         candidates: bool = False,
+        dtype: Any = np.uint8,
     ) -> None:
+        if np.dtype(dtype) not in PATCH_DTYPES:
+            raise ValueError(f"patch dtype must be uint8 or uint16; got {np.dtype(dtype)}")
         self.path = Path(path)
         self.patch_size = int(patch_size)
         self._atomic = AtomicFile(self.path)
@@ -130,7 +135,7 @@ class ShardWriter:
                     name,
                     shape=(0, p, p, 3),
                     maxshape=(None, p, p, 3),
-                    dtype=np.uint8,
+                    dtype=dtype,
                     chunks=(1, p, p, 3),
                     compression=compression,
                     fletcher32=True,  # a checksum per chunk (patch): a damaged patch is an error when read
@@ -358,8 +363,8 @@ def check_schema(f: h5py.File, path: str | Path) -> int:
         if f[name].shape != (rows, *tail):
             raise ShardError(f"{path}: damaged shard, {name!r} has shape {f[name].shape}, expected {(rows, *tail)}")
     for name in IMAGES:
-        if f[name].dtype != np.uint8:
-            raise ShardError(f"{path}: damaged shard, {name!r} is {f[name].dtype}, expected uint8")
+        if f[name].dtype not in PATCH_DTYPES or f[name].dtype != f[IMAGES[0]].dtype:
+            raise ShardError(f"{path}: damaged shard, {name!r} is {f[name].dtype}, expected uint8 or uint16 (as phone)")
     if CANDIDATES in f:
         _check_candidates(f[CANDIDATES], path)
     return rows

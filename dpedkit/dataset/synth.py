@@ -44,14 +44,16 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from dpedkit import __version__
 from dpedkit.config import SynthConfig
+from dpedkit.dataset.synth_files import SUFFIXES, camera_files, capture_times
 from dpedkit.errors import ConfigError, InputError, check_rgb_uint8
 from dpedkit.geometry import apply_homography
 from dpedkit.io import atomic_path, check_apart, json_safe, list_images, read_rgb, write_text
@@ -702,27 +704,27 @@ def synthesize(
     n: int = 20,
     seed: int = 0,
     source: str | Path | None = None,
-    phone_mp: float = SynthConfig.phone_mp,
-    dslr_mp: float = SynthConfig.dslr_mp,
-    hard: bool = SynthConfig.hard,
+    config: SynthConfig | None = None,
     on_result: Callable[[SynthResult], None] | None = None,
     overwrite: bool = False,
+    **options: Any,
 ) -> list[Path]:
-    """Write ``n`` synthetic pairs: ``phone/NAME.jpg``, ``dslr/NAME.jpg``, ``truth/NAME.json`` (NAME = 0000, ...).
+    """Write ``n`` synthetic pairs: ``phone/NAME.EXT``, ``dslr/NAME.EXT``, ``truth/NAME.json`` (NAME = 0000, ...).
 
     Pair ``i`` uses ``np.random.default_rng([seed, i])`` and source photo ``i mod len(sources)`` (sorted by
-    name), so it does not depend on ``n``. A ``synth.json`` records the options and the names.
+    name), so its geometry depends neither on ``n`` nor on the file options (formats, turn, capture times: see
+    :mod:`dpedkit.dataset.synth_files`). A ``synth.json`` records the options and the names.
 
     Args:
         out_dir: output folder (created).
         n: number of pairs, >= 1.
         seed: base seed.
         source: folder of the user's photos; default: scikit-image's bundled photos.
-        phone_mp: phone size in megapixels (4:3).
-        dslr_mp: DSLR size in megapixels (3:2), ``>= phone_mp``.
-        hard: add lens distortion, a parallax region and a moving object (see :func:`make_pair`).
+        config: a :class:`dpedkit.config.SynthConfig` (sizes, ``hard``, file formats, ``rotate``, clock offset,
+            time jitter, bursts).
         on_result: called with a :class:`SynthResult` as soon as each pair is written.
         overwrite: replace the pairs of an earlier run in ``out_dir`` (only what this function writes there).
+        **options: fields of ``config`` to override (``phone_mp=0.3, phone_format="heic"``).
 
     Returns:
         The truth JSON paths, in order.
@@ -736,11 +738,12 @@ def synthesize(
         raise ConfigError(f"n must be an integer >= 1; got {n!r}")
     if not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0; got {seed!r}")
-    cfg = SynthConfig(phone_mp=phone_mp, dslr_mp=dslr_mp, hard=hard)
+    cfg = replace(config or SynthConfig(), **options)
     sources = _sources(source)
     out = Path(out_dir)
     check_apart(out, [source], what="output folder")
     _clear_earlier_run(out, overwrite)
+    times = capture_times(n, cfg, seed)
     paths = []
     for i in range(n):
         name, load = sources[i % len(sources)]
@@ -752,7 +755,9 @@ def synthesize(
             hard=cfg.hard,
             source_name=name,
         )
-        paths.append(write_pair(out, f"{i:04d}", pair, extra={"seed": seed, "index": i}))
+        files, updates = camera_files(pair, cfg, times[i])
+        pair.truth.update(updates, config=cfg.to_dict())
+        paths.append(write_pair(out, f"{i:04d}", pair, files=files, extra={"seed": seed, "index": i}))
         log.debug("pair %04d from %s: overlap %.2f", i, name, pair.truth["overlap"]["dslr"])
         if on_result is not None:
             on_result(SynthResult(f"{i:04d}", paths[-1], pair.truth))
@@ -770,6 +775,7 @@ def synthesize(
 
 
 _OUTPUTS = ("phone", "dslr", "truth")
+_SUFFIXES = {"phone": set(SUFFIXES.values()), "dslr": set(SUFFIXES.values()), "truth": {".json"}}
 
 
 def _clear_earlier_run(out: Path, overwrite: bool) -> None:
@@ -785,11 +791,9 @@ def _clear_earlier_run(out: Path, overwrite: bool) -> None:
             names = [str(n) for n in json.loads(meta.read_text()).get("names", [])]
         except (OSError, ValueError, AttributeError):
             names = []
-    ours = {
-        out / d / f"{n}{ext}" for n in names for d, ext in (("phone", ".jpg"), ("dslr", ".jpg"), ("truth", ".json"))
-    }
+    stems = set(names)
     present = [p for d in _OUTPUTS if (out / d).is_dir() for p in sorted((out / d).iterdir())]
-    foreign = [p for p in present if p not in ours]
+    foreign = [p for p in present if p.stem not in stems or p.suffix not in _SUFFIXES[p.parent.name]]
     if foreign:
         shown = ", ".join(str(p.relative_to(out)) for p in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise ConfigError(f"{out} holds files that dpedkit synth did not write ({shown}); choose another folder")
@@ -805,12 +809,25 @@ def _clear_earlier_run(out: Path, overwrite: bool) -> None:
     meta.unlink()
 
 
-def write_pair(out_dir: str | Path, name: str, pair: SynthPair, *, extra: dict | None = None) -> Path:
-    """Write one pair (JPEG bytes as made, no recompression) and its truth; returns the truth path."""
+def write_pair(
+    out_dir: str | Path,
+    name: str,
+    pair: SynthPair,
+    *,
+    files: dict[str, tuple[str, bytes]] | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write one pair and its truth; returns the truth path.
+
+    ``files``: ``{"phone": (suffix, bytes), "dslr": (suffix, bytes)}`` as :func:`camera_files` makes them;
+    default: the pair's own JPEG bytes (no recompression).
+    """
     out = Path(out_dir)
-    for sub, data, rgb in (("phone", pair.phone_jpeg, pair.phone), ("dslr", pair.dslr_jpeg, pair.dslr)):
-        data = data or _jpeg(rgb, 95)[0]
-        with atomic_path(out / sub / f"{name}.jpg") as tmp:
+    if files is None:
+        files = {side: (".jpg", data or _jpeg(rgb, 95)[0]) for side, data, rgb in
+                 (("phone", pair.phone_jpeg, pair.phone), ("dslr", pair.dslr_jpeg, pair.dslr))}  # fmt: skip
+    for side, (suffix, data) in files.items():
+        with atomic_path(out / side / f"{name}{suffix}") as tmp:
             tmp.write_bytes(data)
     truth_path = out / "truth" / f"{name}.json"
     write_text(truth_path, json.dumps(pair.truth | (extra or {}), indent=1))
@@ -830,4 +847,7 @@ def iter_pairs(out_dir: str | Path) -> Iterable[tuple[Path, Path, dict]]:
     """``(phone_path, dslr_path, truth)`` for each pair written by :func:`synthesize` in ``out_dir``."""
     out = Path(out_dir)
     for t in sorted((out / "truth").glob("*.json")):
-        yield out / "phone" / f"{t.stem}.jpg", out / "dslr" / f"{t.stem}.jpg", load_truth(t)
+        truth = load_truth(t)
+        fmt = truth.get("formats", {"phone": "jpg", "dslr": "jpg"})
+        yield (out / "phone" / f"{t.stem}{SUFFIXES[fmt['phone']]}", out / "dslr" / f"{t.stem}{SUFFIXES[fmt['dslr']]}",
+               truth)  # fmt: skip

@@ -192,6 +192,7 @@ _PAIR_COLUMNS = (
     ("matches", "matches"),
     ("RMSE px", "rmse_px"),
     ("scale", "scale"),
+    ("turn (deg)", "orientation_fix"),
     ("reason", "reason"),
 )
 

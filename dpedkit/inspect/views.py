@@ -22,7 +22,7 @@ from dpedkit.dataset.format import DatasetDir
 from dpedkit.errors import InputError
 from dpedkit.inspect import pictures as pic
 from dpedkit.inspect.summary import DatasetSummary, flatten_pair_record, is_finite_number, summarize_dataset
-from dpedkit.io import read_rgb
+from dpedkit.io import read_rgb, to_uint8
 
 if TYPE_CHECKING:
     from dpedkit.config import ReportConfig
@@ -394,7 +394,7 @@ def _stored_histogram(root: Path, n_ok: int) -> tuple[np.ndarray, np.ndarray, st
 
 
 def _failed_view(rec: Mapping[str, Any]) -> PairView:
-    keys = ("status", "reason", "split", "phone", "dslr", "matches", "inliers", "rmse_px", "scale")
+    keys = ("status", "reason", "split", "phone", "dslr", "matches", "inliers", "rmse_px", "scale", "orientation_fix")
     return PairView(str(rec["pair"]), str(rec.get("status")), {k: rec.get(k) for k in keys if k in rec})
 
 
@@ -460,7 +460,7 @@ def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.
         ("samples", f"Random kept patch pairs ({len(rand)} of {n})", rand),
         ("lowest", f"Lowest-NCC kept patch pairs ({len(low)})", low),
     ):
-        phone, dslr = DatasetDir(summary.root).read_patches(idx)
+        phone, dslr = map(to_uint8, DatasetDir(summary.root).read_patches(idx))  # a 16-bit build's too
         cells = []
         for k, g in enumerate(idx):
             pair, xy = summary.columns["pair"][g], summary.columns["xy"][g]

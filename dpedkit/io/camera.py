@@ -77,7 +77,9 @@ def decode_heif(data: bytes, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         top = (1 << bit_depth) - 1
         rgb = ((rgb >> (16 - bit_depth)).astype(np.uint32) * 65535 + top // 2) // top
         rgb = rgb.astype(np.uint16)
-    meta = {"format": "heif", "bit_depth": bit_depth, "exif_orientation_ignored": _exif_orientation(heif.info)}
+    meta: dict[str, Any] = {"format": "heif", "bit_depth": bit_depth}
+    if (exif_orientation := _exif_orientation(heif.info)) != 1:  # the HEIF transforms turned it already
+        meta["exif_orientation_ignored"] = exif_orientation
     return np.ascontiguousarray(rgb), meta
 
 
@@ -165,6 +167,8 @@ def raw_parameters(raw: Any) -> dict[str, Any]:
     pattern = raw.raw_pattern
     cfa = "".join(desc[int(c)] for c in pattern.ravel()) if pattern is not None else None
     wb = [float(v) for v in raw.camera_whitebalance]
+    flip = int(raw.sizes.flip)
+    w, h = int(raw.sizes.width), int(raw.sizes.height)
     return {
         "format": "raw",
         "cfa": cfa,  # e.g. "RGGB": the colours of the 2 x 2 quad, row by row
@@ -173,7 +177,8 @@ def raw_parameters(raw: Any) -> dict[str, Any]:
         "as_shot_wb": [v if math.isfinite(v) else None for v in wb],
         "color_matrix": np.asarray(raw.color_matrix, float).round(6).tolist(),
         "sensor_size": [int(raw.sizes.raw_width), int(raw.sizes.raw_height)],
-        "orientation": _LIBRAW_FLIP.get(int(raw.sizes.flip), 1),
+        "image_size": [h, w] if flip in (5, 6) else [w, h],  # (width, height) of the full output, upright
+        "orientation": _LIBRAW_FLIP.get(flip, 1),
     }
 
 

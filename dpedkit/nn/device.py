@@ -54,7 +54,7 @@ def to_float_chw(
     non_blocking: bool = False,
     memory_format: torch.memory_format = torch.preserve_format,
 ) -> torch.Tensor:
-    """``... x H x W x 3`` uint8 RGB -> ``... x 3 x H x W`` float32 in [0, 1]: the one uint8 -> float converter.
+    """``... x H x W x 3`` uint8 (or uint16) RGB -> ``... x 3 x H x W`` float32 in [0, 1]: the one converter.
 
     Args:
         images: a numpy array or tensor (any device), e.g. ``H x W x 3`` or ``N x H x W x 3``.
@@ -66,7 +66,7 @@ def to_float_chw(
     t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     if device is not None:
         t = t.to(device, non_blocking=non_blocking)
-    x = t.movedim(-1, -3).float().div_(255.0)
+    x = t.movedim(-1, -3).float().div_(65535.0 if t.dtype == torch.uint16 else 255.0)
     return x if memory_format == torch.preserve_format else x.contiguous(memory_format=memory_format)
 
 

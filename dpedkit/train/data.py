@@ -216,7 +216,7 @@ def read_all(reader: PairReader, index: np.ndarray, *, workers: int = 0, chunk: 
         raise InputError(None, "no patch pairs to read")
     first = reader.raw(int(index[0]))[0]
     check_memory(2 * len(index) * first.nbytes, torch.device("cpu"), what=f"{len(index)} patch pairs")
-    phone = np.empty((len(index), *first.shape), np.uint8)
+    phone = np.empty((len(index), *first.shape), first.dtype)
     dslr = np.empty_like(phone)
     chunks = torch.utils.data.DataLoader(
         _ChunkReader(reader, index, chunk),

@@ -198,3 +198,44 @@ def test_a_folder_without_photos_is_an_input_error(tmp_path):
     (tmp_path / "phone" / "IMG_1.AAE").write_bytes(b"x")  # an iPhone edit sidecar
     with pytest.raises(InputError, match=r"only \.aae files"):
         pair_folders(tmp_path / "phone", tmp_path / "dslr")
+
+
+def test_time_pairing_of_60_pairs_with_an_unknown_clock_offset_jitter_and_bursts(tmp_path):
+    from dpedkit.dataset.pairs import time_message
+    from dpedkit.dataset.synth import iter_pairs, synthesize
+
+    synthesize(tmp_path, n=60, seed=0, phone_mp=0.05, dslr_mp=0.05, clock_offset=37.4, time_jitter=0.3, bursts=2)
+    truth = {p.name: (d.name, t["capture"]["burst"]) for p, d, t in iter_pairs(tmp_path)}
+    pairing = pair_folders(tmp_path / "phone", tmp_path / "dslr", by="time", clock_offset="auto")
+
+    assert pairing.clock_estimated and abs(pairing.clock_offset - 37.4) <= 0.5
+    assert 0 < pairing.clock_spread < 1.0  # the 0.3 s jitter, reported
+    bursts = {name for name, (_, burst) in truth.items() if burst is not None}
+    assert len(bursts) == 6
+    found = {Path(r.phone).name: Path(r.dslr).name for r in pairing.pairs}
+    assert found == {name: dslr for name, (dslr, burst) in truth.items() if burst is None}  # every one, right
+    why = {Path(k).name: v for k, v in pairing.reasons.items()}
+    assert {Path(p).name for p in pairing.unpaired_phone} == bursts
+    assert all(why[name].startswith("ambiguous (burst?)") for name in bursts)
+    assert len(pairing.unpaired_dslr) == 6
+    # without the offset, shots 10-14 s apart meet the wrong DSLR photo: why "auto" matters
+    wrong = pair_folders(tmp_path / "phone", tmp_path / "dslr", by="time")
+    assert wrong.pairs and all(Path(r.phone).name != Path(r.dslr).name for r in wrong.pairs)
+    assert wrong.clock_hint == pytest.approx(37.4, abs=0.5)
+    assert "--clock-offset auto" in time_message(wrong)
+
+
+def test_a_stem_with_raw_and_jpeg_uses_the_preferred_one_and_says_so(tmp_path):
+    from dpedkit.dataset.pairs import set_aside_message
+    from dpedkit.io.camera_write import encode_dng
+
+    for side in ("phone", "dslr"):
+        make(tmp_path / side, "IMG_1.jpg")
+    (tmp_path / "dslr" / "IMG_1.NEF").write_bytes(encode_dng(np.full((8, 8, 3), 100, np.uint8)))
+    pairing = pair_folders(tmp_path / "phone", tmp_path / "dslr")
+    assert [Path(r.dslr).name for r in pairing.pairs] == ["IMG_1.jpg"]
+    assert [Path(p).name for p in pairing.set_aside] == ["IMG_1.NEF"] and pairing.prefer == "jpeg"
+    assert "IMG_1.NEF" in set_aside_message(pairing) and "--prefer raw" in set_aside_message(pairing)
+    pairing = pair_folders(tmp_path / "phone", tmp_path / "dslr", prefer="raw")
+    assert [Path(r.dslr).name for r in pairing.pairs] == ["IMG_1.NEF"]
+    assert [Path(p).name for p in pairing.set_aside] == ["IMG_1.jpg"]
