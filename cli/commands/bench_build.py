@@ -55,6 +55,7 @@ def command(pairs: int, phone_mp: float, dslr_mp: float, reads: int, repeats: in
             ok["peak_rss_mb_per_worker"],
         ],  # fmt: skip
         ["1 and 2 workers identical", res["identical_1_vs_2"], "True", res["identical_1_vs_2"]],
+        ["swapped-folders check, once per build (s)", res["swap_check_s"], "", ""],
         ["shard reads/s (uint8)", r["shard_raw_per_s"], "", ""],
         ["shard reads/s (float tensors)", r["shard_tensor_per_s"], "", ""],
         ["JPEG folder reads/s", r["jpeg_per_s"], "", ""],

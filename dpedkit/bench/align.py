@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dpedkit.align import AlignConfig, AlignResult, align_files, align_pair
+from dpedkit.dataset.parallel import peak_rss_mb
 from dpedkit.geometry import apply_homography, grid_residual, mean_corner_error
 from dpedkit.io import read_rgb
 
@@ -305,12 +306,6 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB on Linux
-
-
 def _measure(phone: str, dslr: str, config: dict[str, Any], repeats: int) -> dict[str, Any]:
     """Runs in the spawned process: warm-up, then ``repeats`` x (decode only, full alignment)."""
     from dpedkit.align.pipeline import read_pair
@@ -345,7 +340,7 @@ def _measure(phone: str, dslr: str, config: dict[str, Any], repeats: int) -> dic
         "ratio_wall": med[2] / med[0],
         "ratio_cpu": med[3] / med[1],
         "stages_s": {k: round(v, 4) for k, v in res.timings.items()},
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "baseline_rss_mb": baseline,
         "H": None if res.H_phone_to_dslr is None else res.H_phone_to_dslr.tolist(),
     }

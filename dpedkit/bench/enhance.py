@@ -1,6 +1,6 @@
 """``dpedkit bench enhance``: seconds and peak memory of full-resolution enhancement of a 12 MP photo.
 
-Every measurement runs in a fresh process (``spawn``), so the peak resident memory it reports (``ru_maxrss``,
+Every measurement runs in a fresh process (``spawn``), so the peak resident memory it reports (``VmHWM``,
 which includes the torch runtime and the model) belongs to that run alone; on CUDA the peak device memory
 (``torch.cuda.max_memory_allocated``) is reported too.  Side by side in one run:
 
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from dpedkit.config import EnhanceConfig
+from dpedkit.dataset.parallel import peak_rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def _run_one(model: str | None, size: tuple[int, int], device: str, max_memory: 
         "seconds": seconds,
         "cpu_seconds": _cpu_seconds() - cpu0,
         "megapixels_per_s": size[0] * size[1] / 1e6 / seconds,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+        "peak_rss_gb": peak_rss_mb() / 1e3,
         "peak_cuda_gb": torch.cuda.max_memory_allocated(dev) / 1e9 if dev.type == "cuda" else None,
         "threads": torch.get_num_threads(),
         "output": to_uint8(out) if size[0] * size[1] <= 2_000_000 else None,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -48,7 +47,7 @@ from dpedkit.dataset.format import (
     ShardEntry,
     shard_name,
 )
-from dpedkit.dataset.parallel import Backend, check_options, run_parallel
+from dpedkit.dataset.parallel import Backend, check_options, peak_rss_mb, run_parallel
 from dpedkit.dataset.shards import CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardWriter
 from dpedkit.errors import ConfigError, InputError
 from dpedkit.io import check_apart, check_file_name, write_image
@@ -444,7 +443,7 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
         "pairs": records,
         "seconds": round(time.perf_counter() - t0, 4),
         "cpu_seconds": round(time.process_time() - c0, 4),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     ds.write_shard_record(task["shard"], result | {"timings": timings})
     return result

@@ -32,6 +32,26 @@ CONNECT_TIMEOUT = "20s"  # how long to try reaching a dask scheduler
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (1e6 bytes), its own only.
+
+    Linux's ``VmHWM``: ``getrusage``'s ``ru_maxrss`` survives ``exec``, so a worker spawned by a process that held
+    2 GB would report 2 GB however little it used. Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
+
+
 def _call(
     fn: Callable[[T], R], index: int, item: T, parent: int | None = None, running: str | None = None
 ) -> tuple[int, R]:
