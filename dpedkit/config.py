@@ -59,6 +59,7 @@ Split = Literal["train", "test"]
 ModelName = Literal["dped", "srcnn", "johnson"]
 LossPreset = Literal["code", "paper"]
 DataMode = Literal["auto", "memory", "loader"]
+LrSchedule = Literal["constant", "step", "cosine"]
 ImageFormat = Literal["png", "jpg"]
 
 SPLITS: tuple[str, ...] = get_args(Split)
@@ -424,6 +425,19 @@ class TrainConfig(ConfigMixin):
         workers: DataLoader worker processes of the loader path.
         eval_batch: patches per batch of the DPED evaluation protocol (50).
         samples: test patches shown in each sample grid.
+        save_every: also write ``latest.pt`` this often, evaluations aside: iterations (``"500"``) or minutes of
+            wall time (``"10m"``, the default); ``"0"``: only at evaluations. SIGINT and SIGTERM always save.
+        ema: decay of an exponential moving average of the generator's weights (0.999, say), evaluated and
+            checkpointed beside the raw weights; 0: none.
+        lr_schedule: ``"constant"`` (DPED), ``"step"`` (times ``lr_gamma`` every ``lr_step`` iterations) or
+            ``"cosine"`` (to 0 at ``iters``), after ``warmup``.
+        warmup: iterations of linear learning-rate warm-up (from ``lr / warmup`` to ``lr``).
+        lr_step: iterations between two steps of the ``step`` schedule (0: a third of the iterations after
+            warm-up).
+        lr_gamma: factor of each step of the ``step`` schedule.
+        grad_clip: clip the generator's (and discriminator's) gradient to this global L2 norm; 0: no clipping.
+        tensorboard: write TensorBoard event files in the run folder (losses, metrics, learning rate,
+            throughput, sample images); ``metrics.jsonl`` is written either way.
     """
 
     model: ModelName = "dped"
@@ -443,13 +457,26 @@ class TrainConfig(ConfigMixin):
     workers: int = 2
     eval_batch: int = 50
     samples: int = 6
+    save_every: str = "10m"
+    ema: float = 0.0
+    lr_schedule: LrSchedule = "constant"
+    warmup: int = 0
+    lr_step: int = 0
+    lr_gamma: float = 0.5
+    grad_clip: float = 0.0
+    tensorboard: bool = True
 
     def _validate(self) -> None:
         check_choice("model", self.model, MODELS)
+        check_choice("lr_schedule", self.lr_schedule, get_args(LrSchedule))
+        self.save_interval()  # raises on a malformed value
+        check_range("ema", self.ema, 0.0, 0.99999999)
+        check_range("lr_gamma", self.lr_gamma, 1e-6, 1.0)
+        check_range("grad_clip", self.grad_clip, 0.0)
         check_choice("loss_preset", self.loss_preset, get_args(LossPreset))
         check_choice("data_mode", self.data_mode, get_args(DataMode))
         for name, lo in (("iters", 0), ("batch", 1), ("eval_every", 1), ("seed", 0), ("workers", 0),
-                         ("eval_batch", 1), ("samples", 0)):  # fmt: skip
+                         ("eval_batch", 1), ("samples", 0), ("warmup", 0), ("lr_step", 0)):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{name} must be an integer; got {value!r}")
@@ -462,6 +489,20 @@ class TrainConfig(ConfigMixin):
         if self.needs_vgg and not self.vgg:
             raise ConfigError(f"the {self.model!r} model trains with a VGG content loss. {VGG_WEIGHTS_HELP} "
                               "(the srcnn model needs no VGG)")  # fmt: skip
+
+    def save_interval(self) -> tuple[int, float]:
+        """``(iterations, seconds)`` between two time-or-step checkpoints of ``save_every`` (0: never)."""
+        text = str(self.save_every).strip().lower()
+        try:
+            if text.endswith("m"):
+                minutes = float(text[:-1])
+                if minutes >= 0 and math.isfinite(minutes):
+                    return 0, minutes * 60.0
+            elif int(text) >= 0:
+                return int(text), 0.0
+        except ValueError:
+            pass
+        raise ConfigError(f"save_every must be iterations (500) or minutes (10m), or 0; got {self.save_every!r}")
 
     @property
     def needs_vgg(self) -> bool:

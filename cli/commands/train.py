@@ -33,7 +33,9 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
 
     Writes RUN_DIR/config.json, metrics.jsonl (one row per evaluation; values that are not finite are null),
     latest.pt / best.pt and samples/. A run stopped before its first checkpoint is started again by the same
-    command. Ctrl-C exits with status 130 and says how to resume.
+    command. latest.pt is also written every --save-every (default 10 minutes); Ctrl-C (SIGINT) and SIGTERM save
+    at the step reached, exit with status 130 / 143 and print the resume command. TensorBoard event files go to
+    RUN_DIR/tensorboard (`tensorboard --logdir RUN_DIR`).
     Under `torchrun --nproc-per-node G` it trains with DDP (gloo on CPU); rank 0 writes the run.
     Options may come from --config FILE.toml ([train]); flags typed here override it.
     """
@@ -65,6 +67,14 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
         if _rank() == 0:
             console.print(_interrupted(data, run_dir))
         sys.exit(130)
+    except Exception as exc:
+        from dpedkit.train import TrainingStopped
+
+        if not isinstance(exc, TrainingStopped):
+            raise
+        if _rank() == 0:
+            console.print(_interrupted(data, run_dir, exc.signum))
+        sys.exit(exc.exit_code)
     if quiet and not as_json:
         return
     if as_json:
@@ -81,12 +91,15 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def _interrupted(data: str, run_dir: str) -> str:
-    """What Ctrl-C leaves behind and the command that goes on from there."""
+def _interrupted(data: str, run_dir: str, signum: int | None = None) -> str:
+    """What Ctrl-C or SIGTERM leaves behind and the command that goes on from there."""
+    import signal
+
     from dpedkit.train import saved_step
 
+    how = "interrupted" if signum is None else f"stopped by {signal.Signals(signum).name}"
     step = saved_step(run_dir)
     if step is None:
-        return f"interrupted before the first checkpoint: run the same command again to start {run_dir} over"
-    return (f"interrupted: {run_dir} is saved at step {step} (latest.pt); continue it with: "
+        return f"{how} before the first checkpoint: run the same command again to start {run_dir} over"
+    return (f"{how}: {run_dir} is saved at step {step} (latest.pt); continue it with: "
             f"dpedkit train {shlex.quote(data)} -o {shlex.quote(run_dir)} --resume")  # fmt: skip

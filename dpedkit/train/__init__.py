@@ -4,7 +4,8 @@
 - :mod:`.data`: where batches come from (device memory or a DataLoader), a pure function of the step;
 - :mod:`.setup`: processes, networks, optimisers and the run folder before the loop;
 - :mod:`.loop`: :func:`train`, the step functions and evaluation, returning metric dicts;
-- :mod:`.resume`: the options a run saved and the rules for resuming it.
+- :mod:`.resume`: the options a run saved and the rules for resuming it;
+- :mod:`.schedule`: learning-rate schedules, the generator's EMA, when a checkpoint is due.
 
 The loop's names are loaded on first use, so ``import dpedkit.train`` (the CLI's help) does not import torch.
 """
@@ -16,6 +17,7 @@ from dpedkit.config import TrainConfig
 
 _LAZY = {
     "TrainResult": "loop",
+    "TrainingStopped": "loop",
     "discriminator_step": "loop",
     "generator_step": "loop",
     "train": "loop",

@@ -15,7 +15,15 @@ value that is not finite (NaN or inf, e.g. the MS-SSIM of patches too small for 
 
 Each evaluation appends its row, then writes ``best.pt`` (when improved), then ``latest.pt``, each atomically:
 a run stopped at any point (Ctrl-C, kill) resumes from ``latest.pt``, drops the rows past it and replays the
-rest. A run stopped before its first ``latest.pt`` holds nothing to resume and is started again.
+rest. A run stopped before its first ``latest.pt`` holds nothing to resume and is started again. Between
+evaluations ``latest.pt`` is also written every ``save_every`` (iterations or minutes; default 10 minutes), and
+SIGINT (Ctrl-C) or SIGTERM (a cluster's preemption) write it at the step reached, then raise
+:class:`TrainingStopped` (the command exits 130 or 143 and prints the resume command).
+
+With ``ema`` the moving average of the generator is evaluated beside the raw weights (``ema_psnr``...) and
+``best.pt`` holds whichever scored best (its ``weights`` entry says which). ``tensorboard/`` holds event files
+(losses every 10 iterations, metrics, learning rate, throughput, sample grids); ``metrics.jsonl`` stays the
+machine-readable record.
 
 Resume is exact: the batches of step ``s`` depend only on ``(seed, rank, s)`` (:mod:`dpedkit.train.data`), and
 ``latest.pt`` holds both networks and both optimiser states, so a resumed run is bit-identical to an
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,9 +55,48 @@ from dpedkit.nn.device import to_float_chw, to_uint8_hwc
 from dpedkit.nn.losses import discriminator_accuracy, discriminator_input, discriminator_loss, generator_loss
 from dpedkit.train.data import D_STREAM, G_STREAM, Batch
 from dpedkit.train.resume import TrainConfig, resolve_resume, write_run_config
+from dpedkit.train.schedule import SaveClock, lr_factor, set_lr
 from dpedkit.train.setup import Run, init_distributed, plan_run_dir, remove_paths, setup_run
 
 log = logging.getLogger(__name__)
+
+
+class TrainingStopped(Exception):
+    """SIGINT or SIGTERM stopped the training after ``latest.pt`` was written at ``step``."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step} (latest.pt written)")
+        self.step, self.signum = step, signum
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's status for a process ended by the signal: 128 + its number (130 SIGINT, 143 SIGTERM)."""
+        return 128 + self.signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[list[int]]:
+    """Collect SIGINT and SIGTERM in the yielded list instead of acting on them (main thread only).
+
+    A second signal of the same kind acts at once (the handler that was there before is put back after the first).
+    """
+    got: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        got.append(signum)
+        signal.signal(signum, previous[signum])
+
+    try:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            previous[s] = signal.signal(s, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
+    try:
+        yield got
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @dataclass
@@ -75,7 +123,11 @@ def generator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
     loss = terms.pop("total")
     run.opt_g.zero_grad(set_to_none=True)
     loss.backward()
+    if run.config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.g.parameters(), run.config.grad_clip)
     run.opt_g.step()
+    if run.ema is not None:
+        run.ema.update(run.g_raw)
     return {"g_loss": loss.detach(), **{f"g_{k}": v.detach() for k, v in terms.items()}}
 
 
@@ -105,30 +157,44 @@ def discriminator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
         loss = discriminator_loss(probs, batch.flags)
     run.opt_d.zero_grad(set_to_none=True)
     loss.backward()
+    if run.config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.d.parameters(), run.config.grad_clip)
     run.opt_d.step()
     return {"d_loss": loss.detach(), "d_acc": discriminator_accuracy(probs.detach(), batch.flags)}
 
 
-def validate(run: Run, *, step: int) -> dict[str, float]:
-    """Score the generator on the test split (DPED and PIRM protocols) and save the sample grid."""
+def validate(run: Run, *, step: int) -> tuple[dict[str, float], np.ndarray | None]:
+    """Score the generator (and its EMA) on the test split (DPED and PIRM protocols); save the sample grid.
+
+    Returns:
+        ``(metrics, sample grid or None)``: ``psnr``, ``ms_ssim``, ``pirm_psnr`` of the raw weights, ``ema_*``
+        of the moving average, ``identity_*`` at step 0.
+    """
     if run.test is None:
-        return {}
+        return {}, None
     from dpedkit.evaluate import evaluate_arrays
+    from dpedkit.io import to_uint8
 
     g = run.g_raw.eval()
     with run.autocast():
         scores, identity = evaluate_arrays(g, *run.test, batch=run.config.eval_batch, device=run.device)
+    row = {"psnr": scores.dped_psnr, "ms_ssim": scores.dped_ms_ssim, "pirm_psnr": scores.pirm_psnr}
+    if run.ema is not None:
+        with run.autocast():
+            ema = evaluate_arrays(run.ema.module, *run.test, batch=run.config.eval_batch, device=run.device)[0]
+        row |= {"ema_psnr": ema.dped_psnr, "ema_ms_ssim": ema.dped_ms_ssim, "ema_pirm_psnr": ema.pirm_psnr}
+    grid = None
     k = min(run.config.samples, len(run.test[0]))
     if k:
         with torch.inference_mode():
             out = to_uint8_hwc(g(to_float_chw(run.test[0][:k], run.device)))
-        grid = np.concatenate([np.concatenate(t, axis=0) for t in (run.test[0][:k], out, run.test[1][:k])], axis=1)
+        cols = (to_uint8(run.test[0][:k]), out, to_uint8(run.test[1][:k]))  # a 16-bit dataset's too
+        grid = np.concatenate([np.concatenate(t, axis=0) for t in cols], axis=1)
         write_image(run.run_dir / "samples" / f"step-{step:06d}.png", grid)
     g.train()
-    row = {"psnr": scores.dped_psnr, "ms_ssim": scores.dped_ms_ssim, "pirm_psnr": scores.pirm_psnr}
     if step == 0:  # the baseline to beat: the phone patches as they are
         row |= {"identity_psnr": identity.dped_psnr, "identity_ms_ssim": identity.dped_ms_ssim}
-    return row
+    return row, grid
 
 
 class _Meter:
@@ -183,7 +249,9 @@ def train(
             architecture ``model_config`` contradicts, a run folder in the way, or a resume mismatch.
         InputError / ShardError: unreadable data.
         CheckpointError: unreadable ``init`` model or ``latest.pt``.
-        KeyboardInterrupt: passed on; ``run_dir`` then resumes from its last checkpoint (``saved_step``).
+        TrainingStopped: SIGINT or SIGTERM came; ``latest.pt`` was written at the step reached (``exc.step``).
+        KeyboardInterrupt: a second Ctrl-C, or one before training started; ``run_dir`` then resumes from its
+            last checkpoint (``saved_step``).
     """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
@@ -199,29 +267,42 @@ def train(
             remove_paths(stale)
         run = setup_run(data, run_dir, config, dist, start=start or 0, resume=start is not None)
         try:
-            return _run(run, start, on_progress, on_eval)
+            with stop_on_signals() as stop:
+                return _run(run, start, on_progress, on_eval, stop)
         finally:
             run.source.close()
+            if run.tb is not None:
+                run.tb.close()
     finally:
         dist.close()
 
 
-def _run(run: Run, start: int | None, on_progress, on_eval) -> TrainResult:
+def _run(run: Run, start: int | None, on_progress, on_eval, stop: list[int]) -> TrainResult:
     """The training of a set-up run: from scratch (``start`` None: config.json, step-0 evaluation) or resumed."""
     result = TrainResult(str(run.run_dir), start or 0, best_psnr=run.best_psnr)
+    if run.dist.rank == 0 and run.config.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # a resumed run drops the events past its checkpoint, as metrics.jsonl drops the rows
+        run.tb = SummaryWriter(str(run.run_dir / "tensorboard"), purge_step=start or None)
     if start is None:
         if run.dist.rank == 0:
             write_run_config(run.run_dir, run.resolved)
         result.history += [r for r in [_evaluate(run, step=0, meter=None, on_eval=on_eval)] if r]
-    _loop(run, result, on_progress, on_eval)
+    _loop(run, result, on_progress, on_eval, stop)
     run.write_ranks()
     return result
 
 
-def _loop(run: Run, result: TrainResult, on_progress, on_eval) -> None:
+def _loop(run: Run, result: TrainResult, on_progress, on_eval, stop: list[int]) -> None:
     cfg = run.config
-    meter = _Meter()
+    meter, clock = _Meter(), SaveClock(cfg)
     for step in range(result.step, cfg.iters):
+        if stop:  # SIGINT / SIGTERM: save where we are, then stop
+            if run.dist.rank == 0:
+                run.save(step)
+            raise TrainingStopped(step, stop[0])
+        set_lr([run.opt_g, run.opt_d], cfg.lr * lr_factor(step, cfg))
         t = time.perf_counter()
         g_batch = run.source.get(step, G_STREAM)
         d_batch = run.source.get(step, D_STREAM) if run.d is not None else None
@@ -239,8 +320,17 @@ def _loop(run: Run, result: TrainResult, on_progress, on_eval) -> None:
                 result.history.append(row)
             result.best_psnr = run.best_psnr
             meter = _Meter()
+            clock.saved()
+        elif clock.due(result.step):
+            if run.dist.rank == 0:  # the weights are the same on every rank: rank 0 writes, nobody waits
+                run.save(result.step)
+            clock.saved()
+        shown = {k: float(v) for k, v in values.items()} if result.step % 10 == 0 else {}
+        if shown and run.tb is not None:
+            for k, v in shown.items():
+                run.tb.add_scalar(f"loss/{k}", v, result.step)
+            run.tb.add_scalar("train/lr", run.opt_g.param_groups[0]["lr"], result.step)
         if on_progress:
-            shown = {k: float(v) for k, v in values.items()} if result.step % 10 == 0 else {}
             on_progress(result.step, cfg.iters, shown)
 
 
@@ -260,18 +350,41 @@ def _evaluate(run: Run, *, step: int, meter: _Meter | None, on_eval) -> dict[str
                 "patches_per_s": ips * run.patches_per_iter,
                 "data_wait": meter.data_s / elapsed,
             }
-        row = json_safe(row | validate(run, step=step))
-        improved = row.get("psnr") is not None and (run.best_psnr is None or row["psnr"] > run.best_psnr)
-        if improved:
-            run.best_psnr = row["psnr"]
+        metrics, grid = validate(run, step=step)
+        row = json_safe(row | metrics | {"lr": run.config.lr * lr_factor(max(step - 1, 0), run.config)})
+        best = _improved(row, run.best_psnr)
+        if best is not None:
+            run.best_psnr = row["ema_psnr" if best == "ema" else "psnr"]
         with open(run.run_dir / "metrics.jsonl", "a") as f:  # the row first: a resume drops rows past latest.pt
             f.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
-        run.save(step, best=improved)
+        run.save(step, best=best)
+        if run.tb is not None:
+            _to_tensorboard(run.tb, row, grid, step)
         if on_eval:
             on_eval(row)
         log.info("step %d: %s", step, ", ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k != "step"))
     run.dist.barrier()
     return row
+
+
+def _improved(row: dict[str, Any], best_psnr: float | None) -> str | None:
+    """``"raw"`` or ``"ema"``: the weights whose PSNR in ``row`` (the higher) beats ``best_psnr``; else None."""
+    scores = [(row[k], name) for k, name in (("psnr", "raw"), ("ema_psnr", "ema")) if row.get(k) is not None]
+    if not scores:
+        return None
+    psnr, name = max(scores)
+    return name if best_psnr is None or psnr > best_psnr else None
+
+
+def _to_tensorboard(tb: Any, row: dict[str, Any], grid: np.ndarray | None, step: int) -> None:
+    """One evaluation row as scalars (``metrics/...``, ``train/...``) and the sample grid as an image."""
+    speed = ("iters_per_s", "patches_per_s", "data_wait", "lr")
+    for k, v in row.items():
+        if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
+            tb.add_scalar(f"train/{k}" if k in speed else f"metrics/{k}", v, step)
+    if grid is not None:
+        tb.add_image("samples (phone | enhanced | DSLR)", grid, step, dataformats="HWC")
+    tb.flush()
 
 
 def _fmt(value: Any) -> str:

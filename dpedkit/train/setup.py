@@ -40,6 +40,7 @@ from dpedkit.train.data import (
 )
 from dpedkit.train.recipe import RECIPES, Recipe
 from dpedkit.train.resume import RUN_CONFIG, TrainConfig, arch_conflicts, arch_dict, read_run_config
+from dpedkit.train.schedule import Ema
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ class Run:
     n_train: int
     best_psnr: float | None = None
     seen: np.ndarray | None = None
+    ema: Ema | None = None  # moving average of the generator's weights (``config.ema`` > 0)
+    tb: Any = None  # TensorBoard SummaryWriter (rank 0, ``config.tensorboard``)
 
     @property
     def device(self) -> torch.device:
@@ -133,8 +136,11 @@ class Run:
             if b is not None:
                 self.seen[b.index.numpy()] = True
 
-    def save(self, step: int, *, best: bool) -> None:
-        """Write ``best.pt`` if ``best`` (generator only), then ``latest.pt`` (everything to resume).
+    def save(self, step: int, *, best: str | None = None) -> None:
+        """Write ``best.pt`` when ``best`` names the weights that improved, then ``latest.pt``.
+
+        ``best``: ``"raw"`` or ``"ema"`` (the generator only; its ``weights`` entry says which). ``latest.pt``
+        holds everything to resume, the EMA weights included.
 
         ``latest.pt`` comes last, each file atomically: a run stopped anywhere resumes from a step whose
         ``best.pt`` is on disk (a resume replays the steps after it and rewrites ``best.pt`` if they improve it).
@@ -143,9 +149,11 @@ class Run:
 
         info = {"step": step, "best_psnr": self.best_psnr, "train_config": self.config.to_dict()}
         state = {"discriminator": self.d_raw.state_dict() if self.d_raw is not None else {},
-                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict() if self.opt_d else {}}  # fmt: skip
-        if best:
-            save_checkpoint(self.run_dir / "best.pt", self.g_raw, extra=info)
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict() if self.opt_d else {},
+                 "ema": self.ema.module.state_dict() if self.ema is not None else {}}  # fmt: skip
+        if best is not None:
+            g = self.ema.module if best == "ema" else self.g_raw
+            save_checkpoint(self.run_dir / "best.pt", g, extra=info | {"weights": best})
         save_checkpoint(self.run_dir / "latest.pt", self.g_raw, extra=info | state)
 
     def write_ranks(self) -> None:
@@ -163,7 +171,7 @@ class Run:
 
 
 # What a run writes in its folder (atomic writes leave ".NAME.*.tmp*" files only when killed outright).
-RUN_FILES = (RUN_CONFIG, "metrics.jsonl", "latest.pt", "best.pt", "samples", "ranks.json")
+RUN_FILES = (RUN_CONFIG, "metrics.jsonl", "latest.pt", "best.pt", "samples", "ranks.json", "tensorboard")
 
 
 def saved_step(run_dir: str | Path) -> int | None:
@@ -329,7 +337,7 @@ def setup_run(
         resume: restore networks and optimisers from ``run_dir/latest.pt`` (default: ``start > 0``).
     """
     from dpedkit.evaluate import load_test_pairs
-    from dpedkit.nn.checkpoint import load_checkpoint
+    from dpedkit.nn.checkpoint import load_checkpoint, load_state
 
     data = Path(data)
     source, n_train, patch, mode = _source(data, config, dist, start)
@@ -355,6 +363,9 @@ def setup_run(
     opt_g = torch.optim.Adam(g.parameters(), **adam)
     opt_d = torch.optim.Adam(d.parameters(), **adam) if d is not None else None
     best = _restore(run_dir, latest, g, d, opt_g, opt_d, start, dist) if latest is not None else None
+    ema = Ema(g, config.ema) if config.ema > 0 else None
+    if ema is not None and latest is not None and latest.get("ema"):
+        load_state(ema.module, latest["ema"], source=run_dir / "latest.pt")
     g_w, d_w = g, d
     if dist.active:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
@@ -367,7 +378,7 @@ def setup_run(
                 "loss_weights": weights.to_dict()}  # fmt: skip
     return Run(config=config, dist=dist, run_dir=run_dir, g=g_w, g_raw=g, d=d_w, d_raw=d, opt_g=opt_g, opt_d=opt_d,
                recipe=recipe, weights=weights, vgg=vgg, source=source, test=test, resolved=resolved,
-               n_train=n_train, best_psnr=best, seen=np.zeros(n_train, bool))  # fmt: skip
+               n_train=n_train, best_psnr=best, seen=np.zeros(n_train, bool), ema=ema)  # fmt: skip
 
 
 def _restore(run_dir: Path, ckpt: dict[str, Any], g, d, opt_g, opt_d, start: int, dist: Dist) -> float | None:

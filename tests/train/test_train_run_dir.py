@@ -66,7 +66,7 @@ def test_run_stopped_before_its_first_checkpoint_starts_again(data, tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         train(data, run, config=_cfg())
     undo()
-    assert [p.name for p in run.iterdir()] == ["config.json"]  # written at set-up, before any checkpoint
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "tensorboard"]  # set-up, before any checkpoint
     result = train(data, run, config=_cfg(lr=1e-3))  # the same command (here with another lr) starts it again
     assert result.step == 6 and _steps(run) == [0, 3, 6]
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == 1e-3
@@ -201,7 +201,7 @@ def test_arch_contradicting_the_init_model_is_refused(data, tmp_path):
 
 def test_metrics_are_strict_json_with_null_for_values_that_are_not_finite(data, tmp_path, monkeypatch):
     def validate(run, *, step):
-        return {"psnr": math.nan if step == 0 else 10.0 + step, "ms_ssim": math.nan, "pirm_psnr": math.inf}
+        return {"psnr": math.nan if step == 0 else 10.0 + step, "ms_ssim": math.nan, "pirm_psnr": math.inf}, None
 
     monkeypatch.setattr(dpedkit.train.loop, "validate", validate)
     run = tmp_path / "run"
@@ -257,7 +257,7 @@ def test_interrupt_while_writing_best_pt_leaves_a_consistent_run(data, tmp_path,
     """Stopped between the checkpoints of the last evaluation: the resumed run has every row and a best.pt that
     matches its best PSNR (latest.pt is written last, the row first)."""
     monkeypatch.setattr(
-        dpedkit.train.loop, "validate", lambda run, *, step: {"psnr": 10.0 + step}
+        dpedkit.train.loop, "validate", lambda run, *, step: ({"psnr": 10.0 + step}, None)
     )  # improves each time
     save, fired = dpedkit.nn.checkpoint.save_checkpoint, []
 
