@@ -33,7 +33,7 @@ import re
 import tomllib
 import types
 from collections.abc import Mapping
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, is_dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hints
@@ -406,7 +406,8 @@ class TrainConfig(ConfigMixin):
             :mod:`dpedkit.train.recipe`.
         iters: training iterations (20,000).
         batch: patch pairs per batch and per process (50).
-        lr: Adam learning rate of both optimisers (5e-4; betas 0.9/0.999, eps 1e-8).
+        lr: Adam learning rate of both optimisers (betas 0.9/0.999, eps 1e-8); None: the model's recipe's (5e-4, DPED's,
+            for ``dped`` and ``johnson``; 2e-4 for ``srcnn``: :data:`dpedkit.train.recipe.RECIPES`).
         loss_preset: ``"code"`` (10 content / 1 texture / 0.5 color / 2000 TV, as the official code and
             checkpoints) or ``"paper"`` (1 / 0.4 / 0.1 / 400).
         vgg: VGG-19 weights for the content loss: a ``.mat`` / torchvision ``.pth`` path, or ``"random"``
@@ -428,7 +429,7 @@ class TrainConfig(ConfigMixin):
         save_every: also write ``latest.pt`` this often, evaluations aside: iterations (``"500"``) or minutes of
             wall time (``"10m"``, the default); ``"0"``: only at evaluations. SIGINT and SIGTERM always save.
         ema: decay of an exponential moving average of the generator's weights (0.999, say), evaluated and
-            checkpointed beside the raw weights; 0: none.
+            checkpointed beside the raw weights; 0: none; None: the recipe's (0.98 for ``srcnn``, else none).
         lr_schedule: ``"constant"`` (DPED), ``"step"`` (times ``lr_gamma`` every ``lr_step`` iterations) or
             ``"cosine"`` (to 0 at ``iters``), after ``warmup``.
         warmup: iterations of linear learning-rate warm-up (from ``lr / warmup`` to ``lr``).
@@ -443,7 +444,7 @@ class TrainConfig(ConfigMixin):
     model: ModelName = "dped"
     iters: int = 20000
     batch: int = 50
-    lr: float = 5e-4
+    lr: float | None = None
     loss_preset: LossPreset = "code"
     vgg: str | None = None
     device: str = "auto"
@@ -458,7 +459,7 @@ class TrainConfig(ConfigMixin):
     eval_batch: int = 50
     samples: int = 6
     save_every: str = "10m"
-    ema: float = 0.0
+    ema: float | None = None
     lr_schedule: LrSchedule = "constant"
     warmup: int = 0
     lr_step: int = 0
@@ -470,7 +471,8 @@ class TrainConfig(ConfigMixin):
         check_choice("model", self.model, MODELS)
         check_choice("lr_schedule", self.lr_schedule, get_args(LrSchedule))
         self.save_interval()  # raises on a malformed value
-        check_range("ema", self.ema, 0.0, 0.99999999)
+        if self.ema is not None:
+            check_range("ema", self.ema, 0.0, 0.99999999)
         check_range("lr_gamma", self.lr_gamma, 1e-6, 1.0)
         check_range("grad_clip", self.grad_clip, 0.0)
         check_choice("loss_preset", self.loss_preset, get_args(LossPreset))
@@ -481,14 +483,23 @@ class TrainConfig(ConfigMixin):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{name} must be an integer; got {value!r}")
             check_range(name, value, lo)
-        check_range("lr", self.lr, 0.0, 1.0)
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive; got {self.lr!r}")
+        if self.lr is not None:
+            check_range("lr", self.lr, 0.0, 1.0)
+            if self.lr <= 0:
+                raise ConfigError(f"lr must be positive; got {self.lr!r}")
         if self.model_config is not None and not isinstance(self.model_config, dict):
             raise ConfigError(f"model_config must be a dict of architecture options; got {self.model_config!r}")
         if self.needs_vgg and not self.vgg:
             raise ConfigError(f"the {self.model!r} model trains with a VGG content loss. {VGG_WEIGHTS_HELP} "
                               "(the srcnn model needs no VGG)")  # fmt: skip
+
+    def with_recipe_defaults(self) -> TrainConfig:
+        """This config with ``lr`` and ``ema`` taken from the model's recipe where they are None."""
+        from dpedkit.train.recipe import RECIPES
+
+        recipe = RECIPES[self.model]
+        return replace(self, lr=recipe.lr if self.lr is None else self.lr,
+                       ema=recipe.ema if self.ema is None else self.ema)  # fmt: skip
 
     def save_interval(self) -> tuple[int, float]:
         """``(iterations, seconds)`` between two time-or-step checkpoints of ``save_every`` (0: never)."""

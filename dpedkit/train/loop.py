@@ -255,6 +255,7 @@ def train(
     """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
+    config = config.with_recipe_defaults()
     dist = init_distributed(config.device)
     try:
         run_dir = Path(run_dir)

@@ -340,6 +340,7 @@ def setup_run(
     from dpedkit.nn.checkpoint import load_checkpoint, load_state
 
     data = Path(data)
+    config = config.with_recipe_defaults()
     source, n_train, patch, mode = _source(data, config, dist, start)
     test = None
     if dist.rank == 0:
