@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect", "Report on alignment quality of a dataset or an aligned pair."),
     "train": ("train", "Train an enhancement network on a dataset."),
     "evaluate": ("evaluate", "Score a model on test patches (DPED and PIRM protocols)."),
+    "compare": ("compare", "Score several models on the same test patches: one table, identity included."),
     "enhance": ("enhance", "Enhance full-resolution photos with a trained model."),
     "verify": ("verify", "Check a dataset's shards: checksums, schema, every chunk readable."),
     "convert": ("convert", "Convert an official DPED TensorFlow checkpoint to a dpedkit checkpoint."),

@@ -535,15 +535,24 @@ class EvalConfig(ConfigMixin):
         split: ``"test"`` (default) or ``"train"``.
         batch: patches per batch (50, the DPED protocol's batch).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        full: score the whole test images of a dpedkit dataset (``test_full/``) instead of its patches, strictly
+            and tolerant of the residual misalignment (:mod:`dpedkit.evaluate_full`).
+        max_shift: with ``full``: the largest residual shift in pixels the tolerant scores remove.
+        max_memory: with ``full``: memory budget in GB of the model on one image (strips beyond it, as enhance).
     """
 
     phone: str | None = None
     split: Split = "test"
     batch: int = 50
     device: str = "auto"
+    full: bool = False
+    max_shift: float = 3.0
+    max_memory: float = 2.0
 
     def _validate(self) -> None:
         check_choice("split", self.split, SPLITS)
+        check_range("max_shift", self.max_shift, 0.0, 64.0)
+        check_range("max_memory", self.max_memory, 0.05)
         check_range("batch", self.batch, 1)
         if not isinstance(self.batch, int):
             raise ConfigError(f"batch must be an integer; got {self.batch!r}")

@@ -37,3 +37,14 @@ def shared():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def dped_80_20(shared, tmp_path) -> Path:
+    """A dpedkit dataset of the shared 100 DPED iPhone/Canon pairs: the first 80 train, the last 20 test."""
+    from dpedkit.interop.dped_layout import find_dped_folder, load_pairs
+    from dpedkit.testing import write_patch_dataset
+
+    phone, dslr = load_pairs(find_dped_folder(shared("data", "dped", "iphone")), "test")
+    splits = {"train": (phone[:80], dslr[:80]), "test": (phone[80:], dslr[80:])}
+    return write_patch_dataset(tmp_path / "dped-80-20", splits, config={"source": "dped 80/20"})

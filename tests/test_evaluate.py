@@ -196,3 +196,66 @@ def test_official_iphone_model_reproduces_reference(shared):
     assert res.identity.dped_psnr == pytest.approx(14.40, abs=0.02)
     assert res.identity.dped_ms_ssim == pytest.approx(0.828, abs=0.001)
     assert res.identity.pirm_psnr == pytest.approx(16.93, abs=0.02)
+
+
+def test_compare_scores_each_model_as_evaluate_does_with_one_identity_row(tmp_path, rng):
+    import csv
+    import io
+
+    from dpedkit_cli.main import cli
+
+    from dpedkit.evaluate import compare
+    from dpedkit.nn.checkpoint import save_checkpoint
+    from dpedkit.nn.generator import Generator, GeneratorConfig
+
+    base = _make_dped(tmp_path, rng, n=3)
+    torch.manual_seed(0)
+    a = save_checkpoint(tmp_path / "a.pt", Generator(GeneratorConfig(channels=4, blocks=1)))
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "best.pt", Generator(GeneratorConfig(channels=4, blocks=1)))  # a run folder: its best.pt
+    cfg = EvalConfig(device="cpu")
+    result = compare([a, run], base, config=cfg)
+    assert [r["model"] for r in result.rows] == ["a.pt", "run", "identity"]
+    for row, model in zip(result.rows, (a, run / "best.pt"), strict=False):
+        alone = evaluate(model, base, config=cfg)
+        assert row["dped_psnr"] == alone.model.dped_psnr and row["ssim"] == alone.model.ssim
+    assert result.rows[-1]["dped_psnr"] == alone.identity.dped_psnr
+    assert result.rows[0]["dped_psnr"] != result.rows[1]["dped_psnr"]  # two different models
+    md = result.markdown().splitlines()
+    assert len(md) == 5 and md[2].startswith("| a.pt | ") and md[4].startswith("| identity | ")
+    table = list(csv.DictReader(io.StringIO(result.csv())))
+    assert [r["model"] for r in table] == ["a.pt", "run", "identity"]
+    assert float(table[0]["dped_psnr"]) == result.rows[0]["dped_psnr"]
+
+    runner = CliRunner()
+    res = runner.invoke(cli, ["-q", "compare", str(a), str(run), str(base), "--name", "first", "--name", "second",
+                              "--json", "--device", "cpu"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert [r["model"] for r in json.loads(res.stdout)["rows"]] == ["first", "second", "identity"]
+    res = runner.invoke(cli, ["-q", "compare", str(a), str(base), "--format", "markdown", "--device", "cpu"])
+    assert res.exit_code == 0 and res.stdout.startswith("| model | DPED PSNR dB")
+    res = runner.invoke(cli, ["compare", str(a), str(run), str(base), "--name", "only-one"])
+    assert res.exit_code == 2
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_compare_the_official_model_a_trained_srcnn_and_the_identity(shared, dped_80_20, tmp_path):
+    from dpedkit_cli.main import cli
+
+    from dpedkit.config import TrainConfig
+    from dpedkit.train import train
+
+    data = dped_80_20
+    cfg = TrainConfig(model="srcnn", iters=60, batch=8, eval_every=60, device="cpu", samples=0, tensorboard=False)
+    train(data, tmp_path / "srcnn", config=cfg)
+    official = shared("models", "dped_orig") / "iphone_orig"
+    res = CliRunner().invoke(cli, ["compare", str(official), str(tmp_path / "srcnn"), str(data), "--device", "cpu"],
+                             terminal_width=200)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    print(res.output)
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("│")]
+    assert [ln.split("│")[1].strip() for ln in lines] == ["iphone_orig", "srcnn", "identity"]
+    psnr = [float(ln.split("│")[2]) for ln in lines]
+    assert psnr[0] > psnr[2] and psnr[1] > psnr[2]  # both beat the phone's own photos

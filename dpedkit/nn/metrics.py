@@ -175,6 +175,23 @@ def ssim(
     return s.flatten(1).mean(1)
 
 
+def ssim_map(
+    x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0, win_size: int = 11, sigma: float = 1.5,
+    compute_dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:  # fmt: skip
+    """The SSIM of every valid window position, ``(N, C, H - win_size + 1, W - win_size + 1)``.
+
+    :func:`ssim` is its mean. Position ``(i, j)`` is the window centred on pixel ``(i + win_size // 2, j +
+    win_size // 2)``.
+    """
+    x, y = _as_batch(x, y)
+    if min(x.shape[-2:]) < win_size:
+        raise InputError(None, f"images {tuple(x.shape[-2:])} are smaller than the {win_size}x{win_size} window")
+    x, y = x.to(compute_dtype), y.to(compute_dtype)
+    g = gaussian_window(win_size, sigma, dtype=compute_dtype, device=x.device)
+    return _ssim_maps(x, y, g, data_range, 0.01, 0.03)[0]
+
+
 def _downsample2(x: torch.Tensor) -> torch.Tensor:
     """2x2 box average with stride 2; an odd last row/column is averaged with itself (edge replicated)."""
     pad_h, pad_w = x.shape[-2] % 2, x.shape[-1] % 2

@@ -5,17 +5,13 @@ from __future__ import annotations
 import pytest
 
 from dpedkit.config import TrainConfig
-from dpedkit.interop.dped_layout import find_dped_folder, load_pairs
-from dpedkit.testing import write_patch_dataset
 from dpedkit.train import train
 
 
 @pytest.mark.shared
 @pytest.mark.slow
-def test_the_srcnn_recipe_rises_steadily_on_real_dped_pairs(shared, tmp_path):
-    phone, dslr = load_pairs(find_dped_folder(shared("data", "dped", "iphone")), "test")
-    data = write_patch_dataset(tmp_path / "ds", {"train": (phone[:80], dslr[:80]), "test": (phone[80:], dslr[80:])},
-                               config={"source": "dped 80/20"})  # fmt: skip
+def test_the_srcnn_recipe_rises_steadily_on_real_dped_pairs(dped_80_20, tmp_path):
+    data = dped_80_20
     cfg = TrainConfig(model="srcnn", iters=500, batch=8, eval_every=100, device="cpu", samples=0, save_every="0",
                       tensorboard=False)  # fmt: skip
     history = train(data, tmp_path / "run", config=cfg).history
