@@ -539,6 +539,8 @@ class EvalConfig(ConfigMixin):
             and tolerant of the residual misalignment (:mod:`dpedkit.evaluate_full`).
         max_shift: with ``full``: the largest residual shift in pixels the tolerant scores remove.
         max_memory: with ``full``: memory budget in GB of the model on one image (strips beyond it, as enhance).
+        lpips: a folder holding the LPIPS v0.1 AlexNet weights (``alexnet-owt-7be5be79.pth`` and ``alex.pth``):
+            LPIPS is scored too (:mod:`dpedkit.nn.lpips`; nothing is downloaded).
     """
 
     phone: str | None = None
@@ -548,6 +550,7 @@ class EvalConfig(ConfigMixin):
     full: bool = False
     max_shift: float = 3.0
     max_memory: float = 2.0
+    lpips: str | None = None
 
     def _validate(self) -> None:
         check_choice("split", self.split, SPLITS)

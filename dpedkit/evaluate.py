@@ -8,6 +8,7 @@ Protocols (see ``docs/DPED_REFERENCE.md`` section 6), patches in [0, 1]:
   smaller batch (identical results when the count is a multiple of ``batch``, and no empty result below it).
 - ``pirm``: output clipped to [0, 1]; PSNR and MS-SSIM per patch, averaged over patches.
 - ``ssim``: mean per-patch SSIM (Gaussian window), output clipped.
+- ``lpips`` (with local weights, :mod:`dpedkit.nn.lpips`): mean per-patch LPIPS v0.1 (AlexNet), output clipped.
 
 The same numbers are computed for the identity "model" (phone patch as is), the baseline to beat.
 """
@@ -42,14 +43,16 @@ class Scores:
     pirm_psnr: float
     pirm_ms_ssim: float
     ssim: float
+    lpips: float | None = None
 
     def to_dict(self) -> dict:
-        """``{"dped": {"psnr", "ms_ssim"}, "pirm": {"psnr", "ms_ssim"}, "ssim"}``."""
-        return {
+        """``{"dped": {"psnr", "ms_ssim"}, "pirm": {"psnr", "ms_ssim"}, "ssim"}`` (+ ``"lpips"`` when measured)."""
+        out = {
             "dped": {"psnr": self.dped_psnr, "ms_ssim": self.dped_ms_ssim},
             "pirm": {"psnr": self.pirm_psnr, "ms_ssim": self.pirm_ms_ssim},
             "ssim": self.ssim,
         }
+        return out if self.lpips is None else out | {"lpips": self.lpips}
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ def _load_model(model: Model, device: torch.device) -> torch.nn.Module:
 class _Accumulator:
     """Collects per-batch (DPED) and per-patch (PIRM, SSIM) values for one model."""
 
-    def __init__(self) -> None:
+    def __init__(self, lpips: torch.nn.Module | None = None) -> None:
+        self.lpips_net, self.lpips = lpips, []
         self.dped_psnr: list[torch.Tensor] = []
         self.dped_ms: list[torch.Tensor] = []
         self.pirm_psnr: list[torch.Tensor] = []
@@ -126,14 +130,15 @@ class _Accumulator:
         self.pirm_psnr.append(psnr(clipped, target))
         self.pirm_ms.append(ms_ssim(clipped * 255.0, target * 255.0, data_range=255.0))
         self.ssim.append(ssim(clipped, target))
+        if self.lpips_net is not None:
+            self.lpips.append(self.lpips_net(clipped, target))
 
     def scores(self) -> Scores:
         def mean(values: list[torch.Tensor]) -> float:
             return float(torch.cat([v.reshape(-1) for v in values]).mean())
 
-        return Scores(
-            mean(self.dped_psnr), mean(self.dped_ms), mean(self.pirm_psnr), mean(self.pirm_ms), mean(self.ssim)
-        )
+        return Scores(mean(self.dped_psnr), mean(self.dped_ms), mean(self.pirm_psnr), mean(self.pirm_ms),
+                      mean(self.ssim), mean(self.lpips) if self.lpips else None)  # fmt: skip
 
 
 def evaluate_arrays(
@@ -144,6 +149,7 @@ def evaluate_arrays(
     batch: int = EvalConfig.batch,
     device: torch.device | str = "cpu",
     on_progress: Callable[[int, int], None] | None = None,
+    lpips: torch.nn.Module | None = None,
 ) -> tuple[Scores, Scores]:
     """Score ``net`` and the identity on in-memory pairs.
 
@@ -154,6 +160,7 @@ def evaluate_arrays(
         batch: patches per batch.
         device: where the network and the metrics run.
         on_progress: called ``(patches_done, total)`` after each batch.
+        lpips: an :class:`dpedkit.nn.lpips.LPIPS` on ``device``: the scores get ``lpips`` too.
 
     Returns:
         ``(model_scores, identity_scores)``.
@@ -164,7 +171,7 @@ def evaluate_arrays(
     n = len(phone)
     if n == 0 or len(dslr) != n:
         raise InputError(None, f"need at least one phone/DSLR pair of equal counts; got {n} and {len(dslr)}")
-    model_acc, ident_acc = _Accumulator(), _Accumulator()
+    model_acc, ident_acc = _Accumulator(lpips), _Accumulator(lpips)
     with torch.inference_mode():
         for start in range(0, n, batch):
             x = to_float_chw(phone[start : start + batch], device, memory_format=torch.contiguous_format)
@@ -202,8 +209,10 @@ def evaluate(
     device = resolve_device(config.device)
     phone, dslr = load_test_pairs(data, phone=config.phone, split=config.split)
     net = _load_model(model, device)
+    lpips = _lpips(config, device)
     log.info("evaluating on %d %s pairs from %s (%s)", len(phone), config.split, data, device)
-    scores, ident = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, on_progress=on_progress)
+    scores, ident = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, on_progress=on_progress,
+                                    lpips=lpips)  # fmt: skip
     return EvalResult(len(phone), scores, ident, str(data), str(device), config=config)
 
 
@@ -229,8 +238,9 @@ class Comparison:
 
     def markdown(self) -> str:
         """The table as GitHub Markdown (PSNR to 2 decimals, SSIMs to 4)."""
-        head = "| model | DPED PSNR dB | DPED MS-SSIM | PIRM PSNR dB | PIRM MS-SSIM | SSIM |"
-        lines = [head, "|---|---:|---:|---:|---:|---:|"]
+        extra = "lpips" in self.rows[0]
+        head = "| model | DPED PSNR dB | DPED MS-SSIM | PIRM PSNR dB | PIRM MS-SSIM | SSIM |" + (" LPIPS |" * extra)
+        lines = [head, "|---|---:|---:|---:|---:|---:|" + ("---:|" * extra)]
         lines += ["| " + " | ".join(row_cells(r)) + " |" for r in self.rows]
         return "\n".join(lines) + "\n"
 
@@ -241,14 +251,16 @@ class Comparison:
 
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(COMPARE_COLUMNS)
-        writer.writerows([r[c] for c in COMPARE_COLUMNS] for r in self.rows)
+        columns = [*COMPARE_COLUMNS, *(["lpips"] if "lpips" in self.rows[0] else [])]
+        writer.writerow(columns)
+        writer.writerows([r[c] for c in columns] for r in self.rows)
         return buf.getvalue()
 
 
 def row_cells(row: dict[str, float | str]) -> list[str]:
-    """A :class:`Comparison` row as text cells: the name, PSNRs to 2 decimals, SSIMs to 4."""
-    return [str(row["model"])] + [f"{row[c]:.2f}" if "psnr" in c else f"{row[c]:.4f}" for c in COMPARE_COLUMNS[1:]]
+    """A :class:`Comparison` row as text cells: the name, PSNRs to 2 decimals, SSIMs (and LPIPS) to 4."""
+    keys = [c for c in (*COMPARE_COLUMNS[1:], "lpips") if c in row]
+    return [str(row["model"])] + [f"{row[c]:.2f}" if "psnr" in c else f"{row[c]:.4f}" for c in keys]
 
 
 def model_path(model: str | Path) -> Path:
@@ -298,17 +310,28 @@ def compare(
     device = resolve_device(config.device)
     phone, dslr = load_test_pairs(data, phone=config.phone, split=config.split)
     nets = [_load_model(m if isinstance(m, torch.nn.Module) else model_path(m), device) for m in models]  # early
+    lpips = _lpips(config, device)
     rows, identity = [], None
     for name, net in zip(names, nets, strict=True):
         if on_model:
             on_model(name)
-        scores, identity = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device)
+        scores, identity = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, lpips=lpips)
         rows.append(scores_row(name, scores))
     rows.append(scores_row("identity", identity))
     return Comparison(len(phone), rows, str(data), str(device), config)
 
 
 def scores_row(name: str, s: Scores) -> dict[str, float | str]:
-    """A :class:`Comparison` row: ``model`` (the name) and the five scores of :data:`COMPARE_COLUMNS`."""
-    return {"model": name, "dped_psnr": s.dped_psnr, "dped_ms_ssim": s.dped_ms_ssim, "pirm_psnr": s.pirm_psnr,
-            "pirm_ms_ssim": s.pirm_ms_ssim, "ssim": s.ssim}  # fmt: skip
+    """A :class:`Comparison` row: ``model`` (the name), the five scores of :data:`COMPARE_COLUMNS` (+ ``lpips``)."""
+    row = {"model": name, "dped_psnr": s.dped_psnr, "dped_ms_ssim": s.dped_ms_ssim, "pirm_psnr": s.pirm_psnr,
+           "pirm_ms_ssim": s.pirm_ms_ssim, "ssim": s.ssim}  # fmt: skip
+    return row if s.lpips is None else row | {"lpips": s.lpips}
+
+
+def _lpips(config: EvalConfig, device: torch.device) -> torch.nn.Module | None:
+    """The LPIPS metric of ``config.lpips`` (a weights folder) on ``device``, or None."""
+    if not config.lpips:
+        return None
+    from dpedkit.nn.lpips import load_lpips
+
+    return load_lpips(config.lpips, device)

@@ -27,9 +27,17 @@ def command(device: str, batch: int | None, iters: int | None, workers: int, amp
         print_json(out)
         return
     rows = [
-        [mode, r["iters_per_s"], r["patches_per_s"], f"{100 * r['data_wait']:.2f} %", r["step_s"]]
+        [
+            mode,
+            r["iters_per_s"],
+            r["patches_per_s"],
+            f"{100 * r['data_wait']:.2f} %",
+            r["step_s"],
+            f"{r['projected_20k_min']:.1f}",
+        ]
         for mode in ("memory", "loader")
         for r in [out[mode]]
     ]
     title = f"DPED recipe on {out.get('device_name', out['device'])}, batch {out['batch']}, {out['iters']} timed iters"
-    console.print(table(title, ["data path", "iters/s", "patches/s", "data wait", "s/step"], rows))
+    cols = ["data path", "iters/s", "patches/s", "data wait", "s/step", f"20k iters at batch {out['batch']} (min)"]
+    console.print(table(title, cols, rows))

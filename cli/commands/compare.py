@@ -43,6 +43,7 @@ def command(models: tuple[str, ...], data: str, names: tuple[str, ...], fmt: str
     else:
         from dpedkit.evaluate import row_cells
 
-        cols = ["model", "DPED PSNR dB", "DPED MS-SSIM", "PIRM PSNR dB", "PIRM MS-SSIM", "SSIM"]
+        cols = ["model", "DPED PSNR dB", "DPED MS-SSIM", "PIRM PSNR dB", "PIRM MS-SSIM", "SSIM",
+                *(["LPIPS"] * bool(config.lpips))]  # fmt: skip
         title = f"{result.n_pairs} {config.split} pairs, {escape(result.source)} ({result.device})"
         console.print(table(title, cols, [[escape(c) for c in row_cells(r)] for r in result.rows]))

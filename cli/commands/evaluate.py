@@ -38,7 +38,15 @@ def command(model: str, data: str, as_json: bool, **options) -> None:
     from dpedkit.evaluate import row_cells, scores_row
 
     rows = [row_cells(scores_row(name, s)) for name, s in (("model", result.model), ("identity", result.identity))]
-    cols = ["", "DPED PSNR dB", "DPED MS-SSIM", "PIRM PSNR dB", "PIRM MS-SSIM", "SSIM"]
+    cols = [
+        "",
+        "DPED PSNR dB",
+        "DPED MS-SSIM",
+        "PIRM PSNR dB",
+        "PIRM MS-SSIM",
+        "SSIM",
+        *(["LPIPS"] * bool(config.lpips)),
+    ]
     console.print(table(f"{result.n_pairs} {config.split} pairs, {result.source} ({result.device})", cols, rows))
 
 

@@ -80,7 +80,8 @@ def bench_train(
     Returns:
         ``{"device", "batch", "iters", "memory": {...}, "loader": {...}}`` with ``iters_per_s``, ``patches_per_s``
         (training pairs consumed: G batch + D batch), ``data_wait`` (fraction of wall time spent waiting for
-        batches) and ``step_s`` per path.
+        batches), ``step_s`` and ``projected_20k_min`` (minutes of the paper's 20,000 iterations at this batch)
+        per path.
     """
     from dpedkit.nn.device import resolve_device
     from dpedkit.train.resume import TrainConfig
@@ -117,4 +118,6 @@ def bench_train(
             log.info("bench train: %s path, batch %d, %d iterations on %s", mode, batch, iters, dev)
             cfg = replace(base, data_mode=mode)
             out[mode] = _measure(data, Path(tmp) / f"run-{mode}", cfg, warmup=warmup)
+            # the paper's run: 20,000 iterations (at the batch measured here; 50 is DPED's and the CUDA default)
+            out[mode]["projected_20k_min"] = 20_000 / out[mode]["iters_per_s"] / 60.0
     return out

@@ -66,6 +66,7 @@ def test_bench_train_reports_both_data_paths():
         r = out[mode]
         assert r["iters_per_s"] > 0 and r["patches_per_s"] == pytest.approx(4 * r["iters_per_s"])
         assert 0 <= r["data_wait"] < 1
+        assert r["projected_20k_min"] == pytest.approx(20_000 / r["iters_per_s"] / 60)
 
 
 def test_bench_train_command_help():
