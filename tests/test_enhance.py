@@ -301,7 +301,10 @@ def test_strips_refuse_without_spill_space(rng, monkeypatch):
 def test_bench_enhance_small():
     from dpedkit.bench.enhance import bench_enhance
 
-    out = bench_enhance(megapixels=0.01, device="cpu", hd_size=(96, 64), hd_strip_rows=16)
+    said = []
+    out = bench_enhance(megapixels=0.01, device="cpu", hd_size=(96, 64), hd_strip_rows=16, on_progress=said.append)
+    assert said == ["run 1 of 3: 96x64 whole on cpu", "run 2 of 3: 96x64 in strips of 16 rows on cpu",
+                    "run 3 of 3: 115x86 on cpu within 2 GB (minutes on a CPU)"]  # fmt: skip
     assert out["hd_strips"]["strips"] == 4 and out["hd_whole"]["strips"] == 0
     assert out["hd_psnr_db"] >= 45
     (photo,) = out["photo"]

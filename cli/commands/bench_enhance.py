@@ -17,8 +17,9 @@ def command(model: str | None, megapixels: float, device: str, max_memory: float
     """Enhance a 1280x720 photo whole and in strips, then a 12 MP photo under --max-memory; each in a fresh process."""
     from dpedkit.bench.enhance import bench_enhance
 
-    with console.status("benchmarking full-resolution enhancement (minutes on a CPU)..."):
-        out = bench_enhance(model=model, megapixels=megapixels, device=device, max_memory=max_memory)
+    with console.status("benchmarking full-resolution enhancement (minutes on a CPU)...") as status:
+        out = bench_enhance(model=model, megapixels=megapixels, device=device, max_memory=max_memory,
+                            on_progress=lambda msg: status.update(msg))  # fmt: skip
     if as_json:
         print_json(out)
         return

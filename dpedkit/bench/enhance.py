@@ -20,6 +20,7 @@ import math
 import multiprocessing
 import resource
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -100,6 +101,7 @@ def bench_enhance(
     max_memory: float = EnhanceConfig.max_memory,
     hd_strip_rows: int = 100,
     hd_size: tuple[int, int] = HD_SIZE,
+    on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Time full-resolution enhancement; see the module docstring.
 
@@ -110,6 +112,7 @@ def bench_enhance(
         max_memory: budget in GB given to :func:`dpedkit.enhance.enhance_array`.
         hd_strip_rows: strip height forced for the 1280x720 tiled run.
         hd_size: ``(width, height)`` of the whole-versus-strips comparison photo.
+        on_progress: called with a short message as each of the runs starts ("run 2 of 4: ...").
 
     Returns:
         ``{"hd_whole", "hd_strips", "hd_tiling_cost", "hd_psnr_db", "photo": [runs], "max_memory_gb", "model"}``;
@@ -125,7 +128,15 @@ def bench_enhance(
     width = int(round(math.sqrt(megapixels * 1e6 * 4 / 3)))
     size = (width, int(round(width * 3 / 4)))
     log.info("bench enhance: %s on %s, budget %.1f GB", f"{size[0]}x{size[1]}", devices, max_memory)
+    total, hd = 2 + len(devices), f"{hd_size[0]}x{hd_size[1]}"
+
+    def say(k: int, what: str) -> None:
+        if on_progress:
+            on_progress(f"run {k} of {total}: {what}")
+
+    say(1, f"{hd} whole on {devices[0]}")
     whole = _in_fresh_process(model, hd_size, devices[0], 1000.0, None)
+    say(2, f"{hd} in strips of {hd_strip_rows} rows on {devices[0]}")
     strips = _in_fresh_process(model, hd_size, devices[0], max_memory, hd_strip_rows)
     out: dict[str, Any] = {
         "model": model or "random-init DPED generator",
@@ -137,7 +148,8 @@ def bench_enhance(
         "hd_tiling_cost": strips["seconds"] / whole["seconds"],
         "photo": [],
     }
-    for d in devices:
+    for k, d in enumerate(devices, start=3):
+        say(k, f"{size[0]}x{size[1]} on {d} within {max_memory:g} GB (minutes on a CPU)")
         run = _in_fresh_process(model, size, d, max_memory, None)
         run.pop("output")
         out["photo"].append(run)
