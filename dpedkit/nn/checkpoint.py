@@ -43,6 +43,8 @@ MODELS: dict[str, str] = {
     "dped-discriminator": "dpedkit.nn.discriminator:Discriminator",
     "srcnn": "dpedkit.nn.baselines:SRCNN",
     "johnson": "dpedkit.nn.baselines:Johnson",
+    "dped-raw": "dpedkit.nn.raw:RawGenerator",  # RAW mosaic (packed Bayer) -> RGB: learned ISPs
+    "sid-unet": "dpedkit.nn.raw:SIDUNet",
 }
 
 _WEIGHTS_HELP = (

@@ -1,0 +1,131 @@
+"""Networks that take a camera's RAW mosaic (learned ISPs, the Zurich RAW-to-RGB setting), and their input packing.
+
+Input convention: a Bayer mosaic normalised to [0, 1] (``(raw - black) / (white - black)``, clipped) is packed into
+four half-resolution planes in the fixed order R, G1, G2, B, whatever the sensor's CFA (:func:`pack_bayer`), so a
+network learns one layout. Both networks output RGB in [0, 1] (not clipped) at the mosaic's full resolution.
+
+- :class:`RawGenerator` (``dped-raw``): the DPED generator's body on the 4 packed planes, a 12-channel head and a
+  x2 pixel shuffle (``(N, 4, h, w) -> (N, 3, 2h, 2w)``).
+- :class:`SIDUNet` (``sid-unet``): the U-Net of "Learning to See in the Dark" (Chen et al., CVPR 2018), the
+  standard learned-ISP baseline: 4 levels of max-pooling, 32-64-128-256-512 channels, LeakyReLU 0.2, transposed
+  convolutions up, skip concatenations, a 1x1 12-channel head and a x2 pixel shuffle. Inputs of any size: padded
+  to a multiple of 16 packed pixels (reflect) and cropped back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dpedkit.config import ConfigMixin
+from dpedkit.errors import ConfigError, check_range
+from dpedkit.nn.generator import Generator, GeneratorConfig, init_tf_, output_activation
+
+BAYER = ("RGGB", "BGGR", "GRBG", "GBRG")
+
+
+def bayer_offsets(cfa: str) -> list[tuple[int, int]]:
+    """``(dy, dx)`` in the 2 x 2 quad of R, G1, G2, B for a CFA pattern named row by row (``"GRBG"``...).
+
+    G1 is the green on the red row, G2 the one on the blue row.
+    """
+    if cfa not in BAYER:
+        raise ConfigError(f"CFA pattern must be one of {', '.join(BAYER)}; got {cfa!r}")
+    pos = {(k // 2, k % 2): c for k, c in enumerate(cfa)}
+    red = next(p for p, c in pos.items() if c == "R")
+    blue = next(p for p, c in pos.items() if c == "B")
+    g1 = (red[0], 1 - red[1])  # the green beside red, on red's row
+    g2 = (blue[0], 1 - blue[1])
+    return [red, g1, g2, blue]
+
+
+def pack_bayer(mosaic: torch.Tensor, cfa: str) -> torch.Tensor:
+    """``(N, 1, H, W)`` or ``(N, H, W)`` mosaic (``H``, ``W`` even) -> ``(N, 4, H/2, W/2)`` planes R, G1, G2, B."""
+    x = mosaic if mosaic.dim() == 4 else mosaic[:, None]
+    if x.shape[-2] % 2 or x.shape[-1] % 2:
+        raise ConfigError(f"a Bayer mosaic has even height and width; got {tuple(x.shape[-2:])}")
+    return torch.cat([x[:, :, dy::2, dx::2] for dy, dx in bayer_offsets(cfa)], dim=1)
+
+
+def normalise_mosaic(raw: torch.Tensor, black: float, white: float) -> torch.Tensor:
+    """Raw sensor values -> [0, 1]: ``(raw - black) / (white - black)``, clipped."""
+    if white <= black:
+        raise ConfigError(f"white level {white} must exceed black level {black}")
+    return ((raw.float() - black) / (white - black)).clamp_(0.0, 1.0)
+
+
+class RawGenerator(nn.Module):
+    """The DPED generator on a packed Bayer mosaic: ``(N, 4, h, w)`` -> RGB ``(N, 3, 2h, 2w)``."""
+
+    name = "dped-raw"
+    config_class = GeneratorConfig  # the DPED generator's architecture options, as they are
+
+    def __init__(self, cfg: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or GeneratorConfig()
+        body = Generator(cfg)
+        body.c1 = nn.Conv2d(4, cfg.channels, 9, padding=4)  # 4 packed planes in
+        body.c12 = nn.Conv2d(cfg.channels, 12, 9, padding=4)  # 4 sub-pixels x RGB out
+        init_tf_(body.c1)
+        init_tf_(body.c12)
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed planes (N, 4, h, w) in [0, 1] -> RGB (N, 3, 2h, 2w), about [-0.08, 1.08]."""
+        b = self.body
+        h = F.relu(b.c1(x))
+        for block in b.blocks:
+            h = block(h)
+        h = F.relu(b.c11(F.relu(b.c10(h))))
+        return F.pixel_shuffle(output_activation(b.c12(h), self.cfg.out_scale, self.cfg.out_offset), 2)
+
+
+@dataclass(frozen=True)
+class SIDUNetConfig(ConfigMixin):
+    """Architecture of ``sid-unet``: ``channels`` at the top level, doubled at each of ``levels - 1`` poolings."""
+
+    channels: int = 32
+    levels: int = 5
+
+    def _validate(self) -> None:
+        check_range("channels", self.channels, 1, 1024)
+        check_range("levels", self.levels, 1, 8)
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.2),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.2))  # fmt: skip
+
+
+class SIDUNet(nn.Module):
+    """The "Learning to See in the Dark" U-Net: packed planes ``(N, 4, h, w)`` -> RGB ``(N, 3, 2h, 2w)``."""
+
+    name = "sid-unet"
+    config_class = SIDUNetConfig
+
+    def __init__(self, cfg: SIDUNetConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or SIDUNetConfig()
+        widths = [cfg.channels * 2**k for k in range(cfg.levels)]
+        self.down = nn.ModuleList(_double_conv(cin, cout) for cin, cout in zip([4, *widths], widths, strict=False))
+        self.up = nn.ModuleList(nn.ConvTranspose2d(w, w // 2, 2, stride=2) for w in widths[:0:-1])
+        self.merge = nn.ModuleList(_double_conv(w, w // 2) for w in widths[:0:-1])
+        self.head = nn.Conv2d(widths[0], 12, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed planes (N, 4, h, w) in [0, 1] -> RGB (N, 3, 2h, 2w) (not clipped)."""
+        h, w = x.shape[-2:]
+        m = 2 ** (self.cfg.levels - 1)
+        pad_h, pad_w = -h % m, -w % m
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate")
+        skips = []
+        for k, block in enumerate(self.down):
+            x = block(x if k == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        for up, merge, skip in zip(self.up, self.merge, skips[-2::-1], strict=True):
+            x = merge(torch.cat([up(x), skip], dim=1))
+        return F.pixel_shuffle(self.head(x), 2)[..., : 2 * h, : 2 * w]
