@@ -46,6 +46,8 @@ Interpolation = Literal["linear", "cubic", "lanczos"]
 PatchInterpolation = Literal["linear", "cubic"]
 Rotation = Literal["fit", "search", "none"]
 SearchScale = Literal[1, 2]
+Moving = Literal["phone", "dslr"]
+BuildMode = Literal["rgb", "raw2rgb"]
 OnError = Literal["record", "raise"]
 PairBy = Literal["name", "time", "order"]
 MAX_CLOCK_OFFSET = 48 * 3600.0  # seconds: the largest clock offset time pairing looks for
@@ -278,6 +280,9 @@ class PatchConfig(ConfigMixin):
             ``>= ncc_min`` (~4x cheaper than at full resolution at ``radius = 24``, same kept set and shifts on
             hard synthetic pairs with 10-25 px parallax); Gauss-Newton starts from the doubled peak. ``1``
             searches ``+-radius`` at full resolution. ``rotation="search"`` always searches at full resolution.
+        moving: which side's window the refinement moves and resamples: ``"phone"`` (DPED: the DSLR windows stay
+            on the grid) or ``"dslr"`` (the phone windows stay exactly on the grid: a RAW mosaic is never
+            resampled; ``raw2rgb`` builds).
     """
 
     size: int = field(default=100, metadata=flag("--patch"))
@@ -289,8 +294,10 @@ class PatchConfig(ConfigMixin):
     interpolation: PatchInterpolation = field(default="cubic", metadata=flag("--patch-interpolation"))
     max_outside: float = 1.0
     search_scale: SearchScale = 2
+    moving: Moving = "phone"
 
     def _validate(self) -> None:
+        check_choice("moving", self.moving, get_args(Moving))
         for name in ("size", "radius", "angle_steps"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
                 raise ConfigError(f"{name} must be an integer; got {getattr(self, name)!r}")
@@ -368,6 +375,10 @@ class BuildConfig(ConfigMixin):
             the pair ``"error"``) or ``"raise"``. Unreadable input is always recorded (``"unreadable"``).
         bit_depth: bits per stored sample: 8 (``uint8`` patches, the DPED format) or 16 (``uint16``: 16-bit TIFF
             and PNG, RAW and 10-bit HEIC keep their precision; 8-bit sources are scaled by 257).
+        mode: ``"rgb"`` (DPED: phone photo -> DSLR photo) or ``"raw2rgb"`` (the phone's RAW file: its Bayer mosaic
+            stored as recorded, ``uint16``, patches at even sensor coordinates; the DSLR patch is moved onto it:
+            raw2rgb sets ``patch.moving = "dslr"``; alignment and NCC use the demosaiced proxy). ``patch.size``
+            must be even.
     """
 
     align: AlignConfig = field(default_factory=AlignConfig)
@@ -380,8 +391,16 @@ class BuildConfig(ConfigMixin):
     keep_test_full: bool = True
     on_error: OnError = "record"
     bit_depth: BitDepth = 8
+    mode: BuildMode = "rgb"
 
     def _validate(self) -> None:
+        check_choice("mode", self.mode, get_args(BuildMode))
+        if self.mode == "raw2rgb":
+            if self.patch.size % 2:
+                raise ConfigError(f"mode raw2rgb needs an even --patch size (every patch the same Bayer phase); "
+                                  f"got {self.patch.size}")  # fmt: skip
+            if self.patch.moving != "dslr":  # the one place that decides which side moves: the RAW never does
+                object.__setattr__(self, "patch", replace(self.patch, moving="dslr"))
         for name, cls in (("align", AlignConfig), ("patch", PatchConfig), ("pairs", PairsConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}; got {type(getattr(self, name)).__name__}")

@@ -95,6 +95,11 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
         from dpedkit.dataset.loader import load_split
 
         phone_u8, dslr_u8 = load_split(data, split, verify=True)  # a damaged shard is refused
+        if phone_u8.shape[-1] != 3:
+            from dpedkit.errors import ConfigError
+
+            raise ConfigError(f"{data}: a raw2rgb dataset (RAW mosaic patches): evaluating RAW models is not "
+                              "supported yet")  # fmt: skip
         if not len(phone_u8):
             other = "train" if split == "test" else "test"
             raise InputError(data, f"its {split} split holds no patch pairs, nothing to evaluate (try split {other!r})")

@@ -452,7 +452,9 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
 def _shard_writer(ds: DatasetDir, task: dict[str, Any], patch_size: int) -> ShardWriter:
     attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
     dtype = np.uint16 if task["config"].get("bit_depth", 8) == 16 else np.uint8
-    return ShardWriter(ds.path(task["shard"]), patch_size=patch_size, attrs=attrs, candidates=True, dtype=dtype)
+    raw = task["config"].get("mode", "rgb") == "raw2rgb"  # the phone side: the 1-channel uint16 Bayer mosaic
+    return ShardWriter(ds.path(task["shard"]), patch_size=patch_size, attrs=attrs, candidates=True, dtype=dtype,
+                       phone_dtype=np.uint16 if raw else None, phone_channels=1 if raw else 3)  # fmt: skip
 
 
 def crashed_shard(task: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -512,7 +514,12 @@ def process_pair(
         if not result.ok:
             return record | {"status": result.status, "reason": result.reason}, None
         t0 = time.perf_counter()
-        patches = extract_patches(result.phone, result.dslr, config=config.patch)
+        if config.mode == "raw2rgb":
+            failure, patches = raw_patches(phone, result, config, record)
+            if failure:
+                return record | failure, None
+        else:
+            patches = extract_patches(result.phone, result.dslr, config=config.patch)
         times["patches"] = time.perf_counter() - t0
     except InputError as exc:
         return record | {"status": "unreadable", "reason": str(exc)}, None
@@ -531,6 +538,40 @@ def process_pair(
         times["test_full"] = time.perf_counter() - t0
     log.debug("pair %s: %s, %d patches", name, record["status"], record["patches_kept"])
     return record, patches
+
+
+def raw_patches(phone: str, result: Any, config: BuildConfig, record: dict[str, Any]) -> tuple[dict | None, Any]:
+    """The ``raw2rgb`` patches of an aligned pair: ``(failure or None, PatchSet)``.
+
+    The crop moves to even sensor coordinates (every patch then starts on the same Bayer phase); the DSLR window
+    of each grid window is refined and resampled against the demosaiced proxy (``patch.moving = "dslr"``), and the
+    phone patch is the RAW mosaic cut at the window, untouched. ``record`` gets the even ``crop``.
+    """
+    from dataclasses import replace as _replace
+
+    from dpedkit.dataset.patches import extract_patches
+    from dpedkit.io.camera import is_raw, read_mosaic
+
+    if not is_raw(phone):
+        return {"status": "not-raw", "reason": "mode raw2rgb needs the phone's RAW file (DNG, ...)"}, None
+    mosaic, meta = read_mosaic(phone)
+    if meta["orientation"] != 1:
+        return {"status": "unsupported", "reason": f"RAW orientation {meta['orientation']}: raw2rgb reads "
+                "sensors stored upright only, for now"}, None  # fmt: skip
+    x0, y0, x1, y1 = result.crop
+    dx, dy = x0 % 2, y0 % 2  # to even sensor coordinates
+    proxy, dslr = result.phone[dy:, dx:], result.dslr[dy:, dx:]
+    x0, y0 = x0 + dx, y0 + dy
+    if mosaic.shape != (result.phone_size[1], result.phone_size[0]):
+        return {"status": "unsupported", "reason": f"mosaic {mosaic.shape[::-1]} and LibRaw's image "
+                f"{tuple(result.phone_size)} differ in size"}, None  # fmt: skip
+    patches = extract_patches(proxy, dslr, config=_replace(config.patch, moving="dslr"))
+    p = config.patch.size
+    raw = np.empty((len(patches), p, p, 1), np.uint16)
+    for k, (x, y) in enumerate(patches.xy):
+        raw[k, :, :, 0] = mosaic[y0 + y : y0 + y + p, x0 + x : x0 + x + p]
+    record["crop"] = [int(x0), int(y0), int(x1), int(y1)]
+    return None, _replace(patches, phone=raw)
 
 
 def _align_metrics(result: Any) -> dict[str, Any]:

@@ -160,24 +160,25 @@ def load_split(
     """
     shards = _resolve(source, split, verify)
     n = sum(s.rows for s in shards)
-    p, dtype = 0, np.dtype(np.uint8)
+    p, kinds = 0, {name: ((3,), np.dtype(np.uint8)) for name in ("phone", "dslr")}
     if shards:
         with open_shard(shards[0].path) as f:
-            p, dtype = int(f.attrs["patch_size"]), f["phone"].dtype
-    size = 2 * n * p * p * 3 * dtype.itemsize
+            p = int(f.attrs["patch_size"])
+            kinds = {name: (f[name].shape[3:], f[name].dtype) for name in kinds}  # raw2rgb: a 1-channel uint16 phone
+    size = n * p * p * sum(int(np.prod(c)) * d.itemsize for c, d in kinds.values())
     check_memory(size, torch.device(device or "cpu"), what=f"the {n} patch pairs of the {split} split")
     if device is None:
-        out = {name: np.empty((n, p, p, 3), dtype) for name in ("phone", "dslr")}
+        out = {name: np.empty((n, p, p, *c), d) for name, (c, d) in kinds.items()}
     else:  # fill the device tensors shard by shard: host memory holds one shard at a time, not the split
-        tdtype = torch.from_numpy(np.zeros(0, dtype)).dtype
-        out = {name: torch.empty((n, p, p, 3), dtype=tdtype, device=device) for name in ("phone", "dslr")}
+        out = {name: torch.empty((n, p, p, *c), dtype=torch.from_numpy(np.zeros(0, d)).dtype, device=device)
+               for name, (c, d) in kinds.items()}  # fmt: skip
     start = 0
     for s in shards:
         with open_shard(s.path) as f, reading(s.path):
             if int(f.attrs["patch_size"]) != p:
                 raise ShardError(f"{s.path}: patch size {f.attrs['patch_size']} differs from the other shards' {p}")
-            if f["phone"].dtype != dtype:
-                raise ShardError(f"{s.path}: {f['phone'].dtype} patches, the other shards' are {dtype}")
+            if any((f[name].shape[3:], f[name].dtype) != kind for name, kind in kinds.items()):
+                raise ShardError(f"{s.path}: its patches differ in channels or sample type from the other shards'")
             for name, arr in out.items():
                 if not s.rows:
                     continue

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -141,10 +141,16 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
         A :class:`PatchSet`; windows are the ``floor(W / P) x floor(H / P)`` grid at ``x0 = gx * P``,
         ``y0 = gy * P`` in row-major order (empty when the crop is smaller than one patch).
 
+    With ``config.moving == "dslr"`` the roles swap: the phone windows stay exactly on the grid and the DSLR
+    window of each is moved and resampled (``shift``/``angle`` are then the DSLR window's).
+
     Raises:
         InputError: the arrays are not ``H x W x 3`` uint8 (or uint16) of the same shape and type.
     """
     _check_pair(phone, dslr)
+    if config.moving == "dslr":
+        out = extract_patches(dslr, phone, config=replace(config, moving="phone"))
+        return replace(out, phone=out.dslr, dslr=out.phone)
     p = config.size
     h, w = phone.shape[:2]
     grid = np.array([(gx, gy) for gy in range(h // p) for gx in range(w // p)], np.int32).reshape(-1, 2)

@@ -5,7 +5,8 @@ One shard holds the patch pairs of a fixed group of photo pairs and is written b
 Schema (``SCHEMA`` version ``SCHEMA_VERSION``), for ``N`` patch pairs of ``P x P`` pixels:
 
 - ``phone``, ``dslr``: ``(N, P, P, 3)`` uint8 RGB (``uint16`` in a ``--bit-depth 16`` build), chunked one patch
-  per chunk, uncompressed by default.
+  per chunk, uncompressed by default. A ``raw2rgb`` build's ``phone`` is ``(N, P, P, 1)`` uint16: the sensor's
+  Bayer mosaic as recorded.
 - per-patch columns: ``pair`` (N,) UTF-8 name of the source pair, ``xy`` (N, 2) int32 top-left ``(x, y)`` of the
   phone window in the aligned crop, ``shift`` (N, 2) float32 DSLR window offset in px, ``angle`` (N,) float32
   degrees, ``ncc`` (N,) float32 normalised cross-correlation of the stored pair, ``texture`` (N,) float32.
@@ -116,9 +117,14 @@ class ShardWriter:
         compression: str | None = None,
         candidates: bool = False,
         dtype: Any = np.uint8,
+        phone_dtype: Any = None,
+        phone_channels: int = 3,
     ) -> None:
-        if np.dtype(dtype) not in PATCH_DTYPES:
-            raise ValueError(f"patch dtype must be uint8 or uint16; got {np.dtype(dtype)}")
+        dtypes = {"phone": np.dtype(phone_dtype or dtype), "dslr": np.dtype(dtype)}
+        if any(d not in PATCH_DTYPES for d in dtypes.values()) or phone_channels not in (1, 3):
+            raise ValueError(f"patches must be uint8 or uint16 and the phone's 1 or 3 channels; got {dtypes}, "
+                             f"{phone_channels}")  # fmt: skip
+        self.channels = {"phone": phone_channels, "dslr": 3}
         self.path = Path(path)
         self.patch_size = int(patch_size)
         self._atomic = AtomicFile(self.path)
@@ -131,12 +137,13 @@ class ShardWriter:
             self._file.attrs.update(_attrs(attrs or {}, patch_size=self.patch_size))
             p = self.patch_size
             for name in IMAGES:
+                c = self.channels[name]
                 self._file.create_dataset(
                     name,
-                    shape=(0, p, p, 3),
-                    maxshape=(None, p, p, 3),
-                    dtype=dtype,
-                    chunks=(1, p, p, 3),
+                    shape=(0, p, p, c),
+                    maxshape=(None, p, p, c),
+                    dtype=dtypes[name],
+                    chunks=(1, p, p, c),
                     compression=compression,
                     fletcher32=True,  # a checksum per chunk (patch): a damaged patch is an error when read
                     track_times=False,
@@ -162,7 +169,7 @@ class ShardWriter:
             ShardError: a field is missing or has the wrong shape, or the candidates do not fit the patches.
         """
         k = len(arrays["phone"]) if "phone" in arrays else -1
-        want = {n: (self.patch_size, self.patch_size, 3) for n in IMAGES}
+        want = {n: (self.patch_size, self.patch_size, self.channels[n]) for n in IMAGES}
         want.update({n: tail for n, (_, tail) in COLUMNS.items() if n != "pair"})
         _check_fields(pair, arrays, want, k)
         # room first: HDF5 cannot undo a write that failed half way (see abort)
@@ -356,15 +363,18 @@ def check_schema(f: h5py.File, path: str | Path) -> int:
     if not 1 <= p <= MAX_PATCH:
         raise ShardError(f"{path}: damaged shard, patch size {p} (dpedkit writes 8 to {MAX_PATCH})")
     rows = int(f.attrs.get("rows", -1))
-    want = {n: (p, p, 3) for n in IMAGES} | {n: tail for n, (_, tail) in COLUMNS.items()}
+    channels = {"phone": f["phone"].shape[-1] if "phone" in f and f["phone"].ndim == 4 else 3, "dslr": 3}
+    if channels["phone"] not in (1, 3):
+        channels["phone"] = 3  # reported as a shape error below
+    want = {n: (p, p, channels[n]) for n in IMAGES} | {n: tail for n, (_, tail) in COLUMNS.items()}
     for name, tail in want.items():
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise ShardError(f"{path}: damaged shard, dataset {name!r} is missing")
         if f[name].shape != (rows, *tail):
             raise ShardError(f"{path}: damaged shard, {name!r} has shape {f[name].shape}, expected {(rows, *tail)}")
     for name in IMAGES:
-        if f[name].dtype not in PATCH_DTYPES or f[name].dtype != f[IMAGES[0]].dtype:
-            raise ShardError(f"{path}: damaged shard, {name!r} is {f[name].dtype}, expected uint8 or uint16 (as phone)")
+        if f[name].dtype not in PATCH_DTYPES:
+            raise ShardError(f"{path}: damaged shard, {name!r} is {f[name].dtype}, expected uint8 or uint16")
     if CANDIDATES in f:
         _check_candidates(f[CANDIDATES], path)
     return rows

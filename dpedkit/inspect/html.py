@@ -193,6 +193,9 @@ _PAIR_COLUMNS = (
     ("RMSE px", "rmse_px"),
     ("scale", "scale"),
     ("turn (deg)", "orientation_fix"),
+    ("RAW CFA", "raw_cfa"),
+    ("black", "raw_black"),
+    ("white", "raw_white"),
     ("reason", "reason"),
 )
 

@@ -63,6 +63,10 @@ def flatten_pair_record(rec: Mapping[str, Any]) -> dict[str, Any]:
             for k, v in nested.items():
                 out.setdefault(k, v)
     out.setdefault("pair", out.get("name", "?"))
+    raw = (rec.get("sources") or {}).get("phone") or {}
+    if raw.get("cfa"):  # a RAW phone file: its Bayer phase and levels
+        out |= {"raw_cfa": raw["cfa"], "raw_black": min(raw.get("black_level") or [0]),
+                "raw_white": raw.get("white_level")}  # fmt: skip
     total, kept = int(out.get("patches_total") or 0), int(out.get("patches_kept") or 0)
     out["kept_fraction"] = kept / total if total > 0 else 0.0
     return out

@@ -460,11 +460,15 @@ def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.
         ("samples", f"Random kept patch pairs ({len(rand)} of {n})", rand),
         ("lowest", f"Lowest-NCC kept patch pairs ({len(low)})", low),
     ):
-        phone, dslr = map(to_uint8, DatasetDir(summary.root).read_patches(idx))  # a 16-bit build's too
+        phone, dslr = DatasetDir(summary.root).read_patches(idx)
+        dslr = to_uint8(dslr)  # a 16-bit build's too
+        raw = {str(p["pair"]): (p.get("sources") or {}).get("phone") for p in summary.pairs}
         cells = []
         for k, g in enumerate(idx):
             pair, xy = summary.columns["pair"][g], summary.columns["xy"][g]
             cap = f"{pair} @ ({xy[0]}, {xy[1]}) NCC {ncc[g]:.3f} [{summary.columns['split'][g]}]"
-            cells.append((cap, pic.encode_png(pic.patch_strip(phone[k], dslr[k]))))
+            # a raw2rgb patch is the RAW mosaic: shown demosaiced (OpenCV, the pair's levels and white balance)
+            shown = pic.mosaic_preview(phone[k], raw[pair]) if phone.shape[-1] == 1 else to_uint8(phone[k])
+            cells.append((cap, pic.encode_png(pic.patch_strip(shown, dslr[k]))))
         out.append(Gallery(sid, title, cells))
     return out

@@ -161,6 +161,33 @@ def decode_raw(
     return np.ascontiguousarray(rgb), meta
 
 
+def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(mosaic, parameters)``: a RAW file's visible Bayer mosaic as recorded, and :func:`raw_parameters`.
+
+    The mosaic is ``H x W`` uint16 with no demosaic and no black subtraction; ``cfa`` names its top-left 2 x 2
+    quad. It is on the sensor's grid: LibRaw's demosaiced output of the same file covers the same pixels when
+    the file's orientation is 1 (otherwise it is turned by it).
+
+    Raises:
+        InputError: a file LibRaw cannot read, or one without a Bayer mosaic (Foveon, X-Trans, linear DNG).
+    """
+    import rawpy
+
+    path = Path(path)
+    try:
+        with rawpy.imread(str(path)) as raw:
+            meta = raw_parameters(raw)
+            if raw.raw_pattern is None or raw.raw_pattern.shape != (2, 2) or meta["cfa"] not in _BAYER:
+                raise InputError(path, f"not a Bayer mosaic (CFA {meta['cfa']!r}); raw2rgb reads 2 x 2 Bayer sensors")
+            mosaic = raw.raw_image_visible.copy()
+    except (rawpy.LibRawError, MemoryError) as exc:
+        raise InputError(path, f"not a RAW file LibRaw reads ({type(exc).__name__}: {exc})") from None
+    return mosaic, meta
+
+
+_BAYER = ("RGGB", "BGGR", "GRBG", "GBRG")
+
+
 def raw_parameters(raw: Any) -> dict[str, Any]:
     """The mosaic's parameters of an open ``rawpy.RawPy``, as plain data (for ``pairs.jsonl``)."""
     desc = raw.color_desc.decode(errors="replace")

@@ -307,7 +307,11 @@ def _source(data: Path, config: TrainConfig, dist: Dist, start: int):
     if len(reader) == 0:
         raise InputError(data, "the training split holds no patch pairs")
     index = shard_indices(len(reader), dist.rank, dist.world)
-    p = reader.raw(0)[0].shape[0]
+    first = reader.raw(0)[0]
+    if first.shape[-1] != 3:
+        raise ConfigError(f"{data}: a raw2rgb dataset (RAW mosaic patches): the trainer does not train the RAW "
+                          "models (dped-raw, sid-unet) yet")  # fmt: skip
+    p = first.shape[0]
     nbytes = 2 * len(index) * p * p * 3
     mode = config.data_mode
     if mode == "auto":

@@ -1,0 +1,88 @@
+"""``dpedkit build --mode raw2rgb``: the phone's RAW mosaic stored as recorded, the DSLR moved onto its grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dpedkit.config import BuildConfig, PatchConfig
+from dpedkit.dataset.build import build_dataset
+from dpedkit.dataset.format import DatasetDir
+from dpedkit.dataset.shards import read_shard
+from dpedkit.dataset.synth import iter_pairs, map_phone_to_dslr, synthesize
+from dpedkit.errors import ConfigError
+from dpedkit.geometry import apply_homography
+from dpedkit.io.camera import read_mosaic
+
+P = 64
+
+
+@pytest.fixture(scope="module")
+def raw2rgb(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw2rgb")
+    synthesize(root / "raw", n=2, seed=0, phone_mp=0.3, dslr_mp=0.6, phone_format="dng", hard=True)
+    cfg = BuildConfig(mode="raw2rgb", patch=PatchConfig(size=P), test_images=1)
+    summary = build_dataset(root / "raw" / "phone", root / "raw" / "dslr", root / "ds", config=cfg)
+    return root, summary
+
+
+def test_raw_patches_are_the_files_mosaic_at_even_origins_and_the_dslr_patch_is_on_their_grid(raw2rgb):
+    root, summary = raw2rgb
+    assert summary.ok == 2 and sum(summary.patches.values()) > 50
+    ds = DatasetDir(root / "ds")
+    records = {r["pair"]: r for r in ds.pairs()}
+    truth = {p.stem: t for p, _, t in iter_pairs(root / "raw")}
+    errors, moved = [], []
+    for entry in ds.manifest().shards:
+        shard = read_shard(ds.path(entry.path))
+        assert shard["phone"].dtype == np.uint16 and shard["phone"].shape[1:] == (P, P, 1)
+        assert shard["dslr"].shape[1:] == (P, P, 3)
+        for k, name in enumerate(shard["pair"]):
+            rec = records[name]
+            mosaic, meta = read_mosaic(root / "raw" / "phone" / f"{name}.dng")
+            assert rec["sources"]["phone"]["cfa"] == meta["cfa"] == "RGGB"  # recorded per pair, the file's
+            x, y = np.asarray(rec["crop"][:2]) + shard["xy"][k]
+            assert x % 2 == 0 and y % 2 == 0  # every patch starts on the file's own Bayer phase
+            assert np.array_equal(shard["phone"][k, :, :, 0], mosaic[y : y + P, x : x + P])  # not one value changed
+            centre = np.array([x, y]) + (P - 1) / 2
+            h = np.asarray(rec["H_phone_to_dslr"])
+            got = apply_homography(h, centre + shard["shift"][k])[0]  # where the stored DSLR patch was taken
+            errors.append(np.linalg.norm(got - map_phone_to_dslr(truth[name], centre[None])[0]) / rec["scale"])
+            moved.append(np.linalg.norm(shard["shift"][k]))
+    print(f"\nraw2rgb: DSLR patch vs the truth on the RAW grid, median {np.median(errors):.3f} px "
+          f"(DSLR windows moved by {np.median(moved):.3f} px median)")  # fmt: skip
+    assert np.median(errors) <= 0.1
+    assert np.median(moved) > 0.05  # the DSLR windows did move: the sign of the shift is tested too
+
+
+def test_raw2rgb_config_and_inputs(raw2rgb, tmp_path):
+    assert BuildConfig(mode="raw2rgb").patch.moving == "dslr"  # the RAW side never moves
+    with pytest.raises(ConfigError, match="even"):
+        BuildConfig(mode="raw2rgb", patch=PatchConfig(size=63))
+    synthesize(tmp_path / "jpg", n=1, seed=0, phone_mp=0.3, dslr_mp=0.6)
+    cfg = BuildConfig(mode="raw2rgb", patch=PatchConfig(size=P), test_images=0)
+    s = build_dataset(tmp_path / "jpg" / "phone", tmp_path / "jpg" / "dslr", tmp_path / "ds", config=cfg)
+    assert s.by_reason == {"not-raw": 1}
+
+
+def test_the_trainer_and_evaluator_refuse_raw2rgb_datasets_clearly(raw2rgb, tmp_path):
+    from dpedkit.config import TrainConfig
+    from dpedkit.evaluate import load_test_pairs
+    from dpedkit.train import train
+
+    root, _ = raw2rgb
+    with pytest.raises(ConfigError, match="raw2rgb"):
+        train(root / "ds", tmp_path / "run", config=TrainConfig(model="srcnn", iters=1, device="cpu"))
+    with pytest.raises(ConfigError, match="raw2rgb"):
+        load_test_pairs(root / "ds")
+
+
+def test_the_report_shows_raw_pairs_with_their_bayer_phase_and_levels(raw2rgb, tmp_path):
+    from dpedkit.inspect.report import ReportConfig, write_report
+
+    root, _ = raw2rgb
+    out = tmp_path / "report.html"
+    write_report(root / "ds", out, config=ReportConfig(pair_views=1, samples=4, lowest=2))
+    html = out.read_text()
+    assert "RAW CFA" in html and html.count("RGGB") == 2 and "16383" in html  # per pair: phase and levels
+    assert html.count("data:image/png") > 6  # the galleries (mosaics shown demosaiced) and the pair view
