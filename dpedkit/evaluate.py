@@ -65,11 +65,12 @@ class EvalResult:
     source: str
     device: str
     config: EvalConfig | None = None
+    baseline: str = "identity"  # what ``identity`` scored: the phone patches, or "libraw" (raw2rgb datasets)
 
     def to_dict(self) -> dict:
-        """``{"n_pairs", "dped", "pirm", "ssim", "identity": {...}, "config": {...}}`` (the ``--json`` output)."""
+        """``{"n_pairs", "dped", "pirm", "ssim", "identity": {...}, "baseline", "config"}`` (the ``--json`` output)."""
         out = {"n_pairs": self.n_pairs, **self.model.to_dict(), "identity": self.identity.to_dict()}
-        return out | {"config": None if self.config is None else self.config.to_dict()}
+        return out | {"baseline": self.baseline, "config": None if self.config is None else self.config.to_dict()}
 
 
 def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = "test") -> tuple[np.ndarray, ...]:
@@ -95,11 +96,6 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
         from dpedkit.dataset.loader import load_split
 
         phone_u8, dslr_u8 = load_split(data, split, verify=True)  # a damaged shard is refused
-        if phone_u8.shape[-1] != 3:
-            from dpedkit.errors import ConfigError
-
-            raise ConfigError(f"{data}: a raw2rgb dataset (RAW mosaic patches): evaluating RAW models is not "
-                              "supported yet")  # fmt: skip
         if not len(phone_u8):
             other = "train" if split == "test" else "test"
             raise InputError(data, f"its {split} split holds no patch pairs, nothing to evaluate (try split {other!r})")
@@ -108,12 +104,14 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
     return load_pairs(find_dped_folder(data, phone=phone), split)
 
 
-def _load_model(model: Model, device: torch.device) -> torch.nn.Module:
+def _load_model(model: Model, device: torch.device, *, raw: bool = False) -> torch.nn.Module:
+    """The network of ``model`` in eval mode; an enhancer, or with ``raw`` a RAW model (raw2rgb data)."""
     if isinstance(model, torch.nn.Module):
         return model.to(device).eval()
     from dpedkit.nn.checkpoint import ENHANCERS, load_model
+    from dpedkit.train.recipe import RAW_MODELS
 
-    return load_model(model, device=device, expect=ENHANCERS)
+    return load_model(model, device=device, expect=RAW_MODELS if raw else ENHANCERS)
 
 
 class _Accumulator:
@@ -155,6 +153,7 @@ def evaluate_arrays(
     device: torch.device | str = "cpu",
     on_progress: Callable[[int, int], None] | None = None,
     lpips: torch.nn.Module | None = None,
+    baseline: np.ndarray | None = None,
 ) -> tuple[Scores, Scores]:
     """Score ``net`` and the identity on in-memory pairs.
 
@@ -166,6 +165,8 @@ def evaluate_arrays(
         device: where the network and the metrics run.
         on_progress: called ``(patches_done, total)`` after each batch.
         lpips: an :class:`dpedkit.nn.lpips.LPIPS` on ``device``: the scores get ``lpips`` too.
+        baseline: what is scored in place of the identity (``N x H x W x 3``; raw2rgb: LibRaw's processing of the
+            RAW phone patches, which the identity cannot be).
 
     Returns:
         ``(model_scores, identity_scores)``.
@@ -182,6 +183,8 @@ def evaluate_arrays(
             x = to_float_chw(phone[start : start + batch], device, memory_format=torch.contiguous_format)
             y = to_float_chw(dslr[start : start + batch], device, memory_format=torch.contiguous_format)
             model_acc.add(net(x).float(), y)
+            if baseline is not None:
+                x = to_float_chw(baseline[start : start + batch], device, memory_format=torch.contiguous_format)
             ident_acc.add(x, y)
             if on_progress:
                 on_progress(min(start + batch, n), n)
@@ -213,12 +216,23 @@ def evaluate(
     """
     device = resolve_device(config.device)
     phone, dslr = load_test_pairs(data, phone=config.phone, split=config.split)
-    net = _load_model(model, device)
+    baseline = load_baseline(data, config.split) if phone.shape[-1] == 1 else None  # a RAW mosaic: LibRaw's
+    net = _load_model(model, device, raw=phone.shape[-1] == 1)
     lpips = _lpips(config, device)
     log.info("evaluating on %d %s pairs from %s (%s)", len(phone), config.split, data, device)
     scores, ident = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, on_progress=on_progress,
-                                    lpips=lpips)  # fmt: skip
-    return EvalResult(len(phone), scores, ident, str(data), str(device), config=config)
+                                    lpips=lpips, baseline=baseline)  # fmt: skip
+    name = "identity" if baseline is None else "libraw"
+    return EvalResult(len(phone), scores, ident, str(data), str(device), config=config, baseline=name)
+
+
+def load_baseline(data: str | Path, split: str) -> np.ndarray | None:
+    """A raw2rgb dataset's baseline patches (LibRaw's processing of the RAW windows), else None."""
+    if not DatasetDir.is_dataset(Path(data)):
+        return None
+    from dpedkit.dataset.loader import load_baseline as load
+
+    return load(data, split)
 
 
 # ----------------------------------------------------------------------------------------------- compare

@@ -90,7 +90,9 @@ def test_identity_model_scores_equal_identity_baseline(tmp_path, rng):
     assert res.n_pairs == 7
     assert res.model == res.identity
     d = res.to_dict()
-    assert set(d) == {"n_pairs", "dped", "pirm", "ssim", "identity", "config"}
+    assert (
+        set(d) == {"n_pairs", "dped", "pirm", "ssim", "identity", "baseline", "config"} and d["baseline"] == "identity"
+    )
     assert d["config"] == EvalConfig(batch=3, device="cpu").to_dict()  # what it ran with is recorded
     assert set(d["identity"]) == {"dped", "pirm", "ssim"} and set(d["dped"]) == {"psnr", "ms_ssim"}
 

@@ -48,7 +48,7 @@ from dpedkit.dataset.format import (
     shard_name,
 )
 from dpedkit.dataset.parallel import Backend, check_options, peak_rss_mb, run_parallel
-from dpedkit.dataset.shards import CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardWriter
+from dpedkit.dataset.shards import BASELINE, CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardWriter
 from dpedkit.errors import ConfigError, InputError
 from dpedkit.io import check_apart, check_file_name, write_image
 
@@ -430,6 +430,8 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
             t1 = time.perf_counter()
             if patches is not None:  # every window's record too, so `dpedkit inspect` needs no re-refinement
                 arrays = {k: getattr(patches, k) for k in (*IMAGES, *COLUMNS) if k != "pair"}
+                if patches.baseline is not None:
+                    arrays[BASELINE] = patches.baseline
                 writer.append(name, candidates=_candidates(patches), **arrays)
             records.append(record)
             times["write"] = time.perf_counter() - t1
@@ -452,9 +454,11 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
 def _shard_writer(ds: DatasetDir, task: dict[str, Any], patch_size: int) -> ShardWriter:
     attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
     dtype = np.uint16 if task["config"].get("bit_depth", 8) == 16 else np.uint8
-    raw = task["config"].get("mode", "rgb") == "raw2rgb"  # the phone side: the 1-channel uint16 Bayer mosaic
+    # raw2rgb: the phone side is the 1-channel uint16 Bayer mosaic, with LibRaw's processing as the baseline
+    raw = task["config"].get("mode", "rgb") == "raw2rgb"
+    kinds = {"phone_dtype": np.uint16, "phone_channels": 1, "baseline": True} if raw else {}
     return ShardWriter(ds.path(task["shard"]), patch_size=patch_size, attrs=attrs, candidates=True, dtype=dtype,
-                       phone_dtype=np.uint16 if raw else None, phone_channels=1 if raw else 3)  # fmt: skip
+                       **kinds)  # fmt: skip
 
 
 def crashed_shard(task: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -568,10 +572,12 @@ def raw_patches(phone: str, result: Any, config: BuildConfig, record: dict[str, 
     patches = extract_patches(proxy, dslr, config=_replace(config.patch, moving="dslr"))
     p = config.patch.size
     raw = np.empty((len(patches), p, p, 1), np.uint16)
+    baseline = np.empty((len(patches), p, p, 3), proxy.dtype)
     for k, (x, y) in enumerate(patches.xy):
         raw[k, :, :, 0] = mosaic[y0 + y : y0 + y + p, x0 + x : x0 + x + p]
+        baseline[k] = proxy[y : y + p, x : x + p]  # LibRaw's processing of the same window
     record["crop"] = [int(x0), int(y0), int(x1), int(y1)]
-    return None, _replace(patches, phone=raw)
+    return None, _replace(patches, phone=raw, baseline=baseline)
 
 
 def _align_metrics(result: Any) -> dict[str, Any]:

@@ -139,6 +139,22 @@ class PatchDataset(Dataset):
         return state
 
 
+def load_baseline(source: Source, split: str = "test") -> np.ndarray | None:
+    """The ``baseline`` patches of a split (raw2rgb: LibRaw's processing of each phone window), or None.
+
+    ``N x P x P x 3``, in the order of :func:`load_split`; None when the split's shards hold none.
+    """
+    from dpedkit.dataset.shards import BASELINE
+
+    parts = []
+    for s in _resolve(source, split, False):
+        with open_shard(s.path) as f, reading(s.path):
+            if BASELINE not in f:
+                return None
+            parts.append(f[BASELINE][()])
+    return np.concatenate(parts) if parts else None
+
+
 def load_split(
     source: Source, split: str = "train", *, device: str | torch.device | None = None, verify: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]:

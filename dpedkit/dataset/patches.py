@@ -88,6 +88,7 @@ class PatchSet:
     ncc: np.ndarray
     texture: np.ndarray
     candidates: dict[str, np.ndarray] = field(default_factory=dict)
+    baseline: np.ndarray | None = None  # raw2rgb: LibRaw's processing of each phone window (``K x P x P x 3``)
 
     def __len__(self) -> int:
         return len(self.xy)

@@ -6,7 +6,8 @@ Schema (``SCHEMA`` version ``SCHEMA_VERSION``), for ``N`` patch pairs of ``P x P
 
 - ``phone``, ``dslr``: ``(N, P, P, 3)`` uint8 RGB (``uint16`` in a ``--bit-depth 16`` build), chunked one patch
   per chunk, uncompressed by default. A ``raw2rgb`` build's ``phone`` is ``(N, P, P, 1)`` uint16: the sensor's
-  Bayer mosaic as recorded.
+  Bayer mosaic as recorded; its ``baseline`` (N, P, P, 3) holds LibRaw's own processing of the same windows
+  (camera white balance, sRGB), the baseline a learned ISP must beat.
 - per-patch columns: ``pair`` (N,) UTF-8 name of the source pair, ``xy`` (N, 2) int32 top-left ``(x, y)`` of the
   phone window in the aligned crop, ``shift`` (N, 2) float32 DSLR window offset in px, ``angle`` (N,) float32
   degrees, ``ncc`` (N,) float32 normalised cross-correlation of the stored pair, ``texture`` (N,) float32.
@@ -51,6 +52,7 @@ SCHEMA = "dpedkit-patches"
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 2 added the optional candidates/ group
 IMAGES = ("phone", "dslr")
+BASELINE = "baseline"  # optional: what the phone's own processing makes of the phone patch (raw2rgb: LibRaw's)
 PATCH_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))  # 8-bit (the DPED format) or 16-bit patches
 # column name -> (dtype, trailing shape)
 COLUMNS: dict[str, tuple[Any, tuple[int, ...]]] = {
@@ -119,12 +121,14 @@ class ShardWriter:
         dtype: Any = np.uint8,
         phone_dtype: Any = None,
         phone_channels: int = 3,
+        baseline: bool = False,
     ) -> None:
         dtypes = {"phone": np.dtype(phone_dtype or dtype), "dslr": np.dtype(dtype)}
         if any(d not in PATCH_DTYPES for d in dtypes.values()) or phone_channels not in (1, 3):
             raise ValueError(f"patches must be uint8 or uint16 and the phone's 1 or 3 channels; got {dtypes}, "
                              f"{phone_channels}")  # fmt: skip
-        self.channels = {"phone": phone_channels, "dslr": 3}
+        self.channels = {"phone": phone_channels, "dslr": 3} | ({BASELINE: 3} if baseline else {})
+        dtypes[BASELINE] = dtypes["dslr"]
         self.path = Path(path)
         self.patch_size = int(patch_size)
         self._atomic = AtomicFile(self.path)
@@ -136,7 +140,7 @@ class ShardWriter:
         with self._writing():
             self._file.attrs.update(_attrs(attrs or {}, patch_size=self.patch_size))
             p = self.patch_size
-            for name in IMAGES:
+            for name in self.channels:
                 c = self.channels[name]
                 self._file.create_dataset(
                     name,
@@ -169,7 +173,7 @@ class ShardWriter:
             ShardError: a field is missing or has the wrong shape, or the candidates do not fit the patches.
         """
         k = len(arrays["phone"]) if "phone" in arrays else -1
-        want = {n: (self.patch_size, self.patch_size, self.channels[n]) for n in IMAGES}
+        want = {n: (self.patch_size, self.patch_size, c) for n, c in self.channels.items()}
         want.update({n: tail for n, (_, tail) in COLUMNS.items() if n != "pair"})
         _check_fields(pair, arrays, want, k)
         # room first: HDF5 cannot undo a write that failed half way (see abort)
@@ -180,7 +184,7 @@ class ShardWriter:
                 self._append_candidates(pair, candidates, k)
             if k:
                 cols = {**arrays, "pair": np.array([pair] * k, dtype=object)}
-                _extend(self._file, cols, (*IMAGES, *COLUMNS), self.rows)
+                _extend(self._file, cols, (*self.channels, *COLUMNS), self.rows)
                 self.rows += k
             # HDF5 places a chunk in the file when its dataset's cache is flushed, and a file flush or close visits
             # the open datasets in an order that depends on the process's history: each dataset is flushed as it
@@ -367,6 +371,8 @@ def check_schema(f: h5py.File, path: str | Path) -> int:
     if channels["phone"] not in (1, 3):
         channels["phone"] = 3  # reported as a shape error below
     want = {n: (p, p, channels[n]) for n in IMAGES} | {n: tail for n, (_, tail) in COLUMNS.items()}
+    if BASELINE in f:
+        want[BASELINE] = (p, p, 3)
     for name, tail in want.items():
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise ShardError(f"{path}: damaged shard, dataset {name!r} is missing")

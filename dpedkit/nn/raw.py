@@ -3,6 +3,9 @@
 Input convention: a Bayer mosaic normalised to [0, 1] (``(raw - black) / (white - black)``, clipped) is packed into
 four half-resolution planes in the fixed order R, G1, G2, B, whatever the sensor's CFA (:func:`pack_bayer`), so a
 network learns one layout. Both networks output RGB in [0, 1] (not clipped) at the mosaic's full resolution.
+Their configs name the sensor (``cfa``, ``black``, ``white``), so they also take the stored mosaic itself:
+``(N, 1, H, W)`` holding ``raw / 65535`` (what :func:`dpedkit.nn.device.to_float_chw` makes of a ``uint16`` patch)
+is normalised and packed inside ``forward``.
 
 - :class:`RawGenerator` (``dped-raw``): the DPED generator's body on the 4 packed planes, a 12-channel head and a
   x2 pixel shuffle (``(N, 4, h, w) -> (N, 3, 2h, 2w)``).
@@ -57,16 +60,45 @@ def normalise_mosaic(raw: torch.Tensor, black: float, white: float) -> torch.Ten
     return ((raw.float() - black) / (white - black)).clamp_(0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class SensorConfig(ConfigMixin):
+    """The sensor a RAW network reads: its Bayer ``cfa`` (top-left quad, row by row) and black/white levels."""
+
+    cfa: str = "RGGB"
+    black: float = 0.0
+    white: float = 65535.0
+
+    def _validate(self) -> None:
+        bayer_offsets(self.cfa)
+        check_range("black", self.black, 0.0, 65535.0)
+        check_range("white", self.white, self.black + 1.0, 65535.0)
+
+    def packed(self, x: torch.Tensor) -> torch.Tensor:
+        """The network input of ``x``: packed planes as they are, or a ``raw / 65535`` mosaic normalised and packed."""
+        if x.shape[1] == 4:
+            return x
+        return pack_bayer(normalise_mosaic(x * 65535.0, self.black, self.white), self.cfa)
+
+
+@dataclass(frozen=True)
+class RawGeneratorConfig(GeneratorConfig, SensorConfig):
+    """Architecture of ``dped-raw``: the DPED generator's options, and the sensor."""
+
+    def _validate(self) -> None:
+        GeneratorConfig._validate(self)
+        SensorConfig._validate(self)
+
+
 class RawGenerator(nn.Module):
     """The DPED generator on a packed Bayer mosaic: ``(N, 4, h, w)`` -> RGB ``(N, 3, 2h, 2w)``."""
 
     name = "dped-raw"
-    config_class = GeneratorConfig  # the DPED generator's architecture options, as they are
+    config_class = RawGeneratorConfig
 
-    def __init__(self, cfg: GeneratorConfig | None = None) -> None:
+    def __init__(self, cfg: RawGeneratorConfig | None = None) -> None:
         super().__init__()
-        self.cfg = cfg = cfg or GeneratorConfig()
-        body = Generator(cfg)
+        self.cfg = cfg = cfg or RawGeneratorConfig()
+        body = Generator(GeneratorConfig(cfg.channels, cfg.blocks, cfg.eps, cfg.out_scale, cfg.out_offset))
         body.c1 = nn.Conv2d(4, cfg.channels, 9, padding=4)  # 4 packed planes in
         body.c12 = nn.Conv2d(cfg.channels, 12, 9, padding=4)  # 4 sub-pixels x RGB out
         init_tf_(body.c1)
@@ -74,9 +106,9 @@ class RawGenerator(nn.Module):
         self.body = body
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Packed planes (N, 4, h, w) in [0, 1] -> RGB (N, 3, 2h, 2w), about [-0.08, 1.08]."""
+        """Packed planes (N, 4, h, w) in [0, 1] (or a mosaic, see the module docstring) -> RGB (N, 3, 2h, 2w)."""
         b = self.body
-        h = F.relu(b.c1(x))
+        h = F.relu(b.c1(self.cfg.packed(x)))
         for block in b.blocks:
             h = block(h)
         h = F.relu(b.c11(F.relu(b.c10(h))))
@@ -84,13 +116,14 @@ class RawGenerator(nn.Module):
 
 
 @dataclass(frozen=True)
-class SIDUNetConfig(ConfigMixin):
+class SIDUNetConfig(SensorConfig):
     """Architecture of ``sid-unet``: ``channels`` at the top level, doubled at each of ``levels - 1`` poolings."""
 
     channels: int = 32
     levels: int = 5
 
     def _validate(self) -> None:
+        super()._validate()
         check_range("channels", self.channels, 1, 1024)
         check_range("levels", self.levels, 1, 8)
 
@@ -116,7 +149,8 @@ class SIDUNet(nn.Module):
         self.head = nn.Conv2d(widths[0], 12, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Packed planes (N, 4, h, w) in [0, 1] -> RGB (N, 3, 2h, 2w) (not clipped)."""
+        """Packed planes (N, 4, h, w) in [0, 1] (or a mosaic) -> RGB (N, 3, 2h, 2w) (not clipped)."""
+        x = self.cfg.packed(x)
         h, w = x.shape[-2:]
         m = 2 ** (self.cfg.levels - 1)
         pad_h, pad_w = -h % m, -w % m

@@ -215,9 +215,10 @@ def read_all(reader: PairReader, index: np.ndarray, *, workers: int = 0, chunk: 
     if len(index) == 0:
         raise InputError(None, "no patch pairs to read")
     first = reader.raw(int(index[0]))[0]
-    check_memory(2 * len(index) * first.nbytes, torch.device("cpu"), what=f"{len(index)} patch pairs")
+    check_memory(4 * len(index) * first.nbytes, torch.device("cpu"), what=f"{len(index)} patch pairs")
+    second = reader.raw(int(index[0]))[1]
     phone = np.empty((len(index), *first.shape), first.dtype)
-    dslr = np.empty_like(phone)
+    dslr = np.empty((len(index), *second.shape), second.dtype)  # raw2rgb: a 1-channel phone, a 3-channel DSLR
     chunks = torch.utils.data.DataLoader(
         _ChunkReader(reader, index, chunk),
         batch_size=None,

@@ -177,18 +177,21 @@ def validate(run: Run, *, step: int) -> tuple[dict[str, float], np.ndarray | Non
 
     g = run.g_raw.eval()
     with run.autocast():
-        scores, identity = evaluate_arrays(g, *run.test, batch=run.config.eval_batch, device=run.device)
+        scores, identity = evaluate_arrays(g, *run.test, batch=run.config.eval_batch, device=run.device,
+                                           baseline=run.baseline)  # fmt: skip
     row = {"psnr": scores.dped_psnr, "ms_ssim": scores.dped_ms_ssim, "pirm_psnr": scores.pirm_psnr}
     if run.ema is not None:
         with run.autocast():
-            ema = evaluate_arrays(run.ema.module, *run.test, batch=run.config.eval_batch, device=run.device)[0]
+            ema = evaluate_arrays(run.ema.module, *run.test, batch=run.config.eval_batch, device=run.device,
+                                  baseline=run.baseline)[0]  # fmt: skip
         row |= {"ema_psnr": ema.dped_psnr, "ema_ms_ssim": ema.dped_ms_ssim, "ema_pirm_psnr": ema.pirm_psnr}
     grid = None
     k = min(run.config.samples, len(run.test[0]))
     if k:
         with torch.inference_mode():
             out = to_uint8_hwc(g(to_float_chw(run.test[0][:k], run.device)))
-        cols = (to_uint8(run.test[0][:k]), out, to_uint8(run.test[1][:k]))  # a 16-bit dataset's too
+        shown = run.test[0] if run.baseline is None else run.baseline  # raw2rgb: LibRaw's processing of the RAW
+        cols = (to_uint8(shown[:k]), out, to_uint8(run.test[1][:k]))  # a 16-bit dataset's too
         grid = np.concatenate([np.concatenate(t, axis=0) for t in cols], axis=1)
         write_image(run.run_dir / "samples" / f"step-{step:06d}.png", grid)
     g.train()

@@ -38,7 +38,7 @@ from dpedkit.train.data import (
     read_all,
     shard_indices,
 )
-from dpedkit.train.recipe import RECIPES, Recipe
+from dpedkit.train.recipe import RAW_MODELS, RECIPES, Recipe
 from dpedkit.train.resume import RUN_CONFIG, TrainConfig, arch_conflicts, arch_dict, read_run_config
 from dpedkit.train.schedule import Ema
 
@@ -112,6 +112,7 @@ class Run:
     best_psnr: float | None = None
     seen: np.ndarray | None = None
     ema: Ema | None = None  # moving average of the generator's weights (``config.ema`` > 0)
+    baseline: np.ndarray | None = None  # raw2rgb: LibRaw's processing of the test patches, scored for comparison
     tb: Any = None  # TensorBoard SummaryWriter (rank 0, ``config.tensorboard``)
 
     @property
@@ -308,9 +309,11 @@ def _source(data: Path, config: TrainConfig, dist: Dist, start: int):
         raise InputError(data, "the training split holds no patch pairs")
     index = shard_indices(len(reader), dist.rank, dist.world)
     first = reader.raw(0)[0]
-    if first.shape[-1] != 3:
-        raise ConfigError(f"{data}: a raw2rgb dataset (RAW mosaic patches): the trainer does not train the RAW "
-                          "models (dped-raw, sid-unet) yet")  # fmt: skip
+    raw = first.shape[-1] == 1
+    if raw != (config.model in RAW_MODELS):
+        kind, fit = ("a raw2rgb dataset (RAW mosaic patches)", "a RAW model: " + ", ".join(RAW_MODELS)) if raw else (
+            "an RGB dataset", "an RGB model: dped, srcnn, johnson")  # fmt: skip
+        raise ConfigError(f"{data} is {kind}: it trains {fit}; got --model {config.model}")
     p = first.shape[0]
     nbytes = 2 * len(index) * p * p * 3
     mode = config.data_mode
@@ -355,6 +358,13 @@ def setup_run(
         if test is not None and len(test[0]) == 0:
             log.warning("%s: the test split is empty: metrics rows will have no PSNR and best.pt is not written", data)
             test = None
+    baseline = None
+    if config.model in RAW_MODELS:  # the sensor the network reads, from the dataset's RAW files
+        config = replace(config, model_config=_sensor(data) | (config.model_config or {}))
+        if test is not None:
+            from dpedkit.evaluate import load_baseline
+
+            baseline = load_baseline(data, "test")
     latest = load_checkpoint(run_dir / "latest.pt") if (start > 0 if resume is None else resume) else None
     g, d = build_networks(config, patch, dist.device, resume=latest)
     config = replace(config, model_config=g.cfg.to_dict())  # what is trained (init or latest.pt may set it)
@@ -383,7 +393,22 @@ def setup_run(
                 "loss_weights": weights.to_dict()}  # fmt: skip
     return Run(config=config, dist=dist, run_dir=run_dir, g=g_w, g_raw=g, d=d_w, d_raw=d, opt_g=opt_g, opt_d=opt_d,
                recipe=recipe, weights=weights, vgg=vgg, source=source, test=test, resolved=resolved,
-               n_train=n_train, best_psnr=best, seen=np.zeros(n_train, bool), ema=ema)  # fmt: skip
+               n_train=n_train, best_psnr=best, seen=np.zeros(n_train, bool), ema=ema, baseline=baseline)  # fmt: skip
+
+
+def _sensor(data: Path) -> dict[str, Any]:
+    """``{"cfa", "black", "white"}`` of the RAW files a raw2rgb dataset was built from (one sensor per dataset)."""
+    from dpedkit.dataset.format import DatasetDir
+
+    seen = set()
+    for rec in DatasetDir(data).pairs():
+        raw = (rec.get("sources") or {}).get("phone") or {}
+        if rec.get("status") == "ok" and raw.get("cfa"):
+            seen.add((raw["cfa"], float(min(raw["black_level"])), float(raw["white_level"])))
+    if len(seen) != 1:
+        raise ConfigError(f"{data}: a RAW model needs one sensor (CFA and levels) per dataset; found {sorted(seen)}")
+    cfa, black, white = seen.pop()
+    return {"cfa": cfa, "black": black, "white": white}
 
 
 def _restore(run_dir: Path, ckpt: dict[str, Any], g, d, opt_g, opt_d, start: int, dist: Dist) -> float | None:

@@ -65,16 +65,30 @@ def test_raw2rgb_config_and_inputs(raw2rgb, tmp_path):
     assert s.by_reason == {"not-raw": 1}
 
 
-def test_the_trainer_and_evaluator_refuse_raw2rgb_datasets_clearly(raw2rgb, tmp_path):
-    from dpedkit.config import TrainConfig
-    from dpedkit.evaluate import load_test_pairs
+def test_a_raw_model_trains_on_raw2rgb_and_is_scored_against_libraw(raw2rgb, tmp_path):
+    from dpedkit.config import EvalConfig, TrainConfig
+    from dpedkit.evaluate import evaluate, evaluate_arrays, load_baseline, load_test_pairs
+    from dpedkit.nn.checkpoint import load_model
     from dpedkit.train import train
 
     root, _ = raw2rgb
-    with pytest.raises(ConfigError, match="raw2rgb"):
-        train(root / "ds", tmp_path / "run", config=TrainConfig(model="srcnn", iters=1, device="cpu"))
-    with pytest.raises(ConfigError, match="raw2rgb"):
-        load_test_pairs(root / "ds")
+    cfg = TrainConfig(model="sid-unet", iters=200, batch=8, eval_every=100, device="cpu", samples=1, save_every="0",
+                      lr=1e-3, model_config={"channels": 8, "levels": 3})  # fmt: skip
+    history = train(root / "ds", tmp_path / "run", config=cfg).history
+    assert max(r["psnr"] for r in history[1:]) > history[0]["psnr"] + 3  # it learns
+    model = load_model(tmp_path / "run" / "best.pt")
+    mosaic = load_test_pairs(root / "ds")[0]
+    assert model.cfg.cfa == "RGGB" and model.cfg.black == 512 and model.cfg.white == 16383  # read from the dataset
+    # the baseline is LibRaw's own processing of the same RAW windows, not an identity a mosaic cannot have
+    result = evaluate(tmp_path / "run" / "best.pt", root / "ds", config=EvalConfig(device="cpu"))
+    phone, dslr = load_test_pairs(root / "ds")
+    libraw = evaluate_arrays(lambda t: t, load_baseline(root / "ds", "test"), dslr)[0]
+    assert result.baseline == "libraw" and result.identity.dped_psnr == libraw.dped_psnr
+    assert history[0]["identity_psnr"] == pytest.approx(libraw.dped_psnr)
+    best = max(max(r["psnr"], r.get("ema_psnr") or 0.0) for r in history)
+    assert mosaic.shape[-1] == 1 and result.model.dped_psnr == pytest.approx(best, abs=1e-3)  # best.pt's score
+    with pytest.raises(ConfigError, match="raw2rgb dataset"):
+        train(root / "ds", tmp_path / "rgb", config=TrainConfig(model="srcnn", iters=1, device="cpu"))
 
 
 def test_the_report_shows_raw_pairs_with_their_bayer_phase_and_levels(raw2rgb, tmp_path):

@@ -7,8 +7,8 @@ import torch
 
 from dpedkit.errors import ConfigError
 from dpedkit.nn.checkpoint import load_model, save_checkpoint
-from dpedkit.nn.generator import Generator, GeneratorConfig
-from dpedkit.nn.raw import RawGenerator, SIDUNet, SIDUNetConfig, normalise_mosaic, pack_bayer
+from dpedkit.nn.generator import Generator
+from dpedkit.nn.raw import RawGenerator, RawGeneratorConfig, SIDUNet, SIDUNetConfig, normalise_mosaic, pack_bayer
 
 
 @pytest.mark.parametrize("cfa", ["RGGB", "BGGR", "GRBG", "GBRG"])
@@ -62,9 +62,25 @@ def test_sid_unet_layers_and_any_input_size():
 
 def test_raw_models_are_checkpointed_like_the_others(tmp_path):
     torch.manual_seed(0)
-    for model in (RawGenerator(GeneratorConfig(channels=8, blocks=1)), SIDUNet(SIDUNetConfig(channels=4, levels=3))):
+    for model in (
+        RawGenerator(RawGeneratorConfig(channels=8, blocks=1, cfa="GRBG", black=64, white=1023)),
+        SIDUNet(SIDUNetConfig(channels=4, levels=3)),
+    ):
         path = save_checkpoint(tmp_path / f"{model.name}.pt", model)
         back = load_model(path)
         assert type(back) is type(model) and back.cfg == model.cfg
         x = torch.rand(1, 4, 8, 8)
         assert torch.equal(back.eval()(x), model.eval()(x))
+
+
+def test_raw_models_take_the_stored_mosaic_and_normalise_it_for_their_sensor():
+    cfg = SIDUNetConfig(channels=4, levels=2, cfa="GRBG", black=64, white=1023)
+    net = SIDUNet(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randint(0, 1100, (2, 1, 8, 12), generator=g).float()
+    packed = pack_bayer(normalise_mosaic(raw, 64, 1023), "GRBG")
+    assert torch.equal(net(raw / 65535.0), net(packed))
+    with pytest.raises(ConfigError):
+        SIDUNetConfig(cfa="XYZW")
+    with pytest.raises(ConfigError):
+        SIDUNetConfig(black=1000, white=900)
