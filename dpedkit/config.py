@@ -758,6 +758,7 @@ class BuildBenchConfig(ConfigMixin):
         seed: seed of the synthetic pairs and of the read order.
         format: the pairs' files: ``jpg`` (JPEG both sides) or ``raw`` (DNG Bayer mosaics both sides, as an Android
             phone and a DSLR shooting RAW write them; the decode-only floor is then LibRaw's own decode).
+        mode: the build's ``mode``: ``rgb`` or ``raw2rgb`` (needs ``format = "raw"``: the phone's mosaic is stored).
     """
 
     pairs: int = 6
@@ -768,10 +769,14 @@ class BuildBenchConfig(ConfigMixin):
     repeats: int = 2
     seed: int = 0
     format: BenchFormat = "jpg"
+    mode: BuildMode = "rgb"
 
     def _validate(self) -> None:
         check_range("pairs", self.pairs, 2, 1000)
         check_choice("format", self.format, get_args(BenchFormat))
+        check_choice("mode", self.mode, get_args(BuildMode))
+        if self.mode == "raw2rgb" and self.format != "raw":
+            raise ConfigError("bench build --mode raw2rgb needs --format raw (it stores the phone's RAW mosaic)")
         check_range("phone_mp", self.phone_mp, 0.05, 60.0)
         check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
         check_range("reads", self.reads, 1)

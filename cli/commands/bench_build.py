@@ -10,17 +10,17 @@ from dpedkit.config import BuildBenchConfig
 
 
 @click.command("build")
-@field_options(BuildBenchConfig, "pairs", "phone_mp", "dslr_mp", "reads", "repeats", "format")
+@field_options(BuildBenchConfig, "pairs", "phone_mp", "dslr_mp", "reads", "repeats", "format", "mode")
 @click.option("--work-dir", type=click.Path(file_okay=False), help="Keep pairs and datasets here (default: temp).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON on stdout.")
 @handle_errors
 def command(pairs: int, phone_mp: float, dslr_mp: float, reads: int, repeats: int, format: str,  # noqa: A002
-            work_dir: str | None, as_json: bool) -> None:  # fmt: skip
+            mode: str, work_dir: str | None, as_json: bool) -> None:  # fmt: skip
     """Dataset-build throughput with 1 and 2 workers, time per pair vs decode-only, memory, shard read speed."""
     from dpedkit.bench.build import bench_build
 
     config = BuildBenchConfig(pairs=pairs, phone_mp=phone_mp, dslr_mp=dslr_mp, reads=reads, repeats=repeats,
-                              format=format)  # fmt: skip
+                              format=format, mode=mode)  # fmt: skip
     with console.status("benchmarking") as status:
         res = bench_build(work_dir, config=config, on_progress=lambda msg: status.update(msg))
     if as_json:
@@ -63,5 +63,5 @@ def command(pairs: int, phone_mp: float, dslr_mp: float, reads: int, repeats: in
         ["shard reads/s without / with chunk checksums", r["checksum_read_cost"], "", ""],
         ["load average before / after", str(res["load_avg_before_after"]), f"{res['cpu_count']} CPUs", ""],
     ]
-    title = f"dpedkit bench build: {pairs} pairs of {phone_mp:g} / {dslr_mp:g} MP {format.upper()}"
+    title = f"dpedkit bench build: {pairs} pairs of {phone_mp:g} / {dslr_mp:g} MP {format.upper()}, {mode}"
     console.print(table(title, ["figure", "measured", "target", "met"], rows))

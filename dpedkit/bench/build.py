@@ -85,7 +85,7 @@ def bench_build(
     for rep in range(config.repeats):
         for jobs in (1, 2):
             say(f"building with {jobs} worker(s), run {rep + 1} of {config.repeats}")
-            seconds, cpu, peak_jobs = _timed_build(work, jobs)
+            seconds, cpu, peak_jobs = _timed_build(work, jobs, config.mode)
             if jobs > 1:  # worker processes (the 1-worker build runs in this process, bench data and all)
                 peak = max(peak, peak_jobs)
             if str(jobs) not in build or seconds < build[str(jobs)]["seconds"]:
@@ -155,7 +155,7 @@ def _decode_seconds(raw: Path, *, half_size: bool = False) -> tuple[float, float
         cv2.setNumThreads(threads)
 
 
-def _timed_build(work: Path, jobs: int) -> tuple[float, float, float]:
+def _timed_build(work: Path, jobs: int, mode: str = "rgb") -> tuple[float, float, float]:
     """Wall seconds of a fresh build with ``jobs`` workers, the CPU seconds and peak worker memory (MB) reported."""
     from dpedkit.config import BuildConfig
     from dpedkit.dataset.build import build_dataset
@@ -166,7 +166,7 @@ def _timed_build(work: Path, jobs: int) -> tuple[float, float, float]:
         work / "raw" / "phone",
         work / "raw" / "dslr",
         work / f"ds-{jobs}",
-        config=BuildConfig(test_images=0),
+        config=BuildConfig(test_images=0, mode=mode),
         jobs=jobs,
         overwrite=True,
         allow_swapped=True,  # the swapped-folders check runs once per build: timed apart (swap_check_s)
@@ -212,6 +212,7 @@ def _read_bench(dataset: Path, dped: Path, config: BuildBenchConfig) -> dict[str
     import cv2
 
     from dpedkit.dataset.loader import PatchDataset
+    from dpedkit.io import to_uint8
 
     ds = PatchDataset(dataset, "train")
     n = min(len(ds), config.jpeg_patches)
@@ -219,7 +220,9 @@ def _read_bench(dataset: Path, dped: Path, config: BuildBenchConfig) -> dict[str
         (dped / side).mkdir(parents=True, exist_ok=True)
     for i in range(n):  # the DPED layout: training_data/{iphone,canon}/N.jpg
         phone, dslr = ds.raw(i)
-        cv2.imwrite(str(dped / "iphone" / f"{i}.jpg"), phone[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        phone = to_uint8(phone)[:, :, ::-1]  # a raw2rgb mosaic: written as a gray JPEG, its top 8 bits
+        cv2.imwrite(str(dped / "iphone" / f"{i}.jpg"), phone[:, :, 0] if phone.shape[2] == 1 else phone,
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])  # fmt: skip
         cv2.imwrite(str(dped / "canon" / f"{i}.jpg"), dslr[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     order = np.random.default_rng(config.seed).integers(0, n, config.reads)
 

@@ -30,3 +30,14 @@ def test_bench_build_raw_measures_libraw_decode_and_the_preview(tmp_path):
     assert sorted(p.suffix for p in (tmp_path / "raw" / "phone").iterdir()) == [".dng", ".dng"]
     assert res["identical_1_vs_2"] is True and res["build"]["1"]["pairs_per_s"] > 0
     assert 0 < res["half_decode_s_per_pair"] < res["decode_s_per_pair"]  # the preview is LibRaw's fast path
+
+
+@pytest.mark.slow
+def test_bench_build_raw2rgb(tmp_path):
+    cfg = BuildBenchConfig(pairs=2, phone_mp=0.2, dslr_mp=0.4, reads=20, jpeg_patches=10, repeats=1, format="raw",
+                           mode="raw2rgb")  # fmt: skip
+    res = bench_build(tmp_path, config=cfg)
+    assert res["identical_1_vs_2"] is True and res["build"]["1"]["pairs_per_s"] > 0
+    assert res["config"]["mode"] == "raw2rgb"
+    with pytest.raises(ConfigError, match="--format raw"):
+        BuildBenchConfig(mode="raw2rgb")
