@@ -9,9 +9,10 @@ anisotropy, overlap, inlier coverage of the crop) -> largest valid crop -> DSLR 
 
 Real shoots: a photo turned by a quarter turn (EXIF lost or wrong) aligns like any other, the turn recorded as
 ``orientation_fix`` (the phone's clockwise turn relative to the DSLR: 90, 180 or 270; patches stay on the phone's
-grid); a pair that fails is tried once more with the phone image flipped left-right, and rejected as ``mirrored``
-when that aligns. A RAW photo's features come from LibRaw's half-size output; its full demosaic is made only
-once the pair has passed every check.
+grid); a pair that fails to match, or fits with fewer than half its matches, is tried once more with the phone
+image flipped left-right, and rejected as ``mirrored`` when that aligns (twice as well, for the weak fit). A RAW
+photo's features come from LibRaw's half-size output; its full demosaic is made only once the pair has passed
+every check.
 
 Convention: ``H_phone_to_dslr`` maps phone ``(x, y, 1)`` to DSLR pixels, full resolution, pixel centres at
 integers; ``crop`` is ``[x0, y0, x1, y1]`` half-open in phone pixels.
@@ -417,15 +418,15 @@ def _mirrored(phone: Photo, fd: Features, s_p: float, s_d: float, cfg: AlignConf
     estimators find (their samples must keep their orientation), so mapping the points back would not do.
     """
     flipped = detect_features(cv2.flip(phone.preview, 1), cfg, factor=phone.factor)
-    m = match(flipped, fd, ratio=cfg.ratio)
-    fit, failure = _fit(m, flipped, fd, s_p, s_d, cfg, _Stopwatch())
+    trial = AlignResult(status="ok")
+    fit, failure = _match_and_fit(flipped, fd, s_p, s_d, cfg, _Stopwatch(), trial)
     if fit is None or failure is not None or fit.n_inliers <= beat:
         return None
     unflipped = f" (unflipped: {beat} inliers)" if beat else ""
     return Failure(
         "mirrored",
         f"the phone photo is a mirror image of the DSLR's (front camera or a mirrored export): flipped left-right "
-        f"it aligns with {fit.n_inliers}/{len(m)} inliers{unflipped}; dpedkit does not un-mirror photos",
+        f"it aligns with {trial.inliers}/{trial.matches} inliers{unflipped}; dpedkit does not un-mirror photos",
     )
 
 

@@ -551,8 +551,6 @@ def raw_patches(phone: str, result: Any, config: BuildConfig, record: dict[str, 
     of each grid window is refined and resampled against the demosaiced proxy (``patch.moving = "dslr"``), and the
     phone patch is the RAW mosaic cut at the window, untouched. ``record`` gets the even ``crop``.
     """
-    from dataclasses import replace as _replace
-
     from dpedkit.dataset.patches import extract_patches
     from dpedkit.io.camera import is_raw, read_mosaic
 
@@ -569,7 +567,7 @@ def raw_patches(phone: str, result: Any, config: BuildConfig, record: dict[str, 
     if mosaic.shape != (result.phone_size[1], result.phone_size[0]):
         return {"status": "unsupported", "reason": f"mosaic {mosaic.shape[::-1]} and LibRaw's image "
                 f"{tuple(result.phone_size)} differ in size"}, None  # fmt: skip
-    patches = extract_patches(proxy, dslr, config=_replace(config.patch, moving="dslr"))
+    patches = extract_patches(proxy, dslr, config=config.patch)  # moving "dslr": BuildConfig sets it for raw2rgb
     p = config.patch.size
     raw = np.empty((len(patches), p, p, 1), np.uint16)
     baseline = np.empty((len(patches), p, p, 3), proxy.dtype)
@@ -577,7 +575,7 @@ def raw_patches(phone: str, result: Any, config: BuildConfig, record: dict[str, 
         raw[k, :, :, 0] = mosaic[y0 + y : y0 + y + p, x0 + x : x0 + x + p]
         baseline[k] = proxy[y : y + p, x : x + p]  # LibRaw's processing of the same window
     record["crop"] = [int(x0), int(y0), int(x1), int(y1)]
-    return None, _replace(patches, phone=raw, baseline=baseline)
+    return None, replace(patches, phone=raw, baseline=baseline)
 
 
 def _align_metrics(result: Any) -> dict[str, Any]:

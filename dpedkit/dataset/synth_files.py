@@ -22,7 +22,7 @@ import numpy as np
 
 from dpedkit.config import SynthConfig
 from dpedkit.geometry import turn_image, turn_matrix
-from dpedkit.io.camera_write import encode_dng, encode_heif, exif_time
+from dpedkit.io.camera_write import encode_dng, encode_heif, exif_bytes
 
 if TYPE_CHECKING:
     from dpedkit.dataset.synth import SynthPair
@@ -79,14 +79,7 @@ def encode(rgb: np.ndarray, fmt: str, capture_time: float, *, jpeg: bytes = b"")
 
 def _with_exif(jpeg: bytes, capture_time: float) -> bytes:
     """A JPEG with an EXIF APP1 segment (capture time) inserted right after its start-of-image marker."""
-    from PIL import Image
-
-    exif = Image.Exif()
-    stamp, sub = exif_time(capture_time)
-    exif[0x0132] = stamp
-    ifd = exif.get_ifd(0x8769)
-    ifd[0x9003], ifd[0x9291] = stamp, sub
-    payload = exif.tobytes()  # starts with "Exif\0\0"
+    payload = exif_bytes(capture_time=capture_time)  # starts with "Exif\0\0"
     return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
 
 

@@ -177,7 +177,7 @@ def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         with rawpy.imread(str(path)) as raw:
             meta = raw_parameters(raw)
-            if raw.raw_pattern is None or raw.raw_pattern.shape != (2, 2) or meta["cfa"] not in _BAYER:
+            if raw.raw_pattern is None or raw.raw_pattern.shape != (2, 2) or meta["cfa"] not in BAYER:
                 raise InputError(path, f"not a Bayer mosaic (CFA {meta['cfa']!r}); raw2rgb reads 2 x 2 Bayer sensors")
             mosaic = raw.raw_image_visible.copy()
     except (rawpy.LibRawError, MemoryError) as exc:
@@ -185,7 +185,7 @@ def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     return mosaic, meta
 
 
-_BAYER = ("RGGB", "BGGR", "GRBG", "GBRG")
+BAYER = ("RGGB", "BGGR", "GRBG", "GBRG")  # the 2 x 2 Bayer quads, named row by row
 
 
 def raw_parameters(raw: Any) -> dict[str, Any]:

@@ -32,7 +32,8 @@ def exif_time(seconds: float) -> tuple[str, str]:
     return stamp, f"{ms % 1000:03d}"
 
 
-def _exif_bytes(orientation: int = 1, capture_time: float | None = None, offset: str | None = None) -> bytes:
+def exif_bytes(orientation: int = 1, capture_time: float | None = None, offset: str | None = None) -> bytes:
+    """An EXIF block (the "Exif" header + TIFF) with an orientation (when not 1) and a capture time (when given)."""
     from PIL import Image
 
     exif = Image.Exif()
@@ -80,7 +81,7 @@ def encode_heif(
         pixels, mode = np.ascontiguousarray((v << (16 - bit_depth)).astype(np.uint16)), "RGB;16"
     heif = pillow_heif.from_bytes(mode=mode, size=(rgb.shape[1], rgb.shape[0]), data=pixels.tobytes())
     buf = io.BytesIO()
-    heif.save(buf, quality=quality, exif=_exif_bytes(orientation, capture_time, offset), save_to_12bit=bit_depth == 12)
+    heif.save(buf, quality=quality, exif=exif_bytes(orientation, capture_time, offset), save_to_12bit=bit_depth == 12)
     return buf.getvalue()
 
 

@@ -25,9 +25,8 @@ from torch import nn
 
 from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, check_range
+from dpedkit.io.camera import BAYER
 from dpedkit.nn.generator import Generator, GeneratorConfig, init_tf_, output_activation
-
-BAYER = ("RGGB", "BGGR", "GRBG", "GBRG")
 
 
 def bayer_offsets(cfa: str) -> list[tuple[int, int]]:
