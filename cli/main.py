@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "Convert an official DPED TensorFlow checkpoint to a dpedkit checkpoint."),
     "import-dped": ("import_dped", "Convert an official DPED folder into a dpedkit dataset."),
     "export-dped": ("export_dped", "Write a dpedkit dataset in the official DPED folder layout."),
+    "import-zrr": ("import_zrr", "Convert a Zurich RAW-to-RGB folder into a dpedkit RAW-to-RGB dataset."),
+    "export-zrr": ("export_zrr", "Write a dpedkit RAW-to-RGB dataset in the Zurich RAW-to-RGB layout."),
     "bench": ("bench", "Benchmarks: align, build, train, enhance."),
 }
 

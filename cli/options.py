@@ -182,3 +182,15 @@ def print_config(section: str, config: Any, ctx: click.Context) -> None:
     """Print ``config`` as a TOML config file on stdout and exit 0."""
     click.echo(to_toml(config, section, title=f"dpedkit {ctx.info_name}: resolved configuration"), nl=False)
     ctx.exit(0)
+
+
+def import_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every ``import-*`` command shares: ``--rows-per-shard``, ``--jobs``, ``--overwrite``, ``--json``."""
+    for option in (
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+        click.option("--overwrite", is_flag=True, help="Replace an earlier import in a non-empty OUT."),
+        click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes (-1: all cores)."),
+        click.option("--rows-per-shard", type=click.IntRange(min=1), default=10_000, show_default=True),
+    ):
+        func = option(func)
+    return func

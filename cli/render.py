@@ -103,3 +103,15 @@ def print_json(obj: Mapping[str, Any]) -> None:
     from dpedkit.io import json_safe  # not at import: `dpedkit --help` stays free of OpenCV
 
     click.echo(json.dumps(json_safe(obj), indent=2, default=str, allow_nan=False))
+
+
+def run_transfer(
+    verb: str, call: Callable[[Callable[[int, int], None]], Any], as_json: bool, describe: Callable[[Any], str]
+) -> None:
+    """Run an import or export ``call(on_progress)`` with a shard progress bar; print ``describe(result)`` or JSON."""
+    with progress(verb, None, quiet=as_json) as advance:
+        result = call(lambda done, total: advance(1, info="shards", total=total))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    console.print(describe(result))

@@ -235,6 +235,9 @@ def _tail(g: torch.nn.Module, x: torch.Tensor, lo: int, height: int) -> tuple[to
 
 
 def _image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch.Tensor:
+    if rgb.dtype == np.float32:  # network input already in [0, 1] (a RAW file's packed Bayer planes)
+        x = torch.from_numpy(np.ascontiguousarray(rgb[None, lo:hi])).to(device).movedim(-1, -3)
+        return x.contiguous(memory_format=torch.channels_last)
     return to_float_chw(rgb[None, lo:hi], device, memory_format=torch.channels_last)
 
 
@@ -245,20 +248,21 @@ def enhance_strips(
     """Run the DPED generator ``g`` over ``rgb`` in strips of ``rows`` rows with exact whole-image IN statistics.
 
     Args:
-        g: a :class:`~dpedkit.nn.generator.Generator` in eval mode on ``device``.
-        rgb: ``H x W x 3`` uint8 RGB photo.
+        g: a :class:`~dpedkit.nn.generator.Generator` in eval mode on ``device`` (or the body of ``dped-raw``).
+        rgb: ``H x W x 3`` uint8 RGB photo, or ``H x W x C`` float32 network input in [0, 1] (packed Bayer planes).
         rows: strip height (output rows per strip).
         device: where the convolutions run; spill files stay on the host.
         spill_dir: folder for the temporary spill files.
 
     Returns:
-        ``H x W x 3`` float32 output of the network, NOT clipped (about [-0.08, 1.08]).
+        ``H x W x C`` float32 output of ``g.c12`` after the output activation (RGB: about [-0.08, 1.08]), NOT
+        clipped.
     """
     height, width = rgb.shape[:2]
     c = g.c1.out_channels
     blocks = list(g.blocks)
     strips = _strips(height, rows)
-    out = np.empty((height, width, 3), np.float32)
+    out = np.empty((height, width, g.c12.out_channels), np.float32)
     with tempfile.TemporaryDirectory(prefix="dpedkit-enhance-", dir=spill_dir) as tmp:
         _check_free_space(tmp, 4 * height * width * c * 4)
         spills = [_Spill(tmp, height, c, width) for _ in range(4)]
@@ -394,6 +398,20 @@ def _output_names(paths: list[Path], out_dir: Path, fmt: str) -> list[Path]:
     return outs
 
 
+def _read(src: Path, config: EnhanceConfig) -> np.ndarray:
+    return read_image(src, max_pixels=config.max_pixels).rgb
+
+
+def _run_isp(net: torch.nn.Module, src: Path, options: dict) -> tuple[np.ndarray, int]:
+    """A RAW model on the RAW file ``src``: its mosaic in, RGB of the sensor's size out (:mod:`dpedkit.enhance_raw`)."""
+    from dpedkit.enhance_raw import isp_array
+    from dpedkit.io.camera import is_raw, read_mosaic
+
+    if not is_raw(src):
+        raise InputError(src, f"not a RAW file: {net.name} is a learned ISP, it reads the phone's RAW files (DNG)")
+    return isp_array(net, *read_mosaic(src), **options)
+
+
 def enhance(
     model: torch.nn.Module | str | Path,
     inputs: Iterable[str | Path],
@@ -406,7 +424,9 @@ def enhance(
 
     Each photo is read with its EXIF orientation applied, run through the network at once or in strips with
     exact whole-image instance-norm statistics (see the module docstring), clipped to [0, 1] and written
-    upright (8-bit PNG or JPEG).  An unreadable photo is recorded as a failure and skipped.
+    upright (8-bit PNG or JPEG).  A RAW model (``dped-raw``, ``sid-unet``: a learned ISP) reads each RAW file's
+    Bayer mosaic instead and writes RGB of the sensor's full size (:mod:`dpedkit.enhance_raw`). An unreadable
+    photo (for a RAW model: one that is not a RAW file) is recorded as a failure and skipped.
 
     Args:
         model: an ``nn.Module``, a dpedkit checkpoint, or an official DPED TF checkpoint prefix.
@@ -431,19 +451,24 @@ def enhance(
     out_dir = Path(out_dir)
     check_apart(out_dir, [p for p in inputs if Path(p).is_dir()], what="output folder")
     outs = _output_names(paths, out_dir, config.format)
+    from dpedkit.train.recipe import RAW_MODELS
+
     if isinstance(model, torch.nn.Module):
         net = model.to(device).eval()
     else:
         from dpedkit.nn.checkpoint import ENHANCERS, load_model
 
-        net = load_model(model, device=device, expect=ENHANCERS)
+        net = load_model(model, device=device, expect=ENHANCERS + RAW_MODELS)
+    isp = getattr(net, "name", None) in RAW_MODELS  # a learned ISP: reads the RAW file's mosaic
     source = type(model).__name__ if isinstance(model, torch.nn.Module) else str(model)
     provenance = f"dpedkit {__version__} enhance, model {source}, config {json.dumps(config.to_dict())}"
     results, failures = [], []
     for src, dst in zip(paths, outs, strict=True):
         t0 = time.perf_counter()
+        options = {"device": device, "max_memory": config.max_memory, "strip_rows": config.strip_rows,
+                   "spill_dir": config.spill_dir}  # fmt: skip
         try:
-            rgb = read_image(src, max_pixels=config.max_pixels).rgb
+            out, strips = _run_isp(net, src, options) if isp else enhance_array(net, _read(src, config), **options)
         except InputError as exc:
             failure = Failure("unreadable", str(exc))
             failures.append((str(src), failure))
@@ -451,16 +476,8 @@ def enhance(
             if on_result:
                 on_result(failure)
             continue
-        out, strips = enhance_array(
-            net,
-            rgb,
-            device=device,
-            max_memory=config.max_memory,
-            strip_rows=config.strip_rows,
-            spill_dir=config.spill_dir,
-        )
         write_image(dst, to_uint8(out), quality=config.quality, comment=provenance)
-        res = ImageResult(str(src), str(dst), rgb.shape[1], rgb.shape[0], time.perf_counter() - t0, strips)
+        res = ImageResult(str(src), str(dst), out.shape[1], out.shape[0], time.perf_counter() - t0, strips)
         log.debug("%s -> %s in %.1f s (%s)", src, dst, res.seconds, f"{strips} strips" if strips else "whole")
         results.append(res)
         if on_result:

@@ -65,7 +65,7 @@ class EvalResult:
     source: str
     device: str
     config: EvalConfig | None = None
-    baseline: str = "identity"  # what ``identity`` scored: the phone patches, or "libraw" (raw2rgb datasets)
+    baseline: str = "identity"  # what ``identity`` scored: the phone patches, "libraw" or "demosaic" (RAW datasets)
 
     def to_dict(self) -> dict:
         """``{"n_pairs", "dped", "pirm", "ssim", "identity": {...}, "baseline", "config"}`` (the ``--json`` output)."""
@@ -222,8 +222,16 @@ def evaluate(
     log.info("evaluating on %d %s pairs from %s (%s)", len(phone), config.split, data, device)
     scores, ident = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, on_progress=on_progress,
                                     lpips=lpips, baseline=baseline)  # fmt: skip
-    name = "identity" if baseline is None else "libraw"
+    name = "identity" if baseline is None else baseline_name(data)
     return EvalResult(len(phone), scores, ident, str(data), str(device), config=config, baseline=name)
+
+
+def baseline_name(data: str | Path) -> str:
+    """What a RAW dataset's ``baseline`` patches are: ``libraw`` (a raw2rgb build) or its manifest's ``baseline``.
+
+    Imported ZRR data says ``demosaic`` (:func:`dpedkit.io.camera.render_mosaic` with grey-world white balance).
+    """
+    return str(DatasetDir(data).manifest().config.get("baseline", "libraw"))
 
 
 def load_baseline(data: str | Path, split: str) -> np.ndarray | None:
@@ -328,15 +336,18 @@ def compare(
         raise ConfigError(f"compare needs one distinct name per model; got {names}")
     device = resolve_device(config.device)
     phone, dslr = load_test_pairs(data, phone=config.phone, split=config.split)
-    nets = [_load_model(m if isinstance(m, torch.nn.Module) else model_path(m), device) for m in models]  # early
+    raw = phone.shape[-1] == 1  # a RAW mosaic: RAW models, scored beside the dataset's baseline processing
+    nets = [_load_model(m if isinstance(m, torch.nn.Module) else model_path(m), device, raw=raw) for m in models]
+    baseline = load_baseline(data, config.split) if raw else None
     lpips = _lpips(config, device)
     rows, identity = [], None
     for name, net in zip(names, nets, strict=True):
         if on_model:
             on_model(name)
-        scores, identity = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, lpips=lpips)
+        scores, identity = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, lpips=lpips,
+                                           baseline=baseline)  # fmt: skip
         rows.append(scores_row(name, scores))
-    rows.append(scores_row("identity", identity))
+    rows.append(scores_row("identity" if baseline is None else baseline_name(data), identity))
     return Comparison(len(phone), rows, str(data), str(device), config)
 
 

@@ -185,6 +185,34 @@ def write_dped_tree(root: str | Path, rng: np.random.Generator, *, n_train: int 
     return Path(root)
 
 
+def write_zrr_tree(root: str | Path, rng: np.random.Generator, *, n_train: int = 5, n_test: int = 3) -> Path:
+    """A small Zurich RAW-to-RGB tree ``root/{train,test}/{huawei_raw,canon}/<i>.{png,jpg}`` of 32 x 32 patches.
+
+    Each phone file is the RGGB mosaic (16-bit PNG, black 0, white 1020) of a darker, colour-cast twin of its DSLR
+    patch (as :func:`synthetic_patches`), so the mapping is learnable; one 64 x 64 mosaic lies in
+    ``test/huawei_full_resolution/``.
+    """
+    from dpedkit.io import write_image
+
+    def mosaic(rgb: np.ndarray) -> np.ndarray:
+        lin = rgb.astype(np.float32) / 255.0
+        m = np.empty(rgb.shape[:2], np.float32)
+        m[0::2, 0::2], m[0::2, 1::2] = lin[0::2, 0::2, 0], lin[0::2, 1::2, 1]
+        m[1::2, 0::2], m[1::2, 1::2] = lin[1::2, 0::2, 1], lin[1::2, 1::2, 2]
+        return np.rint(m * 1020).astype(np.uint16)
+
+    base = Path(root)
+    for split, n in (("train", n_train), ("test", n_test)):
+        phone, dslr = synthetic_patches(n, 32, rng)
+        for i in range(n):
+            (base / split / "huawei_raw").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(base / split / "huawei_raw" / f"{i}.png"), mosaic(phone[i]))
+            write_image(base / split / "canon" / f"{i}.jpg", dslr[i])
+    (base / "test" / "huawei_full_resolution").mkdir()
+    cv2.imwrite(str(base / "test" / "huawei_full_resolution" / "0.png"), mosaic(synthetic_patches(1, 64, rng)[0][0]))
+    return base
+
+
 def die_on(item: Any) -> Any:
     """``item``, unless it is ``"die"``: then the process kills itself with SIGKILL (a worker the OOM killer took)."""
     if item == "die":

@@ -37,7 +37,7 @@ def command(model: str, data: str, as_json: bool, **options) -> None:
         return
     from dpedkit.evaluate import row_cells, scores_row
 
-    rows = [row_cells(scores_row(name, s)) for name, s in (("model", result.model), ("identity", result.identity))]
+    rows = [row_cells(scores_row(name, s)) for name, s in (("model", result.model), (result.baseline, result.identity))]
     cols = [
         "",
         "DPED PSNR dB",

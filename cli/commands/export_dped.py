@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from dpedkit_cli.render import console, handle_errors, print_json, progress
+from dpedkit_cli.render import handle_errors, run_transfer
 
 
 @click.command(name="export-dped")
@@ -26,19 +26,14 @@ def command(dataset: str, out: str, phone: str | None, quality: int, overwrite: 
     """
     from dpedkit.interop.dped import export_dped
 
-    with progress("export", None, quiet=as_json) as advance:
-        result = export_dped(
-            dataset,
-            out,
-            phone=phone,
-            quality=quality,
-            overwrite=overwrite,
-            on_progress=lambda done, total: advance(1, info="shards", total=total),
-        )
-    if as_json:
-        print_json(result.to_dict())
-        return
-    console.print(
-        f"[green]{result.out}[/]: {result.pairs} pairs ({result.copied_pairs} copied byte for byte, "
-        f"{result.encoded_pairs} encoded at quality {quality}), {result.full_size} full-size test images"
+    run_transfer(
+        "export",
+        lambda on_progress: export_dped(
+            dataset, out, phone=phone, quality=quality, overwrite=overwrite, on_progress=on_progress
+        ),
+        as_json,
+        lambda result: (
+            f"[green]{result.out}[/]: {result.pairs} pairs ({result.copied_pairs} copied byte for byte, "
+            f"{result.encoded_pairs} encoded at quality {quality}), {result.full_size} full-size test images"
+        ),
     )

@@ -548,6 +548,36 @@ class DatasetDir:
         with open_shard(infos[0].path) as f, reading(infos[0].path):
             return int(f.attrs["patch_size"])
 
+    def is_raw(self) -> bool:
+        """True for a RAW-to-RGB dataset: its phone patches are 1-channel Bayer mosaics (``raw2rgb``, ZRR)."""
+        infos = self.shards()
+        if not infos:
+            return self.manifest().config.get("mode") == "raw2rgb" or "sensor" in self.manifest().config
+        with open_shard(infos[0].path) as f, reading(infos[0].path):
+            return f["phone"].shape[-1] == 1
+
+    def sensor(self) -> dict[str, Any]:
+        """``{"cfa", "black", "white"}`` of a RAW dataset's sensor (one per dataset).
+
+        The manifest's ``sensor`` (imported RAW-to-RGB layouts), else the RAW files of the pairs of a ``raw2rgb``
+        build (``pairs.jsonl``).
+
+        Raises:
+            ConfigError: no sensor, or pairs from several sensors.
+        """
+        stored = self.manifest().config.get("sensor")
+        if isinstance(stored, dict):
+            return {"cfa": str(stored["cfa"]), "black": float(stored["black"]), "white": float(stored["white"])}
+        seen = set()
+        for rec in self.pairs():
+            raw = (rec.get("sources") or {}).get("phone") or {}
+            if rec.get("status") == "ok" and raw.get("cfa"):
+                seen.add((raw["cfa"], float(min(raw["black_level"])), float(raw["white_level"])))
+        if len(seen) != 1:
+            raise ConfigError(f"{self.root}: a RAW dataset has one sensor (CFA and levels); found {sorted(seen)}")
+        cfa, black, white = seen.pop()
+        return {"cfa": cfa, "black": black, "white": white}
+
     def read_columns(self, columns: Sequence[str] = PATCH_COLUMNS) -> dict[str, np.ndarray]:
         """Per-patch columns of every stored patch pair (no images), train split first, plus ``split``.
 

@@ -87,6 +87,9 @@ class SynthPair:
             ``applied`` (degradations), ``hard`` (dict or None), ``source`` (photo name), ``overlap``, ...
         phone_jpeg: the encoded phone JPEG (written as is by :func:`synthesize`, no second compression).
         dslr_jpeg: the encoded DSLR JPEG.
+        phone_sensor: what the phone's sensor recorded (``make_pair(sensor=True)``), the content of a phone RAW
+            file: ``phone``'s optics (blur, distortion, vignetting) and noise, none of its ISP look (colour gains,
+            exposure, saturation, tone curve, sharpening, JPEG). ``H x W x 3`` uint8 sRGB, or None.
     """
 
     phone: np.ndarray
@@ -94,6 +97,7 @@ class SynthPair:
     truth: dict
     phone_jpeg: bytes = field(default=b"", repr=False)
     dslr_jpeg: bytes = field(default=b"", repr=False)
+    phone_sensor: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -544,6 +548,20 @@ def _draw_phone_params(rng: np.random.Generator) -> dict:
     }
 
 
+# What a RAW file records of a scene given as a camera-rendered photo: the rendering's tone S-curve and saturation
+# undone (approximately), so LibRaw's plain processing (white balance, colour matrix, sRGB gamma) gives a flatter,
+# less saturated picture than the DSLR's, as it does with real cameras. Fixed: the same for every pair.
+SENSOR_CONTRAST = -0.3
+SENSOR_SATURATION = 0.85
+
+
+def _sensor_params(p: dict) -> dict:
+    """The phone's parameters with its ISP look removed: what its sensor records (vignetting and noise stay)."""
+    flat = {"colour_gains": [1.0, 1.0, 1.0], "exposure": 1.0, "saturation": SENSOR_SATURATION, "gamma": 1.0,
+            "contrast": SENSOR_CONTRAST, "sharpen": {"amount": 0.0, "sigma_px": 1.0}, "jpeg_quality": None}  # fmt: skip
+    return {**p, **flat}
+
+
 # ----------------------------------------------------------------------------------------------- a pair
 
 
@@ -555,6 +573,7 @@ def make_pair(
     dslr_mp: float = SynthConfig.dslr_mp,
     hard: bool = SynthConfig.hard,
     source_name: str = "array",
+    sensor: bool = False,
 ) -> SynthPair:
     """Make one phone/DSLR pair with known geometry from a real photo.
 
@@ -565,6 +584,7 @@ def make_pair(
         dslr_mp: DSLR size in megapixels (3:2 frame), ``>= phone_mp``.
         hard: add lens distortion, a parallax region and a moving object on the phone side.
         source_name: recorded as ``truth["source"]``.
+        sensor: also make :attr:`SynthPair.phone_sensor` (for a phone RAW file); the other fields do not change.
 
     Returns:
         A :class:`SynthPair`; ``truth["H_phone_to_dslr"]`` maps phone ``(x, y, 1)`` (pixel centres at
@@ -598,9 +618,12 @@ def make_pair(
     h_scene = np.array([[1, 0, mx], [0, 1, my], [0, 0, 1.0]]) @ h
     phone = _render_phone(scene, h_scene, (pw, ph), phone_p["blur_sigma_px"] * geo["scale"], hard_info)
     del scene
+    raw = phone.copy() if sensor else None
     _phone_look(phone, phone_p, rng)
     phone_jpeg, phone = _jpeg(phone, phone_p["jpeg_quality"])
     dslr_jpeg, dslr = _jpeg(dslr, dslr_q)
+    if raw is not None:  # drawn last: the other fields stay as without it
+        _phone_look(raw, _sensor_params(phone_p), rng)
 
     truth = {
         "format": TRUTH_FORMAT,
@@ -617,9 +640,12 @@ def make_pair(
         "applied": {"phone": phone_p, "dslr": {"jpeg_quality": dslr_q, "blur_sigma_px": 0.0, "noise": None}},
         "hard": hard_info,
     }
+    if raw is not None:
+        truth["applied"]["phone_sensor"] = _sensor_params(phone_p)
     if hard_info:
         hard_info["best_fit"] = best_planar_fit(truth)
-    return SynthPair(phone=phone, dslr=dslr, truth=json_safe(truth), phone_jpeg=phone_jpeg, dslr_jpeg=dslr_jpeg)
+    return SynthPair(phone=phone, dslr=dslr, truth=json_safe(truth), phone_jpeg=phone_jpeg, dslr_jpeg=dslr_jpeg,
+                     phone_sensor=raw)  # fmt: skip
 
 
 def _lens(phone: tuple[int, int], rng: np.random.Generator) -> dict:
@@ -754,6 +780,7 @@ def synthesize(
             dslr_mp=cfg.dslr_mp,
             hard=cfg.hard,
             source_name=name,
+            sensor=cfg.phone_format == "dng",
         )
         files, updates = camera_files(pair, cfg, times[i])
         pair.truth.update(updates, config=cfg.to_dict())

@@ -6,7 +6,9 @@ same seed gives the same scene in every format) and returns the files to write a
 - **formats**: JPEG (the pair's own bytes, no second compression), HEIC (pillow-heif, quality 90) or DNG (a
   Bayer mosaic, black/white levels, CFA pattern, colour matrix and as-shot white balance; see
   :func:`dpedkit.io.camera_write.encode_dng`). A DNG side is cropped to even width and height (the last column
-  or row goes; no coordinate moves).
+  or row goes; no coordinate moves). A phone DNG holds what the phone's sensor recorded
+  (:attr:`~dpedkit.dataset.synth.SynthPair.phone_sensor`: optics and noise, not the ISP's look or JPEG): the
+  look a learned ISP must learn to replace.
 - **turn**: the phone's pixels turned clockwise by 90, 180 or 270 degrees with no EXIF orientation; the truth's
   ``H_phone_to_dslr`` and ``phone_size`` then describe the turned photo, and ``rotate`` records the turn.
 - **capture times**: EXIF ``DateTimeOriginal`` + ``SubSecTimeOriginal`` in every file: pair ``i``'s phone photo
@@ -94,6 +96,8 @@ def camera_files(
         ``capture`` (``times``, from :func:`capture_times`).
     """
     phone, dslr, truth, jpegs = pair.phone, pair.dslr, pair.truth, (pair.phone_jpeg, pair.dslr_jpeg)
+    if config.phone_format == "dng" and pair.phone_sensor is not None:
+        phone = pair.phone_sensor  # a RAW file holds the sensor's data, before the phone's ISP
     h = np.asarray(truth["H_phone_to_dslr"], np.float64)
     turned, h = turn_phone(phone, h, config.rotate)
     phone_jpeg = jpegs[0] if config.rotate == 0 else b""  # turned pixels need a new JPEG

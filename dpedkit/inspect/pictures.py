@@ -368,21 +368,15 @@ def shift_field_png(
 def mosaic_preview(mosaic: np.ndarray, raw: dict) -> np.ndarray:
     """A RAW mosaic patch (``P x P`` or ``P x P x 1`` uint16) as viewable uint8 RGB.
 
-    OpenCV's bilinear demosaic, the black/white levels and the as-shot white balance of ``raw`` (a pair's
-    ``sources.phone`` record: ``cfa``, ``black_level``, ``white_level``, ``as_shot_wb``), and the sRGB-like gamma
-    1/2.2. For viewing only: the stored mosaic is what trains.
+    :func:`dpedkit.io.camera.render_mosaic` with the levels and as-shot white balance of ``raw`` (a pair's
+    ``sources.phone`` record: ``cfa``, ``black_level``, ``white_level``, ``as_shot_wb``; grey world without one).
+    For viewing only: the stored mosaic is what trains.
     """
-    import cv2
+    from dpedkit.io.camera import render_mosaic
 
-    # OpenCV names a Bayer pattern by the second row's second and third pixels: RGGB is its "BG"
-    codes = {"RGGB": cv2.COLOR_BayerBG2RGB, "BGGR": cv2.COLOR_BayerRG2RGB, "GRBG": cv2.COLOR_BayerGB2RGB,
-             "GBRG": cv2.COLOR_BayerGR2RGB}  # fmt: skip
-    rgb = cv2.cvtColor(np.ascontiguousarray(mosaic.reshape(mosaic.shape[:2])), codes[raw["cfa"]]).astype(np.float32)
-    black, white = float(np.mean(raw["black_level"])), float(raw["white_level"])
-    x = np.clip((rgb - black) / max(white - black, 1.0), 0, 1)
-    wb = np.asarray([v or 1.0 for v in raw.get("as_shot_wb", [1, 1, 1])[:3]], np.float32)
-    x = np.clip(x * (wb / wb[1]), 0, 1) ** (1 / 2.2)
-    return (x * 255 + 0.5).astype(np.uint8)
+    wb = raw.get("as_shot_wb")
+    gains = np.asarray([v or 1.0 for v in wb[:3]], np.float32) if wb else None
+    return render_mosaic(mosaic, raw["cfa"], float(np.mean(raw["black_level"])), float(raw["white_level"]), gains)
 
 
 def patch_strip(phone: np.ndarray, dslr: np.ndarray) -> np.ndarray:

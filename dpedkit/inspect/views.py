@@ -449,6 +449,12 @@ def _dataset_plots(summary: DatasetSummary, hist_ncc: np.ndarray, hist_kept: np.
     return plots
 
 
+def _sensor_record(root: Path) -> dict[str, Any]:
+    """The dataset's sensor as a pair's ``sources.phone`` record (an imported RAW dataset has no pair records)."""
+    s = DatasetDir(root).sensor()
+    return {"cfa": s["cfa"], "black_level": [s["black"]], "white_level": s["white"]}
+
+
 def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.Generator) -> list[Gallery]:
     """Random kept patch pairs and the lowest-NCC ones, each with its caption."""
     ncc = summary.columns["ncc"]
@@ -463,12 +469,13 @@ def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.
         phone, dslr = DatasetDir(summary.root).read_patches(idx)
         dslr = to_uint8(dslr)  # a 16-bit build's too
         raw = {str(p["pair"]): (p.get("sources") or {}).get("phone") for p in summary.pairs}
+        sensor = _sensor_record(summary.root) if phone.shape[-1] == 1 else None
         cells = []
         for k, g in enumerate(idx):
             pair, xy = summary.columns["pair"][g], summary.columns["xy"][g]
             cap = f"{pair} @ ({xy[0]}, {xy[1]}) NCC {ncc[g]:.3f} [{summary.columns['split'][g]}]"
             # a raw2rgb patch is the RAW mosaic: shown demosaiced (OpenCV, the pair's levels and white balance)
-            shown = pic.mosaic_preview(phone[k], raw[pair]) if phone.shape[-1] == 1 else to_uint8(phone[k])
+            shown = pic.mosaic_preview(phone[k], raw.get(pair) or sensor) if sensor else to_uint8(phone[k])
             cells.append((cap, pic.encode_png(pic.patch_strip(shown, dslr[k]))))
         out.append(Gallery(sid, title, cells))
     return out

@@ -13,8 +13,6 @@ folder is always ``canon``.  Patches are 100x100x3 JPEG; they load as ``N x P x 
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +20,8 @@ import numpy as np
 
 from dpedkit.dataset.format import SPLITS
 from dpedkit.errors import ConfigError, InputError, check_choice
+from dpedkit.interop.transfer import indexed_pairs
 from dpedkit.io import read_rgb
-
-log = logging.getLogger(__name__)
 
 DSLR_NAME = "canon"
 _SPLIT_DIRS = {"train": ("training_data",), "test": ("test_data", "patches")}
@@ -89,23 +86,6 @@ def find_dped_folder(path: str | Path, *, phone: str | None = None) -> DpedFolde
     return DpedFolder(path / phone, phone)
 
 
-def inside(root: Path, path: Path) -> Path:
-    """``path`` if it (a link resolved) lies inside ``root``, else :class:`InputError`.
-
-    ``import-dped`` copies what it reads into the dataset: no link may lead it out of the tree it was given.
-    (Training and evaluation read a linked patch as an image like any other.)
-    """
-    if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root)):
-        raise InputError(path, f"is a link to {os.path.realpath(path)}, outside {root}: refused")
-    return path
-
-
-def _indexed(folder: Path) -> dict[int, Path]:
-    if not folder.is_dir():
-        raise InputError(folder, "missing folder of the official DPED layout")
-    return {int(p.stem): p for p in folder.iterdir() if p.suffix.lower() == ".jpg" and p.stem.isdigit()}
-
-
 def list_pairs(folder: DpedFolder, split: str = "test") -> list[tuple[Path, Path]]:
     """``(phone_patch, dslr_patch)`` paths of ``split``, paired by index, in index order.
 
@@ -114,20 +94,7 @@ def list_pairs(folder: DpedFolder, split: str = "test") -> list[tuple[Path, Path
     Raises:
         InputError: a split folder is missing or holds no pairs.
     """
-    phone_dir, dslr_dir = folder.split_dirs(split)
-    a, b = _indexed(phone_dir), _indexed(dslr_dir)
-    common = sorted(a.keys() & b.keys())
-    if len(common) != max(len(a), len(b)):
-        log.warning(
-            "%s: %d phone and %d DSLR patches; using the %d indices present in both",
-            folder.root,
-            len(a),
-            len(b),
-            len(common),
-        )
-    if not common:
-        raise InputError(phone_dir, f"no {split} patch pairs (<i>.jpg in both {phone_dir.name}/ and {DSLR_NAME}/)")
-    return [(a[i], b[i]) for i in common]
+    return indexed_pairs(*folder.split_dirs(split), (".jpg", ".jpg"), split)
 
 
 def load_pairs(folder: DpedFolder, split: str = "test", *, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -188,6 +188,29 @@ def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
 BAYER = ("RGGB", "BGGR", "GRBG", "GBRG")  # the 2 x 2 Bayer quads, named row by row
 
 
+def render_mosaic(mosaic: np.ndarray, cfa: str, black: float, white: float, wb: np.ndarray | None = None) -> np.ndarray:
+    """A Bayer mosaic (``H x W`` or ``H x W x 1``) rendered simply as uint8 RGB: the plainest ISP there is.
+
+    OpenCV's bilinear demosaic, the black/white levels, white-balance gains ``wb`` (R, G, B; None: grey world,
+    each channel scaled to the green mean), clipping and the sRGB-like gamma 1/2.2. No denoising, no colour matrix,
+    no tone curve: it shows a mosaic and is the baseline of RAW data that records nothing else (ZRR).
+    """
+    import cv2
+
+    # OpenCV names a Bayer pattern by the second row's second and third pixels: RGGB is its "BG"
+    codes = {"RGGB": cv2.COLOR_BayerBG2RGB, "BGGR": cv2.COLOR_BayerRG2RGB, "GRBG": cv2.COLOR_BayerGB2RGB,
+             "GBRG": cv2.COLOR_BayerGR2RGB}  # fmt: skip
+    rgb = cv2.cvtColor(np.ascontiguousarray(mosaic.reshape(mosaic.shape[:2])), codes[cfa]).astype(np.float32)
+    x = np.clip((rgb - black) / max(white - black, 1.0), 0, 1)
+    if wb is None:
+        means = x.reshape(-1, 3).mean(axis=0)
+        wb = means[1] / np.maximum(means, 1e-6)
+    else:
+        wb = np.asarray(wb, np.float32) / float(wb[1])
+    x = np.clip(x * wb, 0, 1) ** (1 / 2.2)
+    return (x * 255 + 0.5).astype(np.uint8)
+
+
 def raw_parameters(raw: Any) -> dict[str, Any]:
     """The mosaic's parameters of an open ``rawpy.RawPy``, as plain data (for ``pairs.jsonl``)."""
     desc = raw.color_desc.decode(errors="replace")

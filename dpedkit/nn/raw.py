@@ -147,18 +147,41 @@ class SIDUNet(nn.Module):
         self.merge = nn.ModuleList(_double_conv(w, w // 2) for w in widths[:0:-1])
         self.head = nn.Conv2d(widths[0], 12, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Packed planes (N, 4, h, w) in [0, 1] (or a mosaic) -> RGB (N, 3, 2h, 2w) (not clipped)."""
-        x = self.cfg.packed(x)
+    @property
+    def multiple(self) -> int:
+        """The packed sides :meth:`trunk` takes are multiples of this (``2 ** (levels - 1)``)."""
+        return 2 ** (self.cfg.levels - 1)
+
+    @property
+    def reach(self) -> int:
+        """Packed pixels of context on each side that reach an output pixel: a bound on the receptive radius.
+
+        Down level ``k`` adds ``2 * 2**k`` (two 3x3 convolutions) and its pooling ``2**(k-1)``; the way up adds as
+        much again: below ``4 * 2**levels``. Strips overlapping by this much give the whole-image result.
+        """
+        return 4 * 2**self.cfg.levels
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed planes padded at the bottom and right to multiples of :attr:`multiple` (reflected)."""
         h, w = x.shape[-2:]
-        m = 2 ** (self.cfg.levels - 1)
+        m = self.multiple
         pad_h, pad_w = -h % m, -w % m
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate")
+        return x
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Padded packed planes (N, 4, h, w), sides multiples of :attr:`multiple` -> the head's (N, 12, h, w)."""
         skips = []
         for k, block in enumerate(self.down):
             x = block(x if k == 0 else F.max_pool2d(x, 2))
             skips.append(x)
         for up, merge, skip in zip(self.up, self.merge, skips[-2::-1], strict=True):
             x = merge(torch.cat([up(x), skip], dim=1))
-        return F.pixel_shuffle(self.head(x), 2)[..., : 2 * h, : 2 * w]
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed planes (N, 4, h, w) in [0, 1] (or a mosaic) -> RGB (N, 3, 2h, 2w) (not clipped)."""
+        x = self.cfg.packed(x)
+        h, w = x.shape[-2:]
+        return F.pixel_shuffle(self.trunk(self.pad(x)), 2)[..., : 2 * h, : 2 * w]

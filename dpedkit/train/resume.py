@@ -16,7 +16,7 @@ from dpedkit.io import write_json
 log = logging.getLogger(__name__)
 
 # options that may change when a run is resumed (they do not change what is computed)
-RESUMABLE_CHANGES = ("iters", "eval_every", "device", "data_mode", "workers", "save_every", "tensorboard")
+RESUMABLE_CHANGES = ("iters", "eval_every", "device", "data_mode", "workers", "save_every", "tensorboard", "compile")
 
 
 def option_flag(name: str) -> str:

@@ -386,6 +386,9 @@ def setup_run(
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         g_w = nn.parallel.DistributedDataParallel(g, device_ids=ids)
         d_w = nn.parallel.DistributedDataParallel(d, device_ids=ids) if d is not None else None
+    if config.compile:  # the training steps only: checkpoints and evaluations use the plain modules
+        g_w = torch.compile(g_w)
+        d_w = torch.compile(d_w) if d_w is not None else None
     weights = LossWeights.preset(config.loss_preset)
     resolved = {"train": config.to_dict(), "data": {"path": str(data.resolve()), "n_train": n_train, "patch": patch,
                 "n_test": 0 if test is None else len(test[0]), "data_mode": mode}, "world_size": dist.world,
@@ -397,18 +400,10 @@ def setup_run(
 
 
 def _sensor(data: Path) -> dict[str, Any]:
-    """``{"cfa", "black", "white"}`` of the RAW files a raw2rgb dataset was built from (one sensor per dataset)."""
+    """``{"cfa", "black", "white"}`` of the sensor a raw2rgb dataset's mosaics come from."""
     from dpedkit.dataset.format import DatasetDir
 
-    seen = set()
-    for rec in DatasetDir(data).pairs():
-        raw = (rec.get("sources") or {}).get("phone") or {}
-        if rec.get("status") == "ok" and raw.get("cfa"):
-            seen.add((raw["cfa"], float(min(raw["black_level"])), float(raw["white_level"])))
-    if len(seen) != 1:
-        raise ConfigError(f"{data}: a RAW model needs one sensor (CFA and levels) per dataset; found {sorted(seen)}")
-    cfa, black, white = seen.pop()
-    return {"cfa": cfa, "black": black, "white": white}
+    return DatasetDir(data).sensor()
 
 
 def _restore(run_dir: Path, ckpt: dict[str, Any], g, d, opt_g, opt_d, start: int, dist: Dist) -> float | None:

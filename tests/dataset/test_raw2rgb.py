@@ -65,30 +65,33 @@ def test_raw2rgb_config_and_inputs(raw2rgb, tmp_path):
     assert s.by_reason == {"not-raw": 1}
 
 
-def test_a_raw_model_trains_on_raw2rgb_and_is_scored_against_libraw(raw2rgb, tmp_path):
+def test_sid_unet_learns_an_isp_that_beats_libraw_on_held_back_pairs(tmp_path):
+    """The acceptance of the learned ISP: a few hundred CPU iterations, scored on pairs it never saw."""
     from dpedkit.config import EvalConfig, TrainConfig
     from dpedkit.evaluate import evaluate, evaluate_arrays, load_baseline, load_test_pairs
     from dpedkit.nn.checkpoint import load_model
     from dpedkit.train import train
 
-    root, _ = raw2rgb
-    cfg = TrainConfig(model="sid-unet", iters=200, batch=8, eval_every=100, device="cpu", samples=1, save_every="0",
-                      lr=1e-3, model_config={"channels": 8, "levels": 3})  # fmt: skip
-    history = train(root / "ds", tmp_path / "run", config=cfg).history
-    assert max(r["psnr"] for r in history[1:]) > history[0]["psnr"] + 3  # it learns
+    synthesize(tmp_path / "raw", n=6, seed=0, phone_mp=0.3, dslr_mp=0.6, phone_format="dng")
+    cfg = BuildConfig(mode="raw2rgb", patch=PatchConfig(size=P), test_images=2)  # 4 pairs train, 2 held back
+    build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", tmp_path / "ds", config=cfg)
+    cfg = TrainConfig(model="sid-unet", iters=800, batch=8, eval_every=400, device="cpu", samples=1, save_every="0",
+                      lr=3e-3, lr_schedule="cosine", warmup=50, ema=0.99, model_config={"channels": 16, "levels": 4},
+                      tensorboard=False)  # fmt: skip
+    history = train(tmp_path / "ds", tmp_path / "run", config=cfg).history
     model = load_model(tmp_path / "run" / "best.pt")
-    mosaic = load_test_pairs(root / "ds")[0]
     assert model.cfg.cfa == "RGGB" and model.cfg.black == 512 and model.cfg.white == 16383  # read from the dataset
     # the baseline is LibRaw's own processing of the same RAW windows, not an identity a mosaic cannot have
-    result = evaluate(tmp_path / "run" / "best.pt", root / "ds", config=EvalConfig(device="cpu"))
-    phone, dslr = load_test_pairs(root / "ds")
-    libraw = evaluate_arrays(lambda t: t, load_baseline(root / "ds", "test"), dslr)[0]
-    assert result.baseline == "libraw" and result.identity.dped_psnr == libraw.dped_psnr
+    result = evaluate(tmp_path / "run" / "best.pt", tmp_path / "ds", config=EvalConfig(device="cpu"))
+    mosaic, dslr = load_test_pairs(tmp_path / "ds")
+    libraw = evaluate_arrays(lambda t: t, load_baseline(tmp_path / "ds", "test"), dslr)[0]
+    assert mosaic.shape[-1] == 1 and result.baseline == "libraw" and result.identity.dped_psnr == libraw.dped_psnr
     assert history[0]["identity_psnr"] == pytest.approx(libraw.dped_psnr)
-    best = max(max(r["psnr"], r.get("ema_psnr") or 0.0) for r in history)
-    assert mosaic.shape[-1] == 1 and result.model.dped_psnr == pytest.approx(best, abs=1e-3)  # best.pt's score
+    print(f"\nsid-unet on {len(mosaic)} held-back RAW patches: {result.model.dped_psnr:.2f} dB after 800 iterations, "
+          f"LibRaw {libraw.dped_psnr:.2f} dB")  # fmt: skip
+    assert result.model.dped_psnr > libraw.dped_psnr + 0.25  # measured: +0.7 (seed 0), +0.6 (seed 1)
     with pytest.raises(ConfigError, match="raw2rgb dataset"):
-        train(root / "ds", tmp_path / "rgb", config=TrainConfig(model="srcnn", iters=1, device="cpu"))
+        train(tmp_path / "ds", tmp_path / "rgb", config=TrainConfig(model="srcnn", iters=1, device="cpu"))
 
 
 def test_the_report_shows_raw_pairs_with_their_bayer_phase_and_levels(raw2rgb, tmp_path):

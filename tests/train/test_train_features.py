@@ -168,3 +168,12 @@ def test_the_schedule_and_clipping_reach_the_optimiser(data, tmp_path, monkeypat
     train(data, tmp_path / "run", config=_cfg(iters=6, lr=1e-3, warmup=3, grad_clip=1e-3))
     assert lrs == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3, 1e-3, 1e-3])
     assert max(norms) <= 1e-3 * 1.0001  # the global norm after clipping
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's own import
+def test_compile_trains_the_same_weights(data, tmp_path):
+    plain = train(data, tmp_path / "plain", config=_cfg(iters=3))
+    compiled = train(data, tmp_path / "compiled", config=_cfg(iters=3, compile=True))
+    a, b = _weights(tmp_path / "plain" / "latest.pt"), _weights(tmp_path / "compiled" / "latest.pt")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # plain modules saved
+    assert compiled.history[-1]["psnr"] == pytest.approx(plain.history[-1]["psnr"], abs=1e-3)
