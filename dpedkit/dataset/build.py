@@ -547,21 +547,21 @@ def process_pair(
 def raw_patches(phone: str, result: Any, config: BuildConfig, record: dict[str, Any]) -> tuple[dict | None, Any]:
     """The ``raw2rgb`` patches of an aligned pair: ``(failure or None, PatchSet)``.
 
-    The crop moves to even sensor coordinates (every patch then starts on the same Bayer phase); the DSLR window
+    The crop moves to even sensor coordinates (every patch then starts on the file's Bayer phase); the DSLR window
     of each grid window is refined and resampled against the demosaiced proxy (``patch.moving = "dslr"``), and the
-    phone patch is the RAW mosaic cut at the window, untouched. ``record`` gets the even ``crop``.
+    phone patch is the RAW mosaic cut at the window, untouched. A file stored turned (orientation other than 1)
+    is turned upright as LibRaw turns the proxy, a permutation of its pixels, and cut on the quads that read the
+    file's CFA. ``record`` gets the moved ``crop`` (upright coordinates).
     """
     from dpedkit.dataset.patches import extract_patches
-    from dpedkit.io.camera import is_raw, read_mosaic
+    from dpedkit.io.camera import is_raw, read_mosaic, upright_mosaic
 
     if not is_raw(phone):
         return {"status": "not-raw", "reason": "mode raw2rgb needs the phone's RAW file (DNG, ...)"}, None
     mosaic, meta = read_mosaic(phone)
-    if meta["orientation"] != 1:
-        return {"status": "unsupported", "reason": f"RAW orientation {meta['orientation']}: raw2rgb reads "
-                "sensors stored upright only, for now"}, None  # fmt: skip
+    mosaic, (px, py) = upright_mosaic(mosaic, meta["cfa"], meta["orientation"])  # as LibRaw turned the proxy
     x0, y0, x1, y1 = result.crop
-    dx, dy = x0 % 2, y0 % 2  # to even sensor coordinates
+    dx, dy = (x0 - px) % 2, (y0 - py) % 2  # to the file's Bayer phase (even sensor coordinates when upright)
     proxy, dslr = result.phone[dy:, dx:], result.dslr[dy:, dx:]
     x0, y0 = x0 + dx, y0 + dy
     if mosaic.shape != (result.phone_size[1], result.phone_size[0]):

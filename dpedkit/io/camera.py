@@ -188,6 +188,30 @@ def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
 BAYER = ("RGGB", "BGGR", "GRBG", "GBRG")  # the 2 x 2 Bayer quads, named row by row
 
 
+def upright_mosaic(mosaic: np.ndarray, cfa: str, orientation: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """A mosaic turned upright as LibRaw turns its output, and where its 2 x 2 quads read ``cfa`` again.
+
+    Turning is a permutation of the pixels: no value changes. It moves the Bayer phase: the quads that start at
+    ``(x, y)`` with ``(x % 2, y % 2) == parity`` read the file's ``cfa`` again, so patches cut there are read by a
+    network exactly as those of an upright file of the same sensor.
+
+    Returns:
+        ``(upright, parity)``; ``(mosaic, (0, 0))`` for orientation 1.
+    """
+    if orientation == 1:
+        return mosaic, (0, 0)
+    from dpedkit.io.images import apply_orientation
+
+    h, w = mosaic.shape[:2]
+    phase = ((np.arange(h)[:, None] % 2) * 2 + np.arange(w)[None, :] % 2).astype(np.uint8)  # index in the quad
+    turned = apply_orientation(phase, orientation)
+    for py in (0, 1):
+        for px in (0, 1):
+            if "".join(cfa[i] for i in turned[py : py + 2, px : px + 2].ravel()) == cfa:
+                return apply_orientation(mosaic, orientation), (px, py)
+    raise InputError(None, f"orientation {orientation} turns the {cfa} quads into no Bayer quad")  # not reachable
+
+
 def render_mosaic(mosaic: np.ndarray, cfa: str, black: float, white: float, wb: np.ndarray | None = None) -> np.ndarray:
     """A Bayer mosaic (``H x W`` or ``H x W x 1``) rendered simply as uint8 RGB: the plainest ISP there is.
 

@@ -9,10 +9,11 @@ from dpedkit.config import BuildConfig, PatchConfig
 from dpedkit.dataset.build import build_dataset
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.shards import read_shard
-from dpedkit.dataset.synth import iter_pairs, map_phone_to_dslr, synthesize
+from dpedkit.dataset.synth import bundled_photos, iter_pairs, make_pair, map_phone_to_dslr, synthesize, write_pair
 from dpedkit.errors import ConfigError
-from dpedkit.geometry import apply_homography
-from dpedkit.io.camera import read_mosaic
+from dpedkit.geometry import apply_homography, turn_image
+from dpedkit.io.camera import read_mosaic, upright_mosaic
+from dpedkit.io.camera_write import encode_dng
 
 P = 64
 
@@ -26,12 +27,12 @@ def raw2rgb(tmp_path_factory):
     return root, summary
 
 
-def test_raw_patches_are_the_files_mosaic_at_even_origins_and_the_dslr_patch_is_on_their_grid(raw2rgb):
-    root, summary = raw2rgb
-    assert summary.ok == 2 and sum(summary.patches.values()) > 50
-    ds = DatasetDir(root / "ds")
+def _check_patches(root, ds_dir, cfa: str) -> tuple[list[float], list[float]]:
+    """Assert every stored RAW patch is the file's mosaic (turned upright as LibRaw turns it) cut on the file's
+    Bayer phase; returns the DSLR patches' distances to the truth on the RAW grid and their refinement shifts."""
+    ds = DatasetDir(ds_dir)
     records = {r["pair"]: r for r in ds.pairs()}
-    truth = {p.stem: t for p, _, t in iter_pairs(root / "raw")}
+    truth = {p.stem: t for p, _, t in iter_pairs(root)}
     errors, moved = [], []
     for entry in ds.manifest().shards:
         shard = read_shard(ds.path(entry.path))
@@ -39,20 +40,42 @@ def test_raw_patches_are_the_files_mosaic_at_even_origins_and_the_dslr_patch_is_
         assert shard["dslr"].shape[1:] == (P, P, 3)
         for k, name in enumerate(shard["pair"]):
             rec = records[name]
-            mosaic, meta = read_mosaic(root / "raw" / "phone" / f"{name}.dng")
-            assert rec["sources"]["phone"]["cfa"] == meta["cfa"] == "RGGB"  # recorded per pair, the file's
+            mosaic, meta = read_mosaic(root / "phone" / f"{name}.dng")
+            assert rec["sources"]["phone"]["cfa"] == meta["cfa"] == cfa  # recorded per pair, the file's
+            upright, (px, py) = upright_mosaic(mosaic, cfa, meta["orientation"])
             x, y = np.asarray(rec["crop"][:2]) + shard["xy"][k]
-            assert x % 2 == 0 and y % 2 == 0  # every patch starts on the file's own Bayer phase
-            assert np.array_equal(shard["phone"][k, :, :, 0], mosaic[y : y + P, x : x + P])  # not one value changed
+            assert (x - px) % 2 == 0 and (y - py) % 2 == 0  # every patch starts on the file's own Bayer phase
+            assert np.array_equal(shard["phone"][k, :, :, 0], upright[y : y + P, x : x + P])  # not one value changed
             centre = np.array([x, y]) + (P - 1) / 2
             h = np.asarray(rec["H_phone_to_dslr"])
             got = apply_homography(h, centre + shard["shift"][k])[0]  # where the stored DSLR patch was taken
             errors.append(np.linalg.norm(got - map_phone_to_dslr(truth[name], centre[None])[0]) / rec["scale"])
             moved.append(np.linalg.norm(shard["shift"][k]))
+    return errors, moved
+
+
+def test_raw_patches_are_the_files_mosaic_at_even_origins_and_the_dslr_patch_is_on_their_grid(raw2rgb):
+    root, summary = raw2rgb
+    assert summary.ok == 2 and sum(summary.patches.values()) > 50
+    errors, moved = _check_patches(root / "raw", root / "ds", "RGGB")
     print(f"\nraw2rgb: DSLR patch vs the truth on the RAW grid, median {np.median(errors):.3f} px "
           f"(DSLR windows moved by {np.median(moved):.3f} px median)")  # fmt: skip
     assert np.median(errors) <= 0.1
     assert np.median(moved) > 0.05  # the DSLR windows did move: the sign of the shift is tested too
+
+
+def test_a_raw_file_stored_turned_is_cut_upright_on_its_own_bayer_phase(tmp_path):
+    pair = make_pair(bundled_photos()["coffee"], rng=np.random.default_rng(3), phone_mp=0.3, dslr_mp=0.6, sensor=True)
+    h, w = (s // 2 * 2 for s in pair.phone_sensor.shape[:2])
+    stored = turn_image(pair.phone_sensor[:h, :w], 270)  # orientation 6: shown turned 90 degrees clockwise
+    files = {"phone": (".dng", encode_dng(stored, cfa="GRBG", orientation=6)), "dslr": (".jpg", pair.dslr_jpeg)}
+    write_pair(tmp_path / "raw", "0000", pair, files=files)
+    cfg = BuildConfig(mode="raw2rgb", patch=PatchConfig(size=P), test_images=0)
+    summary = build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", tmp_path / "ds", config=cfg)
+    assert summary.ok == 1 and summary.patches["train"] > 20
+    assert upright_mosaic(read_mosaic(tmp_path / "raw" / "phone" / "0000.dng")[0], "GRBG", 6)[1] != (0, 0)
+    errors, _ = _check_patches(tmp_path / "raw", tmp_path / "ds", "GRBG")
+    assert np.median(errors) <= 0.1
 
 
 def test_raw2rgb_config_and_inputs(raw2rgb, tmp_path):
