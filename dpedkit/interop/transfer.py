@@ -411,18 +411,19 @@ def export_tree(
 
 def _earlier_export(root: Path, layout: Layout) -> Callable[[], None] | None:
     """What removes an earlier export's files from ``root``, or None when it holds no folders of the layout."""
-    folders = [root / d for s in SPLITS for d in layout.split_dirs[s]]
-    if not any(f.is_dir() for f in folders):
+    patch_dirs = [root / d for s in SPLITS for d in layout.split_dirs[s]]
+    if not any(f.is_dir() for f in patch_dirs):
         return None
-    folders += [root / e for e in layout.extras]
 
     def remove() -> None:
-        for folder in folders:
-            if folder.is_dir():
-                for path in folder.iterdir():
-                    if path.is_file() and (path.suffix.lower() in layout.exts or folder.relative_to(root).as_posix()
-                                           in layout.extras):  # fmt: skip
-                        path.unlink()
+        for folder in patch_dirs:  # the patch files (other files there are kept)
+            for path in folder.glob("*") if folder.is_dir() else ():
+                if path.is_file() and path.suffix.lower() in layout.exts:
+                    path.unlink()
+        for extra in layout.extras:  # the copied folders, whole
+            for path in (root / extra).glob("*") if (root / extra).is_dir() else ():
+                if path.is_file():
+                    path.unlink()
 
     return remove
 

@@ -101,3 +101,16 @@ def test_imported_zrr_data_trains_a_raw_model_and_is_scored_against_its_demosaic
     assert table.rows[0]["dped_psnr"] == pytest.approx(result.model.dped_psnr)
     write_report(tmp_path / "ds", tmp_path / "r.html", config=ReportConfig(pair_views=0, samples=2, lowest=1))
     assert (tmp_path / "r.html").read_text().count("data:image/png") >= 3  # mosaics shown with the sensor's levels
+
+
+def test_export_overwrite_replaces_only_its_own_files(tmp_path, rng):
+    import_zrr(write_zrr_tree(tmp_path / "zrr", rng, n_train=3, n_test=1), tmp_path / "ds")
+    export_zrr(tmp_path / "ds", tmp_path / "out")
+    (tmp_path / "out" / "train" / "notes.txt").write_text("mine")
+    (tmp_path / "out" / "train" / "huawei_raw" / "99.png").write_bytes(b"stale")  # an earlier export's extra row
+    with pytest.raises(InputError, match="not empty"):
+        export_zrr(tmp_path / "ds", tmp_path / "out")
+    export_zrr(tmp_path / "ds", tmp_path / "out", overwrite=True)
+    assert not (tmp_path / "out" / "train" / "huawei_raw" / "99.png").exists()
+    assert (tmp_path / "out" / "train" / "notes.txt").read_text() == "mine"
+    assert len(list((tmp_path / "out" / "test" / "huawei_full_resolution").iterdir())) == 1
