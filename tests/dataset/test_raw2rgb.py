@@ -86,6 +86,10 @@ def test_raw2rgb_config_and_inputs(raw2rgb, tmp_path):
     cfg = BuildConfig(mode="raw2rgb", patch=PatchConfig(size=P), test_images=0)
     s = build_dataset(tmp_path / "jpg" / "phone", tmp_path / "jpg" / "dslr", tmp_path / "ds", config=cfg)
     assert s.by_reason == {"not-raw": 1}
+    from dpedkit.evaluate_full import evaluate_full
+
+    with pytest.raises(ConfigError, match="RAW-to-RGB dataset: its test_full/ holds LibRaw's pictures"):
+        evaluate_full("model.pt", raw2rgb[0] / "ds")
 
 
 def test_sid_unet_learns_an_isp_that_beats_libraw_on_held_back_pairs(tmp_path):
