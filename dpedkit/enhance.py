@@ -402,14 +402,13 @@ def _read(src: Path, config: EnhanceConfig) -> np.ndarray:
     return read_image(src, max_pixels=config.max_pixels).rgb
 
 
-def _run_isp(net: torch.nn.Module, src: Path, options: dict) -> tuple[np.ndarray, int]:
-    """A RAW model on the RAW file ``src``: its mosaic in, RGB of the sensor's size out (:mod:`dpedkit.enhance_raw`)."""
-    from dpedkit.enhance_raw import isp_array
+def _read_raw(net: torch.nn.Module, src: Path) -> tuple[np.ndarray, dict]:
+    """``(mosaic, parameters)`` of the RAW file a RAW model (a learned ISP) reads; InputError for other files."""
     from dpedkit.io.camera import is_raw, read_mosaic
 
     if not is_raw(src):
         raise InputError(src, f"not a RAW file: {net.name} is a learned ISP, it reads the phone's RAW files (DNG)")
-    return isp_array(net, *read_mosaic(src), **options)
+    return read_mosaic(src)
 
 
 def enhance(
@@ -467,8 +466,8 @@ def enhance(
         t0 = time.perf_counter()
         options = {"device": device, "max_memory": config.max_memory, "strip_rows": config.strip_rows,
                    "spill_dir": config.spill_dir}  # fmt: skip
-        try:
-            out, strips = _run_isp(net, src, options) if isp else enhance_array(net, _read(src, config), **options)
+        try:  # reading only: a failure while processing is not the photo's fault and stops the run
+            image = _read_raw(net, src) if isp else _read(src, config)
         except InputError as exc:
             failure = Failure("unreadable", str(exc))
             failures.append((str(src), failure))
@@ -476,6 +475,12 @@ def enhance(
             if on_result:
                 on_result(failure)
             continue
+        if isp:
+            from dpedkit.enhance_raw import isp_array
+
+            out, strips = isp_array(net, *image, **options)
+        else:
+            out, strips = enhance_array(net, image, **options)
         write_image(dst, to_uint8(out), quality=config.quality, comment=provenance)
         res = ImageResult(str(src), str(dst), out.shape[1], out.shape[0], time.perf_counter() - t0, strips)
         log.debug("%s -> %s in %.1f s (%s)", src, dst, res.seconds, f"{strips} strips" if strips else "whole")

@@ -45,12 +45,20 @@ def _shuffle(out: np.ndarray) -> np.ndarray:
     return out.reshape(h, w, 3, 2, 2).transpose(0, 3, 1, 4, 2).reshape(2 * h, 2 * w, 3)
 
 
+def unet_halo(net: SIDUNet) -> int:
+    """Packed rows of context a ``sid-unet`` strip reads on each side: its reach, rounded up to the pooling grid."""
+    return -(-net.reach // net.multiple) * net.multiple
+
+
 def _unet_strips(net: SIDUNet, planes: np.ndarray, rows: int, device: torch.device) -> tuple[np.ndarray, int]:
-    """``sid-unet`` over packed ``planes`` in overlapping strips: the whole-image ``h x w x 12`` head output."""
+    """``sid-unet`` over packed ``planes`` in overlapping strips: the whole-image ``h x w x 12`` head output.
+
+    ``rows``: packed output rows per strip (rounded down to the pooling multiple, at least one), each computed with
+    :func:`unet_halo` rows of context above and below.
+    """
     h, w = planes.shape[:2]
     x = net.pad(torch.from_numpy(planes).movedim(-1, 0)[None])[0]  # padded as the whole-image run pads
-    hp, m = x.shape[-2], net.multiple
-    halo = -(-net.reach // m) * m
+    hp, m, halo = x.shape[-2], net.multiple, unet_halo(net)
     out = np.empty((hp, x.shape[-1], 12), np.float32)
     strips = _strips(hp, max(m, rows // m * m))
     for r0, r1 in strips:
@@ -86,6 +94,8 @@ def isp_array(
     Returns:
         ``(rgb, strips)``: ``H x W x 3`` float32 in [0, 1] (clipped), upright; strips run (0 = whole).
     """
+    if not isinstance(net, (SIDUNet, RawGenerator)):
+        raise ConfigError(f"{type(net).__name__} is not a RAW model (dped-raw or sid-unet)")
     black, white = float(min(meta["black_level"])), float(meta["white_level"])
     cfg = net.cfg
     if (meta["cfa"], black, white) != (cfg.cfa, float(cfg.black), float(cfg.white)):
@@ -95,10 +105,10 @@ def isp_array(
     planes = packed_planes(mosaic, meta["cfa"], black, white)
     h, w = planes.shape[:2]
     unet = isinstance(net, SIDUNet)
-    if not unet and not isinstance(net, RawGenerator):
-        raise ConfigError(f"{type(net).__name__} is not a RAW model (dped-raw or sid-unet)")
     channels = 2 * cfg.channels if unet else cfg.channels  # a U-Net holds skip and merge maps at full width
-    rows = strip_rows // 2 if strip_rows else plan_strips(h, w, channels, max_memory=max_memory)
+    rows = max(1, strip_rows // 2) if strip_rows else plan_strips(h, w, channels, max_memory=max_memory)
+    if unet and rows and not strip_rows:  # the planned rows hold a strip's two halos too
+        rows = max(1, rows - 2 * unet_halo(net))
     if rows == 0:
         x = torch.from_numpy(planes).movedim(-1, 0)[None].to(device)
         rgb = net(x)[0].permute(1, 2, 0).float().cpu().numpy()

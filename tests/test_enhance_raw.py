@@ -61,3 +61,14 @@ def test_enhance_on_a_dng_writes_rgb_of_the_sensor_size_upright(tmp_path, rng):
     mosaic, meta = read_mosaic(tmp_path / "in" / "flat.dng")
     assert mosaic.shape == (64, 48) and sizes == {"flat.dng": (48, 64), "turned.dng": (64, 48)}
     assert read_image(tmp_path / "out" / "turned.png").rgb.shape == (48, 64, 3)  # turned upright as LibRaw turns
+
+
+def test_a_small_memory_budget_plans_strips_with_their_halos_and_keeps_the_result(rng):
+    from dpedkit.enhance import FIXED_OVERHEAD, GB
+
+    net = SIDUNet(SIDUNetConfig(channels=4, levels=3, black=64, white=4000)).eval()
+    mosaic = rng.integers(64, 4000, (150, 92), dtype=np.uint16)
+    whole, _ = isp_array(net, mosaic, _meta(), device=torch.device("cpu"), max_memory=64.0)
+    tight = (FIXED_OVERHEAD + 75 * 46 * 3 * 10 + 300_000) / GB  # room for a few packed rows beyond the image
+    planned, n = isp_array(net, mosaic, _meta(), device=torch.device("cpu"), max_memory=tight)
+    assert n > 1 and float(np.abs(whole - planned).max()) < 2e-5

@@ -469,13 +469,18 @@ def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.
         phone, dslr = DatasetDir(summary.root).read_patches(idx)
         dslr = to_uint8(dslr)  # a 16-bit build's too
         raw = {str(p["pair"]): (p.get("sources") or {}).get("phone") for p in summary.pairs}
-        sensor = _sensor_record(summary.root) if phone.shape[-1] == 1 else None
+        sensor: list[dict] = []  # the dataset's sensor, read once where a pair has no record (imported data)
         cells = []
         for k, g in enumerate(idx):
             pair, xy = summary.columns["pair"][g], summary.columns["xy"][g]
             cap = f"{pair} @ ({xy[0]}, {xy[1]}) NCC {ncc[g]:.3f} [{summary.columns['split'][g]}]"
             # a raw2rgb patch is the RAW mosaic: shown demosaiced (OpenCV, the pair's levels and white balance)
-            shown = pic.mosaic_preview(phone[k], raw.get(pair) or sensor) if sensor else to_uint8(phone[k])
+            if phone.shape[-1] == 1:
+                if not raw.get(pair) and not sensor:
+                    sensor.append(_sensor_record(summary.root))
+                shown = pic.mosaic_preview(phone[k], raw.get(pair) or sensor[0])
+            else:
+                shown = to_uint8(phone[k])
             cells.append((cap, pic.encode_png(pic.patch_strip(shown, dslr[k]))))
         out.append(Gallery(sid, title, cells))
     return out

@@ -25,7 +25,7 @@ from dpedkit.dataset.format import DatasetDir, Manifest
 from dpedkit.errors import ConfigError, check_range
 from dpedkit.interop.dped_layout import DSLR_NAME, find_dped_folder, list_pairs
 from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree
-from dpedkit.io import encode_image, read_rgb, to_uint8, write_image
+from dpedkit.io import check_apart, encode_image, read_rgb, to_uint8, write_image
 
 FULL_SIZE = "full_size_test_images"
 SOURCE_DIR = "dped_source"
@@ -91,6 +91,7 @@ def import_dped(
         InputError: not an official DPED folder, no patch pairs, unreadable patches, or ``out`` not empty.
     """
     folder = find_dped_folder(dped_dir, phone=phone)
+    check_apart(out, [dped_dir], what="dataset folder")  # the tree given, not only the phone's folder in it
     config = {"source": "dped", "dped_dir": str(folder.root), "phone": folder.phone}
     return import_tree(folder.root, layout(folder.phone), out, decode=_decode, config=config, phone=folder.phone,
                        **options)  # fmt: skip

@@ -94,7 +94,7 @@ def list_pairs(folder: DpedFolder, split: str = "test") -> list[tuple[Path, Path
     Raises:
         InputError: a split folder is missing or holds no pairs.
     """
-    return indexed_pairs(*folder.split_dirs(split), (".jpg", ".jpg"), split)
+    return indexed_pairs(*folder.split_dirs(split), (".jpg", ".jpg"), split, "official DPED layout")
 
 
 def load_pairs(folder: DpedFolder, split: str = "test", *, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -77,7 +77,7 @@ class Layout:
 
     def pairs(self, root: Path, split: str) -> list[tuple[Path, Path]]:
         """``(phone_file, dslr_file)`` of ``split``, paired by index, in index order (see :func:`indexed_pairs`)."""
-        return indexed_pairs(*self.dirs(root, split), self.exts, split)
+        return indexed_pairs(*self.dirs(root, split), self.exts, split, f"{self.source.upper()} layout")
 
 
 @dataclass
@@ -108,13 +108,15 @@ class TransferResult:
         return asdict(self)
 
 
-def _indexed(folder: Path, ext: str) -> dict[int, Path]:
+def _indexed(folder: Path, ext: str, what: str) -> dict[int, Path]:
     if not folder.is_dir():
-        raise InputError(folder, "missing folder of the layout")
+        raise InputError(folder, f"missing folder of the {what}")
     return {int(p.stem): p for p in folder.iterdir() if p.suffix.lower() == ext and p.stem.isdigit()}
 
 
-def indexed_pairs(phone_dir: Path, dslr_dir: Path, exts: tuple[str, str], split: str) -> list[tuple[Path, Path]]:
+def indexed_pairs(
+    phone_dir: Path, dslr_dir: Path, exts: tuple[str, str], split: str, what: str = "layout"
+) -> list[tuple[Path, Path]]:
     """``(phone_file, dslr_file)`` of the ``<i><ext>`` files of two folders, paired by index, in index order.
 
     Indices present on one side only are skipped with a warning.
@@ -122,7 +124,7 @@ def indexed_pairs(phone_dir: Path, dslr_dir: Path, exts: tuple[str, str], split:
     Raises:
         InputError: a folder is missing or the two hold no common index.
     """
-    a, b = _indexed(phone_dir, exts[0]), _indexed(dslr_dir, exts[1])
+    a, b = _indexed(phone_dir, exts[0], what), _indexed(dslr_dir, exts[1], what)
     common = sorted(a.keys() & b.keys())
     if len(common) != max(len(a), len(b)):
         log.warning("%s: %d phone and %d DSLR patches; using the %d indices present in both",
@@ -282,9 +284,12 @@ def _earlier_import(out: Path, layout: Layout) -> Callable[[], None] | None:
     if not (ds.is_dataset(out) or ds.plan_text() is not None):
         return None
 
+    earlier_source = ds.manifest().source if ds.is_dataset(out) else None
+
     def remove() -> None:
         ds.clear()
-        shutil.rmtree(out / layout.source_dir, ignore_errors=True)
+        for source in {layout.source, earlier_source} - {None}:  # an earlier import of another layout's too
+            shutil.rmtree(out / f"{source}_source", ignore_errors=True)
 
     return remove
 
@@ -339,7 +344,7 @@ def _import_shard(task: dict[str, Any]) -> dict[str, Any]:
     attrs = {"split": task["split"], "config": {"source": layout.source, "phone": task["phone"]}}
     with ShardWriter(out / task["shard"], patch_size=phone.shape[1], attrs=attrs, **options) as w:
         nan = np.full(n, np.nan, np.float32)
-        w.append(f"{layout.source}:{task['split']}", **arrays, xy=np.zeros((n, 2), np.int32),
+        w.append(f"{layout.source}:{task['phone']}/{task['split']}", **arrays, xy=np.zeros((n, 2), np.int32),
                  shift=np.zeros((n, 2), np.float32), angle=np.zeros(n, np.float32), ncc=nan, texture=nan)  # fmt: skip
         info = w.close()
     with atomic_path(out / layout.source_dir / task["shard"]) as tmp, h5py.File(tmp, "w") as f:
@@ -420,9 +425,9 @@ def _earlier_export(root: Path, layout: Layout) -> Callable[[], None] | None:
             for path in folder.glob("*") if folder.is_dir() else ():
                 if path.is_file() and path.suffix.lower() in layout.exts:
                     path.unlink()
-        for extra in layout.extras:  # the copied folders, whole
+        for extra in layout.extras:  # the copied folders' files of the layout's kinds
             for path in (root / extra).glob("*") if (root / extra).is_dir() else ():
-                if path.is_file():
+                if path.is_file() and path.suffix.lower() in layout.exts:
                     path.unlink()
 
     return remove
@@ -457,9 +462,10 @@ def _export_extras(
 ) -> int:
     """Copy imported folders back, or write a built dataset's full-size test images; returns how many files."""
     n = 0
+    imported = dataset.manifest().source == layout.source  # not a stale folder left beside a later build
     for extra in layout.extras:
         kept = dataset.root / layout.source_dir / Path(extra).name
-        if kept.is_dir():
+        if imported and kept.is_dir():
             n += _copy_files(kept, root / extra)
         elif full_from_build is not None:
             n += full_from_build(dataset, root / extra)

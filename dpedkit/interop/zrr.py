@@ -81,7 +81,7 @@ def import_zrr(
 
     Raises:
         InputError: not a ZRR folder, no patch pairs, a phone file that is not a one-channel 16-bit PNG, patches of
-            differing sizes, values above the white level, or ``out`` not empty.
+            differing sizes, or ``out`` not empty.
         ConfigError: a bad ``sensor``.
     """
     root = Path(zrr_dir)
@@ -93,8 +93,12 @@ def import_zrr(
     return import_tree(root, LAYOUT, out, decode=_Decoder(sensor), config=config, phone=PHONE, **options)
 
 
-def read_zrr_mosaic(path: str | Path, white: float = ZRR_SENSOR["white"]) -> np.ndarray:
-    """A ZRR phone file as its ``H x W x 1`` uint16 mosaic (checked: one channel, 16 bits, even sides, <= white)."""
+def read_zrr_mosaic(path: str | Path) -> np.ndarray:
+    """A ZRR phone file as its ``H x W x 1`` uint16 mosaic, as stored (checked: one channel, 16 bits, even sides).
+
+    Values above the white level are kept as recorded (10-bit sensors reach 1023 where ZRR says 1020); the
+    networks clip them when they normalise.
+    """
     img = read_image(path, keep_16bit=True)
     if img.channels != 1 or img.bit_depth != 16:
         raise InputError(path, f"not a RAW mosaic: ZRR phone files are 16-bit one-channel PNGs (this one has "
@@ -102,8 +106,6 @@ def read_zrr_mosaic(path: str | Path, white: float = ZRR_SENSOR["white"]) -> np.
     mosaic = img.rgb[..., :1]
     if mosaic.shape[0] % 2 or mosaic.shape[1] % 2:
         raise InputError(path, f"a Bayer mosaic has even sides; got {mosaic.shape[1]}x{mosaic.shape[0]}")
-    if int(mosaic.max()) > white:
-        raise InputError(path, f"holds {int(mosaic.max())}, above the white level {white:g}: give the sensor's levels")
     return np.ascontiguousarray(mosaic)
 
 
@@ -115,7 +117,7 @@ class _Decoder:
 
     def __call__(self, rows: list[Row]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         s = self.sensor
-        phone = np.stack([read_zrr_mosaic(p, s["white"]) for _, p, _ in rows])
+        phone = np.stack([read_zrr_mosaic(p) for _, p, _ in rows])
         dslr = np.stack([read_rgb(d) for *_, d in rows])
         baseline = np.stack([render_mosaic(m, s["cfa"], s["black"], s["white"]) for m in phone])
         options = {"phone_dtype": np.uint16, "phone_channels": 1, "baseline": True}
@@ -141,7 +143,8 @@ def export_zrr(
 
     Raises:
         ShardError: not a finished dpedkit dataset, or a damaged shard.
-        ConfigError: an RGB dataset, a sensor that is not RGGB (ZRR's readers assume it), or a bad ``quality``.
+        ConfigError: an RGB dataset, rows to encode from a sensor that is not RGGB (ZRR's readers assume it), or a
+            bad ``quality``.
         InputError: ``out`` not empty.
     """
     check_range("quality", quality, 1, 100)
@@ -150,13 +153,13 @@ def export_zrr(
         raise ConfigError(f"{dataset} is an RGB dataset (its phone patches are photos, not RAW mosaics): "
                           "export-dped writes those")  # fmt: skip
     sensor = ds.sensor()
-    if sensor["cfa"] != "RGGB":
-        raise ConfigError(f"{dataset}: the sensor's CFA is {sensor['cfa']}; the ZRR layout holds RGGB mosaics "
-                          "(its readers take R at (0, 0)); shifting the phase would change every patch")  # fmt: skip
-    levels = (sensor["black"], sensor["white"])
 
-    def encode(phone: np.ndarray, dslr: np.ndarray) -> tuple[bytes, bytes]:
-        return _encode_mosaic(phone, *levels), encode_image(to_uint8(dslr), ".jpg", quality=quality)
+    def encode(phone: np.ndarray, dslr: np.ndarray) -> tuple[bytes, bytes]:  # rows that are not byte copies
+        if sensor["cfa"] != "RGGB":
+            raise ConfigError(f"{dataset}: the sensor's CFA is {sensor['cfa']}; the ZRR layout holds RGGB mosaics "
+                              "(its readers take R at (0, 0)); a shifted phase would change every patch")  # fmt: skip
+        mosaic = _encode_mosaic(phone, sensor["black"], sensor["white"])
+        return mosaic, encode_image(to_uint8(dslr), ".jpg", quality=quality)
 
     return export_tree(dataset, Path(out), LAYOUT, encode=encode, phone=PHONE, overwrite=overwrite,
                        on_progress=on_progress)  # fmt: skip

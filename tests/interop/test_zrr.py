@@ -11,11 +11,11 @@ import pytest
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.loader import load_baseline, load_split
 from dpedkit.errors import ConfigError, InputError
-from dpedkit.interop.dped import export_dped
+from dpedkit.interop.dped import export_dped, import_dped
 from dpedkit.interop.zrr import export_zrr, import_zrr
 from dpedkit.io import read_rgb
 from dpedkit.io.camera import render_mosaic
-from dpedkit.testing import write_synthetic_dataset, write_zrr_tree
+from dpedkit.testing import write_dped_tree, write_synthetic_dataset, write_zrr_tree
 from tests.interop.test_dped import _same_tree
 
 
@@ -62,8 +62,6 @@ def test_clear_errors(tmp_path, rng):
         import_zrr(tmp_path / "zrr" / "train", tmp_path / "x")
     with pytest.raises(ConfigError, match="CFA"):
         import_zrr(tree, tmp_path / "x", sensor={"cfa": "RGBG", "black": 0, "white": 1020})
-    with pytest.raises(InputError, match="above the white level 255"):
-        import_zrr(tree, tmp_path / "x", sensor={"cfa": "RGGB", "black": 0, "white": 255})
     cv2.imwrite(str(tree / "train" / "huawei_raw" / "1.png"), np.zeros((32, 32), np.uint8))
     with pytest.raises(InputError, match="16-bit one-channel PNGs"):
         import_zrr(tree, tmp_path / "x")
@@ -75,9 +73,23 @@ def test_clear_errors(tmp_path, rng):
     import_zrr(good, tmp_path / "ds", sensor={"cfa": "GRBG", "black": 0, "white": 1020})
     with pytest.raises(ConfigError, match="export-zrr writes those"):
         export_dped(tmp_path / "ds", tmp_path / "dped", phone="p")
-    with pytest.raises(ConfigError, match="RGGB"):
+    export_zrr(tmp_path / "ds", tmp_path / "copy")  # byte copies: any CFA goes back as it came
+    _same_tree(good, tmp_path / "copy")
+    shutil.rmtree(tmp_path / "ds" / "zrr_source")
+    with pytest.raises(ConfigError, match="RGGB"):  # rows to encode: ZRR's readers take R at (0, 0)
         export_zrr(tmp_path / "ds", tmp_path / "y")
     assert not (tmp_path / "y").exists() and not (tmp_path / "dped").exists()
+
+
+def test_values_above_the_white_level_are_kept_and_another_layout_replaces_an_import_whole(tmp_path, rng):
+    tree = write_zrr_tree(tmp_path / "zrr", rng, n_train=1, n_test=1)
+    hot = cv2.imread(str(tree / "train" / "huawei_raw" / "0.png"), cv2.IMREAD_UNCHANGED)
+    hot[0, 0] = 1023  # a 10-bit sensor's top code, above ZRR's 1020
+    cv2.imwrite(str(tree / "train" / "huawei_raw" / "0.png"), hot)
+    import_zrr(tree, tmp_path / "ds")
+    assert load_split(tmp_path / "ds", "train")[0][0, 0, 0, 0] == 1023  # as recorded
+    import_dped(write_dped_tree(tmp_path / "dped", rng), tmp_path / "ds", phone="sony", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["dataset.json", "dped_source", "test", "train"]
 
 
 def test_imported_zrr_data_trains_a_raw_model_and_is_scored_against_its_demosaic(tmp_path, rng):
