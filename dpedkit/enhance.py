@@ -461,11 +461,11 @@ def enhance(
     isp = getattr(net, "name", None) in RAW_MODELS  # a learned ISP: reads the RAW file's mosaic
     source = type(model).__name__ if isinstance(model, torch.nn.Module) else str(model)
     provenance = f"dpedkit {__version__} enhance, model {source}, config {json.dumps(config.to_dict())}"
+    options = {"device": device, "max_memory": config.max_memory, "strip_rows": config.strip_rows,
+               "spill_dir": config.spill_dir}  # fmt: skip
     results, failures = [], []
     for src, dst in zip(paths, outs, strict=True):
         t0 = time.perf_counter()
-        options = {"device": device, "max_memory": config.max_memory, "strip_rows": config.strip_rows,
-                   "spill_dir": config.spill_dir}  # fmt: skip
         try:  # reading only: a failure while processing is not the photo's fault and stops the run
             image = _read_raw(net, src) if isp else _read(src, config)
         except InputError as exc:

@@ -24,19 +24,19 @@ import torch
 from dpedkit.enhance import _strips, enhance_strips, plan_strips
 from dpedkit.errors import ConfigError
 from dpedkit.io import apply_orientation
-from dpedkit.nn.raw import RawGenerator, SIDUNet, bayer_offsets
+from dpedkit.nn.raw import RawGenerator, SIDUNet, normalise_mosaic, pack_bayer
 
 log = logging.getLogger(__name__)
 
 
 def packed_planes(mosaic: np.ndarray, cfa: str, black: float, white: float) -> np.ndarray:
-    """``H x W`` mosaic -> ``H/2 x W/2 x 4`` float32 planes R, G1, G2, B in [0, 1] (levels applied, clipped)."""
+    """``H x W`` mosaic -> ``H/2 x W/2 x 4`` float32 planes R, G1, G2, B in [0, 1], channels last.
+
+    The networks' own packing: :func:`~dpedkit.nn.raw.normalise_mosaic`, then :func:`~dpedkit.nn.raw.pack_bayer`.
+    """
     h, w = mosaic.shape[:2]
-    m = mosaic.reshape(h, w)[: h - h % 2, : w - w % 2]
-    planes = np.stack([m[dy::2, dx::2] for dy, dx in bayer_offsets(cfa)], axis=-1).astype(np.float32)
-    planes -= black
-    planes /= white - black
-    return np.clip(planes, 0.0, 1.0, out=planes)
+    m = torch.from_numpy(mosaic.reshape(h, w)[: h - h % 2, : w - w % 2].astype(np.float32))
+    return pack_bayer(normalise_mosaic(m[None], black, white), cfa)[0].permute(1, 2, 0).contiguous().numpy()
 
 
 def _shuffle(out: np.ndarray) -> np.ndarray:

@@ -360,7 +360,9 @@ def setup_run(
             test = None
     baseline = None
     if config.model in RAW_MODELS:  # the sensor the network reads, from the dataset's RAW files
-        config = replace(config, model_config=_sensor(data) | (config.model_config or {}))
+        from dpedkit.dataset.format import DatasetDir
+
+        config = replace(config, model_config=DatasetDir(data).sensor() | (config.model_config or {}))
         if test is not None:
             from dpedkit.evaluate import load_baseline
 
@@ -397,13 +399,6 @@ def setup_run(
     return Run(config=config, dist=dist, run_dir=run_dir, g=g_w, g_raw=g, d=d_w, d_raw=d, opt_g=opt_g, opt_d=opt_d,
                recipe=recipe, weights=weights, vgg=vgg, source=source, test=test, resolved=resolved,
                n_train=n_train, best_psnr=best, seen=np.zeros(n_train, bool), ema=ema, baseline=baseline)  # fmt: skip
-
-
-def _sensor(data: Path) -> dict[str, Any]:
-    """``{"cfa", "black", "white"}`` of the sensor a raw2rgb dataset's mosaics come from."""
-    from dpedkit.dataset.format import DatasetDir
-
-    return DatasetDir(data).sensor()
 
 
 def _restore(run_dir: Path, ckpt: dict[str, Any], g, d, opt_g, opt_d, start: int, dist: Dist) -> float | None:
