@@ -558,7 +558,7 @@ class EvalConfig(ConfigMixin):
         batch: patches per batch (50, the DPED protocol's batch).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         full: score the whole test images of a dpedkit dataset (``test_full/``) instead of its patches, strictly
-            and tolerant of the residual misalignment (:mod:`dpedkit.evaluate_full`).
+            and tolerant of the residual misalignment (:mod:`dpedkit.evaluate.full`).
         max_shift: with ``full``: the largest residual shift in pixels the tolerant scores remove.
         max_memory: with ``full``: memory budget in GB of the model on one image (strips beyond it, as enhance).
         lpips: a folder holding the LPIPS v0.1 AlexNet weights (``alexnet-owt-7be5be79.pth`` and ``alex.pth``):
@@ -651,7 +651,7 @@ class ReportConfig(ConfigMixin):
 
 @dataclass(frozen=True)
 class SynthConfig(ConfigMixin):
-    """Options of a synthetic pair (:func:`dpedkit.dataset.synth.make_pair`, ``dpedkit synth``).
+    """Options of a synthetic pair (:func:`dpedkit.synth.pairs.make_pair`, ``dpedkit synth``).
 
     Attributes:
         phone_mp: phone image size in megapixels (4:3), in [0.05, 60].

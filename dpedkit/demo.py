@@ -1,7 +1,7 @@
 """``dpedkit demo``: the whole pipeline on synthetic pairs, offline, in a few minutes on a laptop CPU.
 
 :func:`run_demo` makes synthetic phone/DSLR pairs from the photos bundled with scikit-image
-(:mod:`dpedkit.dataset.synth`), builds a dataset (:mod:`dpedkit.dataset.build`), writes the inspect report
+(:mod:`dpedkit.synth.pairs`), builds a dataset (:mod:`dpedkit.dataset.build`), writes the inspect report
 (:mod:`dpedkit.inspect.report`), trains a tiny model for a short while (:mod:`dpedkit.train`), evaluates it against the
 identity baseline (:mod:`dpedkit.evaluate`) and enhances one held-out phone photo (:mod:`dpedkit.enhance`).
 Every stage is the library twin of a command, so ``OUT/demo.json`` lists the equivalent command lines.
@@ -129,8 +129,8 @@ def _prepare(out: Path, overwrite: bool) -> None:
 
 
 def _synth(res: DemoResult, cfg: DemoConfig) -> None:
-    from dpedkit.dataset.synth import synthesize
     from dpedkit.io import list_images
+    from dpedkit.synth.pairs import synthesize
 
     synthesize(res.paths["raw"], n=cfg.pairs, seed=cfg.seed, phone_mp=cfg.phone_mp, dslr_mp=cfg.dslr_mp)
     for path in list_images(res.paths["raw"] / "phone"):
@@ -245,7 +245,8 @@ def _train(res: DemoResult, cfg: DemoConfig) -> None:
 
 
 def _evaluate(res: DemoResult, cfg: DemoConfig) -> None:
-    from dpedkit.evaluate import EvalConfig, evaluate
+    from dpedkit.config import EvalConfig
+    from dpedkit.evaluate import evaluate
 
     ev = evaluate(res.paths["model"], res.paths["dataset"], config=EvalConfig(device=cfg.device))
     res.scores = {"n_pairs": ev.n_pairs, "model": asdict(ev.model), "identity": asdict(ev.identity)}
@@ -253,8 +254,9 @@ def _evaluate(res: DemoResult, cfg: DemoConfig) -> None:
 
 
 def _enhance(res: DemoResult, cfg: DemoConfig) -> None:
+    from dpedkit.config import EnhanceConfig
     from dpedkit.dataset.format import DatasetDir
-    from dpedkit.enhance import EnhanceConfig, enhance
+    from dpedkit.enhance import enhance
 
     test = [r for r in DatasetDir(res.paths["dataset"]).pairs() if r.get("split") == "test"]
     phone = Path(test[0]["phone"])  # a photo the model never saw in training

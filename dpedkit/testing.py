@@ -150,9 +150,9 @@ def synthetic_pairs(
     """Yield ``n`` pairs ``(name, phone, dslr, truth dict)`` made like ``dpedkit synth`` does (bundled photos).
 
     Pair ``i`` uses ``np.random.default_rng([seed, i])`` and photo ``i mod len(photos)``, as
-    :func:`dpedkit.dataset.synth.synthesize`, so the pairs equal the files ``dpedkit synth`` writes.
+    :func:`dpedkit.synth.pairs.synthesize`, so the pairs equal the files ``dpedkit synth`` writes.
     """
-    from dpedkit.dataset.synth import bundled_photos, make_pair
+    from dpedkit.synth.pairs import bundled_photos, make_pair
 
     photos = list(bundled_photos().items())
     for i in range(n):

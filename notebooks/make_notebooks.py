@@ -27,7 +27,7 @@ print("working in", WORK, "(small settings)" if SMALL else "")"""
 SYNTH_AND_BUILD = """\
 from dpedkit.config import BuildConfig
 from dpedkit.dataset.build import build_dataset
-from dpedkit.dataset.synth import synthesize
+from dpedkit.synth.pairs import synthesize
 
 raw = WORK / "raw"
 synthesize(raw, n=3 if SMALL else 12, seed=0, phone_mp=0.3 if SMALL else 3.0, dslr_mp=0.6 if SMALL else 6.0,
@@ -39,7 +39,7 @@ summary.to_dict()"""
 NB1 = [
     new_markdown_cell(
         "# 01: build a dataset and inspect its alignment\n\n"
-        "Synthetic phone/DSLR pairs with a known geometry (`dpedkit.dataset.synth`, made from photos bundled with "
+        "Synthetic phone/DSLR pairs with a known geometry (`dpedkit.synth.pairs`, made from photos bundled with "
         "scikit-image) are aligned, cut into 100x100 patch pairs and written as HDF5 shards "
         "(`dpedkit.dataset.build`). Then the alignment diagnostics behind `dpedkit inspect` are shown inline. "
         "The same in the terminal: `dpedkit synth raw && dpedkit build raw/phone raw/dslr -o dataset && "
@@ -128,7 +128,7 @@ NB2 = [
         """\
 from dpedkit.config import BuildConfig
 from dpedkit.dataset.build import build_dataset
-from dpedkit.dataset.synth import synthesize
+from dpedkit.synth.pairs import synthesize
 from dpedkit.demo import PHONE_LOOK, apply_look
 from dpedkit.io import list_images, read_rgb, write_image
 
@@ -155,7 +155,8 @@ for row in result.history:
     ),
     new_code_cell(
         """\
-from dpedkit.evaluate import EvalConfig, evaluate
+from dpedkit.config import EvalConfig
+from dpedkit.evaluate import evaluate
 
 scores = evaluate(WORK / "run" / "best.pt", dataset, config=EvalConfig(device="auto"))
 rows = [("model", scores.model), ("identity (phone as is)", scores.identity)]
@@ -203,7 +204,8 @@ print(type(model).__name__, sum(p.numel() for p in model.parameters()), "paramet
     new_markdown_cell("## Scores on the 100 DPED test pairs (the paper's Table 2 protocol: PSNR 19.40 dB)"),
     new_code_cell(
         """\
-from dpedkit.evaluate import EvalConfig, evaluate
+from dpedkit.config import EvalConfig
+from dpedkit.evaluate import evaluate
 
 scores = evaluate(model, DPED, config=EvalConfig(phone="iphone", device="auto"))
 print(f"{scores.n_pairs} pairs | model: DPED PSNR {scores.model.dped_psnr:.2f} dB, MS-SSIM "

@@ -115,9 +115,9 @@ def test_choices_come_from_one_literal_each():
 def test_every_config_class_documents_each_field_on_its_own():
     """Help text comes from the Attributes section: one entry per field (no 'a; ``b``: ...' shared lines)."""
     from dpedkit.bench.build import BuildBenchConfig
-    from dpedkit.dataset.synth import SynthConfig
     from dpedkit.demo import DemoConfig
     from dpedkit.inspect.report import ReportConfig
+    from dpedkit.synth.pairs import SynthConfig
 
     for cls in (*SECTIONS.values(), SynthConfig, DemoConfig, ReportConfig, BuildBenchConfig):
         docs = field_docs(cls)

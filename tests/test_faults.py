@@ -24,12 +24,12 @@ from dpedkit.config import BuildConfig, EvalConfig, PatchConfig
 from dpedkit.dataset.build import build_dataset
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.parallel import run_parallel
-from dpedkit.dataset.synth import synthesize
 from dpedkit.errors import CheckpointError, ConfigError, InputError, ShardError
 from dpedkit.interop.dped import SOURCE_DIR, export_dped, import_dped
 from dpedkit.io import write_image
 from dpedkit.nn.checkpoint import save_checkpoint, tf_generator_state_dict
 from dpedkit.nn.generator import Generator, GeneratorConfig
+from dpedkit.synth.pairs import synthesize
 from dpedkit.testing import die_on, png_claiming, write_dped_tree, write_synthetic_dataset
 
 CONFIG = BuildConfig(patch=PatchConfig(size=64), test_images=1, seed=3)

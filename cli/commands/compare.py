@@ -41,7 +41,7 @@ def command(models: tuple[str, ...], data: str, names: tuple[str, ...], fmt: str
     elif fmt == "csv":
         click.echo(result.csv(), nl=False)
     else:
-        from dpedkit.evaluate import row_cells
+        from dpedkit.evaluate.compare import row_cells
 
         cols = ["model", "DPED PSNR dB", "DPED MS-SSIM", "PIRM PSNR dB", "PIRM MS-SSIM", "SSIM",
                 *(["LPIPS"] * bool(config.lpips))]  # fmt: skip

@@ -35,7 +35,7 @@ def command(model: str, data: str, as_json: bool, **options) -> None:
     if as_json:
         print_json(result.to_dict())
         return
-    from dpedkit.evaluate import row_cells, scores_row
+    from dpedkit.evaluate.compare import row_cells, scores_row
 
     rows = [row_cells(scores_row(name, s)) for name, s in (("model", result.model), (result.baseline, result.identity))]
     cols = [
@@ -65,7 +65,7 @@ def _with_progress(title: str, unit: str, quiet: bool, run):  # noqa: ANN001, AN
 def _full(model: str, data: str, config, as_json: bool) -> None:  # noqa: ANN001 - an EvalConfig
     import numpy as np
 
-    from dpedkit.evaluate_full import evaluate_full
+    from dpedkit.evaluate.full import evaluate_full
 
     result = _with_progress("evaluate --full", "images", as_json,
                             lambda cb: evaluate_full(model, data, config=config, on_image=cb))  # fmt: skip

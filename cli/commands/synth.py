@@ -1,4 +1,4 @@
-"""``dpedkit synth``: synthetic phone/DSLR pairs with known geometry (over ``dpedkit.dataset.synth.synthesize``)."""
+"""``dpedkit synth``: synthetic phone/DSLR pairs with known geometry (over ``dpedkit.synth.pairs.synthesize``)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def command(out_dir, n, seed, source, overwrite, quiet, as_json, **options) -> N
     write camera files; --rotate turns the phone's pixels. Use them to check an aligner (`dpedkit align` or
     `dpedkit build`) before a shoot.
     """
-    from dpedkit.dataset.synth import synthesize
+    from dpedkit.synth.pairs import synthesize
 
     config = SynthConfig(**options)  # fail fast, before the progress bar
     if quiet:

@@ -6,7 +6,7 @@ Every function returns a plain dict of figures (JSON-friendly) so tests assert o
   which of the two homographies the pixels themselves support (:func:`local_residual`).
 - :func:`eval_homogr`: CMP homogr pairs (A -> B), transfer error on the hand-annotated points.
 - :func:`eval_city100`: City100 iPhone X -> Nikon D5500 (no truth): status, inliers, inlier RMSE.
-- :func:`eval_synthetic`: pairs from :mod:`dpedkit.dataset.synth` (known H): mean corner error and grid residual.
+- :func:`eval_synthetic`: pairs from :mod:`dpedkit.synth.pairs` (known H): mean corner error and grid residual.
 - :func:`bench_align`: decode-only vs full alignment time of a 13 MP + 20 MP JPEG pair, peak memory, corner error.
 """
 
@@ -189,7 +189,7 @@ def eval_synthetic(
 ) -> dict[str, Any]:
     """Align ``(name, phone, dslr, H_true or truth dict)`` pairs; corner error and grid residual vs the truth.
 
-    With a :mod:`dpedkit.dataset.synth` truth dict of a hard pair, rows also get ``true_residual`` (our H against the
+    With a :mod:`dpedkit.synth.pairs` truth dict of a hard pair, rows also get ``true_residual`` (our H against the
     true mapping: lens distortion, parallax; moving object excluded) and ``best_planar_residual`` (what the
     best possible homography leaves), both ``{"median", "p95", "max"}`` in DSLR px.
 
@@ -229,7 +229,7 @@ def eval_synthetic(
 
 
 def _true_residual(h: np.ndarray, truth: dict, step: int = 16) -> dict[str, float]:
-    from dpedkit.dataset.synth import map_phone_to_dslr
+    from dpedkit.synth.pairs import map_phone_to_dslr
 
     pw, ph = truth["phone_size"]
     xs, ys = np.meshgrid(np.arange(0, pw, step), np.arange(0, ph, step))
@@ -241,7 +241,7 @@ def _true_residual(h: np.ndarray, truth: dict, step: int = 16) -> dict[str, floa
 
 
 def _best_planar(truth: dict) -> dict[str, float]:
-    from dpedkit.dataset.synth import best_planar_fit
+    from dpedkit.synth.pairs import best_planar_fit
 
     return best_planar_fit(truth)["residual_px"]
 
@@ -257,7 +257,7 @@ def bench_align(
 ) -> dict[str, Any]:
     """Decode-only vs full alignment time of one synthetic JPEG pair, peak memory and corner error.
 
-    The pair is made by :func:`dpedkit.dataset.synth.make_pair` and written as JPEG; then ONE fresh process (spawned,
+    The pair is made by :func:`dpedkit.synth.pairs.make_pair` and written as JPEG; then ONE fresh process (spawned,
     so its memory high-water mark is the alignment's alone) times, ``repeats`` times after a warm-up, the
     decode stage on its own (:func:`dpedkit.align.pipeline.read_pair`, as ``align_files`` decodes) and the
     whole :func:`dpedkit.align.align_files` (decode + features + matching + homography + crop + warp).
@@ -271,7 +271,7 @@ def bench_align(
     import multiprocessing as mp
     import tempfile
 
-    from dpedkit.dataset.synth import bundled_photos, make_pair
+    from dpedkit.synth.pairs import bundled_photos, make_pair
 
     photos = bundled_photos()
     name = sorted(photos)[0]

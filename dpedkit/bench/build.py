@@ -66,7 +66,7 @@ def bench_build(
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="dpedkit-bench-build-") as tmp:
             return bench_build(tmp, config=config, on_progress=on_progress)
-    from dpedkit.dataset.synth import synthesize
+    from dpedkit.synth.pairs import synthesize
 
     work = Path(work_dir)
     load0 = os.getloadavg()

@@ -188,6 +188,23 @@ def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
 BAYER = ("RGGB", "BGGR", "GRBG", "GBRG")  # the 2 x 2 Bayer quads, named row by row
 
 
+def apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation ``orientation`` (1..8) so the image is upright, as a viewer shows it."""
+    import cv2  # only here: reading HEIC/RAW headers needs no OpenCV
+
+    ops = {  # contiguous results (OpenCV copies), no strided numpy views
+        1: lambda a: a,
+        2: lambda a: cv2.flip(a, 1),
+        3: lambda a: cv2.flip(a, -1),
+        4: lambda a: cv2.flip(a, 0),
+        5: lambda a: cv2.transpose(a),
+        6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+        7: lambda a: cv2.flip(cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE), 0),
+        8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+    }
+    return ops[orientation](rgb)
+
+
 def upright_mosaic(mosaic: np.ndarray, cfa: str, orientation: int) -> tuple[np.ndarray, tuple[int, int]]:
     """A mosaic turned upright as LibRaw turns its output, and where its 2 x 2 quads read ``cfa`` again.
 
@@ -200,8 +217,6 @@ def upright_mosaic(mosaic: np.ndarray, cfa: str, orientation: int) -> tuple[np.n
     """
     if orientation == 1:
         return mosaic, (0, 0)
-    from dpedkit.io.images import apply_orientation
-
     h, w = mosaic.shape[:2]
     phase = ((np.arange(h)[:, None] % 2) * 2 + np.arange(w)[None, :] % 2).astype(np.uint8)  # index in the quad
     turned = apply_orientation(phase, orientation)

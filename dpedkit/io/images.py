@@ -22,6 +22,7 @@ from dpedkit.errors import InputError
 from dpedkit.io.camera import (
     HEIF_SUFFIXES,
     RAW_SUFFIXES,
+    apply_orientation,
     decode_heif,
     decode_raw,
     heif_exif,
@@ -290,21 +291,6 @@ def _orientation(exif) -> int:  # noqa: ANN001
 def exif_orientation(data: bytes) -> int:
     """The EXIF orientation tag (1..8) of an encoded image, 1 when absent or invalid."""
     return _orientation(_exif(data))
-
-
-def apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply EXIF orientation ``orientation`` (1..8) so the image is upright, as a viewer shows it."""
-    ops = {  # contiguous results (OpenCV copies), no strided numpy views
-        1: lambda a: a,
-        2: lambda a: cv2.flip(a, 1),
-        3: lambda a: cv2.flip(a, -1),
-        4: lambda a: cv2.flip(a, 0),
-        5: lambda a: cv2.transpose(a),
-        6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
-        7: lambda a: cv2.flip(cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE), 0),
-        8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
-    }
-    return ops[orientation](rgb)
 
 
 def read_capture_time(path: str | Path) -> float | None:

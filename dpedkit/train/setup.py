@@ -343,7 +343,7 @@ def setup_run(
         start: the first step to train.
         resume: restore networks and optimisers from ``run_dir/latest.pt`` (default: ``start > 0``).
     """
-    from dpedkit.evaluate import load_test_pairs
+    from dpedkit.evaluate.patches import load_test_pairs
     from dpedkit.nn.checkpoint import load_checkpoint, load_state
 
     data = Path(data)
@@ -364,7 +364,7 @@ def setup_run(
 
         config = replace(config, model_config=DatasetDir(data).sensor() | (config.model_config or {}))
         if test is not None:
-            from dpedkit.evaluate import load_baseline
+            from dpedkit.evaluate.patches import load_baseline
 
             baseline = load_baseline(data, "test")
     latest = load_checkpoint(run_dir / "latest.pt") if (start > 0 if resume is None else resume) else None

@@ -1,4 +1,4 @@
-"""Acceptance of the aligner on real data with ground truth (shared data) and on dpedkit.dataset.synth pairs.
+"""Acceptance of the aligner on real data with ground truth (shared data) and on dpedkit.synth.pairs pairs.
 
 Run with ``-s`` to see the figures: ``DPEDKIT_SHARED=/work/shared pytest -s tests/align/test_align_real.py``.
 """
@@ -59,7 +59,7 @@ def test_city100(shared):
 
 @pytest.mark.slow
 def test_synthetic_20_pairs():
-    """The acceptance setting: 20 planar dpedkit.dataset.synth pairs, phone 3 MP, DSLR 6 MP."""
+    """The acceptance setting: 20 planar dpedkit.synth.pairs pairs, phone 3 MP, DSLR 6 MP."""
     s = eval_synthetic(synthetic_pairs(20, seed=0, phone_mp=3.0, dslr_mp=6.0))
     _show("synthetic 3 MP / 6 MP, mean corner error", s, "mce_px")
     assert s["accepted"] == 20

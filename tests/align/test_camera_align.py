@@ -14,10 +14,10 @@ import dpedkit.align.pipeline as pipeline
 from dpedkit.align import align_files, align_pair
 from dpedkit.config import BuildConfig
 from dpedkit.dataset.build import build_dataset
-from dpedkit.dataset.synth import iter_pairs, synthesize
-from dpedkit.dataset.synth_files import turn_phone
 from dpedkit.geometry import mean_corner_error
 from dpedkit.io import read_rgb
+from dpedkit.synth.files import turn_phone
+from dpedkit.synth.pairs import iter_pairs, synthesize
 
 SIZES = {"phone_mp": 1.0, "dslr_mp": 2.0}
 

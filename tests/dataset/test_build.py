@@ -15,9 +15,9 @@ from dpedkit.dataset.build import BuildConfig, build_dataset, split_pairs
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.patches import PatchConfig, ncc
 from dpedkit.dataset.shards import read_shard
-from dpedkit.dataset.synth import map_phone_to_dslr, synthesize
 from dpedkit.errors import ConfigError
 from dpedkit.geometry import apply_homography
+from dpedkit.synth.pairs import map_phone_to_dslr, synthesize
 
 SMALL = {"phone_mp": 0.15, "dslr_mp": 0.3}
 CONFIG = BuildConfig(patch=PatchConfig(size=64), test_images=2, seed=3)

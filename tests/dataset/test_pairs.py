@@ -202,7 +202,7 @@ def test_a_folder_without_photos_is_an_input_error(tmp_path):
 
 def test_time_pairing_of_60_pairs_with_an_unknown_clock_offset_jitter_and_bursts(tmp_path):
     from dpedkit.dataset.pairs import time_message
-    from dpedkit.dataset.synth import iter_pairs, synthesize
+    from dpedkit.synth.pairs import iter_pairs, synthesize
 
     synthesize(tmp_path, n=60, seed=0, phone_mp=0.05, dslr_mp=0.05, clock_offset=37.4, time_jitter=0.3, bursts=2)
     truth = {p.name: (d.name, t["capture"]["burst"]) for p, d, t in iter_pairs(tmp_path)}

@@ -9,11 +9,11 @@ from dpedkit.config import BuildConfig, PatchConfig
 from dpedkit.dataset.build import build_dataset
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.shards import read_shard
-from dpedkit.dataset.synth import bundled_photos, iter_pairs, make_pair, map_phone_to_dslr, synthesize, write_pair
 from dpedkit.errors import ConfigError
 from dpedkit.geometry import apply_homography, turn_image
 from dpedkit.io.camera import read_mosaic, upright_mosaic
 from dpedkit.io.camera_write import encode_dng
+from dpedkit.synth.pairs import bundled_photos, iter_pairs, make_pair, map_phone_to_dslr, synthesize, write_pair
 
 P = 64
 
@@ -86,7 +86,7 @@ def test_raw2rgb_config_and_inputs(raw2rgb, tmp_path):
     cfg = BuildConfig(mode="raw2rgb", patch=PatchConfig(size=P), test_images=0)
     s = build_dataset(tmp_path / "jpg" / "phone", tmp_path / "jpg" / "dslr", tmp_path / "ds", config=cfg)
     assert s.by_reason == {"not-raw": 1}
-    from dpedkit.evaluate_full import evaluate_full
+    from dpedkit.evaluate.full import evaluate_full
 
     with pytest.raises(ConfigError, match="RAW-to-RGB dataset: its test_full/ holds LibRaw's pictures"):
         evaluate_full("model.pt", raw2rgb[0] / "ds")
@@ -95,7 +95,8 @@ def test_raw2rgb_config_and_inputs(raw2rgb, tmp_path):
 def test_sid_unet_learns_an_isp_that_beats_libraw_on_held_back_pairs(tmp_path):
     """The acceptance of the learned ISP: a few hundred CPU iterations, scored on pairs it never saw."""
     from dpedkit.config import EvalConfig, TrainConfig
-    from dpedkit.evaluate import evaluate, evaluate_arrays, load_baseline, load_test_pairs
+    from dpedkit.evaluate import evaluate, evaluate_arrays, load_test_pairs
+    from dpedkit.evaluate.patches import load_baseline
     from dpedkit.nn.checkpoint import load_model
     from dpedkit.train import train
 

@@ -20,7 +20,7 @@ SECTIONS = ["summary", "plots", "pairs", "views", "samples", "lowest"]
 def tiny_dataset(tmp_path_factory):
     """3 synthetic pairs + an unrelated pair + a DSLR photo without partner, built into a dataset."""
     from dpedkit.dataset.build import BuildConfig, build_dataset
-    from dpedkit.dataset.synth import synthesize
+    from dpedkit.synth.pairs import synthesize
 
     raw = tmp_path_factory.mktemp("raw")
     synthesize(raw, n=3, seed=0, phone_mp=0.3, dslr_mp=0.6)

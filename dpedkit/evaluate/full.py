@@ -83,8 +83,8 @@ def evaluate_full(
     Raises:
         InputError: not a dataset, or no full test images. CheckpointError / ConfigError: as ``evaluate``.
     """
-    from dpedkit.enhance import enhance_array
-    from dpedkit.evaluate import _load_model, model_path
+    from dpedkit.enhance.photos import enhance_array
+    from dpedkit.evaluate.patches import _load_model, model_path
     from dpedkit.io import read_rgb
 
     ds = DatasetDir(data)

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dpedkit.dataset.synth import (
+from dpedkit.errors import ConfigError, InputError
+from dpedkit.geometry import apply_homography
+from dpedkit.io import read_rgb, write_image
+from dpedkit.synth.pairs import (
     SynthConfig,
     bundled_photos,
     distort_points,
@@ -19,9 +22,6 @@ from dpedkit.dataset.synth import (
     synthesize,
     undistort_points,
 )
-from dpedkit.errors import ConfigError, InputError
-from dpedkit.geometry import apply_homography
-from dpedkit.io import read_rgb, write_image
 
 SMALL = {"phone_mp": 0.5, "dslr_mp": 1.0}
 TINY = {"phone_mp": 0.12, "dslr_mp": 0.25}

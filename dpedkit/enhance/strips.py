@@ -19,25 +19,17 @@ Only :class:`~dpedkit.nn.generator.Generator` networks can be tiled; other model
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpedkit import __version__
-from dpedkit.config import EnhanceConfig
-from dpedkit.errors import ConfigError, DpedkitError, Failure, InputError, check_rgb_uint8
-from dpedkit.io import IMAGE_SUFFIXES, check_apart, list_images, read_image, to_uint8, write_image
-from dpedkit.nn.device import resolve_device, to_float_chw
+from dpedkit.errors import DpedkitError, InputError
+from dpedkit.nn.device import to_float_chw
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +41,6 @@ WHOLE_TENSORS = 6.0
 STRIP_TENSORS = 14.0
 FIXED_OVERHEAD = 0.45 * GB  # torch runtime, model, input and output images are added per image
 _TAIL_HALO = 6  # rows of context of c10 (1) + c11 (1) + c12 (4)
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """One enhanced photo: where it went and how it was computed."""
-
-    source: str
-    output: str
-    width: int
-    height: int
-    seconds: float
-    strips: int  # 0: whole image at once
-
-
-@dataclass(frozen=True)
-class EnhanceResult:
-    """What :func:`enhance` returns."""
-
-    images: list[ImageResult]
-    failures: list[tuple[str, Failure]]
-    device: str
 
 
 # --------------------------------------------------------------------------------------------------- planning
@@ -220,7 +191,8 @@ def _norm_relu(norm: torch.nn.Module, y: torch.Tensor, stats: tuple[torch.Tensor
     return torch.addcmul(b.view(1, -1, 1, 1), y, a.view(1, -1, 1, 1)).relu_()
 
 
-def _strips(height: int, rows: int) -> list[tuple[int, int]]:
+def strip_bounds(height: int, rows: int) -> list[tuple[int, int]]:
+    """The half-open row ranges ``(r0, r1)`` of strips of ``rows`` rows covering ``height`` rows."""
     return [(r0, min(r0 + rows, height)) for r0 in range(0, height, rows)]
 
 
@@ -234,7 +206,8 @@ def _tail(g: torch.nn.Module, x: torch.Tensor, lo: int, height: int) -> tuple[to
     return output_activation(h, g.cfg.out_scale, g.cfg.out_offset), lo
 
 
-def _image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch.Tensor:
+def image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch.Tensor:
+    """Rows ``lo:hi`` of an ``H x W x C`` image as a channels-last (1, C, rows, W) float tensor on ``device``."""
     if rgb.dtype == np.float32:  # network input already in [0, 1] (a RAW file's packed Bayer planes)
         x = torch.from_numpy(np.ascontiguousarray(rgb[None, lo:hi])).to(device).movedim(-1, -3)
         return x.contiguous(memory_format=torch.channels_last)
@@ -261,7 +234,7 @@ def enhance_strips(
     height, width = rgb.shape[:2]
     c = g.c1.out_channels
     blocks = list(g.blocks)
-    strips = _strips(height, rows)
+    strips = strip_bounds(height, rows)
     out = np.empty((height, width, g.c12.out_channels), np.float32)
     with tempfile.TemporaryDirectory(prefix="dpedkit-enhance-", dir=spill_dir) as tmp:
         _check_free_space(tmp, 4 * height * width * c * 4)
@@ -271,7 +244,7 @@ def enhance_strips(
             if not blocks:  # no norm layers: one purely local pass
                 for r0, r1 in strips:
                     lo = max(0, r0 - 4 - _TAIL_HALO)
-                    h, lo = _conv_rows(_image_rows(rgb, lo, min(height, r1 + 4 + _TAIL_HALO), device), lo, height, g.c1)
+                    h, lo = _conv_rows(image_rows(rgb, lo, min(height, r1 + 4 + _TAIL_HALO), device), lo, height, g.c1)
                     o, lo = _tail(g, F.relu(h), lo, height)
                     out[r0:r1] = _crop(o, lo, r0, r1)[0].permute(1, 2, 0).cpu().numpy()
                 return out
@@ -279,7 +252,7 @@ def enhance_strips(
             stats = _Stats(c, device)
             for r0, r1 in strips:
                 lo = max(0, r0 - 5)
-                h, lo = _conv_rows(_image_rows(rgb, lo, min(height, r1 + 5), device), lo, height, g.c1)
+                h, lo = _conv_rows(image_rows(rgb, lo, min(height, r1 + 5), device), lo, height, g.c1)
                 h = h.relu_().contiguous(memory_format=torch.channels_last)  # c1 on 3 channels may give NCHW
                 y, ylo = _conv_rows(h, lo, height, blocks[0].conv1)
                 x_old.write(r0, _crop(h, lo, r0, r1))
@@ -317,174 +290,3 @@ def enhance_strips(
             for s in spills:
                 s.close()
     return out
-
-
-# --------------------------------------------------------------------------------------------------- public API
-
-
-def enhance_array(
-    model: torch.nn.Module,
-    rgb: np.ndarray,
-    *,
-    device: torch.device | str = "cpu",
-    max_memory: float = EnhanceConfig.max_memory,
-    strip_rows: int | None = None,
-    spill_dir: str | None = None,
-) -> tuple[np.ndarray, int]:
-    """Enhance one photo at full resolution; strips with exact statistics when it does not fit ``max_memory``.
-
-    Args:
-        model: the network in eval mode on ``device`` (float [0, 1] NCHW in and out).
-        rgb: ``H x W x 3`` uint8 RGB (EXIF orientation already applied).
-        device: where the network runs.
-        max_memory: budget in GB (see :func:`plan_strips`).
-        strip_rows: force strips of this height (tiling-capable models only).
-        spill_dir: folder for the spill files of a strip run.
-
-    Returns:
-        ``(out, strips)``: ``H x W x 3`` float32 in [0, 1] (clipped) and the number of strips (0 = whole image).
-
-    Raises:
-        InputError: ``rgb`` is not an ``H x W x 3`` uint8 array.
-    """
-    check_rgb_uint8(rgb)
-    device = resolve_device(device)
-    height, width = rgb.shape[:2]
-    tileable = can_tile(model)
-    if strip_rows is not None and not tileable:
-        raise ConfigError(f"strip_rows: {type(model).__name__} cannot be tiled exactly (only the DPED generator)")
-    rows = strip_rows or plan_strips(height, width, hidden_channels(model), max_memory=max_memory, can_tile=tileable)
-    with torch.inference_mode():
-        if rows == 0:
-            x = _image_rows(rgb, 0, height, device)
-            out = model(x)[0].permute(1, 2, 0).float().cpu().numpy()
-            strips = 0
-        else:
-            out = enhance_strips(model, rgb, rows=rows, device=device, spill_dir=spill_dir)
-            strips = len(_strips(height, rows))
-    np.clip(out, 0.0, 1.0, out=out)
-    return out, strips
-
-
-def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand folders (their images, by name) and keep files, in the order given; duplicates removed.
-
-    Raises:
-        InputError: a path that does not exist, or a file that is not an image by suffix.
-    """
-    paths: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            paths.extend(list_images(item))
-        elif not item.exists():
-            raise InputError(item, "no such file or folder")
-        elif item.suffix.lower() not in IMAGE_SUFFIXES:
-            raise InputError(item, f"not an image file (suffixes: {', '.join(IMAGE_SUFFIXES)})")
-        else:
-            paths.append(item)
-    return list(dict.fromkeys(paths))
-
-
-def _output_names(paths: list[Path], out_dir: Path, fmt: str) -> list[Path]:
-    outs = [out_dir / f"{p.stem}.{fmt}" for p in paths]
-    seen: dict[Path, Path] = {}
-    inputs = {p.resolve() for p in paths}
-    for src, dst in zip(paths, outs, strict=True):
-        if dst in seen:
-            raise ConfigError(f"{src} and {seen[dst]} would both be written to {dst}; enhance them separately")
-        if dst.resolve() in inputs:
-            raise ConfigError(f"{dst} is one of the input photos: choose another output folder or --format")
-        seen[dst] = src
-    return outs
-
-
-def _read(src: Path, config: EnhanceConfig) -> np.ndarray:
-    return read_image(src, max_pixels=config.max_pixels).rgb
-
-
-def _read_raw(net: torch.nn.Module, src: Path) -> tuple[np.ndarray, dict]:
-    """``(mosaic, parameters)`` of the RAW file a RAW model (a learned ISP) reads; InputError for other files."""
-    from dpedkit.io.camera import is_raw, read_mosaic
-
-    if not is_raw(src):
-        raise InputError(src, f"not a RAW file: {net.name} is a learned ISP, it reads the phone's RAW files (DNG)")
-    return read_mosaic(src)
-
-
-def enhance(
-    model: torch.nn.Module | str | Path,
-    inputs: Iterable[str | Path],
-    out_dir: str | Path,
-    *,
-    config: EnhanceConfig = EnhanceConfig(),
-    on_result: Callable[[ImageResult | Failure], None] | None = None,
-) -> EnhanceResult:
-    """Enhance photos at full resolution and write ``OUT_DIR/<name>.<format>``.
-
-    Each photo is read with its EXIF orientation applied, run through the network at once or in strips with
-    exact whole-image instance-norm statistics (see the module docstring), clipped to [0, 1] and written
-    upright (8-bit PNG or JPEG).  A RAW model (``dped-raw``, ``sid-unet``: a learned ISP) reads each RAW file's
-    Bayer mosaic instead and writes RGB of the sensor's full size (:mod:`dpedkit.enhance_raw`). An unreadable
-    photo (for a RAW model: one that is not a RAW file) is recorded as a failure and skipped.
-
-    Args:
-        model: an ``nn.Module``, a dpedkit checkpoint, or an official DPED TF checkpoint prefix.
-        inputs: image files and/or folders of images.
-        out_dir: output folder (created).
-        config: options.
-        on_result: called after each photo with its :class:`ImageResult` or :class:`Failure`.
-
-    Returns:
-        An :class:`EnhanceResult`.
-
-    Raises:
-        InputError: a missing input path, or no images at all.
-        ConfigError: two inputs with the same name; bad options.
-        CheckpointError: the model cannot be loaded.
-    """
-    device = resolve_device(config.device)
-    inputs = list(inputs)
-    paths = collect_inputs(inputs)
-    if not paths:
-        raise InputError(None, "no images to enhance")
-    out_dir = Path(out_dir)
-    check_apart(out_dir, [p for p in inputs if Path(p).is_dir()], what="output folder")
-    outs = _output_names(paths, out_dir, config.format)
-    from dpedkit.train.recipe import RAW_MODELS
-
-    if isinstance(model, torch.nn.Module):
-        net = model.to(device).eval()
-    else:
-        from dpedkit.nn.checkpoint import ENHANCERS, load_model
-
-        net = load_model(model, device=device, expect=ENHANCERS + RAW_MODELS)
-    isp = getattr(net, "name", None) in RAW_MODELS  # a learned ISP: reads the RAW file's mosaic
-    source = type(model).__name__ if isinstance(model, torch.nn.Module) else str(model)
-    provenance = f"dpedkit {__version__} enhance, model {source}, config {json.dumps(config.to_dict())}"
-    options = {"device": device, "max_memory": config.max_memory, "strip_rows": config.strip_rows,
-               "spill_dir": config.spill_dir}  # fmt: skip
-    results, failures = [], []
-    for src, dst in zip(paths, outs, strict=True):
-        t0 = time.perf_counter()
-        try:  # reading only: a failure while processing is not the photo's fault and stops the run
-            image = _read_raw(net, src) if isp else _read(src, config)
-        except InputError as exc:
-            failure = Failure("unreadable", str(exc))
-            failures.append((str(src), failure))
-            log.warning("skipping %s", failure)
-            if on_result:
-                on_result(failure)
-            continue
-        if isp:
-            from dpedkit.enhance_raw import isp_array
-
-            out, strips = isp_array(net, *image, **options)
-        else:
-            out, strips = enhance_array(net, image, **options)
-        write_image(dst, to_uint8(out), quality=config.quality, comment=provenance)
-        res = ImageResult(str(src), str(dst), out.shape[1], out.shape[0], time.perf_counter() - t0, strips)
-        log.debug("%s -> %s in %.1f s (%s)", src, dst, res.seconds, f"{strips} strips" if strips else "whole")
-        results.append(res)
-        if on_result:
-            on_result(res)
-    return EnhanceResult(results, failures, str(device))

@@ -53,10 +53,10 @@ import numpy as np
 
 from dpedkit import __version__
 from dpedkit.config import SynthConfig
-from dpedkit.dataset.synth_files import SUFFIXES, camera_files, capture_times
 from dpedkit.errors import ConfigError, InputError, check_rgb_uint8
 from dpedkit.geometry import apply_homography
 from dpedkit.io import atomic_path, check_apart, json_safe, list_images, read_rgb, write_text
+from dpedkit.synth.files import SUFFIXES, camera_files, capture_times
 
 log = logging.getLogger(__name__)
 
@@ -739,7 +739,7 @@ def synthesize(
 
     Pair ``i`` uses ``np.random.default_rng([seed, i])`` and source photo ``i mod len(sources)`` (sorted by
     name), so its geometry depends neither on ``n`` nor on the file options (formats, turn, capture times: see
-    :mod:`dpedkit.dataset.synth_files`). A ``synth.json`` records the options and the names.
+    :mod:`dpedkit.synth.files`). A ``synth.json`` records the options and the names.
 
     Args:
         out_dir: output folder (created).

@@ -9,7 +9,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dpedkit.enhance import EnhanceConfig, ImageResult, enhance, enhance_array, enhance_strips, plan_strips
+from dpedkit.config import EnhanceConfig
+from dpedkit.enhance import ImageResult, enhance, enhance_array
+from dpedkit.enhance.strips import enhance_strips, plan_strips
 from dpedkit.errors import ConfigError, Failure, InputError
 from dpedkit.io import read_rgb, write_image
 from dpedkit.nn.generator import Generator, GeneratorConfig
@@ -200,7 +202,7 @@ def _interrupt_on_call(n, real):
 def test_interrupt_removes_spill_files_and_writes_no_partial_photo(tmp_path, rng, monkeypatch):
     import pathlib
 
-    from dpedkit import enhance as enh
+    from dpedkit.enhance import strips as enh
 
     g = _generator(channels=8, blocks=2)
     for name in ("a", "b"):
@@ -229,7 +231,7 @@ def test_interrupt_removes_spill_files_and_writes_no_partial_photo(tmp_path, rng
 def test_cli_enhance_interrupted_exits_130(tmp_path, rng, monkeypatch):
     from dpedkit_cli.main import cli
 
-    from dpedkit import enhance as enh
+    from dpedkit.enhance import photos as enh
     from dpedkit.nn.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "g.pt", _generator(channels=4, blocks=1))

@@ -6,7 +6,7 @@ by the file's own CFA, so any Bayer phase reads right. The network then runs
 
 - whole, when the packed image fits the memory budget;
 - otherwise in strips of packed rows with results equal to the whole-image run: ``dped-raw`` through
-  :func:`dpedkit.enhance.enhance_strips` (exact whole-image instance-norm statistics, spilled to disk), and
+  :func:`dpedkit.enhance.strips.enhance_strips` (exact whole-image instance-norm statistics, spilled to disk), and
   ``sid-unet`` (no normalisation layers) in overlapping strips aligned to its pooling grid, each with
   :attr:`~dpedkit.nn.raw.SIDUNet.reach` rows of real context on both sides.
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dpedkit.enhance import _strips, enhance_strips, plan_strips
+from dpedkit.enhance.strips import enhance_strips, plan_strips, strip_bounds
 from dpedkit.errors import ConfigError
 from dpedkit.io import apply_orientation
 from dpedkit.nn.raw import RawGenerator, SIDUNet, normalise_mosaic, pack_bayer
@@ -60,7 +60,7 @@ def _unet_strips(net: SIDUNet, planes: np.ndarray, rows: int, device: torch.devi
     x = net.pad(torch.from_numpy(planes).movedim(-1, 0)[None])[0]  # padded as the whole-image run pads
     hp, m, halo = x.shape[-2], net.multiple, unet_halo(net)
     out = np.empty((hp, x.shape[-1], 12), np.float32)
-    strips = _strips(hp, max(m, rows // m * m))
+    strips = strip_bounds(hp, max(m, rows // m * m))
     for r0, r1 in strips:
         lo, hi = max(0, r0 - halo), min(hp, r1 + halo)
         y = net.trunk(x[None, :, lo:hi].to(device))[0]
@@ -118,6 +118,6 @@ def isp_array(
         rgb = _shuffle(out)
     else:
         rgb = _shuffle(enhance_strips(net.body, planes, rows=rows, device=device, spill_dir=spill_dir))
-        strips = len(_strips(h, rows))
+        strips = len(strip_bounds(h, rows))
     np.clip(rgb, 0.0, 1.0, out=rgb)
     return apply_orientation(rgb, int(meta.get("orientation", 1))), strips

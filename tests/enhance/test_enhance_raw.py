@@ -8,7 +8,7 @@ import torch
 
 from dpedkit.config import EnhanceConfig
 from dpedkit.enhance import enhance
-from dpedkit.enhance_raw import isp_array, packed_planes
+from dpedkit.enhance.raw import isp_array, packed_planes
 from dpedkit.io import read_image
 from dpedkit.io.camera import BAYER, read_mosaic
 from dpedkit.io.camera_write import encode_dng
@@ -64,7 +64,7 @@ def test_enhance_on_a_dng_writes_rgb_of_the_sensor_size_upright(tmp_path, rng):
 
 
 def test_a_small_memory_budget_plans_strips_with_their_halos_and_keeps_the_result(rng):
-    from dpedkit.enhance import FIXED_OVERHEAD, GB
+    from dpedkit.enhance.strips import FIXED_OVERHEAD, GB
 
     net = SIDUNet(SIDUNetConfig(channels=4, levels=3, black=64, white=4000)).eval()
     mosaic = rng.integers(64, 4000, (150, 92), dtype=np.uint16)

@@ -9,8 +9,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from dpedkit.config import EvalConfig
 from dpedkit.errors import ConfigError, InputError
-from dpedkit.evaluate import EvalConfig, evaluate, evaluate_arrays
+from dpedkit.evaluate import evaluate, evaluate_arrays
 from dpedkit.interop.dped_layout import find_dped_folder, is_dped_folder, list_pairs, load_pairs
 from dpedkit.io import write_image
 from dpedkit.nn.device import resolve_device

@@ -1,13 +1,13 @@
 """Synthetic pairs as a real shoot leaves them: camera file formats, a turned phone photo, capture times.
 
-:func:`camera_files` takes a pair made by :func:`dpedkit.dataset.synth.make_pair` (its geometry untouched: the
+:func:`camera_files` takes a pair made by :func:`dpedkit.synth.pairs.make_pair` (its geometry untouched: the
 same seed gives the same scene in every format) and returns the files to write and what the truth gains:
 
 - **formats**: JPEG (the pair's own bytes, no second compression), HEIC (pillow-heif, quality 90) or DNG (a
   Bayer mosaic, black/white levels, CFA pattern, colour matrix and as-shot white balance; see
   :func:`dpedkit.io.camera_write.encode_dng`). A DNG side is cropped to even width and height (the last column
   or row goes; no coordinate moves). A phone DNG holds what the phone's sensor recorded
-  (:attr:`~dpedkit.dataset.synth.SynthPair.phone_sensor`: optics and noise, not the ISP's look or JPEG): the
+  (:attr:`~dpedkit.synth.pairs.SynthPair.phone_sensor`: optics and noise, not the ISP's look or JPEG): the
   look a learned ISP must learn to replace.
 - **turn**: the phone's pixels turned clockwise by 90, 180 or 270 degrees with no EXIF orientation; the truth's
   ``H_phone_to_dslr`` and ``phone_size`` then describe the turned photo, and ``rotate`` records the turn.
@@ -27,7 +27,7 @@ from dpedkit.geometry import turn_image, turn_matrix
 from dpedkit.io.camera_write import encode_dng, encode_heif, exif_bytes
 
 if TYPE_CHECKING:
-    from dpedkit.dataset.synth import SynthPair
+    from dpedkit.synth.pairs import SynthPair
 
 T0 = 1_777_629_600.0  # 2026-05-01 10:00:00 UTC: the first phone shot
 SPACING = 10.0  # seconds between two shots outside bursts (plus up to 4 s at random)
@@ -88,7 +88,7 @@ def _with_exif(jpeg: bytes, capture_time: float) -> bytes:
 def camera_files(
     pair: SynthPair, config: SynthConfig, times: dict[str, Any]
 ) -> tuple[dict[str, tuple[str, bytes]], dict[str, Any]]:
-    """The two files of a pair (made by :func:`dpedkit.dataset.synth.make_pair`) and the truth entries they change.
+    """The two files of a pair (made by :func:`dpedkit.synth.pairs.make_pair`) and the truth entries they change.
 
     Returns:
         ``({"phone": (suffix, bytes), "dslr": (suffix, bytes)}, truth updates)``; the updates hold

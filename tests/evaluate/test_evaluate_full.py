@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dpedkit.evaluate_full import colour_mapped, residual_shift, score_pair
+from dpedkit.evaluate.full import colour_mapped, residual_shift, score_pair
 from dpedkit.testing import sample_photo
 
 
