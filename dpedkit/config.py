@@ -50,6 +50,7 @@ Moving = Literal["phone", "dslr"]
 BuildMode = Literal["rgb", "raw2rgb"]
 OnError = Literal["record", "raise"]
 PairBy = Literal["name", "time", "order"]
+SEED_MAX = 2**32 - 1  # the largest seed numpy's legacy seeding and every consumer here accept
 MAX_CLOCK_OFFSET = 48 * 3600.0  # seconds: the largest clock offset time pairing looks for
 PhoneFormat = Literal["jpg", "heic", "dng"]
 DslrFormat = Literal["jpg", "dng"]
@@ -93,6 +94,8 @@ class ConfigMixin:
     def __post_init__(self) -> None:
         for f in fields(self):  # type: ignore[arg-type]
             object.__setattr__(self, f.name, _checked(type(self), f.name, getattr(self, f.name)))
+            if f.name == "seed":  # every seed: numpy, torch and OpenCV all take it (AlignConfig narrows it further)
+                check_range("seed", self.seed, 0, SEED_MAX)  # type: ignore[attr-defined]
         self._validate()
 
     def _validate(self) -> None:
@@ -137,13 +140,20 @@ def _checked(cls: type, name: str, value: Any) -> Any:
         if origin is Literal:
             return value  # the field's validator names the choices
         if origin is tuple and isinstance(value, list | tuple):
-            return tuple(_checked_item(name, v, get_args(kind)[0]) for v in value)
+            return tuple(_not_nan(name, _checked_item(name, v, get_args(kind)[0])) for v in value)
         if isinstance(origin, type) and is_dataclass(origin) and isinstance(value, Mapping | origin):
             return value
         if origin in (int, float, str, bool, dict) and _fits(value, origin):
-            return value
+            return _not_nan(name, value)
     wanted = " or ".join(_type_name(k) for k in kinds)
     raise ConfigError(f"{name} must be {wanted}; got {value!r}")
+
+
+def _not_nan(name: str, value: Any) -> Any:
+    """``value`` unless it is a float NaN (which passes every range check): then :class:`ConfigError`."""
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError(f"{name} must be a number; got NaN")
+    return value
 
 
 def _checked_item(name: str, value: Any, kind: type) -> Any:

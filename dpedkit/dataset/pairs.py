@@ -31,7 +31,7 @@ import numpy as np
 
 from dpedkit.config import MAX_CLOCK_OFFSET, PairBy, PairsConfig, Prefer
 from dpedkit.errors import InputError
-from dpedkit.io import list_files, read_capture_time, write_text
+from dpedkit.io import check_file_name, list_files, read_capture_time, write_text
 from dpedkit.io.camera import is_raw
 
 log = logging.getLogger(__name__)
@@ -250,14 +250,16 @@ def read_pairs_csv(
 
     Args:
         path: the CSV file.
-        phone_dir: folder that relative phone paths are relative to (default: the CSV's folder).
-        dslr_dir: folder that relative DSLR paths are relative to (default: the CSV's folder).
+        phone_dir: the phone folder (``dpedkit build``): every phone cell must then be a plain file name in it (no
+            folder, ``..`` or absolute path). Without it, phone paths are relative to the CSV's folder.
+        dslr_dir: the same for the DSLR column.
 
     Returns:
         The pairs in file order; paths resolved to strings (existence is checked later, when they are read).
 
     Raises:
-        InputError: the file is missing or unreadable, lacks a column, has an empty cell or repeats a name.
+        InputError: the file is missing or unreadable, lacks a column, has an empty cell, repeats a name, or names
+            a file outside a given folder.
     """
     path = Path(path)
     if not path.is_file():
@@ -283,6 +285,9 @@ def read_pairs_csv(
         if name in seen:
             raise InputError(path, f"line {line}: pair name {name!r} repeated")
         seen.add(name)
+        for cell, folder, side in ((phone, phone_dir, "phone"), (dslr, dslr_dir, "dslr")):
+            if folder is not None:  # inside the folder given, nowhere else
+                check_file_name(cell, what=f"line {line}: {side} file", where=path)
         dt = (row.get("dt") or "").strip()
         try:
             dt_s = float(dt) if dt else None

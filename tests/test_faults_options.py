@@ -1,0 +1,80 @@
+"""Issue 20: no option takes NaN or an out-of-range seed; each is one line naming the option (exit 2 on the CLI)."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pytest
+from click.testing import CliRunner
+from dpedkit_cli.main import cli
+
+from dpedkit.config import (
+    AlignConfig,
+    BuildConfig,
+    DemoConfig,
+    EnhanceConfig,
+    PatchConfig,
+    ReportConfig,
+    TrainConfig,
+)
+from dpedkit.errors import ConfigError, InputError
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("cls", "field"),
+    [
+        (TrainConfig, "grad_clip"),
+        (TrainConfig, "lr"),
+        (TrainConfig, "ema"),
+        (PatchConfig, "ncc_min"),
+        (AlignConfig, "work_mp"),
+        (EnhanceConfig, "max_memory"),
+    ],
+)
+def test_nan_is_refused_by_every_float_option(cls, field):
+    assert math.isnan(NAN) and not (NAN < 0) and not (NAN > 1)  # why a range check alone lets NaN through
+    with pytest.raises(ConfigError, match=f"{field} must be a number; got NaN"):
+        cls(**{field: NAN})
+
+
+def test_nan_in_a_config_file_or_a_flag_is_one_line(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[patch]\nncc_min = nan\n")
+    res = CliRunner().invoke(cli, ["build", str(tmp_path), str(tmp_path), "-o", str(tmp_path / "o"), "--config",
+                                   str(cfg), "--print-config"])  # fmt: skip
+    assert res.exit_code == 2 and "ncc_min must be a number; got NaN" in res.output, res.output
+    res = CliRunner().invoke(cli, ["train", str(tmp_path), "-o", str(tmp_path / "r"), "--grad-clip", "nan",
+                                   "--print-config"])  # fmt: skip
+    assert res.exit_code == 2 and "grad_clip must be a number; got NaN" in res.output, res.output
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("make", [partial(TrainConfig, model="srcnn"), BuildConfig, ReportConfig, DemoConfig])
+@pytest.mark.parametrize("seed", [-1, 10**23])
+def test_every_seed_is_in_range(make, seed):
+    with pytest.raises(ConfigError, match=r"seed must be in \[0, 4294967295\]"):
+        make(seed=seed)
+    assert make(seed=2**32 - 1).seed == 2**32 - 1
+
+
+def test_infinity_still_means_no_limit_where_a_field_allows_it():
+    assert BuildConfig().to_dict() == BuildConfig.from_dict(BuildConfig().to_dict()).to_dict()
+
+
+@pytest.mark.parametrize("cell", ["../../x.jpg", "/etc/passwd", "sub/a.jpg", ".."])
+def test_a_pairs_csv_names_plain_files_inside_the_folders_only(tmp_path, cell):
+    from dpedkit.dataset.pairs import read_pairs_csv
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "d").mkdir()
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text(f"name,phone,dslr\na,a.jpg,b.jpg\nx,{cell},b.jpg\n")
+    with pytest.raises(InputError, match="line 3: phone file .* is not a plain file name"):
+        read_pairs_csv(csv_path, phone_dir=tmp_path / "p", dslr_dir=tmp_path / "d")
+    res = CliRunner().invoke(cli, ["build", str(tmp_path / "p"), str(tmp_path / "d"), "-o", str(tmp_path / "o"),
+                                   "--pairs", str(csv_path)])  # fmt: skip
+    assert res.exit_code == 2 and "not a plain file name" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()
