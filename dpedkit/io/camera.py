@@ -80,7 +80,7 @@ def decode_heif(data: bytes, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     meta: dict[str, Any] = {"format": "heif", "bit_depth": bit_depth}
     if (exif_orientation := _exif_orientation(heif.info)) != 1:  # the HEIF transforms turned it already
         meta["exif_orientation_ignored"] = exif_orientation
-    return np.ascontiguousarray(rgb), meta
+    return np.require(rgb, requirements=["C", "W"]), meta  # libheif's buffer is read-only: torch would warn
 
 
 def heif_size(data: bytes) -> tuple[int, int] | None:

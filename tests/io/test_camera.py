@@ -31,6 +31,7 @@ def test_heic_8_bit(tmp_path, upright):
     img = read_image(tmp_path / "a.heic")
     assert img.format == "heif" and img.bit_depth == 8 and img.rgb.dtype == np.uint8
     assert img.rgb.shape == upright.shape and _mean_abs(img.rgb, upright) < 3
+    assert img.rgb.flags.writeable  # torch.from_numpy warns on libheif's read-only buffer (enhance on a HEIC)
 
 
 def test_heic_10_bit_keeps_its_precision(tmp_path):
