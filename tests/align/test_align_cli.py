@@ -70,3 +70,11 @@ def test_bench_align_small(tmp_path):
     out = json.loads(r.stdout)
     assert out["status"] == "ok" and out["mce_px"] < 0.5
     assert out["ratio_cpu"] > 1 and out["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_bench_align_targets_only_at_the_default_sizes():
+    r = CliRunner().invoke(cli, ["bench", "align", "--phone-mp", "0.3", "--dslr-mp", "0.5", "--repeats", "1"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())  # rich wraps at the test terminal's width
+    assert "(target <= 4)" not in text and "set for the default 13 MP + 20 MP pair only" in text
