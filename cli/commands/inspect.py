@@ -17,9 +17,12 @@ from rich.markup import escape
 @click.option("--summary", is_flag=True, help="Print the summary and the worst pairs as tables; no HTML.")
 @click.option("--top", default=10, show_default=True, help="Worst pairs listed by --summary.")
 @click.option("--json", "as_json", is_flag=True, help="With --summary: print the summary as JSON on stdout instead.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing -o file that is not an earlier report.")
 @config_options("inspect")
 @handle_errors
-def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bool, **options: int) -> None:
+def command(
+    source: Path, out: Path | None, summary: bool, top: int, as_json: bool, overwrite: bool, **options: int
+) -> None:
     """Report on the alignment quality of SOURCE: a dataset (`dpedkit build`) or a pair folder (`dpedkit align`).
 
     The HTML report is one self-contained file (images embedded) that opens offline in any browser.
@@ -53,7 +56,7 @@ def command(source: Path, out: Path | None, summary: bool, top: int, as_json: bo
             advance(done - shown[0], stage, total)
             shown[0] = done
 
-        result = write_report(source, out, config=config, on_progress=on_progress)
+        result = write_report(source, out, config=config, on_progress=on_progress, overwrite=overwrite)
     for note in result.notes:
         console.print(f"[dim]{escape(note)}[/]")
     if result.unreadable:

@@ -117,10 +117,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+GENERATOR = "<meta name='generator' content='dpedkit inspect'>"  # how an earlier report is known (inspect -o)
+
 def _page(title: str, body: Sequence[str], *, nav: Sequence[str]) -> str:
     links = "".join(f"<a href='#{s}'>{s}</a>" for s in nav)
     return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{GENERATOR}"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<link rel='icon' href='data:,'><title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1><p class='note'>dpedkit {__version__}</p><nav>{links}</nav>"

@@ -62,6 +62,7 @@ def write_report(
     *,
     config: ReportConfig = ReportConfig(),
     on_progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> ReportResult:
     """Write the HTML report of a dataset folder or of one aligned pair folder.
 
@@ -71,16 +72,19 @@ def write_report(
         out: the HTML file to write; default ``SOURCE/report.html``.
         config: the options (:class:`ReportConfig`).
         on_progress: called as ``on_progress(stage, done, total)`` while pairs are re-aligned.
+        overwrite: replace an existing ``out`` that is not an earlier report (never a file of a dataset folder).
 
     Returns:
         A :class:`ReportResult`.
 
     Raises:
-        InputError: ``source`` is neither a dataset nor a pair folder.
+        InputError: ``source`` is neither a dataset nor a pair folder; ``out`` is an existing file that is not an
+            earlier report (without ``overwrite``), or lies in a dataset folder and is not a report.
         ShardError: the dataset is unfinished or damaged.
     """
     source = Path(source)
     out = Path(out) if out is not None else source / "report.html"
+    check_report_path(out, overwrite=overwrite)  # before any work: a refused name costs nothing
     if DatasetDir.is_dataset(source):
         page = views.dataset_page(source, config, on_progress)
         text = html.dataset_page(page)
@@ -97,3 +101,30 @@ def write_report(
     result.size_bytes = out.stat().st_size
     log.debug("report: %s (%.1f MB)", out, result.size_bytes / 1e6)
     return result
+
+
+def is_report(path: Path) -> bool:
+    """True when ``path`` is an HTML report written by ``dpedkit inspect`` (this version's or an older one's)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 16).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return head.startswith("<!DOCTYPE html>") and (html.GENERATOR in head or "<p class='note'>dpedkit " in head)
+
+
+def check_report_path(out: Path, *, overwrite: bool) -> None:
+    """Refuse to write the report over a file that is not an earlier report (InputError naming it).
+
+    Inside a dataset folder (``out`` or a folder above it holds ``dataset.json``) only a report is replaced, even
+    with ``overwrite``: the dataset's own files are never written over.
+    """
+    if out.is_dir():
+        raise InputError(out, "is a folder; give the HTML file to write (-o FILE.html)")
+    if not (out.exists() or out.is_symlink()) or is_report(out):
+        return
+    in_dataset = any(DatasetDir.is_dataset(folder) for folder in out.resolve().parents)
+    if in_dataset:
+        raise InputError(out, "is a file of a dataset folder, not a report: choose another -o")
+    if not overwrite:
+        raise InputError(out, "exists and is not an earlier dpedkit report; use --overwrite to replace it")

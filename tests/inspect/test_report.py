@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dpedkit.errors import InputError
-from dpedkit.inspect.report import ReportConfig, write_report
+from dpedkit.inspect.report import ReportConfig, is_report, write_report
 
 SECTIONS = ["summary", "plots", "pairs", "views", "samples", "lowest"]
 
@@ -305,3 +305,27 @@ def test_city100_report_acceptance(shared, tmp_path):
     assert "of all ok pairs (" in page and "windows of 10 pairs)" in page  # NCC histogram: every window, stored
     assert res.stored_candidates and "nothing was recomputed" in page
     check_in_browser(tmp_path, res.path)
+
+
+def test_report_never_writes_over_a_file_that_is_not_a_report(tiny_dataset, tmp_path):
+    """Issue 20: ``inspect -o ds/dataset.json`` destroyed the dataset; any other file was overwritten silently."""
+    from dpedkit_cli.main import cli
+
+    copy = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, copy)
+    manifest = (copy / "dataset.json").read_bytes()
+    shard = next((copy / "train").glob("*.h5"))
+    for target in (copy / "dataset.json", shard):
+        for extra in ([], ["--overwrite"]):  # a dataset's own file: refused even with --overwrite
+            res = CliRunner().invoke(cli, ["inspect", str(copy), "-o", str(target), *extra])
+            assert res.exit_code == 2 and "is a file of a dataset folder" in " ".join(res.output.split()), res.output
+    assert (copy / "dataset.json").read_bytes() == manifest
+    mine = tmp_path / "notes.html"
+    mine.write_text("my notes")
+    res = CliRunner().invoke(cli, ["inspect", str(copy), "-o", str(mine)])
+    assert res.exit_code == 2 and "not an earlier dpedkit report; use --overwrite" in " ".join(res.output.split())
+    assert mine.read_text() == "my notes"
+    cfg = ReportConfig(pair_views=0, hist_pairs=0, samples=1, lowest=1)
+    write_report(copy, mine, config=cfg, overwrite=True)
+    write_report(copy, mine, config=cfg)  # an earlier report is replaced without asking
+    assert is_report(mine) and not is_report(copy / "dataset.json")
