@@ -119,6 +119,7 @@ def _fmt(v: Any) -> str:
 
 GENERATOR = "<meta name='generator' content='dpedkit inspect'>"  # how an earlier report is known (inspect -o)
 
+
 def _page(title: str, body: Sequence[str], *, nav: Sequence[str]) -> str:
     links = "".join(f"<a href='#{s}'>{s}</a>" for s in nav)
     return (
