@@ -14,9 +14,10 @@ from rich.markup import escape
 @click.argument("model", type=click.Path(exists=False))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace output files that exist already (else refused first).")
 @config_options("enhance")
 @handle_errors
-def command(model: str, inputs: tuple[str, ...], out_dir: str, **options) -> None:
+def command(model: str, inputs: tuple[str, ...], out_dir: str, overwrite: bool, **options) -> None:
     """Enhance photos (files or folders of images) at full resolution with MODEL.
 
     MODEL is a dpedkit checkpoint or an official DPED TensorFlow checkpoint prefix (models/iphone_orig).
@@ -42,7 +43,7 @@ def command(model: str, inputs: tuple[str, ...], out_dir: str, **options) -> Non
                 info = f"{res.width}x{res.height} {res.seconds:.1f} s {how}" if ok else f"[red]{escape(str(res))}"
                 advance(info=info)
 
-            result = enhance(model, inputs, out_dir, config=config, on_result=on_result)
+            result = enhance(model, inputs, out_dir, config=config, on_result=on_result, overwrite=overwrite)
     except KeyboardInterrupt:  # as `dpedkit build`: 130, not click's "Aborted!" and 1 (= unreadable photos)
         console.print(
             f"interrupted: {written[0]} of {total} photo(s) written to {escape(str(out_dir))}; the photo in "

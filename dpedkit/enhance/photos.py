@@ -142,6 +142,7 @@ def enhance(
     *,
     config: EnhanceConfig = EnhanceConfig(),
     on_result: Callable[[ImageResult | Failure], None] | None = None,
+    overwrite: bool = False,
 ) -> EnhanceResult:
     """Enhance photos at full resolution and write ``OUT_DIR/<name>.<format>``.
 
@@ -157,12 +158,13 @@ def enhance(
         out_dir: output folder (created).
         config: options.
         on_result: called after each photo with its :class:`ImageResult` or :class:`Failure`.
+        overwrite: replace output files that exist already (without it they are refused before any work).
 
     Returns:
         An :class:`EnhanceResult`.
 
     Raises:
-        InputError: a missing input path, or no images at all.
+        InputError: a missing input path, no images at all, or an output file that exists (without ``overwrite``).
         ConfigError: two inputs with the same name; bad options.
         CheckpointError: the model cannot be loaded.
     """
@@ -174,6 +176,10 @@ def enhance(
     out_dir = Path(out_dir)
     check_apart(out_dir, [p for p in inputs if Path(p).is_dir()], what="output folder")
     outs = _output_names(paths, out_dir, config.format)
+    existing = [dst for dst in outs if dst.exists() or dst.is_symlink()]
+    if existing and not overwrite:
+        raise InputError(existing[0], f"exists ({len(existing)} of the {len(outs)} output files do); nothing was "
+                         "written: use --overwrite to replace them, or another -o")  # fmt: skip
     from dpedkit.train.recipe import RAW_MODELS
 
     if isinstance(model, torch.nn.Module):

@@ -311,3 +311,24 @@ def test_bench_enhance_small():
     assert out["hd_psnr_db"] >= 45
     (photo,) = out["photo"]
     assert photo["size"] == "115x86" and photo["peak_rss_gb"] > 0 and photo["cpu_seconds"] > 0
+
+
+def test_existing_outputs_are_refused_before_any_work_unless_overwrite(tmp_path, rng):
+    """Issue 20: enhance silently replaced a same-named file; now nothing runs until every name is free."""
+    from dpedkit_cli.main import cli
+
+    g = _generator(channels=8, blocks=1)
+    for name in ("a", "b"):
+        write_image(tmp_path / "in" / f"{name}.png", _photo(rng, 24, 20))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"my own picture")
+    seen: list = []
+    with pytest.raises(InputError, match=r"b\.png: exists \(1 of the 2 output files do\)"):
+        enhance(g, [tmp_path / "in"], out, config=EnhanceConfig(device="cpu"), on_result=seen.append)
+    assert seen == [] and sorted(p.name for p in out.iterdir()) == ["b.png"]
+    assert (out / "b.png").read_bytes() == b"my own picture"
+    res = enhance(g, [tmp_path / "in"], out, config=EnhanceConfig(device="cpu"), overwrite=True)
+    assert len(res.images) == 2 and (out / "b.png").read_bytes() != b"my own picture"
+    run = CliRunner().invoke(cli, ["enhance", "x.pt", str(tmp_path / "in"), "-o", str(out)])
+    assert run.exit_code == 2 and "use --overwrite" in " ".join(run.output.split())
