@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +40,7 @@ from dpedkit.io import atomic_path, check_apart, check_file_name
 
 log = logging.getLogger(__name__)
 
+INDEX_NAME = re.compile(r"0|[1-9][0-9]*")  # the file stems of the DPED and ZRR layouts (ASCII)
 # one row of a layout: (file stem, phone file, DSLR file)
 Row = tuple[str, str, str]
 # a layout's decoder: rows -> (the arrays ShardWriter.append takes: phone, dslr[, baseline]; ShardWriter options)
@@ -109,9 +111,20 @@ class TransferResult:
 
 
 def _indexed(folder: Path, ext: str, what: str) -> dict[int, Path]:
+    """``{i: folder/<i><ext>}``: the layout's names only (ASCII digits, no leading zero), each index once."""
     if not folder.is_dir():
         raise InputError(folder, f"missing folder of the {what}")
-    return {int(p.stem): p for p in folder.iterdir() if p.suffix.lower() == ext and p.stem.isdigit()}
+    out: dict[int, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() != ext:
+            continue
+        if not INDEX_NAME.fullmatch(p.stem):  # 00.png would collide with 0.png; "١" and "²" are digits too
+            raise InputError(p, f"not a name of the {what} (<i>{ext} with i = 0, 1, 2, ... without leading zeros)")
+        i = int(p.stem)
+        if i in out:
+            raise InputError(p, f"index {i} appears twice (also {out[i].name})")
+        out[i] = p
+    return out
 
 
 def indexed_pairs(
