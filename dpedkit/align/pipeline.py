@@ -557,9 +557,12 @@ PAIR_IMAGES = {"phone": "phone.png", "dslr": "dslr.png"}
 def check_pair_dir(out_dir: str | Path, inputs: Sequence[str | Path] = (), *, overwrite: bool = False) -> Path:
     """Check that :func:`write_alignment` may write into ``out_dir``, before any work is done.
 
+    Only an earlier alignment (a readable ``alignment.json`` of ours) may be replaced, and only with ``overwrite``:
+    a ``phone.png`` or ``dslr.png`` beside no such record is a user's file and is never written over.
+
     Raises:
-        InputError: ``out_dir`` is a file, holds an earlier alignment and ``overwrite`` is off, or one of the files
-            it would write is one of the ``inputs``.
+        InputError: ``out_dir`` is a file, holds an earlier alignment and ``overwrite`` is off, holds files of the
+            pair folder's names that no alignment wrote, or one of the files it would write is one of the ``inputs``.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -569,10 +572,23 @@ def check_pair_dir(out_dir: str | Path, inputs: Sequence[str | Path] = (), *, ov
     for name in names:
         if os.path.realpath(out / name) in sources:
             raise InputError(out / name, "is one of the input photos: choose another output folder")
-    present = [n for n in names if (out / n).exists()]
+    present = [n for n in names if (out / n).exists() or (out / n).is_symlink()]
+    if present and not _is_our_record(out / ALIGNMENT):
+        raise InputError(out, f"holds {', '.join(present)} that no dpedkit alignment wrote: choose another folder")
     if present and not overwrite:
         raise InputError(out, f"holds an earlier alignment ({', '.join(present)}); pass --overwrite to replace it")
     return out
+
+
+def _is_our_record(path: Path) -> bool:
+    """True when ``path`` is an ``alignment.json`` that :func:`write_alignment` wrote (a plain file)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and {"status", "H_phone_to_dslr", "version"} <= meta.keys()
 
 
 def write_alignment(result: AlignResult, out_dir: str | Path) -> None:

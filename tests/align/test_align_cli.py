@@ -78,3 +78,14 @@ def test_bench_align_targets_only_at_the_default_sizes():
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())  # rich wraps at the test terminal's width
     assert "(target <= 4)" not in text and "set for the default 13 MP + 20 MP pair only" in text
+
+
+@pytest.mark.parametrize("extra", [[], ["--overwrite"]])
+def test_align_never_replaces_a_users_own_phone_png(files, tmp_path, extra):
+    """Issue 20: a user's phone.png was taken for an earlier alignment, and --overwrite deleted it."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "phone.png").write_bytes(b"my photo")
+    r = CliRunner().invoke(cli, ["align", str(files / "phone.jpg"), str(files / "dslr.jpg"), "-o", str(out), *extra])
+    assert r.exit_code == 2 and "that no dpedkit alignment wrote" in " ".join(r.output.split()), r.output
+    assert (out / "phone.png").read_bytes() == b"my photo" and sorted(p.name for p in out.iterdir()) == ["phone.png"]
