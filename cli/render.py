@@ -25,7 +25,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected errors into one clean line and exit status 2 (see the README's exit codes).
 
     :class:`DpedkitError` (bad usage, unreadable or damaged input), ``OSError`` (disk full, permission denied,
-    read-only folder: the path and the cause) and ``MemoryError``.
+    read-only folder: the path and the cause) and ``MemoryError``. Ctrl-C exits with 130 and one line (a command
+    that keeps partial work says more first, and exits 130 itself).
     """
 
     @wraps(func)
@@ -38,6 +39,9 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             fail(describe_os_error(exc))
         except MemoryError:
             fail("out of memory (try a smaller --max-memory, batch or --jobs)")
+        except KeyboardInterrupt:  # not click's "Aborted!" and 1 (= some inputs failed)
+            console.print("interrupted (Ctrl-C): nothing partial was kept; the same command starts again")
+            sys.exit(130)
 
     return wrapper
 

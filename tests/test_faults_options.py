@@ -78,3 +78,22 @@ def test_a_pairs_csv_names_plain_files_inside_the_folders_only(tmp_path, cell):
                                    "--pairs", str(csv_path)])  # fmt: skip
     assert res.exit_code == 2 and "not a plain file name" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("command", "target"), [
+    (["evaluate", "m.pt", "ds"], "dpedkit.evaluate.evaluate"),
+    (["import-zrr", "zrr", "-o", "out"], "dpedkit.interop.zrr.import_zrr"),
+    (["export-zrr", "ds", "-o", "out"], "dpedkit.interop.zrr.export_zrr"),
+])  # fmt: skip
+def test_ctrl_c_exits_130_with_one_line(tmp_path, monkeypatch, command, target):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    monkeypatch.chdir(tmp_path)
+    for name in ("ds", "zrr"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "m.pt").write_bytes(b"")
+    res = CliRunner().invoke(cli, command)
+    assert res.exit_code == 130, res.output
+    assert "interrupted (Ctrl-C)" in res.output and "Aborted" not in res.output
