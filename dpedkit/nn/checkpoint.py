@@ -221,13 +221,7 @@ def load_model(
             f"{path}: holds a {name!r} network; this needs {' or '.join(repr(a) for a in allowed)} (a network that "
             "enhances photos)"
         )
-    tensors = ckpt["state_dict"].items()
-    bad = [k for k, v in tensors if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(
-            f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]}): the model diverged "
-            "or the file is damaged"
-        )
+    check_finite(ckpt["state_dict"], source=path)
     model = _rebuild(ckpt, source=path)
     return model.to(device).eval()
 
@@ -246,9 +240,25 @@ def _rebuild(ckpt: dict[str, Any], *, source: object) -> nn.Module:
 
 
 def load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: object = "state dict") -> None:
-    """``model.load_state_dict(state_dict)`` with a :class:`CheckpointError` that says which tensors disagree."""
+    """``model.load_state_dict(state_dict)`` with a :class:`CheckpointError` that says which tensors disagree.
+
+    Every reader of weights comes here (``load_model``, ``train --init``, ``--resume``): weights holding NaN or
+    infinity are refused (:func:`check_finite`).
+    """
     _check_shapes(model, state_dict, source)
+    check_finite(state_dict, source=source)
     model.load_state_dict(state_dict)
+
+
+def check_finite(state_dict: dict[str, Any], *, source: object) -> None:
+    """:class:`CheckpointError` when a floating-point tensor of ``state_dict`` holds NaN or infinite values."""
+    tensors = state_dict.items() if isinstance(state_dict, dict) else ()
+    bad = [k for k, v in tensors if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]}): the model "
+            "diverged or the file is damaged"
+        )
 
 
 def _check_shapes(model: nn.Module, state_dict: dict[str, Any], source: object) -> None:

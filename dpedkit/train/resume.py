@@ -10,7 +10,7 @@ from typing import Any
 
 from dpedkit.config import TrainConfig
 from dpedkit.config import option_flag as config_flag
-from dpedkit.errors import ConfigError
+from dpedkit.errors import CheckpointError, ConfigError
 from dpedkit.io import write_json
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,50 @@ def resolve_resume(run_dir: Path, config: TrainConfig, data: str | Path) -> Trai
     return resume_config(run_dir, data, config.to_dict())
 
 
+TRAINING_STATE = ("step", "opt_g")  # what a latest.pt holds beyond the weights (a best.pt does not)
+
+
+def read_latest(path: Path) -> dict[str, Any]:
+    """The ``latest.pt`` dict of a run, checked to hold the training state a resume needs.
+
+    Raises:
+        CheckpointError: unreadable, or not a training checkpoint (e.g. a ``best.pt`` copied over it).
+    """
+    from dpedkit.nn.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    missing = [k for k in TRAINING_STATE if k not in ckpt]
+    if missing or (ckpt.get("discriminator") is not None and "opt_d" not in ckpt):
+        raise CheckpointError(f"{path}: holds weights but no training state ({', '.join(missing) or 'opt_d'}): it "
+                              "is not a latest.pt written by dpedkit train (a copied best.pt?); start the run "
+                              "again with --overwrite, or use it with --init")  # fmt: skip
+    return ckpt
+
+
+def dataset_identity(data: str | Path) -> dict[str, str]:
+    """``{"manifest_sha256": ...}`` of a dpedkit dataset (what a resumed run checks), else ``{}``."""
+    import hashlib
+
+    from dpedkit.dataset.format import DatasetDir
+
+    if not DatasetDir.is_dataset(data):
+        return {}
+    return {"manifest_sha256": hashlib.sha256(DatasetDir(data).manifest_path.read_bytes()).hexdigest()}
+
+
 def _check_same_data(run_dir: Path, saved: dict[str, Any], data: str | Path) -> None:
     """Refuse to resume on another dataset than the run's.
 
-    The same path (resolved) is the same dataset; so is a copy whose ``dataset.json`` equals the original's. When
-    the run's dataset is gone (moved to another disk, say) the new path is taken, with a warning.
+    The dataset is known by its manifest: a dataset rebuilt at the same path with other settings is another
+    dataset; a copy whose ``dataset.json`` equals the original's is the same. Runs saved before the manifest's
+    hash was recorded compare paths. When the run's dataset is gone (moved to another disk, say) the new path is
+    taken, with a warning.
     """
+    recorded = saved.get("data", {}).get("manifest_sha256")
+    now = dataset_identity(data).get("manifest_sha256")
+    if recorded is not None and now is not None and recorded != now:
+        raise ConfigError(f"cannot resume {run_dir} on another dataset: {data} is not the one the run trained on (its "
+                          "dataset.json differs: rebuilt with other settings?); start a new run")  # fmt: skip
     path = saved.get("data", {}).get("path")
     if path is None or Path(path).resolve() == Path(data).resolve():
         return
@@ -103,7 +141,7 @@ def _check_same_data(run_dir: Path, saved: dict[str, Any], data: str | Path) -> 
         return
     from dpedkit.dataset.format import DatasetDir
 
-    if not DatasetDir(path).same_content(data):
+    if (recorded is None or now is None) and not DatasetDir(path).same_content(data):  # no hashes to compare
         raise ConfigError(f"cannot resume {run_dir} on another dataset: the run trains on {path}, given {data}")
 
 

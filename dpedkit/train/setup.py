@@ -39,7 +39,15 @@ from dpedkit.train.data import (
     shard_indices,
 )
 from dpedkit.train.recipe import RAW_MODELS, RECIPES, Recipe
-from dpedkit.train.resume import RUN_CONFIG, TrainConfig, arch_conflicts, arch_dict, read_run_config
+from dpedkit.train.resume import (
+    RUN_CONFIG,
+    TrainConfig,
+    arch_conflicts,
+    arch_dict,
+    dataset_identity,
+    read_latest,
+    read_run_config,
+)
 from dpedkit.train.schedule import Ema
 
 log = logging.getLogger(__name__)
@@ -177,10 +185,8 @@ RUN_FILES = (RUN_CONFIG, "metrics.jsonl", "latest.pt", "best.pt", "samples", "ra
 
 def saved_step(run_dir: str | Path) -> int | None:
     """The step of the run's last checkpoint (``run_dir/latest.pt``), or None when it has none yet."""
-    from dpedkit.nn.checkpoint import load_checkpoint
-
     path = Path(run_dir) / "latest.pt"
-    return int(load_checkpoint(path)["step"]) if path.is_file() else None
+    return int(read_latest(path)["step"]) if path.is_file() else None
 
 
 def plan_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[int | None, list[Path]]:
@@ -344,7 +350,7 @@ def setup_run(
         resume: restore networks and optimisers from ``run_dir/latest.pt`` (default: ``start > 0``).
     """
     from dpedkit.evaluate.patches import load_test_pairs
-    from dpedkit.nn.checkpoint import load_checkpoint, load_state
+    from dpedkit.nn.checkpoint import load_state
 
     data = Path(data)
     config = config.with_recipe_defaults()
@@ -367,7 +373,7 @@ def setup_run(
             from dpedkit.evaluate.patches import load_baseline
 
             baseline = load_baseline(data, "test")
-    latest = load_checkpoint(run_dir / "latest.pt") if (start > 0 if resume is None else resume) else None
+    latest = read_latest(run_dir / "latest.pt") if (start > 0 if resume is None else resume) else None
     g, d = build_networks(config, patch, dist.device, resume=latest)
     config = replace(config, model_config=g.cfg.to_dict())  # what is trained (init or latest.pt may set it)
     recipe = RECIPES[config.model]
@@ -392,8 +398,15 @@ def setup_run(
         g_w = torch.compile(g_w)
         d_w = torch.compile(d_w) if d_w is not None else None
     weights = LossWeights.preset(config.loss_preset)
-    resolved = {"train": config.to_dict(), "data": {"path": str(data.resolve()), "n_train": n_train, "patch": patch,
-                "n_test": 0 if test is None else len(test[0]), "data_mode": mode}, "world_size": dist.world,
+    data_info = {
+        "path": str(data.resolve()),
+        "n_train": n_train,
+        "patch": patch,
+        "n_test": 0 if test is None else len(test[0]),
+        "data_mode": mode,
+        **dataset_identity(data),
+    }
+    resolved = {"train": config.to_dict(), "data": data_info, "world_size": dist.world,
                 "device": str(dist.device), "dpedkit_version": __version__, "torch_version": torch.__version__,
                 "loss_weights": weights.to_dict()}  # fmt: skip
     return Run(config=config, dist=dist, run_dir=run_dir, g=g_w, g_raw=g, d=d_w, d_raw=d, opt_g=opt_g, opt_d=opt_d,
