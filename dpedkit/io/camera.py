@@ -169,7 +169,8 @@ def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     the file's orientation is 1 (otherwise it is turned by it).
 
     Raises:
-        InputError: a file LibRaw cannot read, or one without a Bayer mosaic (Foveon, X-Trans, linear DNG).
+        InputError: a file LibRaw cannot read, one without a Bayer mosaic (Foveon, X-Trans, linear DNG), or one
+            whose black level is not below its white level.
     """
     import rawpy
 
@@ -179,6 +180,9 @@ def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
             meta = raw_parameters(raw)
             if raw.raw_pattern is None or raw.raw_pattern.shape != (2, 2) or meta["cfa"] not in BAYER:
                 raise InputError(path, f"not a Bayer mosaic (CFA {meta['cfa']!r}); raw2rgb reads 2 x 2 Bayer sensors")
+            if max(meta["black_level"]) >= meta["white_level"]:  # damaged or crafted levels: no value range
+                raise InputError(path, f"black level {max(meta['black_level'])} is not below the white level "
+                                       f"{meta['white_level']}")  # fmt: skip
             mosaic = raw.raw_image_visible.copy()
     except (rawpy.LibRawError, MemoryError) as exc:
         raise InputError(path, f"not a RAW file LibRaw reads ({type(exc).__name__}: {exc})") from None
@@ -254,7 +258,10 @@ def raw_parameters(raw: Any) -> dict[str, Any]:
     """The mosaic's parameters of an open ``rawpy.RawPy``, as plain data (for ``pairs.jsonl``)."""
     desc = raw.color_desc.decode(errors="replace")
     pattern = raw.raw_pattern
-    cfa = "".join(desc[int(c)] for c in pattern.ravel()) if pattern is not None else None
+    indices = [] if pattern is None else [int(c) for c in np.asarray(pattern).ravel()]
+    # a CFAPattern naming a colour the file does not have (a damaged or crafted DNG) is no CFA at all: such a file
+    # is refused where a mosaic is needed (read_mosaic), and still read where LibRaw renders it
+    cfa = "".join(desc[i] for i in indices) if indices and all(0 <= i < len(desc) for i in indices) else None
     wb = [float(v) for v in raw.camera_whitebalance]
     flip = int(raw.sizes.flip)
     w, h = int(raw.sizes.width), int(raw.sizes.height)

@@ -72,3 +72,16 @@ def test_a_small_memory_budget_plans_strips_with_their_halos_and_keeps_the_resul
     tight = (FIXED_OVERHEAD + 75 * 46 * 3 * 10 + 300_000) / GB  # room for a few packed rows beyond the image
     planned, n = isp_array(net, mosaic, _meta(), device=torch.device("cpu"), max_memory=tight)
     assert n > 1 and float(np.abs(whole - planned).max()) < 2e-5
+
+
+def test_a_dng_with_black_above_white_is_that_photos_failure(tmp_path, rng):
+    """Issue 20: black > white stopped the whole batch and named no file; now it is recorded and the rest goes on."""
+    rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.dng").write_bytes(encode_dng(rgb, black_level=900, white_level=800))
+    (tmp_path / "in" / "b.dng").write_bytes(encode_dng(rgb))
+    net = SIDUNet(SIDUNetConfig(channels=4, levels=2, black=512, white=16383))
+    result = enhance(net, [tmp_path / "in"], tmp_path / "out", config=EnhanceConfig(device="cpu"))
+    assert [r.source.rsplit("/", 1)[1] for r in result.images] == ["b.dng"]
+    ((src, failure),) = result.failures
+    assert src.endswith("a.dng") and "black level 900 is not below the white level 800" in failure.detail

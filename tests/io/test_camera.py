@@ -115,3 +115,18 @@ def test_raw_and_heif_pixel_limits(tmp_path, upright):
     for name in ("a.dng", "a.heic"):
         with pytest.raises(InputError, match="limit"):
             read_image(tmp_path / name, max_pixels=1000)
+
+
+def test_a_cfa_pattern_naming_a_missing_colour_is_no_cfa(tmp_path):
+    """Issue 20: a DNG whose CFAPattern names colour 3 of an "RGB" description was an IndexError traceback."""
+    from types import SimpleNamespace
+
+    from dpedkit.io.camera import raw_parameters
+
+    sizes = SimpleNamespace(flip=0, width=4, height=4, raw_width=4, raw_height=4)
+    levels = {"black_level_per_channel": [0] * 4, "white_level": 1023, "color_matrix": np.eye(3)}
+    pattern = np.array([[0, 1], [1, 3]])
+    raw = SimpleNamespace(color_desc=b"RGB", raw_pattern=pattern, camera_whitebalance=[1] * 4, sizes=sizes, **levels)
+    assert raw_parameters(raw)["cfa"] is None
+    raw.raw_pattern = np.array([[0, 1], [1, 2]])
+    assert raw_parameters(raw)["cfa"] == "RGGB"
