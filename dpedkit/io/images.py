@@ -85,11 +85,20 @@ def list_files(folder: str | Path) -> tuple[list[Path], list[Path]]:
     """``(images, others)``: the visible files directly in ``folder``, sorted, split by :func:`list_images`'s rule.
 
     ``others`` are the files dpedkit does not read (sidecars, videos...).
+
+    Raises:
+        InputError: ``folder`` is not a folder, or an image's name is not valid UTF-8 (names are recorded in UTF-8
+            files: ``pairs.jsonl``, shards), naming the file.
     """
     files = _visible_files(folder)
-    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES], [
-        p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES
-    ]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    for p in images:
+        try:
+            p.name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the file system gave that are no UTF-8 (surrogate escapes)
+            shown = p.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise InputError(p.parent / shown, "file name is not valid UTF-8: rename the file") from None
+    return images, [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
 
 
 def _visible_files(folder: str | Path) -> list[Path]:

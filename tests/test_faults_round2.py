@@ -1,4 +1,4 @@
-"""Issue 20: no option takes NaN or an out-of-range seed; each is one line naming the option (exit 2 on the CLI)."""
+"""Issue 20, faults round two: each adversarial input (made here in code) is one line, exit 2, or a safe outcome."""
 
 from __future__ import annotations
 
@@ -97,3 +97,17 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, monkeypatch, command, target):
     res = CliRunner().invoke(cli, command)
     assert res.exit_code == 130, res.output
     assert "interrupted (Ctrl-C)" in res.output and "Aborted" not in res.output
+
+
+def test_an_image_name_that_is_not_utf8_is_one_line_naming_it(tmp_path):
+    import os
+
+    from dpedkit.io import list_images
+
+    for side in ("p", "d"):
+        (tmp_path / side).mkdir()
+        os.close(os.open(os.path.join(os.fsencode(tmp_path / side), b"\xff0.jpg"), os.O_CREAT | os.O_WRONLY))
+    with pytest.raises(InputError, match=r"\\xff0\.jpg: file name is not valid UTF-8"):
+        list_images(tmp_path / "p")
+    res = CliRunner().invoke(cli, ["build", str(tmp_path / "p"), str(tmp_path / "d"), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "not valid UTF-8" in res.output and "Traceback" not in res.output
