@@ -81,3 +81,6 @@ def _render(s) -> None:
     rows += [[f"patches {k} ({s.pairs_by_split.get(k, 0)} pairs)", v] for k, v in s.patches.items()]
     rows += [["shards (built now)", f"{s.shards} ({s.shards_built})"], ["seconds", s.seconds]]
     console.print(table(f"dpedkit build -> {escape(s.out_dir)}", ["", "value"], rows))
+    if s.ok:
+        console.print(f"next: [bold]dpedkit inspect {escape(s.out_dir)}[/] (alignment report), then "
+                      f"[bold]dpedkit train {escape(s.out_dir)} -o run --model srcnn[/]")  # fmt: skip

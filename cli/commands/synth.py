@@ -38,10 +38,11 @@ def command(out_dir, n, seed, source, overwrite, quiet, as_json, **options) -> N
 
         def on_result(r) -> None:
             t = r.truth
+            jpeg_phone = t["formats"]["phone"] == "jpg"  # a HEIC or DNG phone file holds no JPEG
             geo = t["geometry"]
             rows.append({"name": r.name, "source": t["source"], "overlap": t["overlap"]["dslr"],
                          "rotation_deg": geo["rotation_deg"], "scale": geo["scale"],
-                         "phone_jpeg": t["applied"]["phone"]["jpeg_quality"],
+                         "phone_jpeg": t["applied"]["phone"]["jpeg_quality"] if jpeg_phone else None,
                          "files": "{phone}/{dslr}".format(**t["formats"]), "rotate": t["rotate"],
                          "dt_s": round(t["capture"]["dslr"] - t["capture"]["phone"], 3)})  # fmt: skip
             advance(1, info=f"{r.name} from {t['source']}")
@@ -51,4 +52,5 @@ def command(out_dir, n, seed, source, overwrite, quiet, as_json, **options) -> N
         print_json({"out_dir": out_dir, "pairs": rows})
     elif not quiet:
         columns = ["name", "source", "overlap", "rotation_deg", "scale", "phone_jpeg", "files", "rotate", "dt_s"]
-        console.print(table(f"{n} synthetic pairs in {out_dir}", columns, [[r[c] for c in columns] for r in rows]))
+        cells = [["-" if r[c] is None else r[c] for c in columns] for r in rows]
+        console.print(table(f"{n} synthetic pairs in {out_dir}", columns, cells))

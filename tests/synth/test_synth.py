@@ -339,6 +339,10 @@ def test_cli_synth(tmp_path):
     assert [r["name"] for r in rows] == ["0000", "0001"]
     assert json.loads((tmp_path / "truth" / "0001.json").read_text())["hard"]["lens_distortion"]["k1"] != 0
     assert (tmp_path / "phone" / "0001.jpg").stat().st_size > 0
+    assert all(isinstance(r["phone_jpeg"], int) for r in rows)
+    res = runner.invoke(cli, ["-q", "synth", str(tmp_path / "h"), "--n", "1", "--phone-mp", "0.12", "--dslr-mp",
+                              "0.25", "--phone-format", "heic", "--json"])  # fmt: skip
+    assert res.exit_code == 0 and json.loads(res.stdout)["pairs"][0]["phone_jpeg"] is None  # a HEIC holds no JPEG
     bad = runner.invoke(cli, ["synth", str(tmp_path / "x"), "--phone-mp", "9", "--dslr-mp", "6"])
     assert bad.exit_code == 2 and "phone_mp" in bad.output
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -72,3 +73,15 @@ def test_bench_train_reports_both_data_paths():
 def test_bench_train_command_help():
     res = CliRunner().invoke(cli, ["bench", "train", "--help"])
     assert res.exit_code == 0 and "data-wait" in res.output
+
+
+def test_train_summary_shows_best_against_identity_and_the_next_command(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", str(data), "-o", str(run), "--model", "srcnn", "--batch", "2", "--iters", "2", "--eval-every",
+            "2", "--arch", "channels1=8", "--arch", "channels2=4", "--device", "cpu"]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert re.search(r"best PSNR \d+\.\d\d dB vs identity \d+\.\d\d dB", text), text
+    assert "d_acc" not in text  # srcnn has no discriminator: no empty column
+    assert f"next: dpedkit evaluate {run}/best.pt {data}" in text
