@@ -78,6 +78,7 @@ def run_demo(
     config: DemoConfig = DemoConfig(),
     overwrite: bool = False,
     on_stage: Callable[[str, int, int], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
     """Run synth -> build -> report -> train -> evaluate -> enhance into ``out_dir``.
 
@@ -86,6 +87,7 @@ def run_demo(
         config: the options (:class:`DemoConfig`).
         overwrite: remove an earlier demo's outputs in ``out_dir`` first (only the demo's own files).
         on_stage: called ``(stage, index, total)`` as each stage starts (stages in :data:`STAGES`).
+        on_step: called ``(step, iters)`` after every training iteration (the longest stage).
 
     Returns:
         A :class:`DemoResult`; the same content is written to ``OUT/demo.json``.
@@ -102,7 +104,7 @@ def run_demo(
         ("synth", lambda: _synth(res, config)),
         ("build", lambda: _build(res, config)),
         ("report", lambda: _report(res)),
-        ("train", lambda: _train(res, config)),
+        ("train", lambda: _train(res, config, on_step)),
         ("evaluate", lambda: _evaluate(res, config)),
         ("enhance", lambda: _enhance(res, config)),
     ]
@@ -221,7 +223,7 @@ def identity_srcnn(arch: dict[str, Any], path: str | Path, *, seed: int = 0, noi
     return save_checkpoint(path, net)
 
 
-def _train(res: DemoResult, cfg: DemoConfig) -> None:
+def _train(res: DemoResult, cfg: DemoConfig, on_step: Callable[[int, int], None] | None = None) -> None:
     from dpedkit.train import TrainConfig, train
     from dpedkit.train.recipe import RECIPES
 
@@ -234,7 +236,8 @@ def _train(res: DemoResult, cfg: DemoConfig) -> None:
         model=cfg.model, iters=cfg.iters, batch=cfg.batch, lr=cfg.lr, eval_every=max(1, cfg.iters // 6),
         device=cfg.device, seed=cfg.seed, vgg=vgg, model_config=arch, init=str(init) if init else None,
     )  # fmt: skip
-    train(res.paths["dataset"], res.paths["run"], config=tc)
+    progress = (lambda step, iters, _losses: on_step(step, iters)) if on_step else None
+    train(res.paths["dataset"], res.paths["run"], config=tc, on_progress=progress)
     res.paths["model"] = res.paths["run"] / "best.pt"
     res.commands["train"] = (
         f"dpedkit train {res.paths['dataset']} -o {res.paths['run']} --model {cfg.model} --iters {cfg.iters} "

@@ -12,9 +12,11 @@ TINY = DemoConfig(pairs=3, phone_mp=0.2, dslr_mp=0.4, test_images=1, iters=4, ba
 
 @pytest.mark.slow
 def test_demo_writes_every_result(tmp_path):
-    seen = []
-    res = run_demo(tmp_path / "demo", config=TINY, on_stage=lambda s, i, n: seen.append((s, i, n)))
+    seen, steps = [], []
+    res = run_demo(tmp_path / "demo", config=TINY, on_stage=lambda s, i, n: seen.append((s, i, n)),
+                   on_step=lambda i, n: steps.append((i, n)))  # fmt: skip
     assert [s for s, _, _ in seen] == list(STAGES) and seen[-1][1:] == (5, 6)
+    assert steps[-1] == (TINY.iters, TINY.iters) and len(steps) == TINY.iters  # the training stage reports
     for key in ("raw", "dataset", "report", "run", "model", "enhanced", "summary"):
         assert res.paths[key].exists(), key
     assert (res.paths["dataset"] / "dataset.json").is_file() and res.patches["train"] > 0 and res.patches["test"] > 0

@@ -25,7 +25,11 @@ def command(out_dir: Path, pairs: int, iters: int, device: str, seed: int, overw
     def stage(name: str, i: int, total: int) -> None:
         console.print(f"[bold][{i + 1}/{total}][/] {name}")
 
-    res = run_demo(out_dir, config=config, overwrite=overwrite, on_stage=stage)
+    def step(done: int, iters: int) -> None:  # plain lines: they show when the output is piped too
+        if done == iters or done % max(1, iters // 5) == 0:
+            console.print(f"      training step {done}/{iters}")
+
+    res = run_demo(out_dir, config=config, overwrite=overwrite, on_stage=stage, on_step=step)
     m, ident = res.scores["model"], res.scores["identity"]
     console.print(
         table(
