@@ -55,6 +55,7 @@ MAX_CLOCK_OFFSET = 48 * 3600.0  # seconds: the largest clock offset time pairing
 PhoneFormat = Literal["jpg", "heic", "dng"]
 DslrFormat = Literal["jpg", "dng"]
 Turn = Literal[0, 90, 180, 270]
+Light = Literal["normal", "shadow", "tint"]
 BitDepth = Literal[8, 16]
 BenchFormat = Literal["jpg", "raw"]
 Prefer = Literal["jpeg", "raw"]
@@ -675,6 +676,9 @@ class SynthConfig(ConfigMixin):
         clock_offset: seconds the DSLR's clock is ahead of the phone's, in the capture times written.
         time_jitter: standard deviation in seconds of each pair's DSLR-minus-phone time around the offset.
         bursts: groups of three consecutive pairs shot 0.3 s apart (bursts, ambiguous by capture time).
+        light: the scene's light, seen by both cameras: ``normal``; ``shadow`` (most of the frame deep in shadow:
+            exposure falling to 1/25 across it); ``tint`` (coloured light: green at 1/5, blue at 1/2 of red),
+            where RAW files hold little signal in one channel.
     """
 
     phone_mp: float = 3.0
@@ -686,6 +690,7 @@ class SynthConfig(ConfigMixin):
     clock_offset: float = 0.0
     time_jitter: float = 0.0
     bursts: int = 0
+    light: Light = "normal"
 
     def _validate(self) -> None:
         check_range("phone_mp", self.phone_mp, 0.05, 60.0)
@@ -702,6 +707,7 @@ class SynthConfig(ConfigMixin):
         check_range("clock_offset", self.clock_offset, -MAX_CLOCK_OFFSET, MAX_CLOCK_OFFSET)
         check_range("time_jitter", self.time_jitter, 0.0, 60.0)
         check_range("bursts", self.bursts, 0, 1000)
+        check_choice("light", self.light, get_args(Light))
 
 
 @dataclass(frozen=True)

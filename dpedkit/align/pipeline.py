@@ -43,7 +43,7 @@ from dpedkit.config import AlignConfig
 from dpedkit.errors import Failure, InputError, check_rgb_uint8
 from dpedkit.geometry import apply_homography, turn_image, turn_matrix
 from dpedkit.io import AtomicFile, encode_image, read_image, to_uint8
-from dpedkit.io.camera import is_raw
+from dpedkit.io.camera import half_size_luma, is_raw
 
 log = logging.getLogger(__name__)
 
@@ -501,6 +501,10 @@ def align_files(
 def read_photo(path: str | Path, config: AlignConfig, *, keep_16bit: bool = False) -> Photo:
     """A :class:`Photo` of an image file: a RAW file's half-size preview (full image on demand), else the image.
 
+    A RAW preview is the luminance of LibRaw's half-size output (:func:`dpedkit.io.camera.half_size_luma`: all
+    channels, centred, each stretched) in three equal channels. When half size holds fewer pixels than the
+    features need (``work_mp`` above a quarter of the sensor), the full demosaic is read at once instead.
+
     ``keep_16bit``: the full image is ``uint16`` (0..65535; 8-bit files scaled by 257), the preview ``uint8``.
     """
     if not is_raw(path):
@@ -509,13 +513,18 @@ def read_photo(path: str | Path, config: AlignConfig, *, keep_16bit: bool = Fals
             return Photo.of(img.rgb, img.metadata)
         deep = img.rgb if img.rgb.dtype == np.uint16 else img.rgb.astype(np.uint16) * np.uint16(257)
         return Photo(to_uint8(deep), 1, (deep.shape[1], deep.shape[0]), lambda: deep, dict(img.metadata))
-    half = read_image(path, max_pixels=config.max_pixels, half_size=True)
+    half = read_image(path, max_pixels=config.max_pixels, half_size=True, keep_16bit=True)
     meta = {k: v for k, v in half.metadata.items() if k != "half_size"}
+    size = (int(meta["image_size"][0]), int(meta["image_size"][1]))
 
     def full() -> np.ndarray:
         return read_image(path, max_pixels=config.max_pixels, keep_16bit=keep_16bit).rgb
 
-    return Photo(half.rgb, 2, (int(meta["image_size"][0]), int(meta["image_size"][1])), full, meta)
+    if working_scale(*size, config.work_mp) > 0.5:  # half size holds fewer pixels than the features need
+        rgb = full()
+        return Photo(to_uint8(rgb), 1, size, (lambda: rgb) if keep_16bit else None, meta)
+    luma = half_size_luma(half.rgb, meta.get("cfa"), int(meta.get("orientation", 1)))
+    return Photo(np.repeat(luma[..., None], 3, axis=2), 2, size, full, meta)
 
 
 def detect_features(img: np.ndarray, config: AlignConfig, *, factor: int = 1) -> Features:
@@ -523,13 +532,10 @@ def detect_features(img: np.ndarray, config: AlignConfig, *, factor: int = 1) ->
 
     ``factor``: full-resolution pixels per pixel of ``img`` (2 for a half-size RAW preview); the working scale
     and the returned points are those of the full image (a preview pixel's centre is at ``factor * x +
-    (factor - 1) / 2``). A preview's features come from its green channel alone: LibRaw's half-size pixel
-    takes the red and blue samples from opposite corners of its 2 x 2 Bayer block (a quarter of a preview
-    pixel off-centre each way, measured) and averages the two diagonal greens, centred on the block.
+    (factor - 1) / 2``). A RAW preview is already the luminance its features need, every channel centred on
+    its Bayer block (:func:`dpedkit.io.camera.half_size_luma`).
     """
     h, w = img.shape[:2]
-    if factor > 1:
-        img = np.ascontiguousarray(np.repeat(img[..., 1:2], 3, axis=2))
     scale = working_scale(w * factor, h * factor, config.work_mp)
     f = detect(img, scale=min(1.0, scale * factor), max_features=config.max_features,
                contrast_threshold=config.contrast_threshold)  # fmt: skip

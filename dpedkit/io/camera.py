@@ -161,6 +161,47 @@ def decode_raw(
     return np.ascontiguousarray(rgb), meta
 
 
+def half_size_luma(rgb: np.ndarray, cfa: str | None, orientation: int = 1) -> np.ndarray:
+    """A luminance of LibRaw's half-size output for features: every channel centred on its block and stretched.
+
+    A half-size pixel takes its red and blue samples from their own corners of the 2 x 2 Bayer block (a quarter
+    of a half-size pixel off-centre each way) and averages the two greens (centred). Red and blue are resampled
+    to the block centre (bilinear, edges replicated); then each channel is stretched on its own to its 0.1 ..
+    99.9 percentiles (a channel dark in a tinted scene or the whole frame in shadow keeps its detail) and the
+    three are mixed 1:2:1 (the Bayer proportions). Measured on synthetic DNG pairs (normal, tinted light), this
+    aligns as well as the demosaiced full image (``dpedkit.io.read_image``) of the same file.
+
+    Args:
+        rgb: ``H x W x 3`` uint8 or uint16 half-size output (upright, as LibRaw turns it).
+        cfa: the stored mosaic's 2 x 2 quad (``"RGGB"``...); None or a non-Bayer pattern: no resampling.
+        orientation: the file's EXIF orientation (LibRaw turned the output by it).
+
+    Returns:
+        ``H x W`` uint8.
+    """
+    import cv2
+
+    planes = [rgb[..., c].astype(np.float32) for c in range(3)]
+    if cfa in BAYER:
+        turned = apply_orientation(np.arange(4, dtype=np.uint8).reshape(2, 2), orientation)  # where each quad
+        for c, colour in ((0, "R"), (2, "B")):  # position lands once the output is upright
+            ny, nx = (int(v) for v in np.argwhere(turned == cfa.index(colour))[0])
+            ox, oy = (nx - 0.5) / 2, (ny - 0.5) / 2  # the sample's offset from the block centre, half-size px
+            # the plane's pixel x holds the scene at x + o: the centre's value is the plane's at x - o
+            shift = np.float32([[1, 0, -ox], [0, 1, -oy]])  # an inverse map: dst(x) = src(x - o)
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            planes[c] = cv2.warpAffine(planes[c], shift, planes[c].shape[::-1], flags=flags,
+                                       borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    mix = sum(w * _stretched(p) for w, p in zip((0.25, 0.5, 0.25), planes, strict=True))
+    return np.clip(mix * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _stretched(plane: np.ndarray) -> np.ndarray:
+    """``plane`` mapped so that its 0.1 and 99.9 percentiles (of every 4th pixel each way) become 0 and 1."""
+    lo, hi = np.percentile(plane[::4, ::4], (0.1, 99.9))
+    return (plane - lo) / max(float(hi - lo), 1e-6)
+
+
 def read_mosaic(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     """``(mosaic, parameters)``: a RAW file's visible Bayer mosaic as recorded, and :func:`raw_parameters`.
 

@@ -565,6 +565,25 @@ def _sensor_params(p: dict) -> dict:
 # ----------------------------------------------------------------------------------------------- a pair
 
 
+def scene_light(rgb: np.ndarray, light: str) -> np.ndarray:
+    """``rgb`` (sRGB uint8) under the light ``light`` of :class:`~dpedkit.config.SynthConfig`, in linear light.
+
+    Pointwise and deterministic (no random draw), so a pair's geometry and every other draw stay as with
+    ``normal`` light: ``shadow`` multiplies linear values by ``25 ** -t`` with ``t`` running 0 -> 1 from left to
+    right (most of the frame below 1/5 of its exposure); ``tint`` by (1, 1/5, 1/2) per channel.
+    """
+    if light == "normal":
+        return rgb
+    x = rgb.astype(np.float32) / 255.0
+    lin = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    if light == "shadow":
+        lin *= (25.0 ** -np.linspace(0.0, 1.0, rgb.shape[1], dtype=np.float32))[None, :, None]
+    else:
+        lin *= np.array([1.0, 0.2, 0.5], np.float32)
+    srgb = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return np.clip(srgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def make_pair(
     source_rgb: np.ndarray,
     *,
@@ -774,7 +793,7 @@ def synthesize(
     for i in range(n):
         name, load = sources[i % len(sources)]
         pair = make_pair(
-            load(),
+            scene_light(load(), cfg.light),
             rng=np.random.default_rng([seed, i]),
             phone_mp=cfg.phone_mp,
             dslr_mp=cfg.dslr_mp,

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 import dpedkit.align.pipeline as pipeline
 from dpedkit.align import align_files, align_pair
-from dpedkit.config import BuildConfig
+from dpedkit.config import AlignConfig, BuildConfig
 from dpedkit.dataset.build import build_dataset
 from dpedkit.geometry import mean_corner_error
-from dpedkit.io import read_rgb
+from dpedkit.io import read_image, read_rgb, write_image
 from dpedkit.synth.files import turn_phone
 from dpedkit.synth.pairs import iter_pairs, synthesize
 
@@ -66,15 +66,45 @@ def test_a_raw_pair_is_fully_demosaiced_only_once_it_aligns(tmp_path, monkeypatc
         return real(path, **kw)
 
     monkeypatch.setattr(pipeline, "read_image", counting)
-    res = align_files(phone, dslr)
+    small = AlignConfig(work_mp=0.05)  # half size holds the pixels the features need
+    res = align_files(phone, dslr, config=small)
     assert res.ok and sorted(k for k, _ in calls) == ["full", "full", "half", "half"]
     assert mean_corner_error(res.H_phone_to_dslr, np.asarray(truth["H_phone_to_dslr"]), *res.phone_size) < 0.3
 
     calls.clear()
     other = tmp_path / "other"
     synthesize(other, n=2, seed=5, phone_mp=0.3, dslr_mp=0.6, dslr_format="dng")
-    rejected = align_files(phone, sorted((other / "dslr").iterdir())[1])  # another scene: no alignment
+    rejected = align_files(phone, sorted((other / "dslr").iterdir())[1], config=small)  # another scene
     assert not rejected.ok and [k for k, _ in calls] == ["half", "half"]  # no full demosaic was paid for
+    calls.clear()
+    assert align_files(phone, dslr).ok  # default work_mp: half size is too small, features need the full image
+    assert sorted(k for k, _ in calls) == ["full", "full", "half", "half"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("light", ["normal", "tint", "shadow"])
+def test_a_raw_side_aligns_as_well_as_its_pixels_rendered(tmp_path, light):
+    """Issue 21: features of a RAW file's half-size output keep every channel's detail (tinted light, shadows).
+
+    Each pair is aligned from its DNG files and from LibRaw's full rendering of the same files saved as PNG:
+    across the pairs, the RAW side's mean corner error is within 1.2x and its inliers at least 0.7x the PNG's.
+    """
+    synthesize(tmp_path / "cam", n=2, seed=1, phone_mp=1.0, dslr_mp=2.0, phone_format="dng", dslr_format="dng",
+               light=light)  # fmt: skip
+    cfg = AlignConfig(work_mp=0.2)  # both sides on the half-size path (the features need under half the pixels)
+    stats = {"raw": [], "png": []}
+    for phone, dslr, truth in iter_pairs(tmp_path / "cam"):
+        rendered = [tmp_path / f"{p.stem}-{side}.png" for p, side in ((phone, "p"), (dslr, "d"))]
+        for src, dst in zip((phone, dslr), rendered, strict=True):
+            write_image(dst, read_image(src).rgb)
+        for kind, (a, b) in {"raw": (phone, dslr), "png": tuple(rendered)}.items():
+            res = align_files(a, b, config=cfg)
+            assert res.ok, (kind, res.reason)
+            err = mean_corner_error(res.H_phone_to_dslr, np.asarray(truth["H_phone_to_dslr"]), *res.phone_size)
+            stats[kind].append((res.inliers, err))
+    (raw_in, raw_err), (png_in, png_err) = (np.mean(stats[k], axis=0) for k in ("raw", "png"))
+    print(light, "RAW vs PNG: inliers", raw_in, png_in, "corner error px", round(raw_err, 3), round(png_err, 3))
+    assert raw_err <= 1.2 * png_err and raw_in >= 0.7 * png_in
 
 
 @pytest.mark.parametrize("turn", [90, 180, 270])
