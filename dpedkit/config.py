@@ -40,6 +40,7 @@ from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hin
 
 from dpedkit.errors import ConfigError, check_choice, check_range
 from dpedkit.io.files import json_safe
+from dpedkit.nn.registry import model_spec, trainable
 
 Method = Literal["magsac", "prosac", "accurate", "ransac"]
 Interpolation = Literal["linear", "cubic", "lanczos"]
@@ -60,7 +61,7 @@ BitDepth = Literal[8, 16]
 BenchFormat = Literal["jpg", "raw"]
 Prefer = Literal["jpeg", "raw"]
 Split = Literal["train", "test"]
-ModelName = Literal["dped", "srcnn", "johnson", "dped-raw", "sid-unet"]
+ModelName = Literal[trainable()]  # the registry's trainable models (dpedkit.nn.registry), known at import
 LossPreset = Literal["code", "paper"]
 DataMode = Literal["auto", "memory", "loader"]
 LrSchedule = Literal["constant", "step", "cosine"]
@@ -76,7 +77,7 @@ VGG_WEIGHTS_HELP = (
     "weights (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) and pass the local path "
     "(e.g. --vgg PATH). 'random' gives untrained weights for smoke tests only."
 )
-MODELS: tuple[str, ...] = get_args(ModelName)
+MODELS: tuple[str, ...] = get_args(ModelName)  # for help texts; checks ask the registry
 
 
 def flag(name: str, **extra: Any) -> dict[str, Any]:
@@ -431,13 +432,14 @@ class TrainConfig(ConfigMixin):
     """Options of :func:`dpedkit.train.train`; defaults are the DPED paper's recipe.
 
     Attributes:
-        model: ``"dped"`` (generator + discriminator, the DPED losses), ``"srcnn"`` (Dong et al., MSE) or
-            ``"johnson"`` (Johnson et al. residual network, VGG content + TV loss): the recipe table,
-            :mod:`dpedkit.train.recipe`.
+        model: the network and its recipe: ``dped`` (generator + discriminator, the DPED losses), ``srcnn``
+            (Dong et al., MSE), ``johnson`` (Johnson et al. residual network, VGG content + TV loss); on raw2rgb
+            datasets the learned ISPs ``dped-raw`` (the DPED generator on packed Bayer planes) and ``sid-unet``
+            (the Learning-to-See-in-the-Dark U-Net, MSE).
         iters: training iterations (20,000).
         batch: patch pairs per batch and per process (50).
         lr: Adam learning rate of both optimisers (betas 0.9/0.999, eps 1e-8); None: the model's recipe's (5e-4, DPED's,
-            for ``dped`` and ``johnson``; 2e-4 for ``srcnn``: :data:`dpedkit.train.recipe.RECIPES`).
+            for ``dped``, ``johnson`` and ``dped-raw``; 2e-4 for ``srcnn``; 1e-3 for ``sid-unet``).
         loss_preset: ``"code"`` (10 content / 1 texture / 0.5 color / 2000 TV, as the official code and
             checkpoints) or ``"paper"`` (1 / 0.4 / 0.1 / 400).
         vgg: VGG-19 weights for the content loss: a ``.mat`` / torchvision ``.pth`` path, or ``"random"``
@@ -501,7 +503,7 @@ class TrainConfig(ConfigMixin):
     compile: bool = False
 
     def _validate(self) -> None:
-        check_choice("model", self.model, MODELS)
+        check_choice("model", self.model, trainable())
         check_choice("lr_schedule", self.lr_schedule, get_args(LrSchedule))
         self.save_interval()  # raises on a malformed value
         if self.ema is not None:
@@ -528,9 +530,7 @@ class TrainConfig(ConfigMixin):
 
     def with_recipe_defaults(self) -> TrainConfig:
         """This config with ``lr`` and ``ema`` taken from the model's recipe where they are None."""
-        from dpedkit.train.recipe import RECIPES
-
-        recipe = RECIPES[self.model]
+        recipe = model_spec(self.model).recipe
         return replace(self, lr=recipe.lr if self.lr is None else self.lr,
                        ema=recipe.ema if self.ema is None else self.ema)  # fmt: skip
 
@@ -551,9 +551,7 @@ class TrainConfig(ConfigMixin):
     @property
     def needs_vgg(self) -> bool:
         """True for the models trained with the VGG content loss (see the recipe table)."""
-        from dpedkit.train.recipe import RECIPES
-
-        return RECIPES[self.model].vgg
+        return model_spec(self.model).recipe.vgg
 
 
 # -------------------------------------------------------------------------------------------- evaluate
@@ -750,7 +748,7 @@ class DemoConfig(ConfigMixin):
         check_range("dslr_mp", self.dslr_mp, self.phone_mp, 80.0)
         if self.test_images is not None:
             check_range("test_images", self.test_images, 1, self.pairs - 1)
-        check_choice("model", self.model, MODELS)
+        check_choice("model", self.model, trainable())
         check_range("iters", self.iters, 1)
         check_range("batch", self.batch, 1)
         check_range("lr", self.lr, 1e-7, 1.0)

@@ -224,10 +224,10 @@ def identity_srcnn(arch: dict[str, Any], path: str | Path, *, seed: int = 0, noi
 
 
 def _train(res: DemoResult, cfg: DemoConfig, on_step: Callable[[int, int], None] | None = None) -> None:
+    from dpedkit.nn.registry import model_spec
     from dpedkit.train import TrainConfig, train
-    from dpedkit.train.recipe import RECIPES
 
-    vgg = "random" if RECIPES[cfg.model].vgg else None  # no VGG weights offline: content loss is a smoke test
+    vgg = "random" if model_spec(cfg.model).recipe.vgg else None  # no VGG weights offline: content loss is a smoke test
     arch = cfg.model_config if cfg.model_config is not None else TINY_SRCNN if cfg.model == "srcnn" else None
     init = None
     if cfg.model == "srcnn":

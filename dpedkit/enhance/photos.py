@@ -180,15 +180,15 @@ def enhance(
     if existing and not overwrite:
         raise InputError(existing[0], f"exists ({len(existing)} of the {len(outs)} output files do); nothing was "
                          "written: use --overwrite to replace them, or another -o")  # fmt: skip
-    from dpedkit.train.recipe import RAW_MODELS
+    from dpedkit.nn.registry import is_raw_model, trainable
 
     if isinstance(model, torch.nn.Module):
         net = model.to(device).eval()
     else:
-        from dpedkit.nn.checkpoint import ENHANCERS, load_model
+        from dpedkit.nn.checkpoint import load_model
 
-        net = load_model(model, device=device, expect=ENHANCERS + RAW_MODELS)
-    isp = getattr(net, "name", None) in RAW_MODELS  # a learned ISP: reads the RAW file's mosaic
+        net = load_model(model, device=device, expect=trainable())
+    isp = is_raw_model(getattr(net, "name", ""))  # a learned ISP: reads the RAW file's mosaic
     source = type(model).__name__ if isinstance(model, torch.nn.Module) else str(model)
     provenance = f"dpedkit {__version__} enhance, model {source}, config {json.dumps(config.to_dict())}"
     options = {"device": device, "max_memory": config.max_memory, "strip_rows": config.strip_rows,

@@ -53,10 +53,13 @@ def hidden_channels(model: torch.nn.Module) -> int:
 
 
 def can_tile(model: torch.nn.Module) -> bool:
-    """True for networks built like the DPED generator (c1, blocks of conv/norm pairs, c10, c11, c12)."""
-    from dpedkit.nn.generator import Generator
+    """True for an RGB network that the registry says tiles (:mod:`dpedkit.nn.registry`): the DPED generator."""
+    from dpedkit.nn.registry import MODELS
 
-    return isinstance(model, Generator)
+    spec = MODELS.get(getattr(type(model), "name", ""))
+    return (
+        spec is not None and spec.tiles and spec.input == "rgb" and type(model).__name__ == spec.network.split(":")[1]
+    )
 
 
 def plan_strips(height: int, width: int, channels: int, *, max_memory: float, can_tile: bool = True) -> int:

@@ -108,10 +108,10 @@ def _load_model(model: Model, device: torch.device, *, raw: bool = False) -> tor
     """The network of ``model`` in eval mode; an enhancer, or with ``raw`` a RAW model (raw2rgb data)."""
     if isinstance(model, torch.nn.Module):
         return model.to(device).eval()
-    from dpedkit.nn.checkpoint import ENHANCERS, load_model
-    from dpedkit.train.recipe import RAW_MODELS
+    from dpedkit.nn.checkpoint import load_model
+    from dpedkit.nn.registry import trainable
 
-    return load_model(model, device=device, expect=RAW_MODELS if raw else ENHANCERS)
+    return load_model(model, device=device, expect=trainable("raw" if raw else "rgb"))
 
 
 class _Accumulator:

@@ -3,7 +3,7 @@
 Both map RGB (N, 3, H, W) float in [0, 1] to the same shape, accept any size, and are checkpointed like the
 DPED generator (``model`` = ``"srcnn"`` / ``"johnson"`` plus their config). The losses they train with (SRCNN:
 MSE; Johnson et al.: VGG content + TV, as in the paper's comparison) are in the recipe table,
-:mod:`dpedkit.train.recipe`.
+:mod:`dpedkit.nn.registry`.
 """
 
 from __future__ import annotations

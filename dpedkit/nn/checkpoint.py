@@ -6,8 +6,8 @@ Our format is a ``torch.save`` dict holding only tensors and plain Python values
     {"format": "dpedkit-checkpoint", "version": 1, "model": "dped", "config": {...architecture...},
      "state_dict": {...}, **extra}      # extra: e.g. "step", "train_config", "optimizer", "discriminator"
 
-``model`` names an entry of :data:`MODELS` and ``config`` is that model's config dataclass as a dict, so
-:func:`load_model` rebuilds the network from the file alone.  Everywhere a model is taken, an official TF
+``model`` names an entry of :data:`dpedkit.nn.registry.MODELS` and ``config`` is that model's config dataclass
+as a dict, so :func:`load_model` rebuilds the network from the file alone.  Everywhere a model is taken, an official TF
 checkpoint prefix (``.../dped_orig/iphone_orig``, or its ``.index`` file) works too: it is read with
 :mod:`dpedkit.interop.tfbundle` and mapped onto :class:`~dpedkit.nn.generator.Generator`.
 """
@@ -30,22 +30,13 @@ from torch import nn
 from dpedkit.errors import CheckpointError, ConfigError, DpedkitError, InputError
 from dpedkit.interop.tfbundle import TFBundle, bundle_prefix
 from dpedkit.io import atomic_path
+from dpedkit.nn.registry import MODELS
 
 log = logging.getLogger(__name__)
 
 FORMAT = "dpedkit-checkpoint"
 VERSION = 1
 RESERVED_KEYS = ("format", "version", "model", "config", "state_dict")
-
-# model name -> "module:Class"; each class has ``name``, ``config_class`` and ``cfg`` (a config dataclass)
-MODELS: dict[str, str] = {
-    "dped": "dpedkit.nn.generator:Generator",
-    "dped-discriminator": "dpedkit.nn.discriminator:Discriminator",
-    "srcnn": "dpedkit.nn.baselines:SRCNN",
-    "johnson": "dpedkit.nn.baselines:Johnson",
-    "dped-raw": "dpedkit.nn.raw:RawGenerator",  # RAW mosaic (packed Bayer) -> RGB: learned ISPs
-    "sid-unet": "dpedkit.nn.raw:SIDUNet",
-}
 
 _WEIGHTS_HELP = (
     "expected a dpedkit checkpoint (.pt, written by `dpedkit train` or `dpedkit convert`) or an official DPED "
@@ -55,10 +46,10 @@ _WEIGHTS_HELP = (
 
 
 def model_class(name: str) -> type[nn.Module]:
-    """The network class registered as ``name`` in :data:`MODELS`."""
+    """The network class registered as ``name`` (:data:`dpedkit.nn.registry.MODELS`)."""
     if name not in MODELS:
         raise CheckpointError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    module, cls = MODELS[name].split(":")
+    module, cls = MODELS[name].network.split(":")
     return getattr(importlib.import_module(module), cls)
 
 
@@ -88,7 +79,7 @@ def save_checkpoint(
 
     Args:
         path: output file (``.pt`` by convention); parent folders are created.
-        model: a registered network (see :data:`MODELS`).
+        model: a registered network (see :data:`dpedkit.nn.registry.MODELS`).
         config: its architecture config as a dict; default ``model.cfg.to_dict()``.  Put training settings in
             ``extra`` instead (``load_model`` rebuilds the network from ``config``).
         extra: more entries (tensors, numbers, strings, lists, dicts only), e.g. ``{"step": 1000}``.
@@ -193,9 +184,6 @@ def _sniff(path: Path) -> str | None:
     return f"it is {kind}" if kind else "neither a zip archive nor a pickle"
 
 
-ENHANCERS = ("dped", "srcnn", "johnson")  # the models that map a photo to a photo (evaluate, enhance, init)
-
-
 def load_model(
     path: str | Path, *, device: str | torch.device = "cpu", expect: str | tuple[str, ...] | None = None
 ) -> nn.Module:
@@ -207,7 +195,8 @@ def load_model(
     Args:
         path: a ``.pt`` written by :func:`save_checkpoint`, or a TF checkpoint prefix.
         device: where to put the model.
-        expect: model name(s) acceptable here (e.g. :data:`ENHANCERS`); None accepts any registered model.
+        expect: model name(s) acceptable here (e.g. ``trainable("rgb")`` of :mod:`dpedkit.nn.registry`); None
+            accepts any registered model.
 
     Raises:
         CheckpointError: unreadable/foreign file, unexpected model, weights not matching the architecture, or
@@ -412,7 +401,6 @@ def convert(source: str | Path, out: str | Path, *, overwrite: bool = False) -> 
 
 
 __all__ = [
-    "MODELS",
     "CheckpointError",
     "ConvertResult",
     "DpedkitError",

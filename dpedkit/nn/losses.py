@@ -15,7 +15,7 @@ checkpoints) and ``paper`` (1 / 0.4 / 0.1 / 400, as written in the paper); ``mse
 weight 1 in both.
 
 :func:`generator_loss` is the one composition of these terms: the training step runs it with the model's
-recipe (:data:`dpedkit.train.recipe.RECIPES`) and the tests pin it.
+recipe (:mod:`dpedkit.nn.registry`) and the tests pin it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from dpedkit.train.recipe import Recipe
+    from dpedkit.nn.registry import Recipe
 
 from dpedkit.config import ConfigMixin, LossPreset
 from dpedkit.errors import ConfigError, InputError, check_choice, check_range
@@ -190,7 +190,7 @@ def generator_loss(
     Args:
         enhanced: generator output (N, 3, H, W) in [0, 1]; gradients flow through it.
         target: DSLR patches, same shape.
-        recipe: a :class:`~dpedkit.train.recipe.Recipe` or model name (``dped``: content, texture, color, TV;
+        recipe: a :class:`~dpedkit.nn.registry.Recipe` or model name (``dped``: content, texture, color, TV;
             ``johnson``: content, TV; ``srcnn``: MSE).
         weights: term weights (default: the ``code`` preset).
         vgg: feature extractor for the content term (recipes with ``content``).
@@ -205,9 +205,9 @@ def generator_loss(
         ConfigError: the recipe needs a ``vgg`` or ``discriminator`` that was not given.
     """
     from dpedkit.nn.discriminator import to_gray
-    from dpedkit.train.recipe import RECIPES
+    from dpedkit.nn.registry import model_spec
 
-    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    recipe = model_spec(recipe).recipe if isinstance(recipe, str) else recipe
     w = weights or PRESETS["code"]
     need = {"content": vgg, "texture": discriminator}
     missing = sorted(k for k in recipe.terms if k in need and need[k] is None)

@@ -1,6 +1,6 @@
 """``dpedkit train``: the DPED recipe and its baselines.
 
-- :mod:`.recipe`: the recipe table (loss terms per model, discriminator, VGG);
+- the recipes (loss terms per model, discriminator, VGG) live in the model registry, :mod:`dpedkit.nn.registry`;
 - :mod:`.data`: where batches come from (device memory or a DataLoader), a pure function of the step;
 - :mod:`.setup`: processes, networks, optimisers and the run folder before the loop;
 - :mod:`.loop`: :func:`train`, the step functions and evaluation, returning metric dicts;

@@ -29,6 +29,7 @@ from dpedkit.errors import ConfigError, InputError
 from dpedkit.io import write_json, write_text
 from dpedkit.nn.device import fits_in_memory
 from dpedkit.nn.losses import LossWeights
+from dpedkit.nn.registry import Recipe, is_raw_model, model_spec, trainable
 from dpedkit.train.data import (
     D_STREAM,
     G_STREAM,
@@ -38,7 +39,6 @@ from dpedkit.train.data import (
     read_all,
     shard_indices,
 )
-from dpedkit.train.recipe import RAW_MODELS, RECIPES, Recipe
 from dpedkit.train.resume import (
     RUN_CONFIG,
     TrainConfig,
@@ -270,7 +270,7 @@ def build_networks(
     else:
         g = _seeded(config.seed, lambda: build_model(config.model, config.model_config))
     d = None
-    if RECIPES[config.model].discriminator:
+    if model_spec(config.model).recipe.discriminator:
         from dpedkit.nn.discriminator import Discriminator, DiscriminatorConfig
 
         d = _seeded(config.seed + 1, lambda: Discriminator(DiscriminatorConfig(patch=patch))).to(device)
@@ -316,9 +316,9 @@ def _source(data: Path, config: TrainConfig, dist: Dist, start: int):
     index = shard_indices(len(reader), dist.rank, dist.world)
     first = reader.raw(0)[0]
     raw = first.shape[-1] == 1
-    if raw != (config.model in RAW_MODELS):
-        kind, fit = ("a raw2rgb dataset (RAW mosaic patches)", "a RAW model: " + ", ".join(RAW_MODELS)) if raw else (
-            "an RGB dataset", "an RGB model: dped, srcnn, johnson")  # fmt: skip
+    if raw != is_raw_model(config.model):
+        kind = "a raw2rgb dataset (RAW mosaic patches)" if raw else "an RGB dataset"
+        fit = f"a {'RAW' if raw else 'RGB'} model: " + ", ".join(trainable("raw" if raw else "rgb"))
         raise ConfigError(f"{data} is {kind}: it trains {fit}; got --model {config.model}")
     p = first.shape[0]
     nbytes = 2 * len(index) * p * p * 3
@@ -330,7 +330,7 @@ def _source(data: Path, config: TrainConfig, dist: Dist, start: int):
         phone, dslr = read_all(reader, index, workers=config.workers if len(index) > 4096 else 0)
         src = MemorySource(phone, dslr, index, **kw)
     else:
-        streams = (G_STREAM, D_STREAM) if RECIPES[config.model].discriminator else (G_STREAM,)
+        streams = (G_STREAM, D_STREAM) if model_spec(config.model).recipe.discriminator else (G_STREAM,)
         src = LoaderSource(reader, index, start=start, stop=config.iters, workers=config.workers, streams=streams, **kw)
     log.info("training data: %d pairs (%d on this rank), %s path, %.2f GB", len(reader), len(index), mode, nbytes / 1e9)
     return src, len(reader), p, mode
@@ -365,7 +365,7 @@ def setup_run(
             log.warning("%s: the test split is empty: metrics rows will have no PSNR and best.pt is not written", data)
             test = None
     baseline = None
-    if config.model in RAW_MODELS:  # the sensor the network reads, from the dataset's RAW files
+    if is_raw_model(config.model):  # the sensor the network reads, from the dataset's RAW files
         from dpedkit.dataset.format import DatasetDir
 
         config = replace(config, model_config=DatasetDir(data).sensor() | (config.model_config or {}))
@@ -376,7 +376,7 @@ def setup_run(
     latest = read_latest(run_dir / "latest.pt") if (start > 0 if resume is None else resume) else None
     g, d = build_networks(config, patch, dist.device, resume=latest)
     config = replace(config, model_config=g.cfg.to_dict())  # what is trained (init or latest.pt may set it)
-    recipe = RECIPES[config.model]
+    recipe = model_spec(config.model).recipe
     vgg = None
     if recipe.vgg:
         from dpedkit.nn.vgg import load_vgg

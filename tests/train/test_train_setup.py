@@ -10,14 +10,14 @@ import torch
 
 from dpedkit.config import MODELS, TrainConfig
 from dpedkit.nn.losses import LossWeights, generator_loss
+from dpedkit.nn.registry import Recipe, is_raw_model, model_spec, trainable
 from dpedkit.testing import write_synthetic_dataset
 from dpedkit.train.data import D_STREAM, G_STREAM
 from dpedkit.train.loop import discriminator_step, generator_step
-from dpedkit.train.recipe import RAW_MODELS, RECIPES, Recipe
 from dpedkit.train.setup import Run, init_distributed, setup_run
 
 TINY = {"channels": 8, "blocks": 1}
-RGB_MODELS = [m for m in MODELS if m not in RAW_MODELS]  # the RAW ones train on raw2rgb data: test_raw2rgb.py
+RGB_MODELS = [m for m in MODELS if not is_raw_model(m)]  # the RAW ones train on raw2rgb data: test_raw2rgb.py
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,16 @@ def _run(data: Path, tmp_path: Path, model: str, **kw) -> Run:
 
 
 def test_one_recipe_per_model():
-    assert tuple(RECIPES) == MODELS
-    assert RECIPES["dped"].terms == ("content", "texture", "color", "tv") and RECIPES["dped"].discriminator
-    assert RECIPES["johnson"].vgg and not RECIPES["johnson"].discriminator and not RECIPES["srcnn"].vgg
+    assert trainable() == MODELS and all(model_spec(m).recipe.model == m for m in MODELS)
+    assert (
+        model_spec("dped").recipe.terms == ("content", "texture", "color", "tv")
+        and model_spec("dped").recipe.discriminator
+    )
+    assert (
+        model_spec("johnson").recipe.vgg
+        and not model_spec("johnson").recipe.discriminator
+        and not model_spec("srcnn").recipe.vgg
+    )
     assert TrainConfig(model="srcnn").needs_vgg is False
     with pytest.raises(ValueError, match="texture goes with the discriminator"):
         Recipe("odd", ("content", "texture"))
@@ -43,7 +50,7 @@ def test_one_recipe_per_model():
 @pytest.mark.parametrize("model", RGB_MODELS)
 def test_setup_follows_the_recipe(data, tmp_path, model):
     run = _run(data, tmp_path, model)
-    recipe = RECIPES[model]
+    recipe = model_spec(model).recipe
     assert run.recipe is recipe and (run.d is not None) == recipe.discriminator and (run.vgg is not None) == recipe.vgg
     assert run.weights == LossWeights.preset("code") and run.resolved["loss_weights"]["mse"] == 1.0
 
@@ -58,9 +65,9 @@ def test_the_step_trains_the_loss_the_tests_pin(data, tmp_path, model):
         ref = generator_loss(g_before(batch.phone), batch.dslr, recipe=model, weights=LossWeights.preset("paper"),
                              vgg=run.vgg, discriminator=run.d_raw)  # fmt: skip
     out = generator_step(run, batch)
-    assert set(out) == {"g_loss", *(f"g_{t}" for t in RECIPES[model].terms)}
+    assert set(out) == {"g_loss", *(f"g_{t}" for t in model_spec(model).recipe.terms)}
     torch.testing.assert_close(out["g_loss"], ref["total"], rtol=0, atol=0)
-    for term in RECIPES[model].terms:
+    for term in model_spec(model).recipe.terms:
         torch.testing.assert_close(out[f"g_{term}"], ref[term], rtol=0, atol=0)
     # the step applied the gradient of that loss, seen through Adam's first step (lr * sign(grad))
     d = copy.deepcopy(run.d_raw) if run.d_raw is not None else None
