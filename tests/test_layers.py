@@ -38,22 +38,25 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return skip
 
 
-def imports_of(module: str) -> set[str]:
-    """The dpedkit modules ``module`` imports (submodules named in ``from pkg import sub`` included)."""
+def imported_names(module: str) -> list[str]:
+    """Every dotted name ``module`` imports, at any depth, except under ``if TYPE_CHECKING:``."""
     tree = ast.parse(MODULES[module].read_text())
     skip = _type_checking_nodes(tree)
-    out: set[str] = set()
+    names: list[str] = []
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{a.name}" for a in node.names]
-        else:
-            continue
-        out.update(r for n in names if n.startswith("dpedkit") and (r := _resolve(n)) and r != module)
-    return out
+            names += [f"{node.module}.{a.name}" for a in node.names]
+    return names
+
+
+def imports_of(module: str) -> set[str]:
+    """The dpedkit modules ``module`` imports (submodules named in ``from pkg import sub`` included)."""
+    names = imported_names(module)
+    return {r for n in names if n.startswith("dpedkit") and (r := _resolve(n)) and r != module}
 
 
 GRAPH = {m: imports_of(m) for m in MODULES}
@@ -123,3 +126,18 @@ def test_no_lower_layer_imports_the_top():
         if _in(d, top) and not any(_in(m, t) for t in TOP)
     )
     assert back == []
+
+
+def test_the_extension_table_names_places_that_hold():
+    doc = (ROOT.parent / "docs" / "architecture.md").read_text()
+    table = doc.split("## Extending dpedkit", 1)[1].split("\n## ", 1)[0]
+    places = {p for p in table.split("`") if p.startswith("dpedkit/") and "." in p}
+    assert len(places) >= 5 and all((ROOT.parent / p).exists() for p in places), places
+    # storage: one module opens HDF5 files
+    h5 = sorted(m for m in MODULES if any(n.split(".")[0] == "h5py" for n in imported_names(m)))
+    assert h5 == ["dpedkit.dataset.shards"], h5
+    # networks: every registered class imports, and carries its registered name
+    from dpedkit.nn.checkpoint import model_class
+    from dpedkit.nn.registry import MODELS as REGISTERED
+
+    assert all(model_class(name).name == name for name in REGISTERED)

@@ -251,18 +251,16 @@ def _read_bench(dataset: Path, dped: Path, config: BuildBenchConfig) -> dict[str
 
 def _checksum_cost(dataset: Path, copy: Path, config: BuildBenchConfig) -> dict[str, float]:
     """Random single reads of one shard's patches with their Fletcher-32 checksums and of a copy without (pairs/s)."""
-    import h5py
+    from dpedkit.dataset.shards import image_columns, unchecked_copy
 
     shard = DatasetDir(dataset).shards("train")[0].path
-    with h5py.File(shard, "r") as src, h5py.File(copy, "w") as dst:
-        for name in ("phone", "dslr"):
-            dst.create_dataset(name, data=src[name][()], chunks=src[name].chunks)  # same layout, no checksum
-        rows = src["phone"].shape[0]
+    unchecked_copy(shard, copy)  # same layout, no checksum
+    with image_columns(shard) as (phone, _):
+        rows = phone.shape[0]
     order = np.random.default_rng(config.seed).integers(0, rows, config.reads)
     rates = {}
     for key, path in (("checked", shard), ("unchecked", copy)):
-        with h5py.File(path, "r") as f:
-            phone, dslr = f["phone"], f["dslr"]
+        with image_columns(path) as (phone, dslr):
             for i in order[:20]:
                 phone[int(i)], dslr[int(i)]
             t0 = time.perf_counter()

@@ -34,6 +34,7 @@ from dpedkit import __version__
 from dpedkit.config import SPLITS, BuildConfig, PatchConfig
 from dpedkit.dataset.shards import (
     CANDIDATE_COLUMNS,
+    COLUMNS,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
     ShardInfo,
@@ -54,7 +55,7 @@ PAIRS = "pairs.jsonl"
 PLAN = "build.json"
 LOCK = ".dpedkit.lock"
 TEST_FULL = "test_full"
-PATCH_COLUMNS = ("pair", "xy", "shift", "angle", "ncc", "texture")
+PATCH_COLUMNS = tuple(COLUMNS)  # the per-patch columns of a shard (dpedkit.dataset.shards owns the list)
 
 
 def shard_name(split: str, index: int) -> str:
@@ -549,12 +550,12 @@ class DatasetDir:
             return int(f.attrs["patch_size"])
 
     def is_raw(self) -> bool:
-        """True for a RAW-to-RGB dataset: its phone patches are 1-channel Bayer mosaics (``raw2rgb``, ZRR)."""
-        infos = self.shards()
-        if not infos:
-            return self.manifest().config.get("mode") == "raw2rgb" or "sensor" in self.manifest().config
-        with open_shard(infos[0].path) as f, reading(infos[0].path):
-            return f["phone"].shape[-1] == 1
+        """True for a RAW-to-RGB dataset (1-channel Bayer mosaic phone patches), as its manifest records it.
+
+        The one dataset-side "is it RAW": a ``raw2rgb`` build records ``mode``, a RAW import (ZRR) its ``sensor``.
+        """
+        config = self.manifest().config
+        return config.get("mode") == "raw2rgb" or "sensor" in config
 
     def sensor(self) -> dict[str, Any]:
         """``{"cfa", "black", "white"}`` of a RAW dataset's sensor (one per dataset).

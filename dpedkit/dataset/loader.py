@@ -13,8 +13,8 @@ import resource
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -23,6 +23,9 @@ from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.shards import ShardInfo, check_schema, open_shard, read_error, reading
 from dpedkit.errors import ConfigError, ShardError
 from dpedkit.nn.device import check_memory, to_float_chw
+
+if TYPE_CHECKING:
+    import h5py  # the types of the open handles; the files are opened by dpedkit.dataset.shards
 
 Source = str | Path | Sequence[str | Path]
 

@@ -46,7 +46,7 @@ import numpy as np
 
 from dpedkit import __version__
 from dpedkit.errors import ShardError
-from dpedkit.io import AtomicFile, check_room
+from dpedkit.io import AtomicFile, atomic_path, check_room
 
 SCHEMA = "dpedkit-patches"
 SCHEMA_VERSION = 2
@@ -456,3 +456,51 @@ def read_shard(path: str | Path) -> dict[str, Any]:
         if cand is not None:
             out.update({f"{CANDIDATES}/{k}": v for k, v in cand.items()})
     return out
+
+
+# ------------------------------------------------------------------------------ originals kept beside shards
+
+
+def write_originals(
+    path: str | Path, *, shard_sha256: str, source: str, names: Sequence[str], files: Mapping[str, Sequence[Path]]
+) -> None:
+    """Keep the original files of an imported shard's rows, byte for byte, in one HDF5 file (atomically).
+
+    Args:
+        path: the sidecar file (``DATASET/<layout>_source/<split>/shard-NNNNN.h5``).
+        shard_sha256: the sha256 of the shard the rows were imported into (an export trusts the sidecar only while
+            the shard still has it).
+        source: the layout's name (``dped``, ``zrr``).
+        names: the rows' file stems, in row order.
+        files: column name (``phone_jpeg``...) -> the rows' original files, in row order.
+    """
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["shard_sha256"] = shard_sha256
+        f.attrs["source"] = source
+        f.create_dataset("name", data=np.array(list(names), dtype=object), dtype=h5py.string_dtype())
+        for key, paths in files.items():
+            ds = f.create_dataset(key, (len(paths),), dtype=h5py.vlen_dtype(np.uint8))
+            for i, p in enumerate(paths):
+                ds[i] = np.frombuffer(Path(p).read_bytes(), np.uint8)
+
+
+def read_originals(path: str | Path, keys: Sequence[str]) -> tuple[str | None, list[str], dict[str, list[bytes]]]:
+    """``(shard_sha256, names, {key: [file bytes per row]})`` of a sidecar written by :func:`write_originals`."""
+    with h5py.File(path, "r") as f:
+        names = list(f["name"].asstr()[()])
+        data = {key: [row.tobytes() for row in f[key]] for key in keys}
+        return f.attrs.get("shard_sha256"), names, data
+
+
+def unchecked_copy(shard: str | Path, copy: str | Path) -> None:
+    """The ``phone`` and ``dslr`` patches of ``shard`` in ``copy`` with the same chunks but no checksums (a bench)."""
+    with h5py.File(shard, "r") as src, h5py.File(copy, "w") as dst:
+        for name in IMAGES:
+            dst.create_dataset(name, data=src[name][()], chunks=src[name].chunks)
+
+
+@contextmanager
+def image_columns(path: str | Path) -> Iterator[tuple[h5py.Dataset, h5py.Dataset]]:
+    """The ``phone`` and ``dslr`` datasets of a shard (or of an :func:`unchecked_copy`), opened read-only as is."""
+    with h5py.File(path, "r") as f:
+        yield f["phone"], f["dslr"]

@@ -9,14 +9,12 @@ from pathlib import Path
 import torch
 
 from dpedkit.config import EvalConfig
+from dpedkit.dataset.source import open_source
 from dpedkit.evaluate.patches import (
     Model,
     Scores,
     _load_model,
-    baseline_name,
     evaluate_arrays,
-    load_baseline,
-    load_test_pairs,
     lpips_metric,
     model_path,
 )
@@ -104,10 +102,11 @@ def compare(
     if len(names) != len(models) or len(set(names)) != len(names):
         raise ConfigError(f"compare needs one distinct name per model; got {names}")
     device = resolve_device(config.device)
-    phone, dslr = load_test_pairs(data, phone=config.phone, split=config.split)
-    raw = phone.shape[-1] == 1  # a RAW mosaic: RAW models, scored beside the dataset's baseline processing
-    nets = [_load_model(m if isinstance(m, torch.nn.Module) else model_path(m), device, raw=raw) for m in models]
-    baseline = load_baseline(data, config.split) if raw else None
+    source = open_source(data, phone=config.phone)
+    phone, dslr = source.arrays(config.split)
+    nets = [_load_model(m if isinstance(m, torch.nn.Module) else model_path(m), device, raw=source.is_raw)
+            for m in models]  # fmt: skip
+    baseline = source.baseline(config.split)  # RAW data: RAW models, scored beside the dataset's baseline
     lpips = lpips_metric(config, device)
     rows, identity = [], None
     for name, net in zip(names, nets, strict=True):
@@ -116,7 +115,7 @@ def compare(
         scores, identity = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, lpips=lpips,
                                            baseline=baseline)  # fmt: skip
         rows.append(scores_row(name, scores))
-    rows.append(scores_row("identity" if baseline is None else baseline_name(data), identity))
+    rows.append(scores_row("identity" if baseline is None else source.baseline_name(), identity))
     return Comparison(len(phone), rows, str(data), str(device), config)
 
 

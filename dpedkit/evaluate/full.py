@@ -33,6 +33,7 @@ import torch
 
 from dpedkit.config import EvalConfig
 from dpedkit.dataset.format import DatasetDir
+from dpedkit.dataset.source import open_source
 from dpedkit.errors import ConfigError, InputError
 from dpedkit.nn.device import resolve_device
 from dpedkit.nn.metrics import ms_ssim, psnr, ssim, ssim_map
@@ -93,7 +94,7 @@ def evaluate_full(
     phones = ds.test_full_images("phone")
     if not phones:
         raise InputError(data, "holds no full test images (test_full/phone/*.png): build it with test pairs")
-    if ds.is_raw():
+    if open_source(data).is_raw:
         raise ConfigError(f"{data} is a RAW-to-RGB dataset: its test_full/ holds LibRaw's pictures, not the mosaics a "
                           "learned ISP reads; score it on patches (evaluate without --full), or run `dpedkit enhance "
                           "MODEL photo.dng` on whole RAW files")  # fmt: skip

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from dpedkit.config import EvalConfig
-from dpedkit.dataset.format import DatasetDir
+from dpedkit.dataset.source import open_source
 from dpedkit.errors import InputError
 from dpedkit.nn.device import resolve_device, to_float_chw
 from dpedkit.nn.metrics import ms_ssim, psnr, ssim
@@ -74,7 +74,7 @@ class EvalResult:
 
 
 def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = "test") -> tuple[np.ndarray, ...]:
-    """Load patch pairs from a dpedkit dataset (folder with ``dataset.json``) or an official DPED folder.
+    """``(phone, dslr)`` patch pairs of a split of any source (:func:`dpedkit.dataset.source.open_source`).
 
     Args:
         data: dataset folder, ``.../dped`` (with ``phone``) or ``.../dped/<phone>``.
@@ -82,26 +82,13 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
         split: ``"test"`` or ``"train"``.
 
     Returns:
-        ``(phone, dslr)``: ``N x P x P x 3`` uint8 RGB arrays (uint16 from a 16-bit build) paired by row,
-        ``N >= 1``.
+        ``(phone, dslr)``: ``N x P x P x C`` arrays as stored, paired by row, ``N >= 1``.
 
     Raises:
         InputError: ``data`` is neither kind of folder, its files are unreadable, or ``split`` holds no pairs.
         ShardError: a damaged dpedkit dataset.
     """
-    from dpedkit.interop.dped_layout import find_dped_folder, load_pairs
-
-    data = Path(data)
-    if DatasetDir.is_dataset(data):
-        from dpedkit.dataset.loader import load_split
-
-        phone_u8, dslr_u8 = load_split(data, split, verify=True)  # a damaged shard is refused
-        if not len(phone_u8):
-            other = "train" if split == "test" else "test"
-            raise InputError(data, f"its {split} split holds no patch pairs, nothing to evaluate (try split {other!r})")
-        return np.asarray(phone_u8), np.asarray(dslr_u8)
-    log.info("%s: an official DPED folder of JPEG files has no checksums; its patches are read as they are", data)
-    return load_pairs(find_dped_folder(data, phone=phone), split)
+    return open_source(data, phone=phone).arrays(split)
 
 
 def _load_model(model: Model, device: torch.device, *, raw: bool = False) -> torch.nn.Module:
@@ -215,35 +202,16 @@ def evaluate(
         InputError, ShardError, CheckpointError, ConfigError: bad data, checkpoint or options.
     """
     device = resolve_device(config.device)
-    phone, dslr = load_test_pairs(data, phone=config.phone, split=config.split)
-    baseline = load_baseline(data, config.split) if phone.shape[-1] == 1 else None  # a RAW mosaic: LibRaw's
-    net = _load_model(model, device, raw=phone.shape[-1] == 1)
+    source = open_source(data, phone=config.phone)
+    phone, dslr = source.arrays(config.split)
+    baseline = source.baseline(config.split)  # RAW data: scored against its baseline processing, not the identity
+    net = _load_model(model, device, raw=source.is_raw)
     lpips = lpips_metric(config, device)
     log.info("evaluating on %d %s pairs from %s (%s)", len(phone), config.split, data, device)
     scores, ident = evaluate_arrays(net, phone, dslr, batch=config.batch, device=device, on_progress=on_progress,
                                     lpips=lpips, baseline=baseline)  # fmt: skip
-    name = "identity" if baseline is None else baseline_name(data)
+    name = "identity" if baseline is None else source.baseline_name()
     return EvalResult(len(phone), scores, ident, str(data), str(device), config=config, baseline=name)
-
-
-def baseline_name(data: str | Path) -> str:
-    """What a RAW dataset's ``baseline`` patches are: ``libraw`` (a raw2rgb build) or its manifest's ``baseline``.
-
-    Imported ZRR data says ``demosaic`` (:func:`dpedkit.io.camera.render_mosaic` with grey-world white balance).
-    """
-    return str(DatasetDir(data).manifest().config.get("baseline", "libraw"))
-
-
-def load_baseline(data: str | Path, split: str) -> np.ndarray | None:
-    """A raw2rgb dataset's baseline patches (LibRaw's processing of the RAW windows), else None."""
-    if not DatasetDir.is_dataset(Path(data)):
-        return None
-    from dpedkit.dataset.loader import load_baseline as load
-
-    return load(data, split)
-
-
-# ----------------------------------------------------------------------------------------------- compare
 
 
 def model_path(model: str | Path) -> Path:

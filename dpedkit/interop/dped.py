@@ -23,7 +23,7 @@ import numpy as np
 
 from dpedkit.dataset.format import DatasetDir, Manifest
 from dpedkit.errors import ConfigError, check_range
-from dpedkit.interop.dped_layout import DSLR_NAME, find_dped_folder, list_pairs
+from dpedkit.interop.dped_layout import DSLR_NAME, find_dped_folder
 from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree
 from dpedkit.io import check_apart, encode_image, read_rgb, to_uint8, write_image
 
@@ -43,27 +43,6 @@ def layout(phone: str) -> Layout:
         keys=("phone_jpeg", "dslr_jpeg"),
         extras=(f"test_data/{FULL_SIZE}",),
     )
-
-
-class FolderReader:
-    """Random access to one split of an official DPED folder: ``raw(i) -> (phone, dslr)`` uint8 ``P x P x 3``.
-
-    Args:
-        data: ``.../dped`` (with ``phone``) or ``.../dped/<phone>``.
-        phone: phone name of an official tree.
-        split: ``"train"`` or ``"test"``.
-    """
-
-    def __init__(self, data: str | Path, *, phone: str | None = None, split: str = "train") -> None:
-        self.pairs = list_pairs(find_dped_folder(data, phone=phone), split)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The decoded phone and DSLR patches of row ``index`` (RGB uint8)."""
-        phone, dslr = self.pairs[index]
-        return read_rgb(phone), read_rgb(dslr)
 
 
 def import_dped(

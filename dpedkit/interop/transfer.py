@@ -29,14 +29,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from dpedkit.dataset.format import SPLITS, Counts, DatasetDir, Manifest, ShardEntry, shard_name
 from dpedkit.dataset.parallel import run_parallel
-from dpedkit.dataset.shards import ShardWriter, open_shard
+from dpedkit.dataset.shards import ShardWriter, open_shard, read_originals, write_originals
 from dpedkit.errors import InputError, check_range
-from dpedkit.io import atomic_path, check_apart, check_file_name
+from dpedkit.io import check_apart, check_file_name
 
 log = logging.getLogger(__name__)
 
@@ -360,14 +359,9 @@ def _import_shard(task: dict[str, Any]) -> dict[str, Any]:
         w.append(f"{layout.source}:{task['phone']}/{task['split']}", **arrays, xy=np.zeros((n, 2), np.int32),
                  shift=np.zeros((n, 2), np.float32), angle=np.zeros(n, np.float32), ncc=nan, texture=nan)  # fmt: skip
         info = w.close()
-    with atomic_path(out / layout.source_dir / task["shard"]) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["shard_sha256"] = info.sha256
-        f.attrs["source"] = layout.source
-        f.create_dataset("name", data=np.array([r[0] for r in rows], dtype=object), dtype=h5py.string_dtype())
-        for key, col in zip(layout.keys, (1, 2), strict=True):
-            ds = f.create_dataset(key, (n,), dtype=h5py.vlen_dtype(np.uint8))
-            for i, r in enumerate(rows):
-                ds[i] = np.frombuffer(Path(r[col]).read_bytes(), np.uint8)
+    files = {key: [Path(r[col]) for r in rows] for key, col in zip(layout.keys, (1, 2), strict=True)}
+    write_originals(out / layout.source_dir / task["shard"], shard_sha256=info.sha256, source=layout.source,
+                    names=[r[0] for r in rows], files=files)  # fmt: skip
     return {"split": task["split"], "path": task["shard"], "rows": info.rows, "sha256": info.sha256}
 
 
@@ -454,14 +448,14 @@ def _export_shard(
         d.mkdir(parents=True, exist_ok=True)
     side = dataset.path(f"{layout.source_dir}/{entry.path}")
     if side.is_file():
-        with h5py.File(side, "r") as f:
-            if f.attrs.get("shard_sha256") == entry.sha256 and len(f["name"]) == entry.rows:
-                names = [check_file_name(n, what="patch name", where=side) for n in f["name"].asstr()[()]]
-                for key, d, ext in zip(layout.keys, dirs, layout.exts, strict=True):
-                    for name, data in zip(names, f[key], strict=True):
-                        (d / f"{name}{ext}").write_bytes(data.tobytes())
-                return entry.rows
-            log.warning("%s: shard changed since import, encoding its patches anew", entry.path)
+        sha, names, originals = read_originals(side, layout.keys)
+        if sha == entry.sha256 and len(names) == entry.rows:
+            names = [check_file_name(n, what="patch name", where=side) for n in names]
+            for key, d, ext in zip(layout.keys, dirs, layout.exts, strict=True):
+                for name, data in zip(names, originals[key], strict=True):
+                    (d / f"{name}{ext}").write_bytes(data)
+            return entry.rows
+        log.warning("%s: shard changed since import, encoding its patches anew", entry.path)
     with open_shard(dataset.path(entry.path)) as f:
         phone, dslr = f["phone"], f["dslr"]
         for i in range(entry.rows):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ from dpedkit.train.resume import (
     read_run_config,
 )
 from dpedkit.train.schedule import Ema
+
+if TYPE_CHECKING:
+    from dpedkit.dataset.source import Source
 
 log = logging.getLogger(__name__)
 
@@ -295,31 +298,18 @@ def _init_generator(config: TrainConfig) -> nn.Module:
     return g
 
 
-def _open_reader(data: Path, phone: str | None, split: str):
-    """Random access (``raw(i)``) to one split of a dpedkit dataset or an official DPED folder."""
-    from dpedkit.dataset.format import DatasetDir
-
-    if DatasetDir.is_dataset(data):
-        from dpedkit.dataset.loader import PatchDataset
-
-        return PatchDataset(data, split, verify=True)  # every shard's sha256 first: no damaged data trains
-    from dpedkit.interop.dped import FolderReader
-
-    return FolderReader(data, phone=phone, split=split)
-
-
-def _source(data: Path, config: TrainConfig, dist: Dist, start: int):
+def _source(data: Source, config: TrainConfig, dist: Dist, start: int):
     """The training batches of this rank: in device memory when they fit (or asked), else a DataLoader."""
-    reader = _open_reader(data, config.phone, "train")
+    reader = data.reader("train")  # a dataset's shards are checked by sha256 first: no damaged data trains
     if len(reader) == 0:
-        raise InputError(data, "the training split holds no patch pairs")
+        raise InputError(data.path, "the training split holds no patch pairs")
     index = shard_indices(len(reader), dist.rank, dist.world)
     first = reader.raw(0)[0]
-    raw = first.shape[-1] == 1
+    raw = data.is_raw
     if raw != is_raw_model(config.model):
         kind = "a raw2rgb dataset (RAW mosaic patches)" if raw else "an RGB dataset"
         fit = f"a {'RAW' if raw else 'RGB'} model: " + ", ".join(trainable("raw" if raw else "rgb"))
-        raise ConfigError(f"{data} is {kind}: it trains {fit}; got --model {config.model}")
+        raise ConfigError(f"{data.path} is {kind}: it trains {fit}; got --model {config.model}")
     p = first.shape[0]
     nbytes = 2 * len(index) * p * p * 3
     mode = config.data_mode
@@ -349,16 +339,17 @@ def setup_run(
         start: the first step to train.
         resume: restore networks and optimisers from ``run_dir/latest.pt`` (default: ``start > 0``).
     """
-    from dpedkit.evaluate.patches import load_test_pairs
+    from dpedkit.dataset.source import open_source
     from dpedkit.nn.checkpoint import load_state
 
     data = Path(data)
     config = config.with_recipe_defaults()
-    source, n_train, patch, mode = _source(data, config, dist, start)
+    pairs = open_source(data, phone=config.phone)
+    source, n_train, patch, mode = _source(pairs, config, dist, start)
     test = None
     if dist.rank == 0:
         try:
-            test = load_test_pairs(data, phone=config.phone, split="test")
+            test = pairs.arrays("test")
         except InputError as exc:
             log.warning("no test split (%s): metrics rows will have no PSNR", exc)
         if test is not None and len(test[0]) == 0:
@@ -366,13 +357,9 @@ def setup_run(
             test = None
     baseline = None
     if is_raw_model(config.model):  # the sensor the network reads, from the dataset's RAW files
-        from dpedkit.dataset.format import DatasetDir
-
-        config = replace(config, model_config=DatasetDir(data).sensor() | (config.model_config or {}))
+        config = replace(config, model_config=pairs.sensor() | (config.model_config or {}))
         if test is not None:
-            from dpedkit.evaluate.patches import load_baseline
-
-            baseline = load_baseline(data, "test")
+            baseline = pairs.baseline("test")
     latest = read_latest(run_dir / "latest.pt") if (start > 0 if resume is None else resume) else None
     g, d = build_networks(config, patch, dist.device, resume=latest)
     config = replace(config, model_config=g.cfg.to_dict())  # what is trained (init or latest.pt may set it)

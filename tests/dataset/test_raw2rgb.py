@@ -95,8 +95,8 @@ def test_raw2rgb_config_and_inputs(raw2rgb, tmp_path):
 def test_sid_unet_learns_an_isp_that_beats_libraw_on_held_back_pairs(tmp_path):
     """The acceptance of the learned ISP: a few hundred CPU iterations, scored on pairs it never saw."""
     from dpedkit.config import EvalConfig, TrainConfig
+    from dpedkit.dataset.loader import load_baseline
     from dpedkit.evaluate import evaluate, evaluate_arrays, load_test_pairs
-    from dpedkit.evaluate.patches import load_baseline
     from dpedkit.nn.checkpoint import load_model
     from dpedkit.train import train
 

@@ -122,10 +122,9 @@ def test_protocols_match_manual_computation(tmp_path, rng):
 
 def test_dpedkit_dataset_goes_through_load_split(tmp_path, rng, monkeypatch):
     import dpedkit.dataset.loader
+    from dpedkit.testing import write_synthetic_dataset
 
-    ds = tmp_path / "ds"
-    ds.mkdir()
-    (ds / "dataset.json").write_text("{}")
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=2, n_test=2, patch=SIZE)
     phone = rng.integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
     calls = []
 

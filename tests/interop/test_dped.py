@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from dpedkit.dataset.loader import PatchDataset, load_split
+from dpedkit.dataset.source import open_source
 from dpedkit.errors import ConfigError, InputError, ShardError
-from dpedkit.interop.dped import FolderReader, export_dped, import_dped
+from dpedkit.interop.dped import export_dped, import_dped
 from dpedkit.io import read_rgb
 from dpedkit.nn.device import to_float_chw
 from dpedkit.nn.metrics import psnr
@@ -56,7 +57,7 @@ def test_export_of_a_built_dataset_encodes_and_numbers_the_rows(tmp_path):
     out = export_dped(ds, tmp_path / "dped", phone="pixel", quality=95)
     assert out.encoded_pairs == 8 and out.copied_pairs == 0 and out.pairs == {"train": 5, "test": 3}
     phone, _ = load_split(ds, "test")
-    folder = FolderReader(tmp_path / "dped", phone="pixel", split="test")
+    folder = open_source(tmp_path / "dped", phone="pixel").reader("test")
     assert len(folder) == 3
     back = np.stack([folder.raw(i)[0] for i in range(3)])
     assert float(psnr(to_float_chw(back), to_float_chw(phone)).min()) > 35.0  # JPEG q95 of the stored pixels

@@ -1,0 +1,48 @@
+"""One way in: ``open_source`` reads a dpedkit dataset and an official DPED folder alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dpedkit.dataset.loader import load_split
+from dpedkit.dataset.source import open_source
+from dpedkit.errors import InputError
+from dpedkit.interop.zrr import import_zrr
+from dpedkit.io import read_rgb
+from dpedkit.testing import write_dped_tree, write_synthetic_dataset, write_zrr_tree
+
+
+def test_a_dataset(tmp_path):
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=6, n_test=3, patch=16, seed=2)
+    src = open_source(ds)
+    assert not src.is_raw and src.baseline("test") is None and src.baseline_name() == "identity"
+    phone, dslr = src.arrays("test")
+    want = load_split(ds, "test")
+    assert np.array_equal(phone, want[0]) and np.array_equal(dslr, want[1])
+    reader = src.reader("train")
+    assert len(reader) == 6 and np.array_equal(reader.raw(5)[1], load_split(ds, "train")[1][5])
+
+
+def test_an_official_dped_folder(tmp_path, rng):
+    root = write_dped_tree(tmp_path / "dped", rng, n_train=3, n_test=2)
+    src = open_source(root, phone="sony")
+    phone, dslr = src.arrays("test")
+    assert phone.shape == (2, 32, 32, 3) and not src.is_raw
+    first = root / "sony" / "test_data" / "patches" / "sony" / "0.jpg"
+    assert np.array_equal(src.reader("test").raw(0)[0], read_rgb(first)) and np.array_equal(phone[0], read_rgb(first))
+    with pytest.raises(InputError, match="no RAW sensor"):
+        src.sensor()
+
+
+def test_a_raw_dataset_says_so_from_its_manifest(tmp_path, rng):
+    import_zrr(write_zrr_tree(tmp_path / "zrr", rng, n_train=2, n_test=2), tmp_path / "ds")
+    src = open_source(tmp_path / "ds")
+    assert src.is_raw and src.sensor()["cfa"] == "RGGB" and src.baseline_name() == "demosaic"
+    assert src.arrays("test")[0].shape[-1] == 1 and src.baseline("test").shape[-1] == 3
+
+
+def test_anything_else_is_one_clear_error(tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(InputError, match="not a dpedkit dataset .* and not an official DPED folder"):
+        open_source(tmp_path / "photos")
