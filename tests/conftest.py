@@ -11,6 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# rich wraps the CLI's messages at the terminal's width (80 under CliRunner): a long temporary path (pytest-xdist
+# adds a folder per worker) would then be cut inside the words the tests look for. Set before the CLI is imported.
+os.environ["COLUMNS"] = "1000"
+
 # CI sets DPEDKIT_SHARED=../shared: make it absolute once, so tests that change folders, make symlinks or start
 # subprocesses and notebook kernels (which inherit the environment) all see the same folder.
 if os.environ.get("DPEDKIT_SHARED"):
