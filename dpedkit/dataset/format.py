@@ -485,8 +485,19 @@ class DatasetDir:
         return out
 
     def _entries(self, split: str | None) -> list[ShardEntry]:
-        """The manifest's shards of ``split`` (None: all), in split order (train first) and then as listed."""
+        """The manifest's shards of ``split`` (None: all), in split order (train first) and then as listed.
+
+        Raises:
+            ShardError: the manifest lists a shard twice (its rows would be read twice, maybe in both splits).
+        """
         entries = self.manifest().shards
+        seen: dict[str, str] = {}
+        for e in entries:
+            key = os.path.normpath(e.path)
+            if key in seen:
+                raise ShardError(f"{self.manifest_path}: lists the shard {e.path} twice ({seen[key]} and {e.split}): "
+                                 "a damaged or edited manifest")  # fmt: skip
+            seen[key] = e.split
         return [e for s in ((check_split(split),) if split else SPLITS) for e in entries if e.split == s]
 
     def verify(self, *, on_shard: Callable[[ShardCheck], None] | None = None) -> Verification:
@@ -526,6 +537,9 @@ class DatasetDir:
                 if rows != entry.rows:
                     check.problems.append(f"{rows} rows, the manifest says {entry.rows}")
                 check.checksummed = bool(f["phone"].fletcher32)
+                stored = f.attrs.get("split")
+                if stored is not None and stored != entry.split:  # test rows listed for training, or the reverse
+                    check.problems.append(f"a {stored} shard, listed in the {entry.split} split of the manifest")
                 check.problems += _unreadable_chunks(f)
                 return {int(f.attrs["patch_size"])}
         except ShardError as exc:
