@@ -111,3 +111,56 @@ def test_an_image_name_that_is_not_utf8_is_one_line_naming_it(tmp_path):
         list_images(tmp_path / "p")
     res = CliRunner().invoke(cli, ["build", str(tmp_path / "p"), str(tmp_path / "d"), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and "not valid UTF-8" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("edit", ["twice", "wrong split"])
+def test_a_manifest_listing_a_shard_twice_or_in_the_wrong_split_is_refused(tmp_path, edit):
+    """Issue 20: ``verify`` said intact, and training read the test rows, for such a manifest."""
+    import json
+
+    from dpedkit.dataset.format import DatasetDir
+    from dpedkit.dataset.loader import load_split
+    from dpedkit.errors import ShardError
+    from dpedkit.testing import write_synthetic_dataset
+
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=4, n_test=2, patch=16)
+    manifest = json.loads((ds / "dataset.json").read_text())
+    test_entry = next(e for e in manifest["shards"] if e["split"] == "test")
+    if edit == "twice":
+        manifest["shards"].append(dict(test_entry, split="train"))
+    else:
+        test_entry["split"] = "train"
+    (ds / "dataset.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="twice" if edit == "twice" else "a test shard, listed in the train split"):
+        load_split(ds, "train", verify=True)
+    if edit == "wrong split":
+        problems = [p for s in DatasetDir(ds).verify().shards for p in s.problems]
+        assert problems == ["a test shard, listed in the train split of the manifest"]
+    res = CliRunner().invoke(cli, ["verify", str(ds)])
+    assert res.exit_code in (1, 2) and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "rows"])
+def test_export_dped_refuses_a_damaged_shard_before_writing(tmp_path, damage):
+    """Issue 20: export-dped exported shards whose sha256 no longer matched, and trusted the manifest's rows."""
+    import json
+
+    from dpedkit.errors import ShardError
+    from dpedkit.interop.dped import export_dped
+    from dpedkit.testing import write_synthetic_dataset
+
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=4, n_test=2, patch=16)
+    if damage == "flipped byte":
+        shard = ds / "train" / "shard-00000.h5"
+        data = bytearray(shard.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        shard.write_bytes(bytes(data))
+        match = "checksum mismatch"
+    else:
+        manifest = json.loads((ds / "dataset.json").read_text())
+        manifest["shards"][0]["rows"] = 10**12
+        (ds / "dataset.json").write_text(json.dumps(manifest))
+        match = "rows"
+    with pytest.raises(ShardError, match=match):
+        export_dped(ds, tmp_path / "out", phone="pixel")
+    assert not (tmp_path / "out").exists()

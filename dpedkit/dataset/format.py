@@ -17,10 +17,8 @@ older datasets live here and nowhere else. Shard paths read from a manifest are 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,14 +44,14 @@ from dpedkit.dataset.shards import (
     reading,
     shard_candidates,
 )
-from dpedkit.errors import ConfigError, InputError, ShardError
-from dpedkit.io import file_mode, read_jsonl, write_json, write_jsonl, write_text
+from dpedkit.errors import ConfigError, ShardError
+from dpedkit.io import LOCK_NAME, folder_lock, read_jsonl, write_json, write_jsonl, write_text
 
 MANIFEST_SCHEMA = "dpedkit-dataset"
 MANIFEST = "dataset.json"
 PAIRS = "pairs.jsonl"
 PLAN = "build.json"
-LOCK = ".dpedkit.lock"
+LOCK = LOCK_NAME  # the writer's lock (dpedkit.io.folder_lock)
 TEST_FULL = "test_full"
 PATCH_COLUMNS = tuple(COLUMNS)  # the per-patch columns of a shard (dpedkit.dataset.shards owns the list)
 
@@ -397,29 +395,8 @@ class DatasetDir:
         Raises:
             InputError: another process holds the folder.
         """
-        created = not self.root.exists()
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / LOCK
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
-                raise InputError(
-                    self.root, f"is in use: {holder}; wait for it to finish (or stop it), or choose another folder"
-                ) from None
-            since = time.strftime("%Y-%m-%d %H:%M:%S")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"dpedkit {command}, pid {os.getpid()}, running since {since}\n".encode(), 0)
+        with folder_lock(self.root, command):
             yield
-            os.ftruncate(fd, 0)  # released: the holder's line goes (the file stays, empty)
-        finally:
-            os.close(fd)
-            if created and [p.name for p in self.root.iterdir()] == [LOCK]:
-                path.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    self.root.rmdir()
 
     def own_entries(self) -> list[Path]:
         """The files and folders a build writes here (whether present or not)."""
@@ -485,8 +462,19 @@ class DatasetDir:
         return out
 
     def _entries(self, split: str | None) -> list[ShardEntry]:
-        """The manifest's shards of ``split`` (None: all), in split order (train first) and then as listed."""
+        """The manifest's shards of ``split`` (None: all), in split order (train first) and then as listed.
+
+        Raises:
+            ShardError: the manifest lists a shard twice (its rows would be read twice, maybe in both splits).
+        """
         entries = self.manifest().shards
+        seen: dict[str, str] = {}
+        for e in entries:
+            key = os.path.normpath(e.path)
+            if key in seen:
+                raise ShardError(f"{self.manifest_path}: lists the shard {e.path} twice ({seen[key]} and {e.split}): "
+                                 "a damaged or edited manifest")  # fmt: skip
+            seen[key] = e.split
         return [e for s in ((check_split(split),) if split else SPLITS) for e in entries if e.split == s]
 
     def verify(self, *, on_shard: Callable[[ShardCheck], None] | None = None) -> Verification:
@@ -526,6 +514,9 @@ class DatasetDir:
                 if rows != entry.rows:
                     check.problems.append(f"{rows} rows, the manifest says {entry.rows}")
                 check.checksummed = bool(f["phone"].fletcher32)
+                stored = f.attrs.get("split")
+                if stored is not None and stored != entry.split:  # test rows listed for training, or the reverse
+                    check.problems.append(f"a {stored} shard, listed in the {entry.split} split of the manifest")
                 check.problems += _unreadable_chunks(f)
                 return {int(f.attrs["patch_size"])}
         except ShardError as exc:

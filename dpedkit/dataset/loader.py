@@ -32,7 +32,8 @@ Source = str | Path | Sequence[str | Path]
 
 def _resolve(source: Source, split: str, verify: bool) -> list[ShardInfo]:
     """Shards of ``split`` from a dataset folder, or the given shard file(s) checked for schema."""
-    if isinstance(source, str | Path) and Path(source).is_dir():
+    listed = isinstance(source, str | Path) and Path(source).is_dir()
+    if listed:
         infos = DatasetDir(source).shards(split, verify=verify)
     else:
         paths = [source] if isinstance(source, str | Path) else list(source)
@@ -42,6 +43,9 @@ def _resolve(source: Source, split: str, verify: bool) -> list[ShardInfo]:
         with open_shard(info.path) as f:
             rows = check_schema(f, info.path)
             sizes.setdefault(int(f.attrs["patch_size"]), info.path)
+            stored = f.attrs.get("split")
+            if listed and stored is not None and stored != split:  # never train on test rows, or the reverse
+                raise ShardError(f"{info.path}: a {stored} shard, listed in the {split} split of the manifest")
         if info.rows >= 0 and rows != info.rows:
             raise ShardError(f"{info.path}: damaged shard, {rows} rows but the manifest says {info.rows}")
         out.append(ShardInfo(info.path, rows, info.sha256))

@@ -136,11 +136,21 @@ def run_parallel(
             return results
         stack.enter_context(parallel_config(backend=backend))
         if backend == "loky":
-            _run_loky(fn, items, n_jobs, results, on_result, on_crash)
+            _run_loky(fn, items, local_workers(n_jobs, len(items)), results, on_result, on_crash)
             return results
         parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         _drain(parallel(delayed(_call)(fn, i, item) for i, item in enumerate(items)), items, results, on_result)
     return results
+
+
+def local_workers(n_jobs: int, n_items: int) -> int:
+    """Local worker processes for ``n_items`` tasks: ``n_jobs`` (``-1``: every core), capped at the tasks and cores.
+
+    ``--jobs 100000`` once started 100,000 processes and exhausted memory.
+    """
+    cores = os.cpu_count() or 1
+    wanted = cores if n_jobs == -1 else n_jobs
+    return max(1, min(wanted, n_items, cores))
 
 
 def _run_loky(fn: Callable, items: Sequence, n_jobs: int, results: list, on_result, on_crash) -> None:  # noqa: ANN001

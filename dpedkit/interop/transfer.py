@@ -33,8 +33,8 @@ import numpy as np
 
 from dpedkit.dataset.format import SPLITS, Counts, DatasetDir, Manifest, ShardEntry, shard_name
 from dpedkit.dataset.parallel import run_parallel
-from dpedkit.dataset.shards import ShardWriter, open_shard, read_originals, write_originals
-from dpedkit.errors import InputError, check_range
+from dpedkit.dataset.shards import ShardWriter, check_schema, open_shard, read_originals, write_originals
+from dpedkit.errors import InputError, ShardError, check_range
 from dpedkit.io import check_apart, check_file_name
 
 log = logging.getLogger(__name__)
@@ -402,6 +402,7 @@ def export_tree(
     ds = DatasetDir(dataset)
     shards = ds.manifest().shards
     check_apart(root, [dataset], what=what)
+    ds.shards(verify=True)  # as train and evaluate: a damaged or edited shard is refused before anything is written
 
     def earlier(path: Path) -> Callable[[], None] | None:
         return _earlier_export(path, layout)
@@ -457,6 +458,9 @@ def _export_shard(
             return entry.rows
         log.warning("%s: shard changed since import, encoding its patches anew", entry.path)
     with open_shard(dataset.path(entry.path)) as f:
+        if check_schema(f, dataset.path(entry.path)) != entry.rows:
+            raise ShardError(f"{dataset.path(entry.path)}: the manifest says {entry.rows} rows, the shard holds "
+                             f"{len(f['phone'])}")  # fmt: skip
         phone, dslr = f["phone"], f["dslr"]
         for i in range(entry.rows):
             for data, d, ext in zip(encode(phone[i], dslr[i]), dirs, layout.exts, strict=True):

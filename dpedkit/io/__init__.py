@@ -8,12 +8,14 @@ from importlib import import_module
 from typing import Any
 
 from dpedkit.io.files import (
+    LOCK_NAME,
     AtomicFile,
     atomic_path,
     check_apart,
     check_file_name,
     check_room,
     file_mode,
+    folder_lock,
     json_safe,
     read_jsonl,
     write_json,
@@ -37,12 +39,14 @@ _IMAGES = (
 )
 
 __all__ = [
+    "LOCK_NAME",
     "AtomicFile",
     "atomic_path",
     "check_apart",
     "check_file_name",
     "check_room",
     "file_mode",
+    "folder_lock",
     "json_safe",
     "read_jsonl",
     "write_json",

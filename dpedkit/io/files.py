@@ -7,6 +7,7 @@ dataset or a model is as shareable as any other file the user makes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -195,3 +196,60 @@ def check_apart(output: str | Path, inputs: Iterable[str | Path | None], *, what
         if out == src or src.is_relative_to(out) or out.is_relative_to(src):
             relation = "is" if out == src else "contains" if src.is_relative_to(out) else "lies inside"
             raise InputError(output, f"the {what} {relation} the input {given}: choose a folder apart from the inputs")
+
+
+LOCK_NAME = ".dpedkit.lock"  # the lock file of a folder dpedkit writes (a dataset, a run)
+
+
+@contextmanager
+def folder_lock(root: str | Path, command: str, *, shared: bool = False) -> Iterator[None]:
+    """Hold ``root`` for the block: exclusively (one writer), or ``shared`` (readers, while no writer holds it).
+
+    The lock is the operating system's (``flock`` on ``ROOT/.dpedkit.lock``): it goes with its process, also when
+    that is killed. A writer is refused at once while anyone holds the folder, a reader while a writer does, with
+    the writer's command, PID and start time. A writer removes the lock file when it is done (one a killed writer
+    left is taken over), and a folder the lock had to create when nothing else was written into it. A reader of a
+    folder it may not write (read-only media) reads it unlocked.
+
+    Raises:
+        InputError: the folder is held (by a writer, or for a writer, by anyone).
+    """
+    import fcntl
+    import time
+
+    from dpedkit.errors import InputError
+
+    root = Path(root)
+    created = not root.exists()
+    if not shared:
+        root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+    except OSError as exc:
+        if not shared or exc.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise
+        yield  # a read-only dataset: nobody can rebuild it under us
+        return
+    writer = False
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another dpedkit process reads it"
+            raise InputError(root, f"is in use: {holder}; wait for it to finish (or stop it), or choose another "
+                                   "folder") from None  # fmt: skip
+        writer = not shared
+        if writer:
+            since = time.strftime("%Y-%m-%d %H:%M:%S")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"dpedkit {command}, pid {os.getpid()}, running since {since}\n".encode(), 0)
+        yield
+    finally:
+        if writer:  # released, also by an exception: the lock file goes (nobody else can hold it: the writer did)
+            path.unlink(missing_ok=True)
+        os.close(fd)
+        if created and [p.name for p in root.iterdir()] == [LOCK_NAME]:
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                root.rmdir()

@@ -41,7 +41,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ from dpedkit.nn.losses import discriminator_accuracy, discriminator_input, discr
 from dpedkit.train.data import D_STREAM, G_STREAM, Batch
 from dpedkit.train.resume import TrainConfig, resolve_resume, write_run_config
 from dpedkit.train.schedule import SaveClock, lr_factor, set_lr
-from dpedkit.train.setup import Run, init_distributed, plan_run_dir, remove_paths, setup_run
+from dpedkit.train.setup import Dist, Run, init_distributed, plan_run_dir, remove_paths, setup_run
 
 log = logging.getLogger(__name__)
 
@@ -263,22 +263,45 @@ def train(
     try:
         run_dir = Path(run_dir)
         check_apart(run_dir, [data], what="run folder")
-        if resume:
-            config = resolve_resume(run_dir, config, data)
-        start, stale = plan_run_dir(run_dir, resume=resume, overwrite=overwrite)
-        dist.barrier()  # every rank has checked the folder before rank 0 writes to it
-        if dist.rank == 0:
-            remove_paths(stale)
-        run = setup_run(data, run_dir, config, dist, start=start or 0, resume=start is not None)
-        try:
-            with stop_on_signals() as stop:
-                return _run(run, start, on_progress, on_eval, stop)
-        finally:
-            run.source.close()
-            if run.tb is not None:
-                run.tb.close()
+        with _held(run_dir, data, dist):
+            return _train(data, run_dir, config, dist, resume, overwrite, on_progress, on_eval)
     finally:
         dist.close()
+
+
+@contextmanager
+def _held(run_dir: Path, data: str | Path, dist: Dist) -> Iterator[None]:
+    """The run folder for this run alone (rank 0 holds it), and the dataset for readers (no rebuild under us)."""
+    from dpedkit.dataset.format import DatasetDir
+    from dpedkit.io import folder_lock
+
+    with ExitStack() as stack:
+        if dist.rank == 0:  # a second `train` into the same folder is refused, as a second build is
+            stack.enter_context(folder_lock(run_dir, "train"))
+        if DatasetDir.is_dataset(data):  # `build --overwrite` of the dataset is refused while it trains
+            stack.enter_context(folder_lock(data, "train", shared=True))
+        yield
+
+
+def _train(
+    data: str | Path, run_dir: Path, config: TrainConfig, dist: Dist, resume: bool, overwrite: bool,
+    on_progress: Callable | None, on_eval: Callable | None,
+) -> TrainResult:  # fmt: skip
+    """:func:`train` once the folders are held."""
+    if resume:
+        config = resolve_resume(run_dir, config, data)
+    start, stale = plan_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    dist.barrier()  # every rank has checked the folder before rank 0 writes to it
+    if dist.rank == 0:
+        remove_paths(stale)
+    run = setup_run(data, run_dir, config, dist, start=start or 0, resume=start is not None)
+    try:
+        with stop_on_signals() as stop:
+            return _run(run, start, on_progress, on_eval, stop)
+    finally:
+        run.source.close()
+        if run.tb is not None:
+            run.tb.close()
 
 
 def _run(run: Run, start: int | None, on_progress, on_eval, stop: list[int]) -> TrainResult:

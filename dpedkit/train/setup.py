@@ -26,7 +26,7 @@ from torch import nn
 
 from dpedkit import __version__
 from dpedkit.errors import ConfigError, InputError
-from dpedkit.io import write_json, write_text
+from dpedkit.io import LOCK_NAME, write_json, write_text
 from dpedkit.nn.device import fits_in_memory
 from dpedkit.nn.losses import LossWeights
 from dpedkit.nn.registry import Recipe, is_raw_model, model_spec, trainable
@@ -231,6 +231,8 @@ def _run_entries(run_dir: Path) -> tuple[list[Path], list[Path]]:
         return [], []
     ours, foreign = [], []
     for path in run_dir.iterdir():
+        if path.name == LOCK_NAME:  # the lock a running train holds: neither stale nor someone else's
+            continue
         own = path.name in RUN_FILES or any(path.name.startswith(f".{n}.") and ".tmp" in path.name for n in RUN_FILES)
         if path.name == RUN_CONFIG and read_run_config(run_dir) is None:
             own = False  # someone else's config.json

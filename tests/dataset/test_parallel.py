@@ -76,3 +76,13 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path):
     time.sleep(2.0)
     # the two items in flight may still finish; the ones queued to the workers (joblib pre-dispatches) must not
     assert len(list(done.iterdir())) - at_kill <= 2
+
+
+def test_local_workers_are_capped_by_tasks_and_cores(monkeypatch):
+    """Issue 20: ``build --jobs 100000`` started a process per job and exhausted memory."""
+    from dpedkit.dataset.parallel import local_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert local_workers(100_000, 10) == 4 and local_workers(3, 2) == 2 and local_workers(-1, 100) == 4
+    assert local_workers(2, 0) == 1
+    assert run_parallel(abs, [-1, -2, -3], n_jobs=100_000) == [1, 2, 3]

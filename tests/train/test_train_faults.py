@@ -54,3 +54,34 @@ def test_resume_on_a_dataset_rebuilt_at_the_same_path_is_refused(tmp_path):
     write_synthetic_dataset(ds, n_train=16, n_test=4, patch=24, seed=2)  # other settings, same path
     with pytest.raises(ConfigError, match="is not the one the run trained on"):
         train(ds, run, config=_cfg(iters=4), resume=True)
+
+
+def test_a_second_train_into_a_busy_run_folder_is_refused(data, tmp_path):
+    """Issue 20: two runs into one folder trained over each other, their histories interleaved."""
+    from dpedkit.errors import InputError
+    from dpedkit.io import folder_lock
+
+    run = tmp_path / "run"
+    with folder_lock(run, "train"):  # as a first `dpedkit train` holds it
+        with pytest.raises(InputError, match=r"is in use: dpedkit train, pid \d+"):
+            train(data, run, config=_cfg())
+    assert train(data, run, config=_cfg()).step == 2  # free again
+
+
+def test_a_dataset_being_trained_on_cannot_be_rebuilt(tmp_path):
+    """Issue 20: ``build --overwrite`` replaced the shards a running train was reading."""
+    from dpedkit.config import BuildConfig, PatchConfig
+    from dpedkit.dataset.build import build_dataset
+    from dpedkit.errors import InputError
+    from dpedkit.io import folder_lock
+    from dpedkit.synth.pairs import synthesize
+
+    synthesize(tmp_path / "raw", n=2, seed=1, phone_mp=0.1, dslr_mp=0.2)
+    cfg = BuildConfig(patch=PatchConfig(size=32), test_images=0)
+    ds = tmp_path / "ds"
+    build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", ds, config=cfg)
+    manifest = (ds / "dataset.json").read_bytes()
+    with folder_lock(ds, "train", shared=True):  # what a running `dpedkit train ds` holds
+        with pytest.raises(InputError, match="is in use"):
+            build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", ds, config=cfg, overwrite=True)
+    assert (ds / "dataset.json").read_bytes() == manifest
