@@ -186,7 +186,9 @@ def _build(ds: DatasetDir, plan: dict[str, Any], n_pairs: int, jobs: int, backen
            on_result: Callable[[ShardResult], None] | None, t0: float) -> BuildSummary:  # fmt: skip
     """Run (or resume) the planned build in the locked folder ``ds``."""
     _start(ds, plan)
-    tasks = [dict(t, out=str(ds.root), config=plan["config"]) for t in plan["tasks"]]
+    # absolute: a cluster's workers (ray's, dask's) do not run in this process's working directory
+    out = str(ds.root) if "://" in str(ds.root) else os.path.abspath(ds.root)
+    tasks = [dict(t, out=out, config=plan["config"]) for t in plan["tasks"]]
     done = {t["shard"]: r for t in tasks if (r := _finished(ds, t)) is not None}
     log.info("%d pairs in %d shards; %d shards already done", n_pairs, len(tasks), len(done))
     for r in done.values():

@@ -1,0 +1,126 @@
+"""A real two-node ray cluster on this machine (``ray start`` head + worker) runs ``dpedkit build --backend ray``.
+
+Every process the test starts carries its own temporary folder in its command line; teardown ends exactly those
+(SIGTERM, then SIGKILL), whatever happened, so nothing is left behind and no other ray on the machine is touched.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dpedkit.synth.pairs import synthesize
+from tests.dataset.test_build import assert_same_dataset
+
+pytestmark = pytest.mark.slow
+ray = pytest.importorskip("ray")
+
+SMALL = {"phone_mp": 0.15, "dslr_mp": 0.3}
+RAY = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]  # this venv's ray, whatever its shebang
+DPEDKIT = [sys.executable, "-c", "from dpedkit_cli.main import cli; cli()"]
+START_TIMEOUT = 120  # seconds for each `ray start`
+BUILD_TIMEOUT = 300
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pids_with(text: str) -> list[int]:
+    """The processes whose command line names ``text`` (the test's own temp folder)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+def end_processes(text: str, grace: float = 10.0) -> list[int]:
+    """SIGTERM, then SIGKILL after ``grace`` seconds, every process naming ``text``; returns those left alive."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids_with(text):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while pids_with(text) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return pids_with(text)
+
+
+@pytest.fixture
+def ray_cluster(monkeypatch) -> Iterator[tuple[str, str]]:
+    """``(address, temp_dir)`` of a head and one worker node, one CPU each, started with the ray CLI."""
+    if sys.platform != "linux":
+        pytest.skip("finds the cluster's processes through /proc")
+    # ray >= 2.5x turns token authentication on for `ray start --head`; a local test cluster opts out (the driver
+    # and the worker node read the same variable). A real cluster keeps it: see docs/architecture.md.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    temp = tempfile.mkdtemp(prefix="dpk-ray-", dir="/tmp")  # short: ray's socket paths must fit 107 bytes
+    address = f"127.0.0.1:{free_port()}"
+    common = ["--num-cpus=1", "--disable-usage-stats", f"--temp-dir={temp}", "--node-ip-address=127.0.0.1"]
+    try:
+        head = [*RAY, "start", "--head", f"--port={address.split(':')[1]}", "--include-dashboard=false", *common]
+        worker = [*RAY, "start", f"--address={address}", *common]
+        for cmd in (head, worker):
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT)
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        yield address, temp
+    finally:
+        left = end_processes(temp)
+        subprocess.run(["rm", "-rf", temp], check=False)
+        assert not left, f"ray processes left running: {left}"
+
+
+def alive_nodes_and_actor_nodes(address: str) -> tuple[set[str], list[str]]:
+    """Node ids of the cluster's alive nodes, and the node of every (finished) pool actor, asked in a subprocess."""
+    code = (
+        "import json, ray\n"
+        f"ray.init(address={address!r}, log_to_driver=False)\n"
+        "from ray._private import state\n"  # GCS tables: ray's state API needs the dashboard, turned off here
+        "nodes = [n['NodeID'] for n in ray.nodes() if n['Alive']]\n"
+        "actors = [a['Address']['NodeID'] for a in state.actors().values() if 'PoolActor' in a['ActorClassName']]\n"
+        "print(json.dumps([nodes, actors]))\n"
+        "ray.shutdown()\n"
+    )
+    import json
+
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    nodes, actors = json.loads(res.stdout.strip().splitlines()[-1])
+    return set(nodes), actors
+
+
+def test_build_on_a_two_node_ray_cluster_matches_loky(ray_cluster, tmp_path):
+    address, temp = ray_cluster
+    synthesize(tmp_path / "raw", n=4, seed=0, **SMALL)
+    args = ["build", "raw/phone", "raw/dslr", "--test-images", "1", "--quiet"]
+    # relative paths, as typed in a shell: the cluster's workers do not share the driver's working directory
+    local = subprocess.run([*DPEDKIT, *args, "-o", "loky", "--jobs", "2"], cwd=tmp_path, timeout=BUILD_TIMEOUT)
+    assert local.returncode == 0
+    cluster = subprocess.run(
+        [*DPEDKIT, *args, "-o", "ray", "--backend", "ray", "--scheduler", address, "--jobs", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    assert cluster.returncode == 0, cluster.stderr[-3000:]
+    assert_same_dataset(tmp_path / "ray", tmp_path / "loky")
+    nodes, actor_nodes = alive_nodes_and_actor_nodes(address)
+    assert len(nodes) == 2
+    assert set(actor_nodes) == nodes, (actor_nodes, nodes)  # the pool's two workers ran one on each node
