@@ -128,9 +128,9 @@ NB2 = [
         """\
 from dpedkit.config import BuildConfig
 from dpedkit.dataset.build import build_dataset
-from dpedkit.synth.pairs import synthesize
 from dpedkit.demo import PHONE_LOOK, apply_look
 from dpedkit.io import list_images, read_rgb, write_image
+from dpedkit.synth.pairs import synthesize
 
 raw = WORK / "raw"
 synthesize(raw, n=3 if SMALL else 8, seed=0, phone_mp=0.3 if SMALL else 0.5, dslr_mp=0.6 if SMALL else 1.0,
