@@ -67,7 +67,7 @@ def ray_cluster(monkeypatch) -> Iterator[tuple[str, str]]:
     """``(address, temp_dir)`` of a head and one worker node, one CPU each, started with the ray CLI."""
     if sys.platform != "linux":
         pytest.skip("finds the cluster's processes through /proc")
-    # ray >= 2.5x turns token authentication on for `ray start --head`; a local test cluster opts out (the driver
+    # recent ray (2.60 here) turns token authentication on for `ray start --head`; a local test cluster opts out (the driver
     # and the worker node read the same variable). A real cluster keeps it: see docs/architecture.md.
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     temp = tempfile.mkdtemp(prefix="dpk-ray-", dir="/tmp")  # short: ray's socket paths must fit 107 bytes
@@ -123,4 +123,6 @@ def test_build_on_a_two_node_ray_cluster_matches_loky(ray_cluster, tmp_path):
     assert_same_dataset(tmp_path / "ray", tmp_path / "loky")
     nodes, actor_nodes = alive_nodes_and_actor_nodes(address)
     assert len(nodes) == 2
-    assert set(actor_nodes) == nodes, (actor_nodes, nodes)  # the pool's two workers ran one on each node
+    # the pool's actors ran on the cluster's nodes, not in the driver; ray may place both on one node (it did in
+    # about one run of three here), so both nodes are not asserted
+    assert len(actor_nodes) >= 2 and set(actor_nodes) <= nodes, (actor_nodes, nodes)
