@@ -67,8 +67,8 @@ def ray_cluster(monkeypatch) -> Iterator[tuple[str, str]]:
     """``(address, temp_dir)`` of a head and one worker node, one CPU each, started with the ray CLI."""
     if sys.platform != "linux":
         pytest.skip("finds the cluster's processes through /proc")
-    # recent ray (2.60 here) turns token authentication on for `ray start --head`; a local test cluster opts out (the driver
-    # and the worker node read the same variable). A real cluster keeps it: see docs/architecture.md.
+    # recent ray (2.60 here) turns token authentication on for `ray start --head`; a local test cluster opts out (the
+    # driver and the worker node read the same variable). A real cluster keeps it: see docs/architecture.md.
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     temp = tempfile.mkdtemp(prefix="dpk-ray-", dir="/tmp")  # short: ray's socket paths must fit 107 bytes
     address = f"127.0.0.1:{free_port()}"
