@@ -249,7 +249,7 @@ def folder_lock(root: str | Path, command: str, *, shared: bool = False) -> Iter
         if writer:  # released, also by an exception: the lock file goes (nobody else can hold it: the writer did)
             path.unlink(missing_ok=True)
         os.close(fd)
-        if created and [p.name for p in root.iterdir()] == [LOCK_NAME]:
+        if created and {p.name for p in root.iterdir()} <= {LOCK_NAME}:  # nothing but the lock was written
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 root.rmdir()
