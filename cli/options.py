@@ -34,6 +34,32 @@ from dpedkit.config import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FolderOrUrl(click.ParamType):
+    """A local folder that must exist, or a URL on object storage (``s3://bucket/prefix``), passed on as given."""
+
+    name = "folder"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """The URL as given, or the folder checked by ``click.Path``."""
+        from dpedkit.io import is_url
+
+        if is_url(value):
+            return str(value)
+        return click.Path(exists=True, file_okay=False).convert(value, param, ctx)
+
+
+FOLDER_OR_URL = FolderOrUrl()
+
+
+def local_dataset(value: str) -> str:
+    """A dataset argument as the library reads it: a URL's dataset is fetched into the local cache (its path)."""
+    from dpedkit.dataset.storage import fetch_dataset
+
+    return str(fetch_dataset(value))
+
+
 SEP = "__"  # option name = section + SEP + field (unique in a command whatever the flags are called)
 
 

@@ -136,6 +136,9 @@ def test_the_extension_table_names_places_that_hold():
     # storage: one module opens HDF5 files
     h5 = sorted(m for m in MODULES if any(n.split(".")[0] == "h5py" for n in imported_names(m)))
     assert h5 == ["dpedkit.dataset.shards"], h5
+    # places: one module speaks to object storage
+    remote = sorted(m for m in MODULES if any(n.split(".")[0] == "fsspec" for n in imported_names(m)))
+    assert remote == ["dpedkit.dataset.storage"], remote
     # networks: every registered class imports, and carries its registered name
     from dpedkit.nn.checkpoint import model_class
     from dpedkit.nn.registry import MODELS as REGISTERED

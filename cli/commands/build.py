@@ -6,7 +6,7 @@ import sys
 import time
 
 import click
-from dpedkit_cli.options import config_options, resolved_config
+from dpedkit_cli.options import FOLDER_OR_URL, config_options, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, progress, quiet_logs, table
 from rich.markup import escape
 
@@ -14,8 +14,8 @@ from dpedkit.dataset.parallel import BACKENDS
 
 
 @click.command("build")
-@click.argument("phone_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("dslr_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("phone_dir", type=FOLDER_OR_URL)
+@click.argument("dslr_dir", type=FOLDER_OR_URL)
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
 @click.option("--pairs", "pairs_csv", type=click.Path(exists=True, dir_okay=False), help="Explicit pairing CSV.")
 @click.option("--jobs", default=1, show_default=True,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import click
-from dpedkit_cli.options import config_options, resolved_config
+from dpedkit_cli.options import FOLDER_OR_URL, config_options, local_dataset, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, table
 from rich.markup import escape
 
 
 @click.command(name="compare")
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=False))
-@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.argument("data", type=FOLDER_OR_URL)
 @config_options("evaluate")
 @click.option("--name", "names", multiple=True, help="Row name of each model, in order (default: the arguments).")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True,
@@ -28,6 +28,7 @@ def command(models: tuple[str, ...], data: str, names: tuple[str, ...], fmt: str
     """
     from dpedkit.evaluate import compare
 
+    data = local_dataset(data)
     if names and len(names) != len(models):
         raise click.BadParameter(f"{len(names)} --name for {len(models)} models", param_hint="--name")
     config = resolved_config("evaluate", options)

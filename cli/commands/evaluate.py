@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import click
-from dpedkit_cli.options import config_options, resolved_config
+from dpedkit_cli.options import FOLDER_OR_URL, config_options, local_dataset, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 
 
 @click.command(name="evaluate")
 @click.argument("model", type=click.Path(exists=False))
-@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.argument("data", type=FOLDER_OR_URL)
 @config_options("evaluate")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON on stdout.")
 @handle_errors
@@ -27,6 +27,7 @@ def command(model: str, data: str, as_json: bool, **options) -> None:
     """
     from dpedkit.evaluate import evaluate
 
+    data = local_dataset(data)
     config = resolved_config("evaluate", options)
     if config.full:
         return _full(model, data, config, as_json)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import click
+from dpedkit_cli.options import FOLDER_OR_URL, local_dataset
 from dpedkit_cli.render import handle_errors, run_transfer
 
 
 @click.command(name="export-dped")
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.argument("dataset", type=FOLDER_OR_URL)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="The dped/ folder to write into.")
 @click.option(
     "--phone",
@@ -26,6 +27,7 @@ def command(dataset: str, out: str, phone: str | None, quality: int, overwrite: 
     """
     from dpedkit.interop.dped import export_dped
 
+    dataset = local_dataset(dataset)
     run_transfer(
         "export",
         lambda on_progress: export_dped(

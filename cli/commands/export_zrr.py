@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import click
+from dpedkit_cli.options import FOLDER_OR_URL, local_dataset
 from dpedkit_cli.render import handle_errors, run_transfer
 
 
 @click.command(name="export-zrr")
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.argument("dataset", type=FOLDER_OR_URL)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="The folder to write.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality, 1-100.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export in a non-empty OUT.")
@@ -22,6 +23,7 @@ def command(dataset: str, out: str, quality: int, overwrite: bool, as_json: bool
     """
     from dpedkit.interop.zrr import export_zrr
 
+    dataset = local_dataset(dataset)
     run_transfer(
         "export",
         lambda on_progress: export_zrr(dataset, out, quality=quality, overwrite=overwrite, on_progress=on_progress),

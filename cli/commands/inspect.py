@@ -6,13 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 import click
-from dpedkit_cli.options import config_options, resolved_config
+from dpedkit_cli.options import FOLDER_OR_URL, config_options, local_dataset, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 from rich.markup import escape
 
 
 @click.command("inspect")
-@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("source", type=FOLDER_OR_URL)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="HTML file [SOURCE/report.html].")
 @click.option("--summary", is_flag=True, help="Print the summary and the worst pairs as tables; no HTML.")
 @click.option("--top", default=10, show_default=True, help="Worst pairs listed by --summary.")
@@ -21,7 +21,7 @@ from rich.markup import escape
 @config_options("inspect")
 @handle_errors
 def command(
-    source: Path, out: Path | None, summary: bool, top: int, as_json: bool, overwrite: bool, **options: int
+    source: str | Path, out: Path | None, summary: bool, top: int, as_json: bool, overwrite: bool, **options: int
 ) -> None:
     """Report on the alignment quality of SOURCE: a dataset (`dpedkit build`) or a pair folder (`dpedkit align`).
 
@@ -34,6 +34,7 @@ def command(
     if as_json and not summary:
         raise click.UsageError("--json goes with --summary (the HTML report is the other output)")
     config = resolved_config("inspect", options)
+    source = Path(local_dataset(source))
     if summary and is_pair_dir(source):
         meta = read_alignment(source)[0]
         if as_json:

@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 import click
-from dpedkit_cli.options import config_options, given_options, print_config, resolved_config
+from dpedkit_cli.options import (
+    FOLDER_OR_URL,
+    config_options,
+    given_options,
+    local_dataset,
+    print_config,
+    resolved_config,
+)
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 
 from dpedkit.train.resume import RESUMABLE_CHANGES, option_flag
@@ -21,7 +28,7 @@ _RESUME_HELP = (
 
 
 @click.command(name="train")
-@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.argument("data", type=FOLDER_OR_URL)
 @click.option("-o", "--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @config_options("train")
 @click.option("--resume", is_flag=True, help=_RESUME_HELP)
@@ -42,11 +49,12 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
     from dpedkit.train import train
     from dpedkit.train.resume import resume_config
 
+    local = local_dataset(data)  # DATA at a URL: its local copy (messages keep naming DATA as typed)
     if resume and overwrite:
         raise click.BadOptionUsage("overwrite", "--resume and --overwrite exclude each other")
     if resume:  # the run's saved options, with what the file and the command line change
         given = given_options("train", options)
-        config = resume_config(Path(run_dir), data, given)
+        config = resume_config(Path(run_dir), local, given)
         if options.get("print_config"):
             print_config("train", config, click.get_current_context())
     else:
@@ -62,7 +70,7 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
                 advance(step - shown[0], info=shown[1])
                 shown[0] = step
 
-            result = train(data, run_dir, config=config, resume=resume, overwrite=overwrite, on_progress=on_progress)
+            result = train(local, run_dir, config=config, resume=resume, overwrite=overwrite, on_progress=on_progress)
     except KeyboardInterrupt:
         if _rank() == 0:
             console.print(_interrupted(data, run_dir))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 
 import click
+from dpedkit_cli.options import FOLDER_OR_URL, local_dataset
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 from rich.markup import escape
 
 
 @click.command("verify")
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.argument("dataset", type=FOLDER_OR_URL)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @handle_errors
 def command(dataset: str, as_json: bool) -> None:
@@ -20,7 +21,7 @@ def command(dataset: str, as_json: bool) -> None:
     """
     from dpedkit.dataset.format import DatasetDir
 
-    ds = DatasetDir(dataset)
+    ds = DatasetDir(local_dataset(dataset))
     n = len(ds.manifest().shards)
     with progress("verify", n, quiet=as_json) as advance:
         result = ds.verify(on_shard=lambda c: advance(info=c.path))

@@ -28,9 +28,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,10 @@ import numpy as np
 
 from dpedkit.config import AlignConfig, BuildConfig, PairsConfig
 from dpedkit.dataset.format import (
+    MANIFEST,
     MANIFEST_SCHEMA,
+    PAIRS,
+    PLAN,
     SPLITS,
     Counts,
     DatasetDir,
@@ -49,8 +54,18 @@ from dpedkit.dataset.format import (
 )
 from dpedkit.dataset.parallel import Backend, check_options, peak_rss_mb, run_parallel
 from dpedkit.dataset.shards import BASELINE, CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardWriter
+from dpedkit.dataset.storage import (
+    Store,
+    clear_store,
+    fetch_folder,
+    publish,
+    publish_shard,
+    pull_state,
+    remove_tree,
+    staging_dir,
+)
 from dpedkit.errors import ConfigError, InputError
-from dpedkit.io import check_apart, check_file_name, write_image
+from dpedkit.io import check_apart, check_file_name, is_url, write_image
 
 log = logging.getLogger(__name__)
 
@@ -161,35 +176,72 @@ def build_dataset(
     """
     t0 = time.perf_counter()
     check_options(jobs, backend, scheduler)
-    check_apart(out_dir, [phone_dir, dslr_dir, pairs_csv], what="dataset folder")
-    ds = DatasetDir(out_dir)
-    finished = ds.is_dataset(ds.root) and not overwrite
-    # checked before anything is written
-    records, unpaired = _pair_records(phone_dir, dslr_dir, pairs_csv, config.pairs, report=not finished)
-    plan = make_plan(records, config, unpaired)
+    url = str(out_dir) if is_url(out_dir) else None
+    store = None if url is None else Store(url)
+    fetched = {str(fetch_folder(str(d))): str(d) for d in (phone_dir, dslr_dir) if is_url(d)}  # local copy -> URL
+    phone_dir, dslr_dir = (fetch_folder(str(d)) for d in (phone_dir, dslr_dir))
+    if store is None:
+        check_apart(out_dir, [phone_dir, dslr_dir, pairs_csv], what="dataset folder")
+    # a dataset at a URL: its plan, records and manifest are kept in a local staging folder in step with the store
+    ds = DatasetDir(out_dir if store is None else staging_dir(url))
     with ds.lock("build"):
+        if store is not None:
+            pull_state(store, ds.root)
+        finished = ds.is_dataset(ds.root) and not overwrite
+        # checked before anything is written
+        records, unpaired = _pair_records(phone_dir, dslr_dir, pairs_csv, config.pairs, report=not finished)
+        plan = make_plan(records, config, unpaired)
         if finished:
             if ds.plan_text() is not None:
                 _check_plan(ds, plan, "is a finished dataset", "to rebuild it, or choose another output folder")
-            log.info("%s is a finished dataset: left alone (--overwrite rebuilds it)", ds.root)
-            summary = summarize(ds.root, ds.manifest())
+            log.info("%s is a finished dataset: left alone (--overwrite rebuilds it)", out_dir)
+            summary = summarize(out_dir, ds.manifest())
             summary.already_finished = True
             return summary
         if not allow_swapped and (overwrite or ds.plan_text() is None):  # a new build: nothing written yet
             check_swapped(records, config.align, phone_dir, dslr_dir)
         if overwrite:
             ds.clear()
-        return _build(ds, plan, len(records), jobs, backend, scheduler, on_result, t0)
+            if store is not None:
+                clear_store(store)
+        target = _Target(ds, store, fetched)
+        return _build(target, plan, len(records), jobs, backend, scheduler, on_result, t0)
 
 
-def _build(ds: DatasetDir, plan: dict[str, Any], n_pairs: int, jobs: int, backend: Backend, scheduler: str | None,
+@dataclass(frozen=True)
+class _Target:
+    """Where a build writes: the local dataset folder, or (``store``) the staging folder of a dataset at a URL.
+
+    ``fetched`` maps the local copies of photo folders read from URLs to their URLs (a remote worker fetches a
+    photo it does not have).
+    """
+
+    ds: DatasetDir
+    store: Store | None = None
+    fetched: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def out(self) -> str:
+        """The dataset as workers and messages name it: the URL, or the absolute folder (for a cluster's workers)."""
+        return self.store.url if self.store is not None else os.path.abspath(self.ds.root)
+
+    def publish(self, *names: str) -> None:
+        """Upload the staging folder's files ``names`` to the store (nothing for a local dataset)."""
+        if self.store is not None:
+            publish(self.store, self.ds.root, names)
+
+
+def _build(target: _Target, plan: dict[str, Any], n_pairs: int, jobs: int, backend: Backend, scheduler: str | None,
            on_result: Callable[[ShardResult], None] | None, t0: float) -> BuildSummary:  # fmt: skip
-    """Run (or resume) the planned build in the locked folder ``ds``."""
-    _start(ds, plan)
-    # absolute: a cluster's workers (ray's, dask's) do not run in this process's working directory
-    out = str(ds.root) if "://" in str(ds.root) else os.path.abspath(ds.root)
-    tasks = [dict(t, out=out, config=plan["config"]) for t in plan["tasks"]]
-    done = {t["shard"]: r for t in tasks if (r := _finished(ds, t)) is not None}
+    """Run (or resume) the planned build into the locked ``target``."""
+    ds = target.ds
+    if _start(ds, plan):
+        target.publish(PLAN)
+    remote = ({"store": target.store.url} if target.store is not None else {}) | (
+        {"fetched": dict(target.fetched)} if target.fetched else {}
+    )
+    tasks = [dict(t, out=target.out, config=plan["config"], **remote) for t in plan["tasks"]]
+    done = {t["shard"]: r for t in tasks if (r := _finished(ds, t, stored=target.store is not None)) is not None}
     log.info("%d pairs in %d shards; %d shards already done", n_pairs, len(tasks), len(done))
     for r in done.values():
         if on_result is not None:
@@ -210,12 +262,13 @@ def _build(ds: DatasetDir, plan: dict[str, Any], n_pairs: int, jobs: int, backen
             ds.remove_temp_files()
     by_shard = done | {r["shard"]: ShardResult(**r) for r in results}
     manifest = _finish(ds, plan, [by_shard[t["shard"]] for t in tasks])
-    summary = summarize(ds.root, manifest)
+    target.publish(PAIRS, MANIFEST)  # the manifest last: its presence at the URL means the dataset is finished
+    summary = summarize(target.out, manifest)
     summary.shards_built = len(todo)
     summary.seconds = time.perf_counter() - t0
     for warning in summary.warnings:
         log.warning("%s", warning)
-    log.info("built %s: %d/%d pairs ok, %s patches", ds.root, summary.ok, summary.pairs, summary.patches)
+    log.info("built %s: %d/%d pairs ok, %s patches", target.out, summary.ok, summary.pairs, summary.patches)
     return summary
 
 
@@ -324,8 +377,12 @@ def check_swapped(
 def count_pairs(
     phone_dir: str | Path, dslr_dir: str | Path, pairs_csv: str | Path | None = None, config: BuildConfig | None = None
 ) -> int:
-    """Number of complete pairs a build of these folders would process (for a progress bar's total)."""
+    """Number of complete pairs a build of these folders would process (for a progress bar's total).
+
+    A folder at a URL is fetched into the local cache first (:func:`dpedkit.dataset.storage.fetch_folder`).
+    """
     pairs = (config or BuildConfig()).pairs
+    phone_dir, dslr_dir = fetch_folder(str(phone_dir)), fetch_folder(str(dslr_dir))
     return sum(r[1] is not None and r[2] is not None for r in _pair_records(phone_dir, dslr_dir, pairs_csv, pairs)[0])
 
 
@@ -386,18 +443,23 @@ def _check_plan(ds: DatasetDir, plan: dict[str, Any], state: str, remedy: str) -
         )
 
 
-def _start(ds: DatasetDir, plan: dict[str, Any]) -> None:
-    """Write the plan, or check that an unfinished build in ``ds`` has the same one; drop stale temp files."""
+def _start(ds: DatasetDir, plan: dict[str, Any]) -> bool:
+    """Write the plan (returns True), or check that an unfinished build in ``ds`` has the same one (False)."""
     if ds.plan_text() is not None:
         _check_plan(ds, plan, "holds an unfinished build", "to start again; the same command resumes it")
         ds.remove_temp_files()  # of a killed worker
-    else:
-        ds.write_plan(plan)
+        return False
+    ds.write_plan(plan)
+    return True
 
 
-def _finished(ds: DatasetDir, task: dict[str, Any]) -> ShardResult | None:
-    """The result of a task done by an earlier run (shard + record present, checksum valid), else None."""
-    r = ds.shard_record(task["shard"])
+def _finished(ds: DatasetDir, task: dict[str, Any], *, stored: bool = False) -> ShardResult | None:
+    """The result of a task done by an earlier run (shard + record present, checksum valid), else None.
+
+    ``stored``: the shards are at a URL and ``ds`` is the staging folder, which holds a record only when the store
+    holds both it and its shard (:func:`dpedkit.dataset.storage.pull_state`); the upload was checked then.
+    """
+    r = ds.read_record(task["shard"]) if stored else ds.shard_record(task["shard"])
     if r is None or [p["pair"] for p in r.get("pairs", [])] != [p[0] for p in task["pairs"]]:
         if ds.record_path(task["shard"]).is_file():
             log.warning("%s: record or checksum does not match, rebuilding it", ds.path(task["shard"]))
@@ -419,12 +481,19 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
         A :class:`ShardResult` as a dict (small: no arrays).
     """
     t0, c0 = time.perf_counter(), time.process_time()
-    ds, config = DatasetDir(task["out"]), BuildConfig.from_dict(task["config"])
+    config = BuildConfig.from_dict(task["config"])
     # one core per worker (jobs is the parallelism knob): decode the two photos one after the other
     config = replace(config, align=replace(config.align, threads=1))
+    with _output(task) as ds:
+        return _write_shard(ds, task, config, t0, c0)
+
+
+def _write_shard(ds: DatasetDir, task: dict[str, Any], config: BuildConfig, t0: float, c0: float) -> dict[str, Any]:
+    """:func:`build_shard` into the folder ``ds``."""
     records, timings = [], {}
     with _shard_writer(ds, task, config.patch.size) as writer:
         for name, phone, dslr in task["pairs"]:
+            phone, dslr = (_photo(p, task, ds.root) for p in (phone, dslr))
             times = timings[name] = {}
             record, patches = process_pair(
                 name, phone, dslr, config=config, split=task["split"], out_dir=ds.root, timings=times
@@ -453,6 +522,37 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@contextmanager
+def _output(task: dict[str, Any]) -> Iterator[DatasetDir]:
+    """The folder a task writes its shard, record and full test images into.
+
+    A local dataset: the dataset folder itself. A dataset at a URL (``task["store"]``): a temporary folder of this
+    worker, uploaded when the shard is complete (images, shard, then the record that marks it done) and removed.
+    """
+    if not task.get("store"):
+        yield DatasetDir(task["out"])
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="dpedkit-shard-"))
+    try:
+        ds = DatasetDir(tmp)
+        yield ds
+        record = ds.record_path(task["shard"]).relative_to(tmp).as_posix()
+        publish_shard(Store(task["store"]), tmp, task["shard"], record)
+    finally:
+        remove_tree(tmp)
+
+
+def _photo(path: str, task: dict[str, Any], scratch: Path) -> str:
+    """``path``, or, on a worker without the build machine's copy of a photo folder read from a URL, a fresh copy."""
+    folder, name = os.path.split(path)
+    url = task.get("fetched", {}).get(folder)
+    if url is None or os.path.exists(path):
+        return path
+    local = scratch / ".inputs" / name
+    Store(url).get(name, local)
+    return str(local)
+
+
 def _shard_writer(ds: DatasetDir, task: dict[str, Any], patch_size: int) -> ShardWriter:
     attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
     dtype = np.uint16 if task["config"].get("bit_depth", 8) == 16 else np.uint8
@@ -468,14 +568,14 @@ def crashed_shard(task: dict[str, Any], reason: str) -> dict[str, Any]:
 
     Written by the build process itself, so the dataset stays complete and the other pairs go on.
     """
-    ds = DatasetDir(task["out"])
-    with _shard_writer(ds, task, BuildConfig.from_dict(task["config"]).patch.size) as writer:
-        info = writer.close()
-    records = [_record(name, phone, dslr, task["split"]) | {"status": "error", "reason": reason}
-               for name, phone, dslr in task["pairs"]]  # fmt: skip
-    result = {"shard": task["shard"], "split": task["split"], "rows": info.rows, "sha256": info.sha256,
-              "pairs": records, "seconds": 0.0}  # fmt: skip
-    ds.write_shard_record(task["shard"], result | {"timings": {}})
+    with _output(task) as ds:
+        with _shard_writer(ds, task, BuildConfig.from_dict(task["config"]).patch.size) as writer:
+            info = writer.close()
+        records = [_record(name, phone, dslr, task["split"]) | {"status": "error", "reason": reason}
+                   for name, phone, dslr in task["pairs"]]  # fmt: skip
+        result = {"shard": task["shard"], "split": task["split"], "rows": info.rows, "sha256": info.sha256,
+                  "pairs": records, "seconds": 0.0}  # fmt: skip
+        ds.write_shard_record(task["shard"], result | {"timings": {}})
     return result
 
 

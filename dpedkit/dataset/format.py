@@ -369,16 +369,19 @@ class DatasetDir:
 
     def shard_record(self, shard: str, *, check: bool = True) -> dict[str, Any] | None:
         """The record a build wrote beside ``shard`` if both files exist (and, if ``check``, the checksum matches)."""
-        rec, path = self.record_path(shard), self.path(shard)
-        if not (rec.is_file() and path.is_file()):
-            return None
-        try:
-            record = json.loads(rec.read_text())
-        except ValueError:
-            return None
-        if not isinstance(record, dict) or (check and file_sha256(path) != record.get("sha256")):
+        path = self.path(shard)
+        record = self.read_record(shard) if path.is_file() else None
+        if record is None or (check and file_sha256(path) != record.get("sha256")):
             return None
         return record
+
+    def read_record(self, shard: str) -> dict[str, Any] | None:
+        """The record file beside ``shard`` as written (None when absent or unreadable); the shard is not looked at."""
+        try:
+            record = json.loads(self.record_path(shard).read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     def write_shard_record(self, shard: str, record: Mapping[str, Any]) -> None:
         """Write the record of a finished shard beside it (after the shard, so its presence means done)."""

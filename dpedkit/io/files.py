@@ -12,6 +12,7 @@ import errno
 import json
 import math
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -196,6 +197,15 @@ def check_apart(output: str | Path, inputs: Iterable[str | Path | None], *, what
         if out == src or src.is_relative_to(out) or out.is_relative_to(src):
             relation = "is" if out == src else "contains" if src.is_relative_to(out) else "lies inside"
             raise InputError(output, f"the {what} {relation} the input {given}: choose a folder apart from the inputs")
+
+
+_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+def is_url(path: str | Path | None) -> bool:
+    """Whether ``path`` names object storage (``scheme://``, :mod:`dpedkit.dataset.storage`); ``file://`` is local."""
+    m = _URL.match(str(path)) if path is not None else None
+    return bool(m) and m.group(1).lower() != "file"
 
 
 LOCK_NAME = ".dpedkit.lock"  # the lock file of a folder dpedkit writes (a dataset, a run)

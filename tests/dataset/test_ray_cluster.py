@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from dpedkit.dataset.storage import STAMPS, fetch_dataset
 from dpedkit.synth.pairs import synthesize
-from tests.dataset.test_build import assert_same_dataset
+from tests.dataset.test_build import assert_same_dataset, digests
+from tests.s3server import client, s3_server
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -63,8 +65,19 @@ def end_processes(text: str, grace: float = 10.0) -> list[int]:
 
 
 @pytest.fixture
-def ray_cluster(monkeypatch) -> Iterator[tuple[str, str]]:
-    """``(address, temp_dir)`` of a head and one worker node, one CPU each, started with the ray CLI."""
+def s3(tmp_path) -> Iterator[dict[str, str]]:
+    """An S3 server on 127.0.0.1 (``tests.s3server``); its environment is set before the cluster starts."""
+    with s3_server() as env, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DPEDKIT_CACHE", str(tmp_path / "cache"))
+        yield env
+
+
+@pytest.fixture
+def ray_cluster(s3, monkeypatch) -> Iterator[tuple[str, str]]:
+    """``(address, temp_dir)`` of a head and one worker node, one CPU each, started with the ray CLI.
+
+    The nodes start with the S3 server's environment, as a real cluster's nodes carry their storage configuration.
+    """
     if sys.platform != "linux":
         pytest.skip("finds the cluster's processes through /proc")
     # recent ray (2.60 here) turns token authentication on for `ray start --head`; a local test cluster opts out (the
@@ -112,15 +125,17 @@ def test_build_on_a_two_node_ray_cluster_matches_loky(ray_cluster, tmp_path):
     # relative paths, as typed in a shell: the cluster's workers do not share the driver's working directory
     local = subprocess.run([*DPEDKIT, *args, "-o", "loky", "--jobs", "2"], cwd=tmp_path, timeout=BUILD_TIMEOUT)
     assert local.returncode == 0
-    cluster = subprocess.run(
-        [*DPEDKIT, *args, "-o", "ray", "--backend", "ray", "--scheduler", address, "--jobs", "2"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-    )
-    assert cluster.returncode == 0, cluster.stderr[-3000:]
+    on_ray = [*args, "--backend", "ray", "--scheduler", address, "--jobs", "2"]
+    for out in ("ray", "s3://bucket/ray/ds"):  # a folder, then object storage (the workers upload their shards)
+        cluster = subprocess.run([*DPEDKIT, *on_ray, "-o", out], cwd=tmp_path, capture_output=True, text=True,
+                                 timeout=BUILD_TIMEOUT)  # fmt: skip
+        assert cluster.returncode == 0, cluster.stderr[-3000:]
     assert_same_dataset(tmp_path / "ray", tmp_path / "loky")
+    stored = client().find("bucket/ray/ds")
+    assert "bucket/ray/ds/dataset.json" in stored
+    fetched = digests(fetch_dataset("s3://bucket/ray/ds"))
+    fetched.pop(STAMPS)  # the local copy's own note of what it holds
+    assert fetched == digests(tmp_path / "loky")
     nodes, actor_nodes = alive_nodes_and_actor_nodes(address)
     assert len(nodes) == 2
     # the pool's actors ran on the cluster's nodes, not in the driver; ray may place both on one node (it did in

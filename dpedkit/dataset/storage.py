@@ -1,0 +1,263 @@
+"""Where a dataset lives: a local folder, or a URL on object storage (``s3://``, ``gs://``...) through fsspec.
+
+Every command works on a local folder (:class:`dpedkit.dataset.format.DatasetDir`); this module is the one place
+that moves files between that folder and a URL, so no other module knows about object storage:
+
+- **Writing** (``dpedkit build -o s3://bucket/ds``): each shard is written to a local temporary folder and uploaded
+  when complete: its full test images, then the shard, then its record; ``dataset.json`` last. One object is one
+  ``PUT``, atomic by name, so a reader never sees half an object, and a record's presence means its shard is
+  there (a resumed build skips such shards). The build's own small files live in a local staging folder
+  (:func:`staging_dir`) kept in step with the store.
+- **Reading** (``verify``, ``inspect``, ``train``, ``evaluate``, ``compare``, ``export-*`` on a URL):
+  :func:`fetch_dataset` mirrors a finished dataset into the local cache, downloading only the objects that
+  changed since the last fetch (by size and ETag or modification time); the commands then read the copy,
+  checksums and all. :func:`fetch_folder` does the same for a folder of photos (``build s3://.../phone ...``).
+
+Credentials and endpoints come only from fsspec's and the cloud SDK's usual configuration (for S3:
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_ENDPOINT_URL`` or ``~/.aws``; any fsspec option as
+``FSSPEC_S3_<OPTION>``); they are never written into a dataset. The cache lies under ``$DPEDKIT_CACHE``
+(default ``~/.cache/dpedkit``). Any fsspec protocol works; ``memory://`` is the in-process test double.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from dpedkit.dataset.format import MANIFEST, PAIRS, PLAN
+from dpedkit.errors import InputError, ShardError
+from dpedkit.io import atomic_path, folder_lock, is_url, write_text
+
+log = logging.getLogger(__name__)
+
+STAMPS = ".dpedkit-remote.json"  # in a cached copy: the stamp of each object it holds
+# what a dataset at a URL is made of (relative object names): a fetch copies these, an overwrite removes these
+DATASET_FILES = (
+    MANIFEST, PAIRS, PLAN, "train/shard-*.h5", "train/shard-*.json", "test/shard-*.h5", "test/shard-*.json",
+    "test_full/phone/*.png", "test_full/dslr/*.png", "*_source/*",
+)  # fmt: skip
+
+
+def cache_root() -> Path:
+    """Where copies of remote datasets and photo folders are kept: ``$DPEDKIT_CACHE`` or ``~/.cache/dpedkit``."""
+    return Path(os.environ.get("DPEDKIT_CACHE") or Path.home() / ".cache" / "dpedkit").expanduser()
+
+
+def _cache_dir(url: str, kind: str) -> Path:
+    """``CACHE/kind/<scheme>/<bucket>/<key>`` for ``url`` (one folder per URL; no credentials in the name)."""
+    scheme, rest = url.split("://", 1)
+    parts = [p for p in rest.split("@")[-1].split("/") if p not in ("", ".", "..")]
+    if not parts:
+        raise InputError(url, "names no bucket or folder")
+    return cache_root().joinpath(kind, scheme.lower(), *parts)
+
+
+def staging_dir(url: str) -> Path:
+    """The local folder where a build to ``url`` keeps its plan, records and manifest before uploading them."""
+    return _cache_dir(url, "staging")
+
+
+class Store:
+    """A folder at a URL: list, download, upload and remove objects by name relative to the URL.
+
+    Args:
+        url: ``scheme://bucket/prefix``; the filesystem comes from ``fsspec.url_to_fs`` and the usual config.
+
+    Raises:
+        InputError: no fsspec filesystem for the scheme (e.g. ``s3fs`` not installed: ``pip install s3fs``).
+    """
+
+    def __init__(self, url: str) -> None:
+        import fsspec
+
+        self.url = url.rstrip("/")
+        try:
+            self.fs, root = fsspec.core.url_to_fs(self.url)
+        except (ImportError, ValueError) as exc:
+            raise InputError(url, f"cannot open this storage ({exc}); s3:// needs s3fs (pip install s3fs)") from None
+        self.root = root.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def _key(self, name: str) -> str:
+        p = PurePosixPath(name)
+        if p.is_absolute() or ".." in p.parts or not p.parts:
+            raise ShardError(f"{self.url}: object name {name!r} leaves the dataset")
+        return f"{self.root}/{p}"
+
+    def where(self, name: str) -> str:
+        """The URL of object ``name`` (for messages)."""
+        return f"{self.url}/{name}"
+
+    def objects(self) -> dict[str, str]:
+        """Every object under the URL: relative name -> stamp (size and ETag or modification time)."""
+        self.fs.invalidate_cache(self.root)  # another process may have written since: list afresh
+        try:
+            found = self.fs.find(self.root, detail=True) if self.fs.exists(self.root) else {}
+        except OSError as exc:
+            raise InputError(self.url, f"cannot list it ({exc})") from None
+        return {k[len(self.root) + 1 :]: _stamp(v) for k, v in found.items() if k.startswith(self.root + "/")}
+
+    def get(self, name: str, local: Path) -> None:
+        """Download object ``name`` to ``local`` (a temporary file renamed into place)."""
+        with atomic_path(local) as tmp:
+            try:
+                self.fs.get_file(self._key(name), str(tmp))
+            except FileNotFoundError:
+                raise ShardError(f"{self.where(name)}: object vanished while being fetched") from None
+
+    def mtime_ns(self, name: str) -> int | None:
+        """Object ``name``'s modification time in ns since the epoch, where the storage reports one."""
+        try:
+            return int(self.fs.modified(self._key(name)).timestamp() * 1e9)
+        except (NotImplementedError, OSError, ValueError, KeyError, AttributeError):
+            return None
+
+    def put(self, local: Path, name: str) -> None:
+        """Upload ``local`` as object ``name`` (one object: readers see all of it or nothing)."""
+        try:
+            self.fs.put_file(str(local), self._key(name))
+        except OSError as exc:
+            raise OSError(exc.errno, f"upload failed ({exc})", self.where(name)) from None
+
+    def remove(self, names: Iterable[str]) -> None:
+        """Remove objects ``names`` (those that exist)."""
+        keys = [self._key(n) for n in names]
+        if keys:
+            self.fs.rm(keys)
+        self.fs.invalidate_cache(self.root)
+
+
+def _stamp(info: dict[str, Any]) -> str:
+    """What tells two versions of an object apart without reading it: size with ETag, else modification time."""
+    tag = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime") or info.get("created")
+    return f"{info.get('size')}:{tag}"
+
+
+def dataset_objects(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that belong to a dpedkit dataset (:data:`DATASET_FILES`), sorted."""
+    return sorted(n for n in names if any(fnmatch(n, pattern) for pattern in DATASET_FILES) and "/." not in f"/{n}")
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def fetch_dataset(url: str, *, on_file: Callable[[str], None] | None = None) -> Path:
+    """A local copy of the finished dataset at ``url`` (downloading only what changed); a local path is returned as is.
+
+    Args:
+        url: ``scheme://bucket/prefix`` of a dataset written by ``dpedkit build -o URL`` (or uploaded as a folder).
+        on_file: called with each object name as it is downloaded (for progress).
+
+    Raises:
+        ShardError: no ``dataset.json`` at the URL (not a finished dataset).
+        InputError: the storage cannot be reached, or the cached copy is in use by a writer.
+    """
+    if not is_url(url):
+        return Path(url)
+    store, local = Store(url), _cache_dir(url, "datasets")
+    objects = store.objects()
+    if MANIFEST not in objects:
+        raise ShardError(f"{store.url}: not a finished dpedkit dataset ({MANIFEST} is missing; build still running?)")
+    _mirror(store, {n: objects[n] for n in dataset_objects(objects)}, local, last=MANIFEST, on_file=on_file)
+    return local
+
+
+def fetch_folder(url: str, *, on_file: Callable[[str], None] | None = None) -> Path:
+    """A local copy of a folder of files at ``url`` (its top level; only what changed is downloaded).
+
+    Each copy keeps the object's modification time where the storage reports one, so a build's record of its
+    photos (size and time) stays the same from one fetch to the next. A local path is returned as is.
+    """
+    if not is_url(url):
+        return Path(url)
+    store, local = Store(url), _cache_dir(url, "folders")
+    objects = {n: s for n, s in store.objects().items() if "/" not in n and not n.startswith(".")}
+    if not objects:
+        raise InputError(url, "no files there (or the folder does not exist)")
+    _mirror(store, objects, local, on_file=on_file)
+    return local
+
+
+def _mirror(store: Store, objects: dict[str, str], local: Path, *, last: str | None = None,
+            on_file: Callable[[str], None] | None = None) -> None:  # fmt: skip
+    """Make ``local`` hold exactly ``objects`` of ``store``: download new or changed ones, delete vanished ones.
+
+    ``last`` (the manifest) is removed first when anything changes and downloaded last, so an interrupted
+    fetch never leaves a copy that looks finished.
+    """
+    with folder_lock(local, "fetch"):
+        stamps_path = local / STAMPS
+        try:
+            had = json.loads(stamps_path.read_text())
+        except (OSError, ValueError):
+            had = {}
+        stale = [n for n in objects if had.get(n) != objects[n] or not (local / n).is_file()]
+        gone = [n for n in had if n not in objects]
+        if not stale and not gone:
+            return
+        log.info("fetching %d object(s) of %s into %s", len(stale), store.url, local)
+        if last is not None:  # taken away first and fetched again last
+            (local / last).unlink(missing_ok=True)
+            stale = [*(n for n in stale if n != last), last]
+        for name in gone:
+            (local / name).unlink(missing_ok=True)
+        keep = {n: s for n, s in had.items() if n in objects and n not in stale}
+        for name in stale:
+            store.get(name, local / name)
+            if (ns := store.mtime_ns(name)) is not None:  # the object's time: a build's photo stamps stay the same
+                os.utime(local / name, ns=(ns, ns))
+            keep[name] = objects[name]
+            write_text(stamps_path, json.dumps(keep, sort_keys=True))  # a killed fetch resumes from here
+            if on_file is not None:
+                on_file(name)
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def pull_state(store: Store, staging: Path) -> None:
+    """Make the staging folder hold the store's plan, manifest, pair records and shard records, nothing else.
+
+    A shard record is taken only when its shard object exists too (the record is uploaded after the shard).
+    """
+    objects = store.objects()
+    records = [n for n in objects if fnmatch(n, "*/shard-*.json") and n[: -len(".json")] + ".h5" in objects]
+    wanted = {n for n in (MANIFEST, PAIRS, PLAN) if n in objects} | set(records)
+    for path in [*staging.glob("*.json*"), *staging.glob("*/shard-*.json"), *staging.glob("*/shard-*.h5")]:
+        rel = path.relative_to(staging).as_posix()
+        if rel not in wanted:
+            path.unlink()
+    for name in sorted(wanted):
+        store.get(name, staging / name)
+
+
+def publish(store: Store, local: Path, names: Iterable[str]) -> None:
+    """Upload the files ``names`` (relative to ``local``), in the order given."""
+    for name in names:
+        store.put(local / name, name)
+
+
+def publish_shard(store: Store, local: Path, shard: str, record: str) -> None:
+    """Upload one finished shard written under ``local``: its full test images, the shard, then its record."""
+    images = sorted(p.relative_to(local).as_posix() for p in (local / "test_full").rglob("*.png"))
+    publish(store, local, [*images, shard, record])
+
+
+def clear_store(store: Store) -> list[str]:
+    """Remove the objects of a dpedkit dataset at the store (only those: other objects stay); returns them."""
+    names = dataset_objects(store.objects())
+    store.remove(names)
+    return names
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a worker's temporary folder (errors ignored: it is scratch space)."""
+    shutil.rmtree(path, ignore_errors=True)
