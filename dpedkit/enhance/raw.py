@@ -24,7 +24,8 @@ import torch
 from dpedkit.enhance.strips import enhance_strips, plan_strips, strip_bounds
 from dpedkit.errors import ConfigError
 from dpedkit.io import apply_orientation
-from dpedkit.nn.raw import RawGenerator, SIDUNet, normalise_mosaic, pack_bayer
+from dpedkit.nn.raw import normalise_mosaic, pack_bayer
+from dpedkit.nn.registry import MODELS, is_raw_model, trainable
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +46,16 @@ def _shuffle(out: np.ndarray) -> np.ndarray:
     return out.reshape(h, w, 3, 2, 2).transpose(0, 3, 1, 4, 2).reshape(2 * h, 2 * w, 3)
 
 
-def unet_halo(net: SIDUNet) -> int:
-    """Packed rows of context a ``sid-unet`` strip reads on each side: its reach, rounded up to the pooling grid."""
-    return -(-net.reach // net.multiple) * net.multiple
+def _halo_strips(net: torch.nn.Module, planes: np.ndarray, rows: int, device: torch.device) -> tuple[np.ndarray, int]:
+    """A ``tiling = "halo"`` network over packed ``planes`` in overlapping strips: the whole-image ``h x w x 12``.
 
-
-def _unet_strips(net: SIDUNet, planes: np.ndarray, rows: int, device: torch.device) -> tuple[np.ndarray, int]:
-    """``sid-unet`` over packed ``planes`` in overlapping strips: the whole-image ``h x w x 12`` head output.
-
-    ``rows``: packed output rows per strip (rounded down to the pooling multiple, at least one), each computed with
-    :func:`unet_halo` rows of context above and below.
+    The network says how (``sid-unet``): ``pad`` (as its whole-image run pads), ``trunk`` (the output before the
+    shuffle), ``multiple`` (its pooling grid) and ``halo`` (rows of context). ``rows``: packed output rows per strip
+    (rounded down to the multiple, at least one), each computed with ``halo`` rows of context above and below.
     """
     h, w = planes.shape[:2]
     x = net.pad(torch.from_numpy(planes).movedim(-1, 0)[None])[0]  # padded as the whole-image run pads
-    hp, m, halo = x.shape[-2], net.multiple, unet_halo(net)
+    hp, m, halo = x.shape[-2], net.multiple, net.halo
     out = np.empty((hp, x.shape[-1], 12), np.float32)
     strips = strip_bounds(hp, max(m, rows // m * m))
     for r0, r1 in strips:
@@ -94,8 +91,9 @@ def isp_array(
     Returns:
         ``(rgb, strips)``: ``H x W x 3`` float32 in [0, 1] (clipped), upright; strips run (0 = whole).
     """
-    if not isinstance(net, (SIDUNet, RawGenerator)):
-        raise ConfigError(f"{type(net).__name__} is not a RAW model (dped-raw or sid-unet)")
+    name = getattr(net, "name", None)
+    if name not in MODELS or not is_raw_model(name):
+        raise ConfigError(f"{type(net).__name__} is not a RAW model ({', '.join(trainable('raw'))})")
     black, white = float(min(meta["black_level"])), float(meta["white_level"])
     cfg = net.cfg
     if (meta["cfa"], black, white) != (cfg.cfa, float(cfg.black), float(cfg.white)):
@@ -104,20 +102,24 @@ def isp_array(
                     meta["cfa"], black, white)  # fmt: skip
     planes = packed_planes(mosaic, meta["cfa"], black, white)
     h, w = planes.shape[:2]
-    unet = isinstance(net, SIDUNet)
+    tiling = getattr(net, "tiling", None)  # the network says how it runs in strips
+    unet = tiling == "halo"
     channels = 2 * cfg.channels if unet else cfg.channels  # a U-Net holds skip and merge maps at full width
-    rows = max(1, strip_rows // 2) if strip_rows else plan_strips(h, w, channels, max_memory=max_memory)
+    if tiling is None:
+        rows = 0
+    else:
+        rows = max(1, strip_rows // 2) if strip_rows else plan_strips(h, w, channels, max_memory=max_memory)
     if unet and rows and not strip_rows:  # the planned rows hold a strip's two halos too
-        rows = max(1, rows - 2 * unet_halo(net))
+        rows = max(1, rows - 2 * net.halo)
     if rows == 0:
         x = torch.from_numpy(planes).movedim(-1, 0)[None].to(device)
         rgb = net(x)[0].permute(1, 2, 0).float().cpu().numpy()
         strips = 0
     elif unet:
-        out, strips = _unet_strips(net, planes, rows, device)
+        out, strips = _halo_strips(net, planes, rows, device)
         rgb = _shuffle(out)
     else:
-        rgb = _shuffle(enhance_strips(net.body, planes, rows=rows, device=device, spill_dir=spill_dir))
+        rgb = _shuffle(enhance_strips(net, planes, rows=rows, device=device, spill_dir=spill_dir))
         strips = len(strip_bounds(h, rows))
     np.clip(rgb, 0.0, 1.0, out=rgb)
     return apply_orientation(rgb, int(meta.get("orientation", 1))), strips

@@ -14,7 +14,10 @@ image.  Running a photo tile by tile with per-tile statistics changes the result
   disk traffic: 4 spill files of ``H x W x 64`` float32 (about 3 GB each for 12 MP) in ``spill_dir``.
 
 The result equals whole-image inference up to float32 summation order (far below 8-bit rounding).
-Only :class:`~dpedkit.nn.generator.Generator` networks can be tiled; other models always run whole.
+The network says how it is cut: a class with ``tiling = "stages"`` hands out its ``stages()``
+(:class:`~dpedkit.nn.generator.Stages`: head, residual blocks, tail), and this module reads the halo of every
+convolution from the layers themselves. Networks without it run whole (``sid-unet``, ``tiling = "halo"``, runs in
+overlapping strips in :mod:`dpedkit.enhance.raw`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +35,9 @@ import torch.nn.functional as F
 
 from dpedkit.errors import DpedkitError, InputError
 from dpedkit.nn.device import to_float_chw
+
+if TYPE_CHECKING:
+    from dpedkit.nn.generator import Stages
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,7 @@ GB = 1e9
 WHOLE_TENSORS = 6.0
 STRIP_TENSORS = 14.0
 FIXED_OVERHEAD = 0.45 * GB  # torch runtime, model, input and output images are added per image
-_TAIL_HALO = 6  # rows of context of c10 (1) + c11 (1) + c12 (4)
+_PLAN_HALO = 6  # planning margin: rows of context of the DPED tail, c10 (1) + c11 (1) + c12 (4), on each side
 
 
 # --------------------------------------------------------------------------------------------------- planning
@@ -53,13 +61,8 @@ def hidden_channels(model: torch.nn.Module) -> int:
 
 
 def can_tile(model: torch.nn.Module) -> bool:
-    """True for an RGB network that the registry says tiles (:mod:`dpedkit.nn.registry`): the DPED generator."""
-    from dpedkit.nn.registry import MODELS
-
-    spec = MODELS.get(getattr(type(model), "name", ""))
-    return (
-        spec is not None and spec.tiles and spec.input == "rgb" and type(model).__name__ == spec.network.split(":")[1]
-    )
+    """True for a network that says it runs in strips with its ``stages()`` (``tiling = "stages"``)."""
+    return getattr(model, "tiling", None) == "stages"
 
 
 def plan_strips(height: int, width: int, channels: int, *, max_memory: float, can_tile: bool = True) -> int:
@@ -80,7 +83,7 @@ def plan_strips(height: int, width: int, channels: int, *, max_memory: float, ca
     row = width * channels * 4
     if not can_tile or WHOLE_TENSORS * row * height <= budget:
         return 0
-    return int(max(8, budget // (STRIP_TENSORS * row) - 2 * _TAIL_HALO))
+    return int(max(8, budget // (STRIP_TENSORS * row) - 2 * _PLAN_HALO))
 
 
 # --------------------------------------------------------------------------------------------------- strips
@@ -199,14 +202,19 @@ def strip_bounds(height: int, rows: int) -> list[tuple[int, int]]:
     return [(r0, min(r0 + rows, height)) for r0 in range(0, height, rows)]
 
 
-def _tail(g: torch.nn.Module, x: torch.Tensor, lo: int, height: int) -> tuple[torch.Tensor, int]:
-    """c10, c11 (ReLU), c12 and the output activation, on rows ``lo..`` of the residual stream."""
+def _halo(convs: Iterable[torch.nn.Conv2d]) -> int:
+    """Rows of context a chain of stride-1 convolutions reads on each side (``k // 2`` per ``k x k``)."""
+    return sum(conv.kernel_size[0] // 2 for conv in convs)
+
+
+def _tail(s: Stages, x: torch.Tensor, lo: int, height: int) -> tuple[torch.Tensor, int]:
+    """The tail convolutions (a ReLU before each but the first) and the output activation, on rows ``lo..``."""
     from dpedkit.nn.generator import output_activation
 
-    h, lo = _conv_rows(x, lo, height, g.c10)
-    h, lo = _conv_rows(h.relu_(), lo, height, g.c11)
-    h, lo = _conv_rows(h.relu_(), lo, height, g.c12)
-    return output_activation(h, g.cfg.out_scale, g.cfg.out_offset), lo
+    h = x
+    for i, conv in enumerate(s.tail):
+        h, lo = _conv_rows(h.relu_() if i else h, lo, height, conv)
+    return output_activation(h, s.out_scale, s.out_offset), lo
 
 
 def image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch.Tensor:
@@ -221,24 +229,25 @@ def image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch
 def enhance_strips(
     g: torch.nn.Module, rgb: np.ndarray, *, rows: int, device: torch.device, spill_dir: str | None = None
 ) -> np.ndarray:
-    """Run the DPED generator ``g`` over ``rgb`` in strips of ``rows`` rows with exact whole-image IN statistics.
+    """Run a network that tiles by stages (``g.stages()``) over ``rgb`` in strips with exact whole-image IN statistics.
 
     Args:
-        g: a :class:`~dpedkit.nn.generator.Generator` in eval mode on ``device`` (or the body of ``dped-raw``).
+        g: a network with ``stages()`` (:class:`~dpedkit.nn.generator.Generator`, ``dped-raw``), in eval mode on
+            ``device``.
         rgb: ``H x W x 3`` uint8 RGB photo, or ``H x W x C`` float32 network input in [0, 1] (packed Bayer planes).
         rows: strip height (output rows per strip).
         device: where the convolutions run; spill files stay on the host.
         spill_dir: folder for the temporary spill files.
 
     Returns:
-        ``H x W x C`` float32 output of ``g.c12`` after the output activation (RGB: about [-0.08, 1.08]), NOT
-        clipped.
+        ``H x W x C`` float32 output of the last stage after the output activation (RGB: about [-0.08, 1.08]),
+        NOT clipped.
     """
     height, width = rgb.shape[:2]
-    c = g.c1.out_channels
-    blocks = list(g.blocks)
+    s = g.stages()
+    c, blocks, head_halo, tail_halo = s.head.out_channels, s.blocks, _halo([s.head]), _halo(s.tail)
     strips = strip_bounds(height, rows)
-    out = np.empty((height, width, g.c12.out_channels), np.float32)
+    out = np.empty((height, width, s.tail[-1].out_channels), np.float32)
     with tempfile.TemporaryDirectory(prefix="dpedkit-enhance-", dir=spill_dir) as tmp:
         _check_free_space(tmp, 4 * height * width * c * 4)
         spills = [_Spill(tmp, height, c, width) for _ in range(4)]
@@ -246,16 +255,16 @@ def enhance_strips(
         try:
             if not blocks:  # no norm layers: one purely local pass
                 for r0, r1 in strips:
-                    lo = max(0, r0 - 4 - _TAIL_HALO)
-                    h, lo = _conv_rows(image_rows(rgb, lo, min(height, r1 + 4 + _TAIL_HALO), device), lo, height, g.c1)
-                    o, lo = _tail(g, F.relu(h), lo, height)
+                    lo, hi = max(0, r0 - head_halo - tail_halo), min(height, r1 + head_halo + tail_halo)
+                    h, lo = _conv_rows(image_rows(rgb, lo, hi, device), lo, height, s.head)
+                    o, lo = _tail(s, F.relu(h), lo, height)
                     out[r0:r1] = _crop(o, lo, r0, r1)[0].permute(1, 2, 0).cpu().numpy()
                 return out
             # stage 0: x0 = relu(c1(img)); y1 = conv1 of block 0
-            stats = _Stats(c, device)
+            stats, halo = _Stats(c, device), head_halo + _halo([blocks[0].conv1])
             for r0, r1 in strips:
-                lo = max(0, r0 - 5)
-                h, lo = _conv_rows(image_rows(rgb, lo, min(height, r1 + 5), device), lo, height, g.c1)
+                lo = max(0, r0 - halo)
+                h, lo = _conv_rows(image_rows(rgb, lo, min(height, r1 + halo), device), lo, height, s.head)
                 h = h.relu_().contiguous(memory_format=torch.channels_last)  # c1 on 3 channels may give NCHW
                 y, ylo = _conv_rows(h, lo, height, blocks[0].conv1)
                 x_old.write(r0, _crop(h, lo, r0, r1))
@@ -266,7 +275,7 @@ def enhance_strips(
                 # a = relu(norm1(y1)); y2 = conv2(a)
                 ms, stats = stats.mean_var(), _Stats(c, device)
                 for r0, r1 in strips:
-                    lo, hi = max(0, r0 - 1), min(height, r1 + 1)
+                    lo, hi = max(0, r0 - _halo([block.conv2])), min(height, r1 + _halo([block.conv2]))
                     a = _norm_relu(block.norm1, y1.read(lo, hi, device), ms)
                     y, ylo = _conv_rows(a, lo, height, block.conv2)
                     y = _crop(y, ylo, r0, r1)
@@ -275,12 +284,12 @@ def enhance_strips(
                 # x_next = relu(norm2(y2)) + x; then next block's conv1, or the tail
                 ms, last = stats.mean_var(), b == len(blocks) - 1
                 stats = _Stats(c, device)
-                halo = _TAIL_HALO if last else 1
+                halo = tail_halo if last else _halo([blocks[b + 1].conv1])
                 for r0, r1 in strips:
                     lo, hi = max(0, r0 - halo), min(height, r1 + halo)
                     x = _norm_relu(block.norm2, y2.read(lo, hi, device), ms).add_(x_old.read(lo, hi, device))
                     if last:
-                        o, olo = _tail(g, x, lo, height)
+                        o, olo = _tail(s, x, lo, height)
                         out[r0:r1] = _crop(o, olo, r0, r1)[0].permute(1, 2, 0).cpu().numpy()
                         continue
                     y, ylo = _conv_rows(x, lo, height, blocks[b + 1].conv1)
@@ -290,6 +299,6 @@ def enhance_strips(
                     y1.write(r0, y)
                 x_old, x_new = x_new, x_old
         finally:
-            for s in spills:
-                s.close()
+            for spill in spills:
+                spill.close()
     return out

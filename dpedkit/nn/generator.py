@@ -16,7 +16,8 @@ Layer-by-layer use (e.g. exact tiled full-resolution inference): the statistics 
 injected, ``InstanceNorm.forward(x, stats=(mean, var))`` with ``mean``/``var`` shaped ``(N, C, 1, 1)`` (or
 ``(C,)``), so a caller may compute them over the whole image in a streaming pass and then run
 ``relu(c1(x))``, each block's ``conv1 -> norm1(stats) -> relu -> conv2 -> norm2(stats) -> relu -> + x``,
-``relu(c10)``, ``relu(c11)``, :func:`output_activation` ``(c12(x))`` tile by tile.
+``relu(c10)``, ``relu(c11)``, :func:`output_activation` ``(c12(x))`` tile by tile. :meth:`Generator.stages`
+hands out exactly these parts (:class:`Stages`); the strip engine of :mod:`dpedkit.enhance.strips` runs them.
 """
 
 from __future__ import annotations
@@ -164,6 +165,22 @@ def output_activation(z: torch.Tensor, scale: float = 0.58, offset: float = 0.5)
     return torch.tanh(z) * scale + offset
 
 
+@dataclass(frozen=True)
+class Stages:
+    """A generator cut at its norm layers: the parts exact tiled inference runs one after another.
+
+    ``relu(head(x))``; per block ``conv1 -> norm1 -> relu -> conv2 -> norm2 -> relu -> + x`` (the norms with
+    whole-image statistics); ``tail``: each convolution followed by a ReLU but the last, then
+    :func:`output_activation` with ``out_scale`` and ``out_offset``.
+    """
+
+    head: nn.Conv2d
+    blocks: tuple[ResidualBlock, ...]
+    tail: tuple[nn.Conv2d, ...]
+    out_scale: float
+    out_offset: float
+
+
 class Generator(nn.Module):
     """The DPED image enhancement generator (fully convolutional, any input size).
 
@@ -178,6 +195,7 @@ class Generator(nn.Module):
 
     name = "dped"
     config_class = GeneratorConfig
+    tiling = "stages"  # how a whole photo runs in strips: :meth:`stages` (dpedkit.enhance.strips)
 
     def __init__(self, cfg: GeneratorConfig | None = None) -> None:
         super().__init__()
@@ -193,6 +211,11 @@ class Generator(nn.Module):
     def norms(self) -> list[InstanceNorm]:
         """The norm layers in execution order (block 0 norm1, norm2, block 1 norm1, ...)."""
         return [n for b in self.blocks for n in (b.norm1, b.norm2)]
+
+    def stages(self) -> Stages:
+        """The layers in the order tiled inference runs them (the model's side of strip tiling)."""
+        return Stages(self.c1, tuple(self.blocks), (self.c10, self.c11, self.c12), self.cfg.out_scale,
+                      self.cfg.out_offset)  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Enhance ``x`` (N, 3, H, W) float RGB in [0, 1] -> (N, 3, H, W), values in about [-0.08, 1.08]."""

@@ -26,7 +26,7 @@ from torch import nn
 from dpedkit.config import ConfigMixin
 from dpedkit.errors import ConfigError, check_range
 from dpedkit.io.camera import BAYER
-from dpedkit.nn.generator import Generator, GeneratorConfig, init_tf_, output_activation
+from dpedkit.nn.generator import Generator, GeneratorConfig, Stages, init_tf_
 
 
 def bayer_offsets(cfa: str) -> list[tuple[int, int]]:
@@ -93,6 +93,7 @@ class RawGenerator(nn.Module):
 
     name = "dped-raw"
     config_class = RawGeneratorConfig
+    tiling = "stages"  # as the DPED generator, on packed planes (dpedkit.enhance.raw shuffles the strips' output)
 
     def __init__(self, cfg: RawGeneratorConfig | None = None) -> None:
         super().__init__()
@@ -104,14 +105,13 @@ class RawGenerator(nn.Module):
         init_tf_(body.c12)
         self.body = body
 
+    def stages(self) -> Stages:
+        """The body's :meth:`~dpedkit.nn.generator.Generator.stages` on packed planes (12 channels out, unshuffled)."""
+        return self.body.stages()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Packed planes (N, 4, h, w) in [0, 1] (or a mosaic, see the module docstring) -> RGB (N, 3, 2h, 2w)."""
-        b = self.body
-        h = F.relu(b.c1(self.cfg.packed(x)))
-        for block in b.blocks:
-            h = block(h)
-        h = F.relu(b.c11(F.relu(b.c10(h))))
-        return F.pixel_shuffle(output_activation(b.c12(h), self.cfg.out_scale, self.cfg.out_offset), 2)
+        return F.pixel_shuffle(self.body(self.cfg.packed(x)), 2)
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ class SIDUNet(nn.Module):
 
     name = "sid-unet"
     config_class = SIDUNetConfig
+    tiling = "halo"  # overlapping strips: :meth:`pad`, :meth:`trunk`, :attr:`multiple`, :attr:`halo`
 
     def __init__(self, cfg: SIDUNetConfig | None = None) -> None:
         super().__init__()
@@ -160,6 +161,11 @@ class SIDUNet(nn.Module):
         much again: below ``4 * 2**levels``. Strips overlapping by this much give the whole-image result.
         """
         return 4 * 2**self.cfg.levels
+
+    @property
+    def halo(self) -> int:
+        """Packed rows of context a strip reads on each side: :attr:`reach` rounded up to :attr:`multiple`."""
+        return -(-self.reach // self.multiple) * self.multiple
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Packed planes padded at the bottom and right to multiples of :attr:`multiple` (reflected)."""

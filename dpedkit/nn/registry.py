@@ -63,7 +63,8 @@ class ModelSpec:
         network: ``"module:Class"`` of the ``nn.Module`` (imported only when a network is built).
         recipe: how it trains; None for a network that is not trained on its own (the discriminator).
         input: ``"rgb"`` (photos, RGB patches) or ``"raw"`` (a RAW Bayer mosaic: a learned ISP, raw2rgb data).
-        tiles: the network can run a whole photo in strips with the whole-image result (it has ``strip_plan``).
+        tiles: the network can run a whole photo in strips with the whole-image result (its class says how, by
+            its ``tiling``: ``"stages"`` or ``"halo"``; see :mod:`dpedkit.enhance.strips`).
         summary: one line for help texts.
     """
 

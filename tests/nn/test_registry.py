@@ -86,3 +86,13 @@ def test_train_help_names_every_trainable_model_and_no_internal_name():
     model_help = text.split("--model [", 1)[1].split("]", 1)[1].split("--iters", 1)[0]
     assert all(f"{name} (" in model_help for name in trainable()), model_help
     assert "RECIPES" not in text and "registry" not in model_help
+
+
+def test_the_table_says_which_models_tile_and_each_network_says_how():
+    from dpedkit.nn.checkpoint import model_class
+
+    for name, spec in MODELS.items():
+        tiling = getattr(model_class(name), "tiling", None)
+        assert spec.tiles == (tiling is not None), name
+        assert tiling in (None, "stages", "halo"), name
+        assert tiling != "stages" or callable(model_class(name).stages), name
