@@ -17,7 +17,8 @@ def command(model: str, data: str, as_json: bool, **options) -> None:
     """Score MODEL on the test patches of DATA.
 
     MODEL is a dpedkit checkpoint or an official DPED TensorFlow checkpoint prefix (models/iphone_orig).
-    DATA is a dpedkit dataset folder, an official `dped/` folder (with --phone) or `dped/<phone>/`.
+    DATA is a dpedkit dataset (a folder or an s3:// URL), an official `dped/` folder (with --phone), `dped/<phone>/`
+    or a Zurich RAW-to-RGB folder (read in place).
     Reports the DPED protocol (batches of 50, pooled MSE, unclipped output, MS-SSIM per batch), the PIRM
     protocol (per patch, output clipped) and mean per-patch SSIM, for the model and the identity baseline.
     With --full: the model on each whole test image of a dpedkit dataset (test_full/), PSNR/SSIM/MS-SSIM against

@@ -36,7 +36,7 @@ _RESUME_HELP = (
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics history as JSON on stdout.")
 @handle_errors
 def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: bool, **options) -> None:
-    """Train an enhancement network on DATA (a dpedkit dataset or an official DPED folder with --phone).
+    """Train a network on DATA: a dpedkit dataset (folder or s3:// URL), a DPED folder (--phone) or a ZRR folder.
 
     Writes RUN_DIR/config.json, metrics.jsonl (one row per evaluation; values that are not finite are null),
     latest.pt / best.pt and samples/. A run stopped before its first checkpoint is started again by the same

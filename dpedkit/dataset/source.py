@@ -1,11 +1,15 @@
 """Where patch pairs come from: one ``open_source(path)`` for every reader (training, evaluation, compare).
 
-A *source* is a folder of patch pairs, whatever its layout. Two layouts are known:
+A *source* is a folder of patch pairs, whatever its layout. Three layouts are known:
 
 - a dpedkit dataset (``dataset.json``; :class:`~dpedkit.dataset.format.DatasetDir`): shards checked by sha256
   before they are used, RGB or RAW-to-RGB (its manifest says which), LibRaw's baseline patches for RAW data;
 - an official DPED folder (``.../dped`` with a phone name, or ``.../dped/<phone>``;
-  :mod:`dpedkit.interop.dped_layout`): JPEG patches without checksums, RGB only.
+  :mod:`dpedkit.interop.dped_layout`): JPEG patches without checksums, RGB only;
+- a Zurich RAW-to-RGB folder (``train|test/huawei_raw/<i>.png``, ``train|test/canon/<i>.jpg``;
+  :mod:`dpedkit.interop.zrr`), read in place: 16-bit mosaics of ZRR's sensor (RGGB, levels 0..1020) and DSLR
+  JPEGs, no checksums; its baseline is the plain demosaic ``import-zrr`` stores (grey-world white balance).
+  ``dpedkit import-zrr`` makes a checked dataset of it, and takes another sensor (``--cfa/--black/--white``).
 
 Every consumer asks the source, never the folder: ``is_raw`` is the one dataset-side "is it RAW" (the model-side one
 is :func:`dpedkit.nn.registry.is_raw_model`). Adding a layout means one adapter class here and one line in
@@ -15,6 +19,7 @@ is :func:`dpedkit.nn.registry.is_raw_model`). Adding a layout means one adapter 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +27,7 @@ import numpy as np
 
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.errors import InputError
+from dpedkit.io import is_url
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +153,53 @@ class DpedSource:
         raise InputError(self.path, "an official DPED folder holds RGB JPEG patches: it has no RAW sensor")
 
 
-class _FileReader:
-    """Random access to ``(phone file, DSLR file)`` pairs, decoded as RGB uint8 on each read."""
+class ZrrSource:
+    """A Zurich RAW-to-RGB folder read in place as a :class:`Source`: ZRR's sensor, no checksums."""
 
-    def __init__(self, pairs: list[tuple[Path, Path]]) -> None:
+    is_raw = True
+
+    def __init__(self, path: Path) -> None:
+        from dpedkit.interop.zrr import ZRR_SENSOR
+
+        self.path = path
+        self._sensor = dict(ZRR_SENSOR)
+        log.info("%s: a ZRR folder of PNG/JPEG files has no checksums; its patches are read as they are", path)
+
+    def reader(self, split: str) -> Reader:
+        """The split's ``<i>.png`` mosaics and ``<i>.jpg`` DSLR patches, decoded one pair at a time."""
+        from dpedkit.interop.zrr import LAYOUT, read_zrr_pair
+
+        return _FileReader(LAYOUT.pairs(self.path, split), read_zrr_pair)
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every pair of the split decoded: ``N x P x P x 1`` uint16 mosaics and ``N x P x P x 3`` uint8 RGB."""
+        reader = self.reader(split)
+        pairs = [reader.raw(i) for i in range(len(reader))]
+        return np.stack([p for p, _ in pairs]), np.stack([d for _, d in pairs])
+
+    def baseline(self, split: str) -> np.ndarray:
+        """The plain demosaic of each phone mosaic with grey-world white balance (what ``import-zrr`` stores)."""
+        from dpedkit.io.camera import render_mosaic
+
+        s = self._sensor
+        return np.stack([render_mosaic(m, s["cfa"], s["black"], s["white"]) for m in self.arrays(split)[0]])
+
+    def baseline_name(self) -> str:
+        """``demosaic``."""
+        return "demosaic"
+
+    def sensor(self) -> dict[str, Any]:
+        """ZRR's sensor: ``{"cfa": "RGGB", "black": 0.0, "white": 1020.0}``."""
+        return dict(self._sensor)
+
+
+class _FileReader:
+    """Random access to ``(phone file, DSLR file)`` pairs, decoded on each read (RGB uint8 unless ``read`` says)."""
+
+    def __init__(self, pairs: list[tuple[Path, Path]], read: Callable[[Path, Path], tuple[np.ndarray, np.ndarray]]
+                 | None = None) -> None:  # fmt: skip
         self.pairs = pairs
+        self.read = read
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -160,26 +208,33 @@ class _FileReader:
         from dpedkit.io import read_rgb
 
         phone, dslr = self.pairs[index]
-        return read_rgb(phone), read_rgb(dslr)
+        return self.read(phone, dslr) if self.read is not None else (read_rgb(phone), read_rgb(dslr))
 
 
 def open_source(path: str | Path, *, phone: str | None = None) -> Source:
-    """The :class:`Source` of a folder of patch pairs: a dpedkit dataset or an official DPED folder.
+    """The :class:`Source` of a folder of patch pairs: a dpedkit dataset, an official DPED folder or a ZRR folder.
 
     Args:
-        path: a dataset folder (``dataset.json``), ``.../dped`` (with ``phone``) or ``.../dped/<phone>``.
+        path: a dataset folder (``dataset.json``), ``.../dped`` (with ``phone``), ``.../dped/<phone>``, or a ZRR
+            folder (``train|test/huawei_raw``); a URL (``s3://...``) of a dataset is fetched into the local cache
+            (:func:`dpedkit.dataset.storage.fetch_dataset`).
         phone: the phone of an official DPED tree (``iphone``, ``sony``, ``blackberry``).
 
     Raises:
         InputError: neither layout (the message names both), or unreadable files.
         ShardError: a damaged dataset.
     """
+    from dpedkit.dataset.storage import fetch_dataset
     from dpedkit.interop.dped_layout import is_dped_folder
+    from dpedkit.interop.zrr import is_zrr_folder
 
-    path = Path(path)
+    path = fetch_dataset(str(path)) if is_url(path) else Path(path)
     if DatasetDir.is_dataset(path):
         return DatasetSource(path)
+    if is_zrr_folder(path):
+        return ZrrSource(path)
     if path.is_dir() and not is_dped_folder(path):
-        raise InputError(path, "not a dpedkit dataset (no dataset.json) and not an official DPED folder (no "
-                               "<phone>/training_data or <phone>/test_data inside)")  # fmt: skip
+        raise InputError(path, "not a dpedkit dataset (no dataset.json), not an official DPED folder (no "
+                               "<phone>/training_data or <phone>/test_data inside) and not a ZRR folder (no "
+                               "train/huawei_raw or test/huawei_raw inside)")  # fmt: skip
     return DpedSource(path, phone)

@@ -109,6 +109,16 @@ def read_zrr_mosaic(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(mosaic)
 
 
+def read_zrr_pair(phone: str | Path, dslr: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A ZRR pair as stored: the ``P x P x 1`` uint16 mosaic (:func:`read_zrr_mosaic`) and the uint8 RGB patch."""
+    return read_zrr_mosaic(phone), read_rgb(dslr)
+
+
+def is_zrr_folder(path: str | Path) -> bool:
+    """True when ``path`` holds a split of the ZRR layout (``train/huawei_raw`` or ``test/huawei_raw``)."""
+    return any((Path(path) / phone_dir).is_dir() for phone_dir, _ in LAYOUT.split_dirs.values())
+
+
 class _Decoder:
     """Decoder of ZRR patches for one sensor: uint16 mosaics, uint8 RGB DSLR patches, the grey-world baseline."""
 
@@ -117,8 +127,8 @@ class _Decoder:
 
     def __call__(self, rows: list[Row]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         s = self.sensor
-        phone = np.stack([read_zrr_mosaic(p) for _, p, _ in rows])
-        dslr = np.stack([read_rgb(d) for *_, d in rows])
+        pairs = [read_zrr_pair(p, d) for _, p, d in rows]
+        phone, dslr = np.stack([p for p, _ in pairs]), np.stack([d for _, d in pairs])
         baseline = np.stack([render_mosaic(m, s["cfa"], s["black"], s["white"]) for m in phone])
         options = {"phone_dtype": np.uint16, "phone_channels": 1, "baseline": True}
         return {"phone": phone, "dslr": dslr, "baseline": baseline}, options

@@ -1,6 +1,8 @@
-"""One way in: ``open_source`` reads a dpedkit dataset and an official DPED folder alike."""
+"""One way in: ``open_source`` reads a dpedkit dataset, an official DPED folder and a ZRR folder alike."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -44,5 +46,35 @@ def test_a_raw_dataset_says_so_from_its_manifest(tmp_path, rng):
 
 def test_anything_else_is_one_clear_error(tmp_path):
     (tmp_path / "photos").mkdir()
-    with pytest.raises(InputError, match="not a dpedkit dataset .* and not an official DPED folder"):
+    with pytest.raises(InputError, match="not a dpedkit dataset .* not an official DPED folder .* not a ZRR folder"):
         open_source(tmp_path / "photos")
+
+
+def test_a_zrr_folder_read_in_place_equals_its_import(tmp_path, rng):
+    root = write_zrr_tree(tmp_path / "zrr", rng, n_train=3, n_test=2)
+    import_zrr(root, tmp_path / "ds")
+    here, imported = open_source(root), open_source(tmp_path / "ds")
+    assert here.is_raw and here.sensor() == imported.sensor() and here.baseline_name() == imported.baseline_name()
+    for split in ("train", "test"):
+        for a, b in zip(here.arrays(split), imported.arrays(split), strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert np.array_equal(here.baseline("test"), imported.baseline("test"))
+    reader = here.reader("train")
+    assert len(reader) == 3 and np.array_equal(reader.raw(2)[0], imported.arrays("train")[0][2])
+
+
+def test_a_raw_model_trains_and_scores_on_a_zrr_folder(tmp_path, rng):
+    from dpedkit.config import EvalConfig, TrainConfig
+    from dpedkit.evaluate import evaluate
+    from dpedkit.train import train
+
+    root = write_zrr_tree(tmp_path / "zrr", rng, n_train=4, n_test=2)
+    cfg = TrainConfig(model="sid-unet", iters=2, batch=2, eval_every=2, device="cpu", model_config={"channels": 4,
+                      "levels": 2}, data_mode="memory", samples=1)  # fmt: skip
+    result = train(root, tmp_path / "run", config=cfg)
+    assert result.step == 2
+    here = evaluate(tmp_path / "run" / "best.pt", root, config=EvalConfig(device="cpu")).to_dict()
+    import_zrr(root, tmp_path / "ds")
+    imported = evaluate(tmp_path / "run" / "best.pt", tmp_path / "ds", config=EvalConfig(device="cpu")).to_dict()
+    assert here["baseline"] == "demosaic" and here["n_pairs"] == 2
+    assert json.dumps(here, sort_keys=True) == json.dumps(imported, sort_keys=True)  # NaN-safe: the same scores
