@@ -70,6 +70,10 @@ class Source(Protocol):
         """RAW data only: ``{"cfa", "black", "white"}`` of the sensor the networks read."""
         ...
 
+    def test_full(self) -> list[tuple[Path, Path]]:
+        """The full-size aligned test pairs ``(phone image, DSLR image)``, by name; empty where the layout has none."""
+        ...
+
 
 class DatasetSource:
     """A dpedkit dataset folder as a :class:`Source` (its shards' sha256 are checked before they are read)."""
@@ -115,6 +119,20 @@ class DatasetSource:
         """The dataset's sensor (:meth:`DatasetDir.sensor`)."""
         return self.dataset.sensor()
 
+    def test_full(self) -> list[tuple[Path, Path]]:
+        """A build's ``test_full/{phone,dslr}/NAME.png`` pairs, by name (a DSLR image missing is an error).
+
+        Raises:
+            InputError: a phone image without its DSLR image.
+        """
+        pairs = []
+        for phone in self.dataset.test_full_images("phone"):
+            dslr = self.dataset.test_full_path("dslr", phone.stem)
+            if not dslr.is_file():
+                raise InputError(dslr, f"missing: the DSLR side of the full test pair {phone.name}")
+            pairs.append((phone, dslr))
+        return pairs
+
 
 class DpedSource:
     """An official DPED folder as a :class:`Source`: RGB JPEG patches, no checksums, no baseline."""
@@ -151,6 +169,10 @@ class DpedSource:
     def sensor(self) -> dict[str, Any]:
         """DPED patches are RGB: no sensor."""
         raise InputError(self.path, "an official DPED folder holds RGB JPEG patches: it has no RAW sensor")
+
+    def test_full(self) -> list[tuple[Path, Path]]:
+        """None: DPED's ``full_size_test_images/`` are phone photos without aligned DSLR partners."""
+        return []
 
 
 class ZrrSource:
@@ -191,6 +213,10 @@ class ZrrSource:
     def sensor(self) -> dict[str, Any]:
         """ZRR's sensor: ``{"cfa": "RGGB", "black": 0.0, "white": 1020.0}``."""
         return dict(self._sensor)
+
+    def test_full(self) -> list[tuple[Path, Path]]:
+        """None: ZRR's ``huawei_full_resolution/`` holds phone mosaics without aligned DSLR partners."""
+        return []
 
 
 class _FileReader:

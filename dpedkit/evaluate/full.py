@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from dpedkit.config import EvalConfig
-from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.source import open_source
 from dpedkit.errors import ConfigError, InputError
 from dpedkit.nn.device import resolve_device
@@ -88,28 +87,26 @@ def evaluate_full(
     from dpedkit.evaluate.patches import _load_model, model_path
     from dpedkit.io import read_rgb
 
-    ds = DatasetDir(data)
-    if not ds.is_dataset(ds.root):
-        raise InputError(data, "not a dpedkit dataset (dataset.json); --full scores a dataset's test_full/ images")
-    phones = ds.test_full_images("phone")
-    if not phones:
-        raise InputError(data, "holds no full test images (test_full/phone/*.png): build it with test pairs")
-    if open_source(data).is_raw:
+    source = open_source(data)
+    pairs = source.test_full()
+    if not pairs:
+        raise InputError(data, "holds no full aligned test pairs (a build's test_full/): --full scores those; "
+                               "build a dataset with test pairs")  # fmt: skip
+    if source.is_raw:
         raise ConfigError(f"{data} is a RAW-to-RGB dataset: its test_full/ holds LibRaw's pictures, not the mosaics a "
                           "learned ISP reads; score it on patches (evaluate without --full), or run `dpedkit enhance "
                           "MODEL photo.dng` on whole RAW files")  # fmt: skip
     device = resolve_device(config.device)
     net = _load_model(model if isinstance(model, torch.nn.Module) else model_path(model), device)
     rows = []
-    for k, phone_path in enumerate(phones):
-        phone = read_rgb(phone_path)
-        dslr = read_rgb(ds.test_full_path("dslr", phone_path.stem))
+    for k, (phone_path, dslr_path) in enumerate(pairs):
+        phone, dslr = read_rgb(phone_path), read_rgb(dslr_path)
         if phone.shape != dslr.shape:
             raise InputError(phone_path, f"phone {phone.shape} and DSLR {dslr.shape} test images differ in size")
         out, _ = enhance_array(net, phone, device=device, max_memory=config.max_memory)
         rows.append({"image": phone_path.stem, **score_pair(out, phone, dslr, max_shift=config.max_shift)})
         if on_image:
-            on_image(k + 1, len(phones))
+            on_image(k + 1, len(pairs))
     keys = [k for k in rows[0]["model"]]
     model_means = {k: float(np.mean([r["model"][k] for r in rows])) for k in keys}
     identity_means = {k: float(np.mean([r["identity"][k] for r in rows])) for k in keys}

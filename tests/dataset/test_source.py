@@ -78,3 +78,14 @@ def test_a_raw_model_trains_and_scores_on_a_zrr_folder(tmp_path, rng):
     imported = evaluate(tmp_path / "run" / "best.pt", tmp_path / "ds", config=EvalConfig(device="cpu")).to_dict()
     assert here["baseline"] == "demosaic" and here["n_pairs"] == 2
     assert json.dumps(here, sort_keys=True) == json.dumps(imported, sort_keys=True)  # NaN-safe: the same scores
+
+
+def test_full_test_pairs_come_from_the_source(tmp_path, rng):
+    from dpedkit.config import EvalConfig
+    from dpedkit.evaluate.full import evaluate_full
+
+    zrr = write_zrr_tree(tmp_path / "zrr", rng, n_train=1, n_test=1)
+    dped = write_dped_tree(tmp_path / "dped", rng, n_train=1, n_test=1)
+    assert open_source(zrr).test_full() == [] and open_source(dped, phone="sony").test_full() == []
+    with pytest.raises(InputError, match="no full aligned test pairs"):
+        evaluate_full("unused.pt", dped / "sony", config=EvalConfig(device="cpu"))
