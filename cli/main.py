@@ -87,6 +87,8 @@ def cli(verbose: int, quiet: bool) -> None:
 
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.getLogger("PIL").setLevel(logging.INFO)  # Pillow's chunk-by-chunk DEBUG lines drown -v output
+    for sdk in ("botocore", "aiobotocore", "s3fs", "fsspec"):  # object storage: where credentials came from, ...
+        logging.getLogger(sdk).setLevel(max(level, logging.WARNING))
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)], force=True
     )

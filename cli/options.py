@@ -53,11 +53,25 @@ class FolderOrUrl(click.ParamType):
 FOLDER_OR_URL = FolderOrUrl()
 
 
+FETCHED: dict[str, str] = {}  # local copy -> URL of the datasets this command fetched (errors name the URL)
+
+
 def local_dataset(value: str) -> str:
     """A dataset argument as the library reads it: a URL's dataset is fetched into the local cache (its path)."""
     from dpedkit.dataset.storage import fetch_dataset
+    from dpedkit.io import is_url
 
-    return str(fetch_dataset(value))
+    local = str(fetch_dataset(value))
+    if is_url(value):
+        FETCHED[local] = value
+    return local
+
+
+def as_given(message: str) -> str:
+    """``message`` with the local copy of each fetched dataset named by its URL, as the user gave it."""
+    for local, url in FETCHED.items():
+        message = message.replace(local, url)
+    return message
 
 
 SEP = "__"  # option name = section + SEP + field (unique in a command whatever the flags are called)

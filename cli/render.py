@@ -47,8 +47,10 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def fail(message: str) -> None:
-    """Print ``error: message`` and exit with status 2."""
-    console.print(f"[bold red]error:[/] {escape(message)}")
+    """Print ``error: message`` (a fetched dataset named by its URL) and exit with status 2."""
+    from dpedkit_cli.options import as_given
+
+    console.print(f"[bold red]error:[/] {escape(as_given(message))}")
     sys.exit(2)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-from dpedkit_cli.options import FOLDER_OR_URL, local_dataset
+from dpedkit_cli.options import FOLDER_OR_URL, as_given, local_dataset
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
 from rich.markup import escape
 
@@ -35,6 +35,6 @@ def command(dataset: str, as_json: bool) -> None:
         console.print(table(f"{escape(dataset)}: {len(rows) - len(bad)} of {len(rows)} shards intact",
                             ["shard", "rows", "chunk checksums", "problems"], bad or rows[:20]))  # fmt: skip
         for problem in result.problems:
-            console.print(f"[red]{escape(problem)}[/]")
+            console.print(f"[red]{escape(as_given(problem))}[/]")
         console.print("[green]intact[/]" if result.ok else "[red]damaged[/]: rebuild or re-import the listed shards")
     sys.exit(0 if result.ok else 1)

@@ -133,6 +133,8 @@ def test_commands_read_a_dataset_on_s3(s3, raw, local, tmp_path):
     fs.pipe(key, bytes(data))
     res = runner.invoke(cli, ["verify", url])
     assert res.exit_code == 1 and "checksum" in " ".join(res.output.split()), res.output
+    res = runner.invoke(cli, ["evaluate", str(run / "best.pt"), url])  # errors name the URL, not the local copy
+    assert res.exit_code == 2 and f"error: {url}/test/shard-00000.h5: checksum mismatch" in " ".join(res.output.split())
 
 
 def test_photos_from_s3_build_the_same_dataset(s3, raw, local, tmp_path):
