@@ -241,6 +241,39 @@ def test_padded_luma_reflects_like_opencv(rng):
         assert np.array_equal(_luma_image(img, pad), want)
 
 
+@pytest.mark.parametrize("shape", [(3, 100, 100), (2, 9, 7), (1, 3, 3)])
+def test_row_gradients_are_np_gradient_bit_for_bit(rng, shape):
+    from dpedkit.dataset.patches import _gradient
+
+    win = (rng.random(shape) * 255).astype(np.float32)
+    gx, gy = _gradient(win)
+    for k in range(shape[0]):  # one window at a time, as texture() and the Gauss-Newton Jacobian once did
+        want_y, want_x = np.gradient(win[k])
+        assert np.array_equal(gx[k], want_x) and np.array_equal(gy[k], want_y)
+
+
+@pytest.mark.parametrize("rotation_mode", ["fit", "none"])
+def test_batched_jacobian_equals_a_direct_computation_per_window(scene, rng, rotation_mode):
+    from dpedkit.dataset.patches import _Context, _normalise
+
+    p = 24
+    ctx = _Context(scene, scene, PatchConfig(size=p, radius=4, rotation=rotation_mode))
+    wn, _ = _normalise((rng.random((5, p, p)) * 255).astype(np.float32))
+    tgx, tgy = (rng.standard_normal((2, 5, p, p)) * 1e-3).astype(np.float32)
+    sd, hess = ctx._jacobian(wn, tgx, tgy)
+    u, v = ctx.uv
+    for k in range(5):
+        dx, dy = np.zeros((p, p), np.float32), np.zeros((p, p), np.float32)  # central differences, 0 on the border
+        dx[:, 1:-1] = wn[k, :, 2:] - wn[k, :, :-2]
+        dy[1:-1] = wn[k, 2:] - wn[k, :-2]
+        cols = [dx + tgx[k], dy + tgy[k]]
+        if rotation_mode == "fit":
+            cols.append(cols[1] * u - cols[0] * v)
+        want = np.stack(cols).reshape(len(cols), -1)
+        assert np.array_equal(sd[k], want)
+        assert np.allclose(hess[k], want.astype(np.float64) @ want.T.astype(np.float64), rtol=1e-5, atol=1e-9)
+
+
 def test_windows_whose_match_leaves_the_crop_are_not_kept(scene, rng):
     b = np.array([4.0, 0.0])
     phone = warp_affine_pair(scene, np.eye(2), b, rng)
