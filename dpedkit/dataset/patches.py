@@ -448,6 +448,8 @@ class _Context:
         lim = math.radians(self.cfg.max_angle)
         flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
         for it in range(_GN_ITERS):
+            if not len(active):  # every window left is flat (a blown-out sky: OpenCV's correlation of flat is 1)
+                break
             for k in active:
                 if it == 0:
                     x, y = int(x0s[k] + pad + est[k, 0]), int(y0 + pad + est[k, 1])
@@ -474,8 +476,6 @@ class _Context:
                 moving |= np.abs(step[:, 2]) * self.centre >= _GN_TOL
             moving &= good
             active = active[moving]
-            if not len(active):
-                break
         bad = ~ok | ~np.isfinite(est).all(axis=1) | (np.hypot(*(est[:, :2] - start).T) > _GN_MAX_MOVE)
         est[bad, :2], est[bad, 2] = start[bad], 0.0
         return est[:, :2], np.degrees(est[:, 2])

@@ -200,6 +200,21 @@ def test_flat_and_unmatched_windows_are_recorded_but_not_kept(scene, rng):
     assert cand["kept"].sum() == len(ps) == len(cand["xy"]) - 2
 
 
+@pytest.mark.parametrize("level", [0, 80, 255])
+def test_a_row_of_flat_windows_is_recorded_not_refined(scene, level):
+    # a blown-out sky across the frame: OpenCV correlates flat with flat as 1.0, so these windows reach the
+    # Gauss-Newton step with nothing to normalise (a batch of only flat windows used to raise ValueError)
+    dslr = scene.copy()
+    dslr[:P] = level
+    phone = dslr.copy()
+    ps = extract_patches(phone, dslr)
+    cand = ps.candidates
+    top = cand["xy"][:, 1] == 0
+    assert top.sum() == scene.shape[1] // P
+    assert not cand["kept"][top].any() and (cand["ncc"][top] == 0.0).all() and (cand["angle"][top] == 0.0).all()
+    assert cand["kept"][~top].all()
+
+
 def test_radius_limits_the_search(scene, rng):
     b = np.array([6.0, -5.0])
     phone = warp_affine_pair(scene, np.eye(2), b, rng)
