@@ -46,6 +46,11 @@ def command(pairs: int, phone_mp: float, dslr_mp: float, reads: int, repeats: in
         ["end-to-end s/pair (1 worker)", b["1"]["s_per_pair"], "", ""],
         ["end-to-end / decode", res["e2e_over_decode"], f"<= {t['e2e_over_decode']}", ok["e2e_over_decode"]],
         ["end-to-end / decode (CPU time)", res["e2e_over_decode_cpu"], "", ""],
+        *(
+            [["end-to-end / the same build's decode stage", res["e2e_over_build_decode"], "", ""]]
+            if "e2e_over_build_decode" in res
+            else []
+        ),  # fmt: skip
         ["end-to-end s/pair (2 workers)", b["2"]["s_per_pair"], "", ""],
         *[[f"  stage {k} s/pair", v, "", ""] for k, v in res["stages_s_per_pair_1_worker"].items()],
         [

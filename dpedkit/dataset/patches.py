@@ -251,7 +251,7 @@ def _ncc_rows(patches: np.ndarray, gray: np.ndarray) -> np.ndarray:
 def _gradient(win: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.gradient`` along x and y of ``m x h x w`` float32 windows (central inside, one-sided on the border)."""
     gx, gy = np.empty_like(win), np.empty_like(win)
-    np.subtract(win[:, :, 2:], win[:, :, :-2], out=gx[:, :, 1:-1])
+    _diff_x(win, gx)
     gx[:, :, 1:-1] *= np.float32(0.5)
     np.subtract(win[:, :, 1], win[:, :, 0], out=gx[:, :, 0])
     np.subtract(win[:, :, -1], win[:, :, -2], out=gx[:, :, -1])
@@ -260,6 +260,18 @@ def _gradient(win: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     np.subtract(win[:, 1], win[:, 0], out=gy[:, 0])
     np.subtract(win[:, -1], win[:, -2], out=gy[:, -1])
     return gx, gy
+
+
+def _diff_x(win: np.ndarray, out: np.ndarray) -> None:
+    """``out[..., 1:-1] = win[..., 2:] - win[..., :-2]`` for ``m x h x w`` C-contiguous arrays.
+
+    Computed over all pixels as one flat run (~3x faster than row by row); the first and last column of ``out``
+    then hold differences across rows or windows: the caller overwrites them.
+    """
+    if not out.flags.c_contiguous:  # (reshape would write into a copy)
+        raise ValueError("_diff_x needs a C-contiguous output")
+    flat, dst = win.reshape(-1), out.reshape(-1)
+    np.subtract(flat[2:], flat[:-2], out=dst[1:-1])
 
 
 def _dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -346,7 +358,9 @@ class _Context:
         x0s = np.arange(n) * p
         tmpl = np.ascontiguousarray(self.gdslr[y0 : y0 + p, : n * p].reshape(p, n, p).transpose(1, 0, 2))
         tgx, tgy = _gradient(tmpl)  # texture measure and Gauss-Newton Jacobian
-        texture = np.sqrt(tgx * tgx + tgy * tgy).mean(axis=(1, 2))  # (cv2.magnitude varies with alignment)
+        mag = tgx * tgx
+        mag += tgy * tgy
+        texture = np.sqrt(mag, out=mag).mean(axis=(1, 2))  # (cv2.magnitude varies with alignment)
         start, angle = np.zeros((n, 2)), np.zeros(n)
         peak, at_radius = np.zeros(n), np.zeros(n, bool)
         for k in range(n):
@@ -434,6 +448,8 @@ class _Context:
         lim = math.radians(self.cfg.max_angle)
         flags = cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP
         for it in range(_GN_ITERS):
+            if not len(active):  # every window left is flat (a blown-out sky: OpenCV's correlation of flat is 1)
+                break
             for k in active:
                 if it == 0:
                     x, y = int(x0s[k] + pad + est[k, 0]), int(y0 + pad + est[k, 1])
@@ -460,8 +476,6 @@ class _Context:
                 moving |= np.abs(step[:, 2]) * self.centre >= _GN_TOL
             moving &= good
             active = active[moving]
-            if not len(active):
-                break
         bad = ~ok | ~np.isfinite(est).all(axis=1) | (np.hypot(*(est[:, :2] - start).T) > _GN_MAX_MOVE)
         est[bad, :2], est[bad, 2] = start[bad], 0.0
         return est[:, :2], np.degrees(est[:, 2])
@@ -472,19 +486,19 @@ class _Context:
         ``wn`` are the normalised phone windows, ``tgx``/``tgy`` 2x the normalised DSLR window gradients.
         """
         a, p = wn.shape[:2]
-        sd = np.empty((a, 3 if self.cfg.rotation == "fit" else 2, p, p), np.float32)
-        gx, gy = sd[:, 0], sd[:, 1]
-        np.subtract(wn[:, :, 2:], wn[:, :, :-2], out=gx[:, :, 1:-1])  # central differences, 0 on the border
+        c = 3 if self.cfg.rotation == "fit" else 2
+        sd = np.empty((c, a, p, p), np.float32)  # column-major here, so that each column is one contiguous run
+        gx, gy = sd[0], sd[1]
+        _diff_x(wn, gx)  # central differences, 0 on the border
         np.subtract(wn[:, 2:], wn[:, :-2], out=gy[:, 1:-1])  # (as Sobel ksize 1 with reflected borders)
         gx[:, :, 0] = gx[:, :, -1] = gy[:, 0] = gy[:, -1] = 0.0
         gx += tgx
         gy += tgy
-        if len(sd[0]) == 3:
+        if c == 3:
             u, v = self.uv
-            np.multiply(gy, u, out=sd[:, 2])  # the sample point moves by (-v, u)
-            sd[:, 2] -= gx * v
-        sd = sd.reshape(a, len(sd[0]), p * p)
-        c = len(sd[0])
+            np.multiply(gy, u, out=sd[2])  # the sample point moves by (-v, u)
+            sd[2] -= gx * v
+        sd = sd.reshape(c, a, p * p).transpose(1, 0, 2)
         hess = np.empty((a, c, c))
         for i in range(c):
             for j in range(i + 1):

@@ -15,7 +15,9 @@ def test_bench_build_smoke(tmp_path):
     n = res["reads"]["patches"]
     assert 0 < n <= 40 and len(list((tmp_path / "dped" / "canon").iterdir())) == n
     assert set(res["met"]) == set(res["targets"]) and len(seen) >= 4
-    assert {"decode", "align", "patches", "write"} <= set(res["stages_s_per_pair_1_worker"])
+    stages = res["stages_s_per_pair_1_worker"]
+    assert {"decode", "align", "patches", "write"} <= set(stages)
+    assert res["e2e_over_build_decode"] == pytest.approx(res["build"]["1"]["s_per_pair"] / stages["decode"])
 
 
 def test_bench_config_validation():
@@ -30,6 +32,7 @@ def test_bench_build_raw_measures_libraw_decode_and_the_preview(tmp_path):
     assert sorted(p.suffix for p in (tmp_path / "raw" / "phone").iterdir()) == [".dng", ".dng"]
     assert res["identical_1_vs_2"] is True and res["build"]["1"]["pairs_per_s"] > 0
     assert 0 < res["half_decode_s_per_pair"] < res["decode_s_per_pair"]  # the preview is LibRaw's fast path
+    assert "e2e_over_build_decode" not in res  # a RAW build decodes in two steps: its decode stage is no floor
 
 
 @pytest.mark.slow

@@ -200,6 +200,21 @@ def test_flat_and_unmatched_windows_are_recorded_but_not_kept(scene, rng):
     assert cand["kept"].sum() == len(ps) == len(cand["xy"]) - 2
 
 
+@pytest.mark.parametrize("level", [0, 80, 255])
+def test_a_row_of_flat_windows_is_recorded_not_refined(scene, level):
+    # a blown-out sky across the frame: OpenCV correlates flat with flat as 1.0, so these windows reach the
+    # Gauss-Newton step with nothing to normalise (a batch of only flat windows used to raise ValueError)
+    dslr = scene.copy()
+    dslr[:P] = level
+    phone = dslr.copy()
+    ps = extract_patches(phone, dslr)
+    cand = ps.candidates
+    top = cand["xy"][:, 1] == 0
+    assert top.sum() == scene.shape[1] // P
+    assert not cand["kept"][top].any() and (cand["ncc"][top] == 0.0).all() and (cand["angle"][top] == 0.0).all()
+    assert cand["kept"][~top].all()
+
+
 def test_radius_limits_the_search(scene, rng):
     b = np.array([6.0, -5.0])
     phone = warp_affine_pair(scene, np.eye(2), b, rng)
@@ -239,6 +254,39 @@ def test_padded_luma_reflects_like_opencv(rng):
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         want = cv2.copyMakeBorder(img.astype(np.float32) @ _GRAY, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
         assert np.array_equal(_luma_image(img, pad), want)
+
+
+@pytest.mark.parametrize("shape", [(3, 100, 100), (2, 9, 7), (1, 3, 3)])
+def test_row_gradients_are_np_gradient_bit_for_bit(rng, shape):
+    from dpedkit.dataset.patches import _gradient
+
+    win = (rng.random(shape) * 255).astype(np.float32)
+    gx, gy = _gradient(win)
+    for k in range(shape[0]):  # one window at a time, as texture() and the Gauss-Newton Jacobian once did
+        want_y, want_x = np.gradient(win[k])
+        assert np.array_equal(gx[k], want_x) and np.array_equal(gy[k], want_y)
+
+
+@pytest.mark.parametrize("rotation_mode", ["fit", "none"])
+def test_batched_jacobian_equals_a_direct_computation_per_window(scene, rng, rotation_mode):
+    from dpedkit.dataset.patches import _Context, _normalise
+
+    p = 24
+    ctx = _Context(scene, scene, PatchConfig(size=p, radius=4, rotation=rotation_mode))
+    wn, _ = _normalise((rng.random((5, p, p)) * 255).astype(np.float32))
+    tgx, tgy = (rng.standard_normal((2, 5, p, p)) * 1e-3).astype(np.float32)
+    sd, hess = ctx._jacobian(wn, tgx, tgy)
+    u, v = ctx.uv
+    for k in range(5):
+        dx, dy = np.zeros((p, p), np.float32), np.zeros((p, p), np.float32)  # central differences, 0 on the border
+        dx[:, 1:-1] = wn[k, :, 2:] - wn[k, :, :-2]
+        dy[1:-1] = wn[k, 2:] - wn[k, :-2]
+        cols = [dx + tgx[k], dy + tgy[k]]
+        if rotation_mode == "fit":
+            cols.append(cols[1] * u - cols[0] * v)
+        want = np.stack(cols).reshape(len(cols), -1)
+        assert np.array_equal(sd[k], want)
+        assert np.allclose(hess[k], want.astype(np.float64) @ want.T.astype(np.float64), rtol=1e-5, atol=1e-9)
 
 
 def test_windows_whose_match_leaves_the_crop_are_not_kept(scene, rng):
