@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dpedkit.errors import DpedkitError, InputError
+from dpedkit.io import owned_tempdir
 from dpedkit.nn.device import to_float_chw
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,8 @@ def enhance_strips(
     blocks = list(g.blocks)
     strips = strip_bounds(height, rows)
     out = np.empty((height, width, g.c12.out_channels), np.float32)
-    with tempfile.TemporaryDirectory(prefix="dpedkit-enhance-", dir=spill_dir) as tmp:
+    with owned_tempdir("dpedkit-enhance-", dir=spill_dir) as folder:  # a killed run's spill files: swept next time
+        tmp = str(folder)
         _check_free_space(tmp, 4 * height * width * c * 4)
         spills = [_Spill(tmp, height, c, width) for _ in range(4)]
         x_old, x_new, y1, y2 = spills
