@@ -208,3 +208,37 @@ def test_a_parallel_run_sweeps_what_a_killed_one_left(tmp_path, monkeypatch):
     (tmp_path / "dpedkit-running-999999999-abc").mkdir()  # no such PID
     assert run_parallel(abs, [-1, -2], n_jobs=2, on_crash=lambda item, why: None) == [1, 2]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_shard_declaring_huge_patches_it_does_not_hold_is_refused_before_any_allocation(tmp_path, monkeypatch):
+    """Issue 20: a 78 kB shard declaring 3000x3000 patches made `evaluate` allocate gigabytes before failing."""
+    import json
+
+    import h5py
+    import numpy as np
+
+    from dpedkit.dataset.shards import file_sha256
+    from dpedkit.testing import write_synthetic_dataset
+
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=2, n_test=2, patch=16)
+    shard = ds / "test" / "shard-00000.h5"
+    with h5py.File(shard, "a") as f:  # the shape says 2 x 3000 x 3000 x 3; no byte of it is stored
+        for name in ("phone", "dslr"):
+            del f[name]
+            f.create_dataset(name, shape=(2, 3000, 3000, 3), dtype=np.uint8, chunks=(1, 3000, 3000, 3), fletcher32=True)
+        f.attrs["patch_size"] = 3000
+    manifest = json.loads((ds / "dataset.json").read_text())
+    manifest["shards"][1]["sha256"] = file_sha256(shard)  # a consistent manifest: only the shapes lie
+    (ds / "dataset.json").write_text(json.dumps(manifest))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the patches were read and the model loaded")
+
+    monkeypatch.setattr("dpedkit.evaluate.patches._load_model", never)
+    (tmp_path / "m.pt").write_bytes(b"")
+    res = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "m.pt"), str(ds), "--device", "cpu"])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert f"{shard}: damaged shard, 'phone' declares 2 patches of 3000x3000 (54.0 MB) that the file does not" in out
+    res = CliRunner().invoke(cli, ["verify", str(ds)])
+    assert res.exit_code == 1 and "declares 2 patches of 3000x3000" in " ".join(res.output.split())

@@ -381,9 +381,43 @@ def check_schema(f: h5py.File, path: str | Path) -> int:
     for name in IMAGES:
         if f[name].dtype not in PATCH_DTYPES:
             raise ShardError(f"{path}: damaged shard, {name!r} is {f[name].dtype}, expected uint8 or uint16")
+    for name in (n for n in (*IMAGES, BASELINE) if n in f):
+        _check_stored(f[name], path, p)
     if CANDIDATES in f:
         _check_candidates(f[CANDIDATES], path)
     return rows
+
+
+def _check_stored(ds: h5py.Dataset, path: str | Path, p: int) -> None:
+    """Refuse patch data whose file does not hold the bytes its shape declares (before any reader allocates them).
+
+    HDF5 lets a dataset declare any shape and store nothing: a 78 kB shard can claim 3000 x 3000 patches that read
+    as zeros, and a reader that trusts the shape allocates gigabytes. dpedkit writes every patch, uncompressed, one
+    chunk each: the stored bytes cover the declared ones (compressed data: every chunk is stored).
+    """
+    rows = ds.shape[0]
+    if not rows:
+        return
+    declared = ds.size * ds.dtype.itemsize
+    if ds.compression is None:
+        stored = ds.id.get_storage_size()
+        ok = stored >= declared
+    else:
+        chunks = ds.chunks or ds.shape
+        stored = ds.id.get_num_chunks() if ds.chunks else 1
+        ok = stored >= int(np.prod([-(-n // c) for n, c in zip(ds.shape, chunks, strict=True)]))
+    if not ok:
+        raise ShardError(f"{path}: damaged shard, {ds.name.lstrip('/')!r} declares {rows} patches of {p}x{p} "
+                         f"({declared / 1e6:.1f} MB) that the file does not hold ({_file_size(path) / 1e6:.1f} MB): "
+                         "nothing was read")  # fmt: skip
+
+
+def _file_size(path: str | Path) -> int:
+    """The size of a file in bytes (0 when it cannot be read)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _check_candidates(group: Any, path: str | Path) -> int:
