@@ -10,15 +10,18 @@ and folders copied as they are (full-size test images). The layouts share one im
   (``<source>_source/<folder name>/``).
 - :func:`export_tree` writes the layout from a dpedkit dataset. Rows of an imported dataset whose shard is
   unchanged are written back byte for byte (so import then export round-trips the files exactly); other rows
-  are encoded by the layout's encoder and numbered ``0..N-1`` per split.
+  are encoded by the layout's encoder and numbered ``0..N-1`` per split. It lists every file it wrote in
+  ``dpedkit-export.json``: all that a later ``--overwrite`` deletes.
 
 Both write beside their output and move it into place at the end (:func:`staged`): a failed or interrupted
-transfer leaves nothing it created.
+transfer leaves nothing it created, one transfer at a time writes a folder, and errors name the user's paths.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import json
 import logging
 import os
 import re
@@ -26,20 +29,24 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from dpedkit.dataset.format import SPLITS, Counts, DatasetDir, Manifest, ShardEntry, shard_name
+from dpedkit import __version__
+from dpedkit.dataset.format import MANIFEST, SPLITS, Counts, DatasetDir, Manifest, ShardEntry, shard_name
 from dpedkit.dataset.parallel import run_parallel
 from dpedkit.dataset.shards import ShardWriter, check_schema, open_shard, read_originals, write_originals
-from dpedkit.errors import InputError, ShardError, check_range
-from dpedkit.io import check_apart, check_file_name
+from dpedkit.errors import DpedkitError, InputError, ShardError, check_range
+from dpedkit.io import LOCK_NAME, check_apart, check_file_name, folder_lock, write_json
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = re.compile(r"0|[1-9][0-9]*")  # the file stems of the DPED and ZRR layouts (ASCII)
+EXPORT_RECORD = "dpedkit-export.json"  # an export's record of the files it wrote: all that --overwrite may delete
+EXPORT_SCHEMA = "dpedkit-export"
+_STAGE = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")  # the hidden folder a transfer writes (see staged)
 # one row of a layout: (file stem, phone file, DSLR file)
 Row = tuple[str, str, str]
 # a layout's decoder: rows -> (the arrays ShardWriter.append takes: phone, dslr[, baseline]; ShardWriter options)
@@ -161,20 +168,72 @@ def inside(root: Path, path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def staged(out: Path, overwrite: bool, earlier: Callable[[Path], Callable[[], None] | None]) -> Iterator[Path]:
+def staged(
+    out: Path,
+    overwrite: bool,
+    earlier: Callable[[Path], Callable[[Path], None] | None],
+    *,
+    command: str,
+    first: tuple[str, ...] = (),
+    last: tuple[str, ...] = (),
+) -> Iterator[Path]:
     """Yield the folder to write ``out`` into, so that a failed or interrupted transfer leaves nothing it created.
 
-    A new ``out`` is written as a hidden folder beside it and moved into place on success; on failure that folder
-    and any parents of ``out`` that had to be made are removed. An existing empty ``out`` is written in place and
-    emptied again on failure. An existing non-empty ``out`` is replaced only with ``overwrite`` and only when it
-    holds an earlier transfer's output: ``earlier(out)`` returns what removes that output (None when ``out`` holds
-    none), called once the new files are complete; they are then moved in, and anything else in ``out`` is kept.
+    A new ``out`` is written as a hidden folder beside it (``.OUT.XXXXXXXX.tmp``) and moved into place on success;
+    on failure that folder and any parents of ``out`` that had to be made are removed. An existing empty ``out`` is
+    written in place and emptied again on failure. An existing non-empty ``out`` is replaced only with
+    ``overwrite`` and only when it holds an earlier transfer's output: ``earlier(out)`` returns what removes that
+    output (None when ``out`` holds none), called with the completed new folder (it may still refuse, before
+    removing anything); the new files are then moved in (``first`` of its top-level names first, ``last`` last),
+    and anything else in ``out`` is kept.
+
+    One transfer at a time writes ``out``: it is held by a lock file beside it (``.OUT.dpedkit.lock``, see
+    :func:`dpedkit.io.folder_lock`), and a second is refused naming the first. The holder removes the hidden
+    folders of earlier transfers to ``out`` that were killed. Errors name ``out``, never the hidden folder.
+
+    Raises:
+        InputError: ``out`` is a link or a file, is in use, or holds files of no earlier transfer.
     """
     out = Path(os.path.abspath(out))
     if out.is_symlink():
         raise InputError(out, "is a symbolic link: give the folder it points to")
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
+    made = [d for d in (out.parent, *out.parent.parents) if not d.exists()]  # deepest first
+    try:
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(folder_lock(out.parent, command, name=f".{out.name}{LOCK_NAME}", shown=out))
+            except OSError as exc:  # a folder we may not write: name it, not the hidden lock file
+                raise OSError(exc.errno, exc.strerror or str(exc), str(out.parent)) from exc
+            _sweep_stages(out)
+            with _staging(out, overwrite, earlier, first, last) as stage:
+                yield stage
+    except BaseException:
+        for d in made:
+            with contextlib.suppress(OSError):  # not empty: someone else wrote there meanwhile
+                d.rmdir()
+        raise
+
+
+def _sweep_stages(out: Path) -> None:
+    """Remove the hidden folders that transfers to ``out`` killed before their end left (the caller holds ``out``)."""
+    for old in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        m = _STAGE.fullmatch(old.name)
+        if m and m["name"] == out.name and old.is_dir() and not old.is_symlink():
+            log.warning("%s: removing the unfinished output of a transfer that was stopped", old)
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _staging(
+    out: Path,
+    overwrite: bool,
+    earlier: Callable[[Path], Callable[[Path], None] | None],
+    first: tuple[str, ...],
+    last: tuple[str, ...],
+) -> Iterator[Path]:
+    """:func:`staged` once ``out`` is held."""
     if out.is_dir() and not any(out.iterdir()):
         try:
             yield out
@@ -193,31 +252,59 @@ def staged(out: Path, overwrite: bool, earlier: Callable[[Path], Callable[[], No
             names = ", ".join(sorted(p.name for p in out.iterdir())[:4])
             raise InputError(out, f"holds files this command did not write ({names}); --overwrite replaces only "
                                   "its own earlier output: choose another folder")  # fmt: skip
-    made = [d for d in (out.parent, *out.parent.parents) if not d.exists()]  # deepest first
     stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
-    stage.mkdir(parents=True)
+    stage.mkdir()
     try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        for d in made:
-            with contextlib.suppress(OSError):  # not empty: someone else wrote there meanwhile
-                d.rmdir()
-        raise
-    try:
-        if not out.exists():
-            stage.rename(out)
-            return
-        remove_earlier()
-        _merge(stage, out)
+        try:
+            yield stage
+            if remove_earlier is None:
+                if out.exists():  # made meanwhile by a program that took no lock
+                    raise InputError(out, "was created by another program while this command ran: nothing was "
+                                          "written there; run the command again")  # fmt: skip
+                stage.rename(out)
+                return
+            remove_earlier(stage)
+            _merge(stage, out, first=first, last=last)
+        except (DpedkitError, OSError) as exc:
+            unstaged = _unstaged(exc, stage, out)
+            if unstaged is exc:
+                raise
+            raise unstaged from exc
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
 
 
-def _merge(src: Path, dst: Path) -> None:
-    """Move the tree ``src`` into the existing folder ``dst`` (files replace files), then remove ``src``."""
-    for child in src.iterdir():
+def _unstaged(exc: BaseException, stage: Path, out: Path) -> BaseException:
+    """``exc`` with the hidden staging folder in its paths and message replaced by ``out`` (the user's path)."""
+    hidden, shown = str(stage), str(out)
+    if isinstance(exc, InputError):
+        if hidden not in str(exc):
+            return exc
+        path = None if exc.path is None else exc.path.replace(hidden, shown)
+        return type(exc)(path, exc.cause.replace(hidden, shown))
+    if isinstance(exc, OSError):
+        if hidden not in f"{exc.filename} {exc.filename2} {exc}":
+            return exc
+        if exc.errno is None:
+            return OSError(str(exc).replace(hidden, shown))
+        first, second = (None if n is None else str(n).replace(hidden, shown) for n in (exc.filename, exc.filename2))
+        return OSError(exc.errno, (exc.strerror or str(exc)).replace(hidden, shown), first, None, second)
+    if hidden not in str(exc):
+        return exc
+    try:
+        return type(exc)(str(exc).replace(hidden, shown))
+    except TypeError:  # an error class built from other arguments: kept as it is
+        return exc
+
+
+def _merge(src: Path, dst: Path, *, first: tuple[str, ...] = (), last: tuple[str, ...] = ()) -> None:
+    """Move the tree ``src`` into the existing folder ``dst`` (files replace files), then remove ``src``.
+
+    The top-level names ``first`` move before the others and ``last`` after them (a record that lists the files,
+    a manifest that marks them finished): a merge stopped half way is then never read as complete.
+    """
+    for child in sorted(src.iterdir(), key=lambda c: (c.name not in first, c.name in last, c.name)):
         target = dst / child.name
         if child.is_dir() and target.is_dir() and not target.is_symlink():
             _merge(child, target)
@@ -282,15 +369,15 @@ def import_tree(
         folders = " or ".join(f"{layout.split_dirs[s][0].rsplit('/', 1)[0]}/" for s in SPLITS)
         raise InputError(root, f"no {folders} folder with patch pairs")
 
-    def earlier(path: Path) -> Callable[[], None] | None:
+    def earlier(path: Path) -> Callable[[Path], None] | None:
         return _earlier_import(path, layout)
 
-    with staged(out, overwrite, earlier) as stage:
+    with staged(out, overwrite, earlier, command=f"import-{layout.source}", last=(MANIFEST,)) as stage:
         counts, n_full = _import_into(stage, root, layout, config, tasks, jobs, on_progress)
     return TransferResult(str(out), phone, counts, len(tasks), copied_pairs=sum(counts.values()), full_size=n_full)
 
 
-def _earlier_import(out: Path, layout: Layout) -> Callable[[], None] | None:
+def _earlier_import(out: Path, layout: Layout) -> Callable[[Path], None] | None:
     """What removes an earlier import's files from ``out``, or None when ``out`` holds no dataset."""
     ds = DatasetDir(out)
     if not (ds.is_dataset(out) or ds.plan_text() is not None):
@@ -298,7 +385,7 @@ def _earlier_import(out: Path, layout: Layout) -> Callable[[], None] | None:
 
     earlier_source = ds.manifest().source if ds.is_dataset(out) else None
 
-    def remove() -> None:
+    def remove(_new: Path) -> None:
         ds.clear()
         for source in {layout.source, earlier_source} - {None}:  # an earlier import of another layout's too
             shutil.rmtree(out / f"{source}_source", ignore_errors=True)
@@ -404,10 +491,10 @@ def export_tree(
     check_apart(root, [dataset], what=what)
     ds.shards(verify=True)  # as train and evaluate: a damaged or edited shard is refused before anything is written
 
-    def earlier(path: Path) -> Callable[[], None] | None:
+    def earlier(path: Path) -> Callable[[Path], None] | None:
         return _earlier_export(path, layout)
 
-    with staged(root, overwrite, earlier) as stage:
+    with staged(root, overwrite, earlier, command=f"export-{layout.source}", first=(EXPORT_RECORD,)) as stage:
         result = TransferResult(str(root), phone)
         for k, entry in enumerate(shards):
             start = result.pairs.get(entry.split, 0)
@@ -419,24 +506,82 @@ def export_tree(
                 on_progress(k + 1, len(shards))
         result.shards = len(shards)
         result.full_size = _export_extras(ds, stage, layout, full_from_build)
+        _write_export_record(stage, layout, dataset)
     return result
 
 
-def _earlier_export(root: Path, layout: Layout) -> Callable[[], None] | None:
-    """What removes an earlier export's files from ``root``, or None when it holds no folders of the layout."""
-    patch_dirs = [root / d for s in SPLITS for d in layout.split_dirs[s]]
-    if not any(f.is_dir() for f in patch_dirs):
+def _write_export_record(root: Path, layout: Layout, dataset: Path) -> None:
+    """Write ``root/dpedkit-export.json``: every file the export wrote under ``root`` (what ``--overwrite`` deletes)."""
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    write_json(root / EXPORT_RECORD, {"schema": EXPORT_SCHEMA, "schema_version": 1, "dpedkit_version": __version__,
+                                      "layout": layout.source, "dataset": os.path.abspath(dataset),
+                                      "files": [f for f in files if f != EXPORT_RECORD]})  # fmt: skip
+
+
+def read_export_record(root: Path) -> list[str] | None:
+    """The files an earlier export recorded in ``root/dpedkit-export.json`` (relative paths), None without a record.
+
+    Raises:
+        InputError: a record that is not one dpedkit writes (unreadable, foreign, or a path leaving ``root``).
+    """
+    record = root / EXPORT_RECORD
+    if not (record.exists() or record.is_symlink()):
+        return None
+    try:
+        data = json.loads(record.read_text())
+        files = data["files"] if isinstance(data, dict) and data.get("schema") == EXPORT_SCHEMA else None
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise ValueError("not a dpedkit export record")
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(record, f"unreadable record of an earlier export ({exc}): --overwrite cannot tell which "
+                                 "files an export wrote; choose another folder") from exc  # fmt: skip
+    for f in files:
+        parts = PurePosixPath(f).parts
+        if not parts or PurePosixPath(f).is_absolute() or ".." in parts or f == EXPORT_RECORD:
+            raise InputError(record, f"lists {f!r}, not a file an export writes: --overwrite deletes nothing it "
+                                     "lists; choose another folder")  # fmt: skip
+    return files
+
+
+def _earlier_export(root: Path, layout: Layout) -> Callable[[Path], None] | None:
+    """What removes an earlier export's files from ``root`` (those its record lists), or None when it holds none.
+
+    Raises:
+        InputError: ``root`` holds the layout's folders but no record of an export (a folder dpedkit never wrote,
+            or one an older dpedkit wrote): nothing there is deleted.
+    """
+    files = read_export_record(root)
+    if files is None:
+        tops = sorted({d.split("/")[0] for s in SPLITS for d in layout.split_dirs[s]} | {e.split("/")[0]
+                      for e in layout.extras})  # fmt: skip
+        found = [t for t in tops if (root / t).exists()]
+        if found:
+            raise InputError(root, f"holds {', '.join(f + '/' for f in found)} but no {EXPORT_RECORD} (the record an "
+                                   "export writes of its files): --overwrite deletes only files an earlier export "
+                                   "recorded; choose another folder or move those away")  # fmt: skip
         return None
 
-    def remove() -> None:
-        for folder in patch_dirs:  # the patch files (other files there are kept)
-            for path in folder.glob("*") if folder.is_dir() else ():
-                if path.is_file() and path.suffix.lower() in layout.exts:
-                    path.unlink()
-        for extra in layout.extras:  # the copied folders' files of the layout's kinds
-            for path in (root / extra).glob("*") if (root / extra).is_dir() else ():
-                if path.is_file() and path.suffix.lower() in layout.exts:
-                    path.unlink()
+    def remove(new: Path) -> None:
+        ours = set(files)
+        for path in sorted(new.rglob("*")):
+            rel = path.relative_to(new).as_posix()
+            target = root / rel
+            if path.is_file() and rel != EXPORT_RECORD and rel not in ours and (target.exists() or target.is_symlink()):
+                raise InputError(target, f"exists and is not listed in {root / EXPORT_RECORD} (not written by an "
+                                         "earlier export): nothing was changed; move it away or choose another "
+                                         "folder")  # fmt: skip
+        real = os.path.realpath(root)
+        for rel in files:  # only what the earlier export recorded (other files, also in its folders, are kept)
+            path = root / rel
+            if not Path(os.path.realpath(path.parent)).is_relative_to(real):
+                continue  # a folder replaced by a link leading out of root: nothing outside is deleted
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+        parents = {root.joinpath(*PurePosixPath(rel).parts[:k]) for rel in files
+                   for k in range(1, len(PurePosixPath(rel).parts))}  # fmt: skip
+        for folder in sorted(parents, key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(OSError):  # kept when something else is inside
+                folder.rmdir()
 
     return remove
 
