@@ -5,13 +5,13 @@ A :class:`Layout` says where a layout keeps its files (DPED in :mod:`dpedkit.int
 and folders copied as they are (full-size test images). The layouts share one importer and one exporter:
 
 - :func:`import_tree` writes a dpedkit dataset (``train/`` and ``test/`` HDF5 shards of decoded patches,
-  ``dataset.json``) and keeps the original file bytes and names beside each shard
+  ``dataset.json``) and keeps the original file bytes, names and sha256s beside each shard
   (``<source>_source/<split>/shard-NNNNN.h5``, tied to the shard by its sha256) and the copied folders
-  (``<source>_source/<folder name>/``).
+  (``<source>_source/<folder name>/``, their files' sha256 in the manifest's ``kept``).
 - :func:`export_tree` writes the layout from a dpedkit dataset. Rows of an imported dataset whose shard is
-  unchanged are written back byte for byte (so import then export round-trips the files exactly); other rows
-  are encoded by the layout's encoder and numbered ``0..N-1`` per split. It lists every file it wrote in
-  ``dpedkit-export.json``: all that a later ``--overwrite`` deletes.
+  unchanged are written back byte for byte (so import then export round-trips the files exactly; a kept file
+  whose sha256 changed is refused); other rows are encoded by the layout's encoder and numbered ``0..N-1`` per
+  split. It lists every file it wrote in ``dpedkit-export.json``: all that a later ``--overwrite`` deletes.
 
 Both write beside their output and move it into place at the end (:func:`staged`): a failed or interrupted
 transfer leaves nothing it created, one transfer at a time writes a folder, and errors name the user's paths.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from dpedkit import __version__
-from dpedkit.dataset.format import MANIFEST, SPLITS, Counts, DatasetDir, Manifest, ShardEntry, shard_name
+from dpedkit.dataset.format import MANIFEST, SPLITS, Counts, DatasetDir, Manifest, ShardEntry, originals_dir, shard_name
 from dpedkit.dataset.parallel import run_parallel
 from dpedkit.dataset.shards import ShardWriter, check_schema, open_shard, read_originals, write_originals
 from dpedkit.errors import DpedkitError, InputError, ShardError, check_range
@@ -77,7 +78,7 @@ class Layout:
     @property
     def source_dir(self) -> str:
         """The dataset folder of the sidecar files."""
-        return f"{self.source}_source"
+        return originals_dir(self.source)
 
     def dirs(self, root: Path, split: str) -> tuple[Path, Path]:
         """``(phone_dir, dslr_dir)`` of ``split`` under ``root``."""
@@ -388,7 +389,7 @@ def _earlier_import(out: Path, layout: Layout) -> Callable[[Path], None] | None:
     def remove(_new: Path) -> None:
         ds.clear()
         for source in {layout.source, earlier_source} - {None}:  # an earlier import of another layout's too
-            shutil.rmtree(out / f"{source}_source", ignore_errors=True)
+            shutil.rmtree(out / originals_dir(source), ignore_errors=True)
 
     return remove
 
@@ -411,25 +412,45 @@ def _import_into(
             on_progress(done[0], len(tasks))
 
     results = run_parallel(_import_shard, [{**t, "out": str(out)} for t in tasks], n_jobs=jobs, on_result=tick)
-    n_full = 0
+    kept: dict[str, str] = {}
     for extra in layout.extras:
         if (root / extra).is_dir():
-            n_full += _copy_files(root / extra, out / layout.source_dir / Path(extra).name, root)
+            folder = f"{layout.source_dir}/{Path(extra).name}"
+            copied = _copy_files(root / extra, out / folder, root)
+            kept.update({f"{folder}/{name}": sha for name, sha in copied.items()})
     counts = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
     shards = tuple(ShardEntry(**{k: r[k] for k in ("split", "path", "rows", "sha256")}) for r in results)
-    DatasetDir(out).write_manifest(Manifest(config=config, counts=Counts.of_patches(counts), shards=shards))
-    return counts, n_full
+    manifest = Manifest(config=config, counts=Counts.of_patches(counts), shards=shards, kept=kept)
+    DatasetDir(out).write_manifest(manifest)
+    return counts, len(kept)
 
 
-def _copy_files(src: Path, dest: Path, root: Path | None = None) -> int:
-    """Copy the files directly in ``src`` to a new ``dest`` (each checked to lie inside ``root``); returns how many."""
+def _copy_files(
+    src: Path, dest: Path, root: Path | None = None, expect: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Copy the files directly in ``src`` to a new ``dest``; returns ``{name: sha256}`` of the copied files.
+
+    Args:
+        src: the folder copied.
+        dest: the new folder.
+        root: each file must lie inside it (no link leads out).
+        expect: ``{name: sha256}`` the files must have (a file listed there whose bytes differ is refused).
+
+    Raises:
+        ShardError: a file whose sha256 is not the expected one (a damaged kept file).
+    """
     dest.mkdir(parents=True)
-    n = 0
+    out = {}
     for path in sorted(src.iterdir()):
         if path.is_file():
-            shutil.copyfile(inside(root, path) if root is not None else path, dest / path.name)
-            n += 1
-    return n
+            data = (inside(root, path) if root is not None else path).read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            if expect is not None and expect.get(path.name, sha) != sha:
+                raise ShardError(f"{path}: damaged (its sha256 differs from the one recorded at import): nothing "
+                                 "was exported; `dpedkit verify` lists the damage")  # fmt: skip
+            (dest / path.name).write_bytes(data)
+            out[path.name] = sha
+    return out
 
 
 def _import_shard(task: dict[str, Any]) -> dict[str, Any]:
@@ -592,13 +613,20 @@ def _export_shard(
     """Write one shard's rows into ``dirs`` (phone, DSLR); returns how many were byte copies."""
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-    side = dataset.path(f"{layout.source_dir}/{entry.path}")
+    side = dataset.originals_path(entry.path, layout.source)
     if side.is_file():
-        sha, names, originals = read_originals(side, layout.keys)
-        if sha == entry.sha256 and len(names) == entry.rows:
-            names = [check_file_name(n, what="patch name", where=side) for n in names]
+        kept = read_originals(side, layout.keys)
+        if kept.shard_sha256 == entry.sha256 and len(kept.names) == entry.rows:
+            names = [check_file_name(n, what="patch name", where=side) for n in kept.names]  # never a path
+            if kept.damaged:
+                name, key = kept.damaged[0]
+                k = layout.keys.index(key) if key in layout.keys else 0
+                shown = f"{layout.split_dirs[entry.split][k]}/{name}{layout.exts[k]}" if name is not None else "names"
+                raise ShardError(f"{side}: the kept original {shown} is damaged (its sha256 differs from the one "
+                                 f"recorded at import; {len(kept.damaged)} damaged in all): nothing was exported; "
+                                 f"`dpedkit verify {dataset.root}` lists the damage")  # fmt: skip
             for key, d, ext in zip(layout.keys, dirs, layout.exts, strict=True):
-                for name, data in zip(names, originals[key], strict=True):
+                for name, data in zip(names, kept.files[key], strict=True):
                     (d / f"{name}{ext}").write_bytes(data)
             return entry.rows
         log.warning("%s: shard changed since import, encoding its patches anew", entry.path)
@@ -618,11 +646,14 @@ def _export_extras(
 ) -> int:
     """Copy imported folders back, or write a built dataset's full-size test images; returns how many files."""
     n = 0
-    imported = dataset.manifest().source == layout.source  # not a stale folder left beside a later build
+    manifest = dataset.manifest()
+    imported = manifest.source == layout.source  # not a stale folder left beside a later build
     for extra in layout.extras:
-        kept = dataset.root / layout.source_dir / Path(extra).name
+        folder = f"{layout.source_dir}/{Path(extra).name}"
+        kept = dataset.root / folder
         if imported and kept.is_dir():
-            n += _copy_files(kept, root / extra)
+            sums = {rel.rsplit("/", 1)[1]: sha for rel, sha in manifest.kept.items() if rel.startswith(f"{folder}/")}
+            n += len(_copy_files(kept, root / extra, expect=sums))
         elif full_from_build is not None:
             n += full_from_build(dataset, root / extra)
     return n

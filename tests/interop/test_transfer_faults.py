@@ -1,7 +1,7 @@
 """Issue 20, imports and exports: every adversarial input below is made here in code.
 
-An export over a folder it never wrote, two imports into one folder, killed transfers, a full disk: each is one
-line (exit 2) naming the user's path, or a safe outcome.
+An export over a folder it never wrote, two imports into one folder, damaged originals, killed transfers, patches
+of mixed sizes, a full disk: each is one line (exit 2) naming the user's path, or a safe outcome.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from click.testing import CliRunner
 from dpedkit_cli.main import cli
 
 from dpedkit.dataset.format import DatasetDir
-from dpedkit.errors import InputError
+from dpedkit.errors import InputError, ShardError
+from dpedkit.interop.dped import export_dped, import_dped
 from dpedkit.interop.transfer import EXPORT_RECORD
 from dpedkit.interop.zrr import export_zrr, import_zrr
 from dpedkit.io import LOCK_NAME, folder_lock
-from dpedkit.testing import write_synthetic_dataset, write_zrr_tree
+from dpedkit.testing import write_dped_tree, write_synthetic_dataset, write_zrr_tree
 
 
 @pytest.fixture
@@ -203,3 +204,79 @@ def test_a_flipped_shard_in_export_dped_names_the_shard(tmp_path):
     shard.write_bytes(bytes(data))
     res = CliRunner().invoke(cli, ["export-dped", str(ds), "-o", str(tmp_path / "out"), "--phone", "pixel"])
     assert res.exit_code == 2 and f"{shard}: checksum mismatch" in _line(res.output), res.output
+
+
+# ------------------------------------------------------------------------ 2. checksums of the kept originals
+
+
+def _flip_inside(sidecar: Path, original: bytes) -> None:
+    """Flip one byte of ``original``'s copy inside ``sidecar`` (a bit rot of the kept file, nothing else)."""
+    data = bytearray(sidecar.read_bytes())
+    for start in range(len(original) // 2, len(original) - 40):  # scan data of this file's own, found once
+        at = data.find(original[start : start + 40])
+        if at >= 0 and data.find(original[start : start + 40], at + 1) < 0:
+            break
+    else:
+        raise AssertionError("no part of the original is found once in the sidecar")
+    data[at + 5] ^= 0x01
+    sidecar.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_a_kept_original_is_found_by_verify_and_refused_by_export(tmp_path, zrr_ds):
+    tree, ds = zrr_ds
+    assert DatasetDir(ds).verify().ok
+    sidecar = ds / "zrr_source" / "train" / "shard-00000.h5"
+    _flip_inside(sidecar, (tree / "train" / "canon" / "1.jpg").read_bytes())
+    problems = [p for s in DatasetDir(ds).verify().shards for p in s.problems]
+    assert problems == [
+        "zrr_source/train/shard-00000.h5: the original file 1 (dslr_jpeg) differs from the sha256 recorded at import "
+        "(damaged)"
+    ]
+    res = CliRunner().invoke(cli, ["verify", str(ds)])
+    assert res.exit_code == 1 and "the original file 1 (dslr_jpeg) differs" in _line(res.output), res.output
+    with pytest.raises(ShardError, match=r"shard-00000\.h5: the kept original train/canon/1\.jpg is damaged"):
+        export_zrr(ds, tmp_path / "out")
+    res = CliRunner().invoke(cli, ["export-zrr", str(ds), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "train/canon/1.jpg is damaged" in _line(res.output)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_flipped_byte_in_a_kept_full_size_image_is_found_and_refused(tmp_path, zrr_ds):
+    _, ds = zrr_ds
+    kept = ds / "zrr_source" / "huawei_full_resolution" / "0.png"
+    data = bytearray(kept.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    kept.write_bytes(bytes(data))
+    assert DatasetDir(ds).verify().problems == [
+        "zrr_source/huawei_full_resolution/0.png: differs from the sha256 recorded at import (damaged)"
+    ]
+    res = CliRunner().invoke(cli, ["export-zrr", str(ds), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2 and f"{kept}: damaged" in _line(res.output), res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_renamed_rows_in_a_kept_original_are_found(tmp_path, rng):
+    tree = write_dped_tree(tmp_path / "dped", rng, n_train=2, n_test=1)
+    import_dped(tree, tmp_path / "ds", phone="sony")
+    sidecar = tmp_path / "ds" / "dped_source" / "train" / "shard-00000.h5"
+    import h5py
+
+    with h5py.File(sidecar, "a") as f:  # a flip in the names: 1.jpg would be written as 7.jpg
+        f["name"][1] = "7"
+    assert "its name column differs" in " ".join(p for s in DatasetDir(tmp_path / "ds").verify().shards
+                                                for p in s.problems)  # fmt: skip
+    with pytest.raises(ShardError, match="the kept original names is damaged"):
+        export_dped(tmp_path / "ds", tmp_path / "out")
+
+
+def test_originals_kept_before_checksums_still_export(tmp_path, zrr_ds):
+    import h5py
+
+    tree, ds = zrr_ds
+    for sidecar in (ds / "zrr_source").rglob("shard-*.h5"):
+        with h5py.File(sidecar, "a") as f:  # as an older dpedkit wrote them
+            del f["sha256"]
+    assert DatasetDir(ds).verify().ok
+    export_zrr(ds, tmp_path / "out")
+    kept = tmp_path / "out" / "train" / "canon" / "1.jpg"
+    assert kept.read_bytes() == (tree / "train" / "canon" / "1.jpg").read_bytes()
