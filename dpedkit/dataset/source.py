@@ -148,10 +148,14 @@ class DpedSource:
 
 
 class _FileReader:
-    """Random access to ``(phone file, DSLR file)`` pairs, decoded as RGB uint8 on each read."""
+    """Random access to ``(phone file, DSLR file)`` pairs, decoded as RGB uint8 on each read.
+
+    Every patch is checked square and of the size of the first pair's phone patch (the file that is not is named).
+    """
 
     def __init__(self, pairs: list[tuple[Path, Path]]) -> None:
         self.pairs = pairs
+        self.shape: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -159,8 +163,17 @@ class _FileReader:
     def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         from dpedkit.io import read_rgb
 
-        phone, dslr = self.pairs[index]
-        return read_rgb(phone), read_rgb(dslr)
+        if self.shape is None:
+            self.shape = read_rgb(self.pairs[0][0]).shape
+        out = []
+        for path in self.pairs[index]:
+            img = read_rgb(path)
+            if img.shape != self.shape or img.shape[0] != img.shape[1]:
+                h, w = self.shape[:2]
+                raise InputError(path, f"a {img.shape[1]}x{img.shape[0]} patch, where {self.pairs[0][0]} is {w}x{h}: "
+                                       "the patches of a folder are squares of one size")  # fmt: skip
+            out.append(img)
+        return out[0], out[1]
 
 
 def open_source(path: str | Path, *, phone: str | None = None) -> Source:

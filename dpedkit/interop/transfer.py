@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -412,6 +412,11 @@ def _import_into(
             on_progress(done[0], len(tasks))
 
     results = run_parallel(_import_shard, [{**t, "out": str(out)} for t in tasks], n_jobs=jobs, on_result=tick)
+    first = results[0]
+    for r in results:  # each shard holds patches of one size: the layout's too
+        if r["patch"] != first["patch"]:
+            shown = f"a {_size(r['patch'])} patch, where {first['file']} is {_size(first['patch'])}"
+            raise InputError(r["file"], f"{shown}: the patches of one layout are all of one size")
     kept: dict[str, str] = {}
     for extra in layout.extras:
         if (root / extra).is_dir():
@@ -458,8 +463,9 @@ def _import_shard(task: dict[str, Any]) -> dict[str, Any]:
     out, rows, layout = Path(task["out"]), task["rows"], task["layout"]
     arrays, options = task["decode"](rows)
     phone, dslr = arrays["phone"], arrays["dslr"]
-    if phone.shape[:3] != dslr.shape[:3] or phone.shape[1] != phone.shape[2]:
-        raise InputError(rows[0][1], f"patches must be square and equal in size; got {phone.shape} / {dslr.shape}")
+    if phone.shape[:3] != dslr.shape[:3]:
+        raise InputError(rows[0][2], f"a {_size(dslr.shape[1:])} DSLR patch beside a {_size(phone.shape[1:])} phone "
+                                     f"patch ({rows[0][1]}): the two sides of a pair are of one size")  # fmt: skip
     n = len(rows)
     attrs = {"split": task["split"], "config": {"source": layout.source, "phone": task["phone"]}}
     with ShardWriter(out / task["shard"], patch_size=phone.shape[1], attrs=attrs, **options) as w:
@@ -470,7 +476,32 @@ def _import_shard(task: dict[str, Any]) -> dict[str, Any]:
     files = {key: [Path(r[col]) for r in rows] for key, col in zip(layout.keys, (1, 2), strict=True)}
     write_originals(out / layout.source_dir / task["shard"], shard_sha256=info.sha256, source=layout.source,
                     names=[r[0] for r in rows], files=files)  # fmt: skip
-    return {"split": task["split"], "path": task["shard"], "rows": info.rows, "sha256": info.sha256}
+    return {"split": task["split"], "path": task["shard"], "rows": info.rows, "sha256": info.sha256,
+            "patch": list(phone.shape[1:3]), "file": rows[0][1]}  # fmt: skip
+
+
+def _size(shape: Sequence[int]) -> str:
+    """``WxH`` of an image shape ``(H, W, ...)``."""
+    return f"{shape[1]}x{shape[0]}"
+
+
+def stack_patches(images: Sequence[np.ndarray], files: Sequence[str | Path]) -> np.ndarray:
+    """The patches of one side of a layout's rows as one ``N x P x P x C`` array.
+
+    Raises:
+        InputError: a patch that is not square, or not of the size and channels of the first, naming its file.
+    """
+    ref = images[0].shape
+    for img, path in zip(images, files, strict=True):
+        if img.shape[0] != img.shape[1]:
+            raise InputError(path, f"a {_size(img.shape)} patch: the patches of a layout are square")
+        if img.shape[:2] != ref[:2]:
+            raise InputError(path, f"a {_size(img.shape)} patch, where {files[0]} is {_size(ref)}: the patches of one "
+                                   "layout are all of one size")  # fmt: skip
+        if img.shape != ref:
+            raise InputError(path, f"a patch of shape {img.shape}, where {files[0]} is {ref}: the patches of one "
+                                   "layout have the same channels")  # fmt: skip
+    return np.stack(images)
 
 
 # ------------------------------------------------------------------------------------------------- export

@@ -31,7 +31,7 @@ import numpy as np
 
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.errors import ConfigError, InputError, check_range
-from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree
+from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree, stack_patches
 from dpedkit.io import encode_image, read_image, read_rgb, to_uint8
 from dpedkit.io.camera import BAYER, render_mosaic
 
@@ -117,8 +117,8 @@ class _Decoder:
 
     def __call__(self, rows: list[Row]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         s = self.sensor
-        phone = np.stack([read_zrr_mosaic(p) for _, p, _ in rows])
-        dslr = np.stack([read_rgb(d) for *_, d in rows])
+        phone = stack_patches([read_zrr_mosaic(p) for _, p, _ in rows], [p for _, p, _ in rows])
+        dslr = stack_patches([read_rgb(d) for *_, d in rows], [d for *_, d in rows])
         baseline = np.stack([render_mosaic(m, s["cfa"], s["black"], s["white"]) for m in phone])
         options = {"phone_dtype": np.uint16, "phone_channels": 1, "baseline": True}
         return {"phone": phone, "dslr": dslr, "baseline": baseline}, options

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from dpedkit_cli.main import cli
@@ -280,3 +283,56 @@ def test_originals_kept_before_checksums_still_export(tmp_path, zrr_ds):
     export_zrr(ds, tmp_path / "out")
     kept = tmp_path / "out" / "train" / "canon" / "1.jpg"
     assert kept.read_bytes() == (tree / "train" / "canon" / "1.jpg").read_bytes()
+
+
+# ----------------------------------------------------------------- 4. patches of mixed sizes, names of the layout
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ("smaller dslr", r"canon/1\.jpg: a 16x16 patch, where .*canon/0\.jpg is 32x32"),
+    ("oblong phone", r"huawei_raw/1\.png: a 32x16 patch: the patches of a layout are square"),
+    ("other shard", r"huawei_raw/2\.png: a 16x16 patch, where .*huawei_raw/0\.png is 32x32"),
+])  # fmt: skip
+def test_zrr_patches_of_another_size_are_one_line_naming_the_file(tmp_path, rng, edit, message):
+    tree = write_zrr_tree(tmp_path / "zrr", rng, n_train=3, n_test=1)
+    train = tree / "train"
+    if edit == "smaller dslr":
+        cv2.imwrite(str(train / "canon" / "1.jpg"), np.zeros((16, 16, 3), np.uint8))
+    elif edit == "oblong phone":
+        cv2.imwrite(str(train / "huawei_raw" / "1.png"), np.zeros((16, 32), np.uint16))
+    else:  # a whole pair of another size, alone in its shard
+        cv2.imwrite(str(train / "huawei_raw" / "2.png"), np.zeros((16, 16), np.uint16))
+        cv2.imwrite(str(train / "canon" / "2.jpg"), np.zeros((16, 16, 3), np.uint8))
+    with pytest.raises(InputError, match=message):
+        import_zrr(tree, tmp_path / "ds", rows_per_shard=2)
+    res = CliRunner().invoke(cli, ["import-zrr", str(tree), "-o", str(tmp_path / "ds"), "--rows-per-shard", "2"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and not (tmp_path / "ds").exists()
+
+
+def test_dped_patches_of_another_size_or_layout_names_are_one_line(tmp_path, rng):
+    tree = write_dped_tree(tmp_path / "dped", rng, n_train=3, n_test=1)
+    folder = tree / "sony" / "training_data"
+    cv2.imwrite(str(folder / "sony" / "2.jpg"), np.zeros((24, 24, 3), np.uint8))
+    res = CliRunner().invoke(cli, ["import-dped", str(tree), "-o", str(tmp_path / "ds")])
+    assert res.exit_code == 2 and "sony/2.jpg: a 24x24 patch, where" in _line(res.output), res.output
+    shutil.copy(folder / "sony" / "1.jpg", folder / "sony" / "2.jpg")
+    shutil.copy(folder / "canon" / "1.jpg", folder / "canon" / "\u00b2.jpg")
+    res = CliRunner().invoke(cli, ["import-dped", str(tree), "-o", str(tmp_path / "ds")])
+    assert res.exit_code == 2 and "canon/\u00b2.jpg: not a name of the" in _line(res.output), res.output
+    assert not (tmp_path / "ds").exists()
+
+
+def test_an_official_dped_folder_read_in_place_names_a_patch_of_another_size(tmp_path, rng):
+    """Training or evaluating on the folder itself (no import) reads the same check."""
+    from dpedkit.dataset.source import open_source
+
+    tree = write_dped_tree(tmp_path / "dped", rng, n_train=3, n_test=2)
+    odd = tree / "sony" / "test_data" / "patches" / "canon" / "1.jpg"
+    cv2.imwrite(str(odd), np.zeros((24, 24, 3), np.uint8))
+    source = open_source(tree, phone="sony")
+    with pytest.raises(InputError, match=r"canon/1\.jpg: a 24x24 patch, where .*sony/0\.jpg is 32x32"):
+        source.arrays("test")
+    reader = source.reader("test")
+    assert reader.raw(0)[0].shape == (32, 32, 3)
+    with pytest.raises(InputError, match=r"canon/1\.jpg: a 24x24 patch"):
+        reader.raw(1)
