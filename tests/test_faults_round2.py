@@ -164,3 +164,81 @@ def test_export_dped_refuses_a_damaged_shard_before_writing(tmp_path, damage):
     with pytest.raises(ShardError, match=match):
         export_dped(ds, tmp_path / "out", phone="pixel")
     assert not (tmp_path / "out").exists()
+
+
+def test_temporary_folders_of_killed_runs_are_swept_by_the_next_run(tmp_path):
+    """Issue 20: ``kill -9`` of ``build --jobs 2`` left ``/tmp/dpedkit-running-*`` that nothing removed."""
+    import fcntl
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from dpedkit.io import owned_tempdir
+
+    script = ("import os, signal, sys; from dpedkit.io import owned_tempdir\n"
+              "with owned_tempdir('dpedkit-running-', dir=sys.argv[1]) as d:\n"
+              "    (d / '3').write_text(str(os.getpid())); os.kill(os.getpid(), signal.SIGKILL)\n")  # fmt: skip
+    killed = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
+    assert killed.wait() == -signal.SIGKILL
+    [left] = list(tmp_path.iterdir())  # what the killed run left
+    assert left.name.startswith(f"dpedkit-running-{killed.pid}-") and (left / "3").is_file()
+    mine = tmp_path / f"dpedkit-running-{os.getpid()}-alive"  # a live process's: kept
+    held = tmp_path / f"dpedkit-running-{killed.pid}-held"  # its PID is gone, but someone holds its lock: kept
+    other = tmp_path / "dpedkit-enhance-1-x"  # another prefix: kept
+    for d in (mine, held, other):
+        d.mkdir()
+    fd = os.open(held, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with owned_tempdir("dpedkit-running-", dir=tmp_path) as now:
+            assert not left.exists() and now.is_dir() and now.name.startswith(f"dpedkit-running-{os.getpid()}-")
+        assert not now.exists()
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(d.name for d in (mine, held, other))
+
+
+def test_a_parallel_run_sweeps_what_a_killed_one_left(tmp_path, monkeypatch):
+    import tempfile
+
+    from dpedkit.dataset.parallel import run_parallel
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    (tmp_path / "dpedkit-running-999999999-abc").mkdir()  # no such PID
+    assert run_parallel(abs, [-1, -2], n_jobs=2, on_crash=lambda item, why: None) == [1, 2]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_shard_declaring_huge_patches_it_does_not_hold_is_refused_before_any_allocation(tmp_path, monkeypatch):
+    """Issue 20: a 78 kB shard declaring 3000x3000 patches made `evaluate` allocate gigabytes before failing."""
+    import json
+
+    import h5py
+    import numpy as np
+
+    from dpedkit.dataset.shards import file_sha256
+    from dpedkit.testing import write_synthetic_dataset
+
+    ds = write_synthetic_dataset(tmp_path / "ds", n_train=2, n_test=2, patch=16)
+    shard = ds / "test" / "shard-00000.h5"
+    with h5py.File(shard, "a") as f:  # the shape says 2 x 3000 x 3000 x 3; no byte of it is stored
+        for name in ("phone", "dslr"):
+            del f[name]
+            f.create_dataset(name, shape=(2, 3000, 3000, 3), dtype=np.uint8, chunks=(1, 3000, 3000, 3), fletcher32=True)
+        f.attrs["patch_size"] = 3000
+    manifest = json.loads((ds / "dataset.json").read_text())
+    manifest["shards"][1]["sha256"] = file_sha256(shard)  # a consistent manifest: only the shapes lie
+    (ds / "dataset.json").write_text(json.dumps(manifest))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the patches were read and the model loaded")
+
+    monkeypatch.setattr("dpedkit.evaluate.patches._load_model", never)
+    (tmp_path / "m.pt").write_bytes(b"")
+    res = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "m.pt"), str(ds), "--device", "cpu"])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert f"{shard}: damaged shard, 'phone' declares 2 patches of 3000x3000 (54.0 MB) that the file does not" in out
+    res = CliRunner().invoke(cli, ["verify", str(ds)])
+    assert res.exit_code == 1 and "declares 2 patches of 3000x3000" in " ".join(res.output.split())

@@ -9,6 +9,8 @@ A dataset folder ``ROOT`` (written by ``dpedkit build``, ``import-dped`` or :mod
 - ``pairs.jsonl``: one record per input pair, sorted by name (a build's; empty for imported datasets).
 - ``build.json``: the plan of a started build, so that a rerun checks it resumes the same job.
 - ``test_full/{phone,dslr}/NAME.png``: the full aligned test pairs of a build.
+- ``<source>_source/<split>/shard-NNNNN.h5`` (imported datasets): the original files of each shard's rows with
+  their sha256 (:func:`dpedkit.dataset.shards.write_originals`); ``<source>_source/<folder>/``: folders copied.
 
 Every module that reads or writes these goes through :class:`DatasetDir`; schema versions and the migration of
 older datasets live here and nowhere else. Shard paths read from a manifest are checked to stay inside ``ROOT``.
@@ -41,6 +43,7 @@ from dpedkit.dataset.shards import (
     file_sha256,
     has_candidates,
     open_shard,
+    read_originals,
     reading,
     shard_candidates,
 )
@@ -54,6 +57,11 @@ PLAN = "build.json"
 LOCK = LOCK_NAME  # the writer's lock (dpedkit.io.folder_lock)
 TEST_FULL = "test_full"
 PATCH_COLUMNS = tuple(COLUMNS)  # the per-patch columns of a shard (dpedkit.dataset.shards owns the list)
+
+
+def originals_dir(source: str) -> str:
+    """The folder of an imported dataset that keeps the original files of the layout ``source`` (``zrr_source``)."""
+    return f"{source}_source"
 
 
 def shard_name(split: str, index: int) -> str:
@@ -146,6 +154,8 @@ class Manifest:
         shards: every shard, train split first, in order.
         schema_version: the dataset schema version (:data:`~dpedkit.dataset.shards.SCHEMA_VERSION` when written).
         dpedkit_version: the dpedkit version that wrote it.
+        kept: files an import copied as they were (full-size test images), path relative to the dataset -> sha256
+            (written only when there are some; older imports have none and are read unchecked).
     """
 
     config: dict[str, Any]
@@ -153,6 +163,7 @@ class Manifest:
     shards: tuple[ShardEntry, ...]
     schema_version: int = SCHEMA_VERSION
     dpedkit_version: str = __version__
+    kept: dict[str, str] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -179,6 +190,7 @@ class Manifest:
             "config": self.config,
             "counts": asdict(self.counts),
             "shards": [asdict(s) for s in self.shards],
+            **({"kept": dict(sorted(self.kept.items()))} if self.kept else {}),
         }
 
     @classmethod
@@ -204,6 +216,7 @@ class Manifest:
                 shards=tuple(ShardEntry.from_dict(s) for s in data["shards"]),
                 schema_version=version,  # version 1 differs only in its shards (no candidates/ group)
                 dpedkit_version=str(data.get("dpedkit_version", "?")),
+                kept={str(k): str(v) for k, v in (data.get("kept") or {}).items()},
             )
         except (KeyError, TypeError) as exc:
             raise ShardError(f"{where}: damaged dataset manifest ({type(exc).__name__}: {exc})") from exc
@@ -258,6 +271,13 @@ class DatasetDir:
         if p.is_absolute() or ".." in p.parts or not p.parts:
             raise ShardError(f"{self.root}: path {relative!r} leaves the dataset folder")
         return self.root.joinpath(*p.parts)
+
+    def originals_path(self, shard: str, source: str | None = None) -> Path:
+        """The sidecar of ``shard`` keeping its rows' original files (``zrr_source/train/shard-00000.h5``).
+
+        ``source``: the layout (default: the one the manifest says the dataset was imported from).
+        """
+        return self.path(f"{originals_dir(source or self.manifest().source)}/{shard}")
 
     def record_path(self, shard: str) -> Path:
         """The record file written beside shard ``shard`` (``train/shard-00000.json``)."""
@@ -483,6 +503,8 @@ class DatasetDir:
     def verify(self, *, on_shard: Callable[[ShardCheck], None] | None = None) -> Verification:
         """Check every shard: its sha256 against the manifest, its schema and rows, every chunk readable.
 
+        The original files an import kept beside a shard are checked too, each against its sha256.
+
         Reads every byte once. A chunk whose per-chunk checksum fails is reported with its rows.
 
         Args:
@@ -496,12 +518,34 @@ class DatasetDir:
         for entry in self._entries(None):
             check = ShardCheck(entry.path, entry.split, entry.rows)
             sizes |= self._verify_shard(entry, check)
+            self._verify_originals(entry, check)
             result.shards.append(check)
             if on_shard:
                 on_shard(check)
         if len(sizes) > 1:
             result.problems.append(f"shards hold patches of different sizes: {sorted(sizes)}")
+        for rel, sha in self.manifest().kept.items():  # the files an import copied as they were
+            path = self.path(rel)
+            if not path.is_file():
+                result.problems.append(f"{rel}: missing (a file the import kept)")
+            elif file_sha256(path) != sha:
+                result.problems.append(f"{rel}: differs from the sha256 recorded at import (damaged)")
         return result
+
+    def _verify_originals(self, entry: ShardEntry, check: ShardCheck) -> None:
+        """Add to ``check`` the damaged original files kept beside an imported shard (none kept: nothing to do)."""
+        path = self.originals_path(entry.path)
+        if not path.is_file():
+            return
+        shown = path.relative_to(self.root).as_posix()
+        try:
+            kept = read_originals(path)
+        except ShardError as exc:
+            check.problems.append(str(exc).replace(str(path), shown))
+            return
+        for name, key in kept.damaged:
+            what = f"the original file {name} ({key})" if name is not None else f"its {key} column"
+            check.problems.append(f"{shown}: {what} differs from the sha256 recorded at import (damaged)")
 
     def _verify_shard(self, entry: ShardEntry, check: ShardCheck) -> set[int]:
         """Fill ``check`` for one shard; returns its patch size (as a set, empty when unreadable)."""

@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from dpedkit.errors import ConfigError, check_choice
+from dpedkit.io.files import owned_tempdir
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,8 @@ def _run_loky(fn: Callable, items: Sequence, n_jobs: int, results: list, on_resu
 
     parent, todo, done = os.getpid(), list(range(len(items))), set()  # loky workers are this process's children
     while todo:
-        with tempfile.TemporaryDirectory(prefix="dpedkit-running-") as running:
+        with owned_tempdir("dpedkit-running-") as marks:  # a killed run's folder is swept by the next one
+            running = str(marks)
             calls = (delayed(_call)(fn, i, items[i], parent, running) for i in todo)
             try:
                 _drain(Parallel(n_jobs=n_jobs, return_as="generator_unordered")(calls), items, results, on_result, done)

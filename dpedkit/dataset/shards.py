@@ -381,9 +381,43 @@ def check_schema(f: h5py.File, path: str | Path) -> int:
     for name in IMAGES:
         if f[name].dtype not in PATCH_DTYPES:
             raise ShardError(f"{path}: damaged shard, {name!r} is {f[name].dtype}, expected uint8 or uint16")
+    for name in (n for n in (*IMAGES, BASELINE) if n in f):
+        _check_stored(f[name], path, p)
     if CANDIDATES in f:
         _check_candidates(f[CANDIDATES], path)
     return rows
+
+
+def _check_stored(ds: h5py.Dataset, path: str | Path, p: int) -> None:
+    """Refuse patch data whose file does not hold the bytes its shape declares (before any reader allocates them).
+
+    HDF5 lets a dataset declare any shape and store nothing: a 78 kB shard can claim 3000 x 3000 patches that read
+    as zeros, and a reader that trusts the shape allocates gigabytes. dpedkit writes every patch, uncompressed, one
+    chunk each: the stored bytes cover the declared ones (compressed data: every chunk is stored).
+    """
+    rows = ds.shape[0]
+    if not rows:
+        return
+    declared = ds.size * ds.dtype.itemsize
+    if ds.compression is None:
+        stored = ds.id.get_storage_size()
+        ok = stored >= declared
+    else:
+        chunks = ds.chunks or ds.shape
+        stored = ds.id.get_num_chunks() if ds.chunks else 1
+        ok = stored >= int(np.prod([-(-n // c) for n, c in zip(ds.shape, chunks, strict=True)]))
+    if not ok:
+        raise ShardError(f"{path}: damaged shard, {ds.name.lstrip('/')!r} declares {rows} patches of {p}x{p} "
+                         f"({declared / 1e6:.1f} MB) that the file does not hold ({_file_size(path) / 1e6:.1f} MB): "
+                         "nothing was read")  # fmt: skip
+
+
+def _file_size(path: str | Path) -> int:
+    """The size of a file in bytes (0 when it cannot be read)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _check_candidates(group: Any, path: str | Path) -> int:
@@ -461,10 +495,16 @@ def read_shard(path: str | Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ originals kept beside shards
 
 
+ORIGINAL_SUMS = "sha256"  # group of a sidecar: per column, each row's original file sha256 (hex); attr "name"
+
+
 def write_originals(
     path: str | Path, *, shard_sha256: str, source: str, names: Sequence[str], files: Mapping[str, Sequence[Path]]
 ) -> None:
     """Keep the original files of an imported shard's rows, byte for byte, in one HDF5 file (atomically).
+
+    Each file's sha256 is kept beside its bytes (group ``sha256``, one column per key; its attribute ``name``: the
+    sha256 of the row names), so that :func:`read_originals` finds a damaged original.
 
     Args:
         path: the sidecar file (``DATASET/<layout>_source/<split>/shard-NNNNN.h5``).
@@ -478,18 +518,74 @@ def write_originals(
         f.attrs["shard_sha256"] = shard_sha256
         f.attrs["source"] = source
         f.create_dataset("name", data=np.array(list(names), dtype=object), dtype=h5py.string_dtype())
+        sums = f.create_group(ORIGINAL_SUMS)
+        sums.attrs["name"] = _names_sha256(names)
         for key, paths in files.items():
             ds = f.create_dataset(key, (len(paths),), dtype=h5py.vlen_dtype(np.uint8))
+            digests = []
             for i, p in enumerate(paths):
-                ds[i] = np.frombuffer(Path(p).read_bytes(), np.uint8)
+                data = Path(p).read_bytes()
+                ds[i] = np.frombuffer(data, np.uint8)
+                digests.append(hashlib.sha256(data).hexdigest())
+            sums.create_dataset(key, data=np.array(digests, dtype=object), dtype=h5py.string_dtype())
 
 
-def read_originals(path: str | Path, keys: Sequence[str]) -> tuple[str | None, list[str], dict[str, list[bytes]]]:
-    """``(shard_sha256, names, {key: [file bytes per row]})`` of a sidecar written by :func:`write_originals`."""
-    with h5py.File(path, "r") as f:
-        names = list(f["name"].asstr()[()])
-        data = {key: [row.tobytes() for row in f[key]] for key in keys}
-        return f.attrs.get("shard_sha256"), names, data
+@dataclass(frozen=True)
+class Originals:
+    """The original files kept beside an imported shard (:func:`read_originals`).
+
+    Attributes:
+        shard_sha256: the sha256 of the shard they were imported into.
+        names: the rows' file stems, in row order.
+        files: column name -> each row's file bytes.
+        damaged: ``(row name, column)`` of every file whose bytes differ from the sha256 kept at import (row name
+            None: the names themselves changed).
+        checked: the sidecar holds sha256s (sidecars written before dpedkit kept them are read unchecked).
+    """
+
+    shard_sha256: str | None
+    names: list[str]
+    files: dict[str, list[bytes]]
+    damaged: list[tuple[str | None, str]]
+    checked: bool
+
+
+def read_originals(path: str | Path, keys: Sequence[str] | None = None) -> Originals:
+    """Read (and check against their sha256) the original files a sidecar written by :func:`write_originals` keeps.
+
+    Args:
+        path: the sidecar file.
+        keys: the columns to read (None: every column with sha256s).
+
+    Raises:
+        ShardError: the sidecar cannot be read (damaged HDF5), naming it.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            sums = f.get(ORIGINAL_SUMS)
+            if keys is None:
+                keys = list(sums) if isinstance(sums, h5py.Group) else []
+            names = list(f["name"].asstr()[()])
+            files = {key: [row.tobytes() for row in f[key]] for key in keys}
+            damaged: list[tuple[str | None, str]] = []
+            checked = isinstance(sums, h5py.Group)
+            if checked:
+                if sums.attrs.get("name") != _names_sha256(names):
+                    damaged.append((None, "name"))
+                for key, rows in files.items():
+                    recorded = list(sums[key].asstr()[()]) if key in sums else []
+                    if len(recorded) != len(rows):
+                        damaged.append((None, key))
+                        continue
+                    damaged += [(n, key) for n, data, sha in zip(names, rows, recorded, strict=False)
+                                if hashlib.sha256(data).hexdigest() != sha]  # fmt: skip
+            return Originals(f.attrs.get("shard_sha256"), names, files, damaged, checked)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ShardError(f"{path}: damaged file of imported originals ({type(exc).__name__}: {exc})") from exc
+
+
+def _names_sha256(names: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def unchecked_copy(shard: str | Path, copy: str | Path) -> None:

@@ -220,21 +220,35 @@ class ZrrSource:
 
 
 class _FileReader:
-    """Random access to ``(phone file, DSLR file)`` pairs, decoded on each read (RGB uint8 unless ``read`` says)."""
+    """Random access to ``(phone file, DSLR file)`` pairs, decoded on each read (RGB uint8 unless ``read`` says).
+
+    Every patch is checked square and of the side of the first pair's phone patch (the file that is not is named).
+    """
 
     def __init__(self, pairs: list[tuple[Path, Path]], read: Callable[[Path, Path], tuple[np.ndarray, np.ndarray]]
                  | None = None) -> None:  # fmt: skip
         self.pairs = pairs
         self.read = read
+        self.side: int | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, phone: Path, dslr: Path) -> tuple[np.ndarray, np.ndarray]:
         from dpedkit.io import read_rgb
 
-        phone, dslr = self.pairs[index]
         return self.read(phone, dslr) if self.read is not None else (read_rgb(phone), read_rgb(dslr))
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.side is None:
+            self.side = self._decode(*self.pairs[0])[0].shape[0]
+        out = self._decode(*self.pairs[index])
+        for path, img in zip(self.pairs[index], out, strict=True):
+            if img.shape[:2] != (self.side, self.side):
+                first, side = self.pairs[0][0], f"{self.side}x{self.side}"
+                raise InputError(path, f"a {img.shape[1]}x{img.shape[0]} patch, where {first} is {side}: the patches "
+                                       "of a folder are squares of one size")  # fmt: skip
+        return out
 
 
 def open_source(path: str | Path, *, phone: str | None = None) -> Source:

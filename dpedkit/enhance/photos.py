@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -110,16 +111,33 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def _output_names(paths: list[Path], out_dir: Path, fmt: str) -> list[Path]:
+    """``OUT_DIR/<stem>.<fmt>`` of each input, refused when two collide or one would replace an input photo.
+
+    An output may lie beside its input (``enhance a/1.jpg -o a/``): the inputs are listed before anything is
+    written and folders are read without their sub-folders, so no output becomes an input of the run; but no
+    output may be an input file, by its path, through a link, as a hard link or a case variant on a case-blind
+    disk (compared by device and inode), even with ``--overwrite``.
+    """
     outs = [out_dir / f"{p.stem}.{fmt}" for p in paths]
     seen: dict[Path, Path] = {}
     inputs = {p.resolve() for p in paths}
+    files = {(st.st_dev, st.st_ino): p for p in paths if (st := p.stat())}
     for src, dst in zip(paths, outs, strict=True):
         if dst in seen:
             raise ConfigError(f"{src} and {seen[dst]} would both be written to {dst}; enhance them separately")
-        if dst.resolve() in inputs:
-            raise ConfigError(f"{dst} is one of the input photos: choose another output folder or --format")
+        same = files.get((st.st_dev, st.st_ino)) if (st := _stat(dst)) else None
+        if dst.resolve() in inputs or same is not None:
+            shown = f" (the same file as {same})" if same is not None and same != dst else ""
+            raise ConfigError(f"{dst} is one of the input photos{shown}: choose another output folder or --format")
         seen[dst] = src
     return outs
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
 
 
 def _read(src: Path, config: EnhanceConfig) -> np.ndarray:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from dpedkit.errors import DpedkitError, InputError
+from dpedkit.io import owned_tempdir
 from dpedkit.nn.device import to_float_chw
 
 if TYPE_CHECKING:
@@ -248,7 +249,8 @@ def enhance_strips(
     c, blocks, head_halo, tail_halo = s.head.out_channels, s.blocks, _halo([s.head]), _halo(s.tail)
     strips = strip_bounds(height, rows)
     out = np.empty((height, width, s.tail[-1].out_channels), np.float32)
-    with tempfile.TemporaryDirectory(prefix="dpedkit-enhance-", dir=spill_dir) as tmp:
+    with owned_tempdir("dpedkit-enhance-", dir=spill_dir) as folder:  # a killed run's spill files: swept next time
+        tmp = str(folder)
         _check_free_space(tmp, 4 * height * width * c * 4)
         spills = [_Spill(tmp, height, c, width) for _ in range(4)]
         x_old, x_new, y1, y2 = spills

@@ -24,7 +24,7 @@ import numpy as np
 from dpedkit.dataset.format import DatasetDir, Manifest
 from dpedkit.errors import ConfigError, check_range
 from dpedkit.interop.dped_layout import DSLR_NAME, find_dped_folder
-from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree
+from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree, stack_patches
 from dpedkit.io import check_apart, encode_image, read_rgb, to_uint8, write_image
 
 FULL_SIZE = "full_size_test_images"
@@ -78,7 +78,8 @@ def import_dped(
 
 def _decode(rows: list[Row]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Decoder of DPED patches: the phone and DSLR JPEGs as uint8 RGB."""
-    return {"phone": np.stack([read_rgb(p) for _, p, _ in rows]), "dslr": np.stack([read_rgb(d) for *_, d in rows])}, {}
+    phone = stack_patches([read_rgb(p) for _, p, _ in rows], [p for _, p, _ in rows])
+    return {"phone": phone, "dslr": stack_patches([read_rgb(d) for *_, d in rows], [d for *_, d in rows])}, {}
 
 
 def export_dped(

@@ -20,7 +20,7 @@ import numpy as np
 
 from dpedkit.dataset.format import SPLITS
 from dpedkit.errors import ConfigError, InputError, check_choice
-from dpedkit.interop.transfer import indexed_pairs
+from dpedkit.interop.transfer import indexed_pairs, stack_patches
 from dpedkit.io import read_rgb
 
 DSLR_NAME = "canon"
@@ -112,9 +112,6 @@ def load_pairs(folder: DpedFolder, split: str = "test", *, limit: int | None = N
         InputError: unreadable patches or patches of differing sizes.
     """
     pairs = list_pairs(folder, split)[:limit]
-    phone = [read_rgb(p) for p, _ in pairs]
-    dslr = [read_rgb(d) for _, d in pairs]
-    shapes = {im.shape for im in phone + dslr}
-    if len(shapes) != 1:
-        raise InputError(folder.root, f"patches of differing sizes in the {split} split: {sorted(shapes)}")
-    return np.stack(phone), np.stack(dslr)
+    files = [p for p, _ in pairs] + [d for _, d in pairs]
+    both = stack_patches([read_rgb(f) for f in files], files)  # square, one size: else the file is named
+    return both[: len(pairs)], both[len(pairs) :]

@@ -31,7 +31,7 @@ import numpy as np
 
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.errors import ConfigError, InputError, check_range
-from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree
+from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree, stack_patches
 from dpedkit.io import encode_image, read_image, read_rgb, to_uint8
 from dpedkit.io.camera import BAYER, render_mosaic
 
@@ -128,7 +128,8 @@ class _Decoder:
     def __call__(self, rows: list[Row]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         s = self.sensor
         pairs = [read_zrr_pair(p, d) for _, p, d in rows]
-        phone, dslr = np.stack([p for p, _ in pairs]), np.stack([d for _, d in pairs])
+        phone = stack_patches([m for m, _ in pairs], [p for _, p, _ in rows])
+        dslr = stack_patches([d for _, d in pairs], [d for *_, d in rows])
         baseline = np.stack([render_mosaic(m, s["cfa"], s["black"], s["white"]) for m in phone])
         options = {"phone_dtype": np.uint16, "phone_channels": 1, "baseline": True}
         return {"phone": phone, "dslr": dslr, "baseline": baseline}, options

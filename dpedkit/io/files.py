@@ -212,7 +212,9 @@ LOCK_NAME = ".dpedkit.lock"  # the lock file of a folder dpedkit writes (a datas
 
 
 @contextmanager
-def folder_lock(root: str | Path, command: str, *, shared: bool = False) -> Iterator[None]:
+def folder_lock(
+    root: str | Path, command: str, *, shared: bool = False, name: str = LOCK_NAME, shown: str | Path | None = None
+) -> Iterator[None]:
     """Hold ``root`` for the block: exclusively (one writer), or ``shared`` (readers, while no writer holds it).
 
     The lock is the operating system's (``flock`` on ``ROOT/.dpedkit.lock``): it goes with its process, also when
@@ -220,6 +222,14 @@ def folder_lock(root: str | Path, command: str, *, shared: bool = False) -> Iter
     the writer's command, PID and start time. A writer removes the lock file when it is done (one a killed writer
     left is taken over), and a folder the lock had to create when nothing else was written into it. A reader of a
     folder it may not write (read-only media) reads it unlocked.
+
+    Args:
+        root: the folder held.
+        command: what holds it, shown to a process that is refused (``build``, ``train``).
+        shared: a reader's lock (many at once) instead of a writer's.
+        name: the lock file's name in ``root`` (another name holds something else in ``root``: an import or
+            export holds its output folder by a lock file beside it, in its parent).
+        shown: the path a refusal names (default ``root``).
 
     Raises:
         InputError: the folder is held (by a writer, or for a writer, by anyone).
@@ -233,7 +243,7 @@ def folder_lock(root: str | Path, command: str, *, shared: bool = False) -> Iter
     created = not root.exists()
     if not shared:
         root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK_NAME
+    path = root / name
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
     except OSError as exc:
@@ -247,8 +257,8 @@ def folder_lock(root: str | Path, command: str, *, shared: bool = False) -> Iter
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another dpedkit process reads it"
-            raise InputError(root, f"is in use: {holder}; wait for it to finish (or stop it), or choose another "
-                                   "folder") from None  # fmt: skip
+            raise InputError(shown or root, f"is in use: {holder}; wait for it to finish (or stop it), or choose "
+                                            "another folder") from None  # fmt: skip
         writer = not shared
         if writer:
             since = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -259,7 +269,68 @@ def folder_lock(root: str | Path, command: str, *, shared: bool = False) -> Iter
         if writer:  # released, also by an exception: the lock file goes (nobody else can hold it: the writer did)
             path.unlink(missing_ok=True)
         os.close(fd)
-        if created and {p.name for p in root.iterdir()} <= {LOCK_NAME}:  # nothing but the lock was written
+        if created and {p.name for p in root.iterdir()} <= {name}:  # nothing but the lock was written
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 root.rmdir()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def owned_tempdir(prefix: str, *, dir: str | Path | None = None) -> Iterator[Path]:  # noqa: A002 (tempfile's name)
+    """A temporary folder ``DIR/<prefix><pid>-XXXXXXXX`` for the block, removed after it.
+
+    A process killed with ``kill -9`` cannot remove its folder: each call first sweeps the folders of this
+    ``prefix`` in ``dir`` whose process is gone. A folder is swept only when the PID in its name runs no process and
+    nobody holds the ``flock`` its owner keeps on it while in use (a PID reused, or seen from another PID namespace,
+    keeps it), and only this user's.
+
+    Args:
+        prefix: the folder names' start (``dpedkit-running-``).
+        dir: where (default: the system's temporary folder).
+    """
+    import fcntl
+    import glob
+    import re
+    import shutil
+
+    base = Path(dir) if dir is not None else Path(tempfile.gettempdir())
+    pattern = re.compile(re.escape(prefix) + r"(\d+)-\w+")
+    for old in base.glob(glob.escape(prefix) + "*"):
+        m = pattern.fullmatch(old.name)
+        try:
+            if not m or old.is_symlink() or not old.is_dir() or old.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if _alive(int(m.group(1))):
+            continue
+        try:
+            fd = os.open(old, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(old, ignore_errors=True)
+        except BlockingIOError:
+            pass  # in use (a PID of another namespace)
+        finally:
+            os.close(fd)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=base))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)

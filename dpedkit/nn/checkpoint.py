@@ -14,8 +14,10 @@ checkpoint prefix (``.../dped_orig/iphone_orig``, or its ``.index`` file) works 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
+import os
 import pickle
 import re
 import warnings
@@ -29,7 +31,7 @@ from torch import nn
 
 from dpedkit.errors import CheckpointError, ConfigError, DpedkitError, InputError
 from dpedkit.interop.tfbundle import TFBundle, bundle_prefix
-from dpedkit.io import atomic_path
+from dpedkit.io import atomic_path, check_room
 from dpedkit.nn.registry import MODELS
 
 log = logging.getLogger(__name__)
@@ -104,9 +106,57 @@ def save_checkpoint(
         **extra,
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    with atomic_path(path) as tmp:  # a failed write leaves the file there before as it was
+        check_room(tmp, _tensor_bytes(ckpt) + (1 << 20), name=path)
+        with open(tmp, "wb", buffering=0) as f:
+            out = _WholeWrites(f)
+            try:
+                torch.save(ckpt, out)
+            except RuntimeError:
+                if out.error is not None:  # torch reports a failed write as "unexpected pos", naming no file
+                    raise out.error from None
+                raise
     return path
+
+
+class _WholeWrites:
+    """A file for ``torch.save`` whose ``write`` writes every byte or keeps the ``OSError`` (disk full...).
+
+    ``torch.save`` turns a failed write into a ``RuntimeError`` ("unexpected pos") that names no file and no
+    cause; :func:`save_checkpoint` raises the operating system's error instead (kept in ``error``), and
+    :func:`dpedkit.io.atomic_path` names the checkpoint in it.
+    """
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                n = self.f.write(view)
+                if not n:  # nothing written and no error: report it as the OS would
+                    raise OSError(errno.EIO, os.strerror(errno.EIO))
+                view = view[n:]
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+        return memoryview(data).nbytes
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a (nested) checkpoint dict: about what saving it writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def is_tf_checkpoint(path: str | Path) -> bool:

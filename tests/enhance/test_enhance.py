@@ -332,3 +332,36 @@ def test_existing_outputs_are_refused_before_any_work_unless_overwrite(tmp_path,
     assert len(res.images) == 2 and (out / "b.png").read_bytes() != b"my own picture"
     run = CliRunner().invoke(cli, ["enhance", "x.pt", str(tmp_path / "in"), "-o", str(out)])
     assert run.exit_code == 2 and "use --overwrite" in " ".join(run.output.split())
+
+
+def test_outputs_beside_inputs_given_as_files_never_become_or_replace_inputs(tmp_path, rng):
+    """Issue 20: ``enhance a/1.jpg a/2.jpg -o a/`` (or ``-o a/sub``): the safe behaviour, pinned."""
+    import os
+
+    from dpedkit_cli.main import cli
+
+    from dpedkit.nn.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "g.pt", _generator(channels=4, blocks=1))
+    a = tmp_path / "a"
+    for name in ("1", "2"):
+        write_image(a / f"{name}.jpg", _photo(rng, 12, 16))
+    photos = {p.name: p.read_bytes() for p in a.iterdir()}
+    inputs = [str(a / "1.jpg"), str(a / "2.jpg")]
+    res = CliRunner().invoke(cli, ["enhance", str(ckpt), *inputs, "-o", str(a), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in a.iterdir()) == ["1.jpg", "1.png", "2.jpg", "2.png"]  # two outputs, no more
+    assert all((a / n).read_bytes() == b for n, b in photos.items())  # the inputs as they were
+    res = CliRunner().invoke(cli, ["enhance", str(ckpt), *inputs, "-o", str(a / "sub"), "--device", "cpu"])
+    assert res.exit_code == 0 and sorted(p.name for p in (a / "sub").iterdir()) == ["1.png", "2.png"]
+    g = _generator(channels=4, blocks=1)
+    config = EnhanceConfig(device="cpu", format="jpg")
+    with pytest.raises(ConfigError, match=r"1\.jpg is one of the input photos"):  # even with --overwrite
+        enhance(g, [a / "1.jpg"], a, config=config, overwrite=True)
+    (tmp_path / "out").mkdir()
+    os.link(a / "2.jpg", tmp_path / "out" / "2.jpg")  # the same file under another name
+    with pytest.raises(ConfigError, match=r"out/2\.jpg is one of the input photos \(the same file as .*a/2\.jpg\)"):
+        enhance(g, [a / "2.jpg"], tmp_path / "out", config=config, overwrite=True)
+    assert all((a / n).read_bytes() == b for n, b in photos.items())
+    res = CliRunner().invoke(cli, ["enhance", str(ckpt), str(a), "-o", str(a / "sub"), "--device", "cpu"])
+    assert res.exit_code == 2 and "the output folder lies inside the input" in " ".join(res.output.split())

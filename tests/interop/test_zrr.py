@@ -119,10 +119,12 @@ def test_export_overwrite_replaces_only_its_own_files(tmp_path, rng):
     import_zrr(write_zrr_tree(tmp_path / "zrr", rng, n_train=3, n_test=1), tmp_path / "ds")
     export_zrr(tmp_path / "ds", tmp_path / "out")
     (tmp_path / "out" / "train" / "notes.txt").write_text("mine")
-    (tmp_path / "out" / "train" / "huawei_raw" / "99.png").write_bytes(b"stale")  # an earlier export's extra row
+    (tmp_path / "out" / "train" / "huawei_raw" / "99.png").write_bytes(b"mine too")  # in a folder of the layout
     with pytest.raises(InputError, match="not empty"):
         export_zrr(tmp_path / "ds", tmp_path / "out")
-    export_zrr(tmp_path / "ds", tmp_path / "out", overwrite=True)
-    assert not (tmp_path / "out" / "train" / "huawei_raw" / "99.png").exists()
+    import_zrr(write_zrr_tree(tmp_path / "small", rng, n_train=2, n_test=1), tmp_path / "ds2")
+    export_zrr(tmp_path / "ds2", tmp_path / "out", overwrite=True)
+    assert not (tmp_path / "out" / "train" / "huawei_raw" / "2.png").exists()  # the earlier export's own row
+    assert (tmp_path / "out" / "train" / "huawei_raw" / "99.png").read_bytes() == b"mine too"  # not in its record
     assert (tmp_path / "out" / "train" / "notes.txt").read_text() == "mine"
     assert len(list((tmp_path / "out" / "test" / "huawei_full_resolution").iterdir())) == 1

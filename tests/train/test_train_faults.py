@@ -85,3 +85,35 @@ def test_a_dataset_being_trained_on_cannot_be_rebuilt(tmp_path):
         with pytest.raises(InputError, match="is in use"):
             build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", ds, config=cfg, overwrite=True)
     assert (ds / "dataset.json").read_bytes() == manifest
+
+
+def test_a_full_disk_while_saving_latest_pt_is_one_line_and_keeps_the_previous_one(data, tmp_path, monkeypatch):
+    """Issue 20: a full disk while writing ``latest.pt`` was a traceback (torch's "unexpected pos" RuntimeError)."""
+    import errno
+
+    from click.testing import CliRunner
+    from dpedkit_cli.main import cli
+
+    from dpedkit.nn import checkpoint
+
+    run = tmp_path / "run"
+    args = ["train", str(data), "-o", str(run), "--model", "srcnn", "--arch", "channels1=8", "--arch",
+            "channels2=4", "--batch", "2", "--eval-every", "2", "--device", "cpu", "--data-mode", "memory",
+            "--samples", "0"]  # fmt: skip
+    assert CliRunner().invoke(cli, [*args, "--iters", "2"]).exit_code == 0
+    before = (run / "latest.pt").read_bytes()
+    write = checkpoint._WholeWrites.write
+
+    def disk_fills(self, data):  # the lowest write: part of the bytes go, then the disk is full
+        if "latest.pt" in self.f.name:
+            self.f.write(bytes(memoryview(data)[:10]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(self, data)
+
+    monkeypatch.setattr(checkpoint._WholeWrites, "write", disk_fills)
+    res = CliRunner().invoke(cli, [*args, "--iters", "4", "--resume"])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"error: {run / 'latest.pt'}: No space left on device" in out, res.output
+    assert "Traceback" not in res.output
+    assert (run / "latest.pt").read_bytes() == before  # the previous one, whole
+    assert not [p for p in run.iterdir() if p.name.startswith(".latest.pt")]  # no temporary file left
