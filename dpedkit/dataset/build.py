@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -61,11 +60,10 @@ from dpedkit.dataset.storage import (
     publish,
     publish_shard,
     pull_state,
-    remove_tree,
     staging_dir,
 )
 from dpedkit.errors import ConfigError, InputError
-from dpedkit.io import check_apart, check_file_name, is_url, write_image
+from dpedkit.io import check_apart, check_file_name, is_url, owned_tempdir, write_image
 
 log = logging.getLogger(__name__)
 
@@ -532,14 +530,11 @@ def _output(task: dict[str, Any]) -> Iterator[DatasetDir]:
     if not task.get("store"):
         yield DatasetDir(task["out"])
         return
-    tmp = Path(tempfile.mkdtemp(prefix="dpedkit-shard-"))
-    try:
+    with owned_tempdir("dpedkit-shard-") as tmp:  # a killed worker's folder is swept by a later one
         ds = DatasetDir(tmp)
         yield ds
         record = ds.record_path(task["shard"]).relative_to(tmp).as_posix()
         publish_shard(Store(task["store"]), tmp, task["shard"], record)
-    finally:
-        remove_tree(tmp)
 
 
 def _photo(path: str, task: dict[str, Any], scratch: Path) -> str:

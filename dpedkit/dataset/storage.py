@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
@@ -256,8 +255,3 @@ def clear_store(store: Store) -> list[str]:
     names = dataset_objects(store.objects())
     store.remove(names)
     return names
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a worker's temporary folder (errors ignored: it is scratch space)."""
-    shutil.rmtree(path, ignore_errors=True)
