@@ -248,9 +248,11 @@ def _views_section(views: Sequence[PairView]) -> str:
             for k in _VIEW_ORDER
             if k in v.images
         )
-        figs = f"<div class='figs'>{figs}</div>" if figs else "<p>No pictures: the pair did not align.</p>"
+        empty = "<p>No pictures: the pair did not align.</p>" if v.status != "ok" else "<p>No pictures (see above).</p>"
+        figs = f"<div class='figs'>{figs}</div>" if figs else empty
+        notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in v.notes)
         blocks.append(
             f"<div class='pair' id='{_anchor(v.name)}'><h3>{_e(v.name)} <span class='{cls}'>{_e(v.status)}</span></h3>"
-            f"<p class='note'>{metrics}</p>{figs}</div>"
+            f"<p class='note'>{metrics}</p>{notes}{figs}</div>"
         )
     return f"<section id='views'><h2>Pair views</h2>{''.join(blocks) or '<p>None rendered.</p>'}</section>"
