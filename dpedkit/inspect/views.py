@@ -88,6 +88,8 @@ def dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None = N
     """Compute the views, plots, galleries and notes of a dataset's report (see the module docstring)."""
     summary = summarize_dataset(root)
     rng = np.random.default_rng(cfg.seed)
+    if summary.imported and not summary.pairs:
+        return _imported_page(summary, cfg, rng)
     pairs = summary.pairs
     ok = [p for p in pairs if p.get("status") == "ok"]
     stored = summary.stored_candidates
@@ -132,6 +134,19 @@ def dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None = N
         recomputed=recomputed,
         unreadable=unreadable,
     )
+
+
+def _imported_page(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.Generator) -> DatasetPage:
+    """The page of an imported dataset: what it holds and sample patch pairs (it has no photos, pairs or NCC)."""
+    note = (
+        f"Imported dataset ({summary.source}): the layout holds patch pairs only, with no photos, alignment or NCC, "
+        "so there is no histogram, plot or pair view; the summary lists its rows"
+        + (", patch shapes and sensor" if summary.sensor else " and patch shapes")
+        + ", and the samples show its patches"
+        + (" (the RAW mosaics demosaiced with the sensor's CFA and levels)." if summary.sensor else ".")
+    )
+    return DatasetPage(summary=summary, views=[], plots={}, notes=[note],
+                       galleries=_patch_galleries(summary, cfg, rng), stored_candidates=False)  # fmt: skip
 
 
 def pair_folder_view(folder: Path, *, width: int = 900) -> tuple[PairView, list[str]]:
@@ -532,24 +547,28 @@ def _sensor_record(root: Path) -> dict[str, Any]:
 
 
 def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.Generator) -> list[Gallery]:
-    """Random kept patch pairs and the lowest-NCC ones, each with its caption."""
-    ncc = summary.columns["ncc"]
+    """Random kept patch pairs and the lowest-NCC ones, each labelled (phone | DSLR, NCC) with its caption.
+
+    An imported dataset has no NCC: its second gallery is left out, and captions name the split and row.
+    """
+    cols = summary.columns
+    ncc = cols["ncc"]
     n = len(ncc)
     rand = np.sort(rng.choice(n, min(cfg.samples, n), replace=False)) if n else np.zeros(0, int)
-    low = np.argsort(ncc, kind="stable")[: cfg.lowest]
+    measured = np.flatnonzero(np.isfinite(ncc))
+    low = measured[np.argsort(ncc[measured], kind="stable")[: cfg.lowest]]
+    kinds = [("samples", f"Random kept patch pairs ({len(rand)} of {n})", rand)]
+    if not summary.imported or len(measured):
+        kinds.append(("lowest", f"Lowest-NCC kept patch pairs ({len(low)})", low))
+    raw = {str(p["pair"]): (p.get("sources") or {}).get("phone") for p in summary.pairs}
+    sensor: list[dict] = []  # the dataset's sensor, read once where a pair has no record (imported data)
     out = []
-    for sid, title, idx in (
-        ("samples", f"Random kept patch pairs ({len(rand)} of {n})", rand),
-        ("lowest", f"Lowest-NCC kept patch pairs ({len(low)})", low),
-    ):
+    for sid, title, idx in kinds:
         phone, dslr = DatasetDir(summary.root).read_patches(idx)
         dslr = to_uint8(dslr)  # a 16-bit build's too
-        raw = {str(p["pair"]): (p.get("sources") or {}).get("phone") for p in summary.pairs}
-        sensor: list[dict] = []  # the dataset's sensor, read once where a pair has no record (imported data)
         cells = []
         for k, g in enumerate(idx):
-            pair, xy = summary.columns["pair"][g], summary.columns["xy"][g]
-            cap = f"{pair} @ ({xy[0]}, {xy[1]}) NCC {ncc[g]:.3f} [{summary.columns['split'][g]}]"
+            pair, split = cols["pair"][g], cols["split"][g]
             # a raw2rgb patch is the RAW mosaic: shown demosaiced (OpenCV, the pair's levels and white balance)
             if phone.shape[-1] == 1:
                 if not raw.get(pair) and not sensor:
@@ -557,6 +576,14 @@ def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.
                 shown = pic.mosaic_preview(phone[k], raw.get(pair) or sensor[0])
             else:
                 shown = to_uint8(phone[k])
-            cells.append((cap, pic.encode_png(pic.patch_strip(shown, dslr[k]))))
+            score = f"NCC {ncc[g]:.3f}" if np.isfinite(ncc[g]) else ""
+            if summary.imported:
+                row = int(np.count_nonzero(cols["split"][:g] == split))
+                cap = f"{split} row {row}" + (f", {score}" if score else " (no NCC: imported)")
+            else:
+                xy = cols["xy"][g]
+                cap = f"{pair} @ ({xy[0]}, {xy[1]}) {score} [{split}]"
+            labels = ("phone RAW", "DSLR") if phone.shape[-1] == 1 else ("phone", "DSLR")
+            cells.append((cap, pic.encode_png(pic.patch_strip(shown, dslr[k], labels=labels, footer=score))))
         out.append(Gallery(sid, title, cells))
     return out

@@ -332,7 +332,7 @@ def test_report_never_writes_over_a_file_that_is_not_a_report(tiny_dataset, tmp_
     assert is_report(mine) and not is_report(copy / "dataset.json")
 
 
-# ------------------------------------------------------------------------ the build's numbers
+# ------------------------------------------------------------------------ the build's numbers, imports
 
 
 def _view_block(page: str, name: str) -> str:
@@ -388,3 +388,41 @@ def test_the_pair_view_of_a_dng_pair_has_the_builds_numbers(tmp_path):
     assert "it found what the build recorded" in view.notes[0] and "matches" in view.images
 
 
+def test_report_of_an_imported_zrr_dataset_shows_what_it_holds(tmp_path, rng):
+    from dpedkit_cli.main import cli
+
+    from dpedkit.interop.zrr import import_zrr
+    from dpedkit.testing import write_zrr_tree
+
+    import_zrr(write_zrr_tree(tmp_path / "zrr", rng), tmp_path / "ds")
+    res = write_report(tmp_path / "ds", tmp_path / "r.html", config=ReportConfig(samples=4))
+    page = " ".join(res.path.read_text().split())
+    assert res.imported and res.patch_pairs == 8 and res.n_pairs == 0 and res.recomputed == []
+    assert res.sections == ["summary", "plots", "pairs", "views", "samples"]  # no NCC: no lowest-NCC gallery
+    for text in ("<th>imported from</th><td>ZRR layout, ", "<th>train rows</th><td>5 patch pairs</td>",
+                 "<th>test rows</th><td>3 patch pairs</td>", "<th>phone patches</th><td>32 x 32 x 1 uint16</td>",
+                 "<th>DSLR patches</th><td>32 x 32 x 3 uint8</td>", "<th>sensor</th><td>CFA RGGB, black 0, white 1020",
+                 "Imported dataset (zrr)", "An imported dataset has no pairs of photos"):  # fmt: skip
+        assert text in page, text
+    assert page.count("(no NCC: imported)</figcaption>") == 4 and "NCC nan" not in page
+    res = CliRunner().invoke(cli, ["inspect", str(tmp_path / "ds"), "--summary"])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 0 and "train rows │ 5 patch pairs" in out and "CFA RGGB, black 0, white 1020" in out
+    assert "32 x 32 x 1 uint16" in out and "worst" not in out
+    res = CliRunner().invoke(cli, ["-q", "inspect", str(tmp_path / "ds"), "--summary", "--json"])
+    data = json.loads(res.stdout)
+    assert data["source"] == "zrr" and data["split_patches"] == {"train": 5, "test": 3}
+    assert data["patch_shapes"] == {"phone": "32 x 32 x 1 uint16", "dslr": "32 x 32 x 3 uint8"}
+    assert data["sensor"] == {"cfa": "RGGB", "black": 0.0, "white": 1020.0}
+
+
+def test_gallery_pictures_are_labelled(tiny_dataset, tmp_path):
+    res = write_report(tiny_dataset, tmp_path / "r.html", config=ReportConfig(pair_views=0, samples=2, lowest=1))
+    page = res.path.read_text()
+    gallery = page.split("<section id='samples'>", 1)[1]
+    png = re.findall(r"src='data:image/png;base64,([^']+)'", gallery)[0]
+    import base64
+
+    cell = cv2.imdecode(np.frombuffer(base64.b64decode(png), np.uint8), cv2.IMREAD_COLOR)
+    assert cell.shape[0] == 100 + 2 * 14 and cell.shape[1] == 202  # phone | DSLR labels above, NCC below
+    assert re.search(r"NCC 0\.\d{3} \[(train|test)\]</figcaption>", gallery)
