@@ -40,6 +40,7 @@ from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hin
 
 from dpedkit.errors import ConfigError, check_choice, check_range
 from dpedkit.io.files import json_safe
+from dpedkit.nn.registry import MODELS as MODELS_SPECS
 from dpedkit.nn.registry import model_spec, trainable
 
 Method = Literal["magsac", "prosac", "accurate", "ransac"]
@@ -605,7 +606,9 @@ class EnhanceConfig(ConfigMixin):
             between a whole-image run and strips (same result, computed exactly), and the strip height.
         format: output format, ``"png"`` (lossless) or ``"jpg"``.
         quality: JPEG quality, 1-100.
-        strip_rows: force strips of this many rows (unset: whole image if it fits, else from ``max_memory``).
+        strip_rows: force strips of this many rows, for the models that tile ({tiling}: the same result as the
+            whole image); the others always run whole and refuse it (unset: whole image if it fits, else strips
+            sized from ``max_memory``).
         spill_dir: folder for the temporary spill files of a strip run (unset: the system temp folder).
         max_pixels: photos of more pixels than this (read from the file's header) are refused before they are
             decoded (recorded as failures; the other photos are enhanced).
@@ -626,6 +629,10 @@ class EnhanceConfig(ConfigMixin):
         if self.strip_rows is not None:
             check_range("strip_rows", self.strip_rows, 1)
         check_range("max_pixels", self.max_pixels, 1)
+
+
+TILING: tuple[str, ...] = tuple(n for n, spec in MODELS_SPECS.items() if spec.tiles and spec.enhances)
+EnhanceConfig.__doc__ = (EnhanceConfig.__doc__ or "").replace("{tiling}", ", ".join(TILING))  # the registry's
 
 
 # ------------------------------------------------------------------------------- inspect, synth, demo, bench

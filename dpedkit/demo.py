@@ -8,7 +8,8 @@ Every stage is the library twin of a command, so ``OUT/demo.json`` lists the equ
 
 Two choices make a few hundred CPU iterations meaningful: the phone photos get one consistent camera look
 (:data:`PHONE_LOOK`, :func:`apply_look`) for the network to learn, and the tiny SRCNN starts at the identity
-(:func:`identity_srcnn`), so training begins at the identity baseline instead of from ~6 dB.
+(:func:`identity_srcnn`, as every fresh SRCNN does: :func:`dpedkit.nn.baselines.start_at_identity`), so training
+begins at the identity baseline instead of from ~6 dB.
 
 Output folder ``OUT``: ``raw/`` (pairs + truth), ``dataset/``, ``report.html``, ``run/`` (checkpoints,
 metrics, samples), ``enhanced/NAME.png`` and ``demo.json`` (paths, scores, seconds per stage).
@@ -191,10 +192,8 @@ def _report(res: DemoResult) -> None:
 def identity_srcnn(arch: dict[str, Any], path: str | Path, *, seed: int = 0, noise: float = 0.03) -> Path:
     """Write an SRCNN checkpoint whose output equals its input, plus a little seeded noise in the other weights.
 
-    Three channels of each layer carry the RGB input straight through (centre taps of 1, zero biases; the
-    ReLUs pass [0, 1] inputs unchanged); the remaining weights keep ``noise`` times their random
-    initialisation so that training can use them. A model started here begins at the identity baseline's
-    PSNR instead of ~6 dB, and a few hundred CPU iterations are enough to improve on it.
+    Every fresh SRCNN starts this way by default (:func:`dpedkit.nn.baselines.start_at_identity`, with
+    ``noise`` 0.03): this writes one with another ``noise`` (0: exactly the identity) or for ``--init``.
 
     Args:
         arch: SRCNN architecture options (``channels1``/``channels2`` >= 3).
@@ -207,20 +206,14 @@ def identity_srcnn(arch: dict[str, Any], path: str | Path, *, seed: int = 0, noi
     """
     import torch
 
+    from dpedkit.nn.baselines import start_at_identity
     from dpedkit.nn.checkpoint import build_model, save_checkpoint
 
     with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's global RNG
         torch.manual_seed(seed)
-        net = build_model("srcnn", dict(arch))
-    with torch.no_grad():
-        for conv in (net.conv1, net.conv2, net.conv3):
-            conv.weight.mul_(noise)
-            conv.bias.mul_(noise)
-            k = conv.kernel_size[0] // 2
-            for c in range(3):
-                conv.weight[c, c, k, k] += 1.0
-            conv.bias[:3] = 0.0
-    return save_checkpoint(path, net)
+        net = build_model("srcnn", {**arch, "identity_start": False})
+    start_at_identity(net, noise=noise)
+    return save_checkpoint(path, net, config={**net.cfg.to_dict(), "identity_start": True})
 
 
 def _train(res: DemoResult, cfg: DemoConfig, on_step: Callable[[int, int], None] | None = None) -> None:

@@ -123,3 +123,25 @@ def test_resume_with_a_config_file_checks_its_keys(tmp_path):
         cli, ["train", str(tmp_path), "-o", str(tmp_path / "run"), "--resume", "--config", str(conf)]
     )
     assert res.exit_code == 2 and "unknown TrainConfig option(s) ['itres']" in " ".join(res.output.split())
+
+
+def test_strip_rows_help_names_the_models_that_tile():
+    from dpedkit.nn.registry import MODELS
+
+    out = " ".join(CliRunner().invoke(cli, ["enhance", "--help"]).output.split())
+    tiling = [n for n, s in MODELS.items() if s.tiles and s.enhances]
+    assert tiling and f"for the models that tile ({', '.join(tiling)}:" in out  # read from the registry
+    assert "the others always run whole and refuse it" in out
+
+
+def test_the_readme_config_example_is_a_valid_file_with_every_build_section(tmp_path):
+    from pathlib import Path
+
+    from dpedkit.config import read_config_file
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "shoot.toml").write_text(example)
+    sections = read_config_file(tmp_path / "shoot.toml")
+    assert {"align", "patch", "pairs"} <= set(sections) and sections["pairs"]["by"] == "time"
+    assert "`build` reads `[build]`, `[align]`, `[patch]` and `[pairs]`" in " ".join(readme.split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from pathlib import Path
 
@@ -66,9 +67,8 @@ def command(
             f"[yellow]warning:[/] {len(result.recomputed)} pair(s) re-aligned from their photos, "
             f"{len(result.unreadable)} could not be (photos missing or unreadable; first: {escape(first)})"
         )
-    console.print(
-        f"{result.kind} report, {result.n_pairs} pair(s), {result.size_bytes / 1e6:.1f} MB; open it in a browser:"
-    )
+    held = f"{result.n_pairs} pair(s)" if not result.imported else f"imported, {result.patch_pairs} patch pairs"
+    console.print(f"{result.kind} report, {held}, {result.size_bytes / 1e6:.1f} MB; open it in a browser:")
     click.echo(str(result.path))
 
 
@@ -84,22 +84,26 @@ def _summary_json(s, top: int) -> dict:  # noqa: ANN001 - dpedkit.inspect.summar
         "split_patches": s.split_patches,
         "ncc_min": s.ncc_min,
         "worst_pairs": s.pairs[:top],
+        "source": s.source,
+        "origin": s.origin,
+        "patch_size": s.patch_size,
+        "patch_shapes": s.shapes,
+        "sensor": s.sensor,
     }
 
 
 def _print_summary(s, top: int) -> None:  # noqa: ANN001 - dpedkit.inspect.summary.DatasetSummary
-    n_ok = s.status_counts.get("ok", 0)
-    rows = [
-        ["pairs", len(s.pairs)],
-        ["ok / failed", f"{n_ok} / {len(s.pairs) - n_ok}"],
-        ["patches kept / windows", f"{s.patches_kept} / {s.patches_total}"],
-        *[[f"{k} split", f"{s.split_pairs.get(k, 0)} pairs, {n} patches"] for k, n in s.split_patches.items()],
-        ["NCC threshold", s.ncc_min],
-    ]
+    from dpedkit.inspect.summary import overview
+
+    rows = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in overview(s)]
     turns = Counter(int(p["orientation_fix"]) for p in s.pairs if p.get("orientation_fix"))
     if turns:  # phone photos found turned by a quarter (EXIF orientation missing or wrong), aligned anyway
         rows.append(["phone photos turned", ", ".join(f"{k} deg: {v}" for k, v in sorted(turns.items()))])
     console.print(table(f"dataset {s.root}", ["", "value"], rows))
+    if s.imported and not s.pairs:
+        console.print(f"next: [bold]dpedkit inspect {escape(shlex.quote(str(s.root)))} -o report.html[/] shows "
+                      "sample patch pairs")  # fmt: skip
+        return
     console.print(table("pairs by status", ["status", "pairs"], [[k, v] for k, v in s.status_counts.items()]))
     cols = ["pair", "status", "split", "kept fraction", "kept", "windows", "inliers", "RMSE px", "turn", "reason"]
     keys = ["pair", "status", "split", "kept_fraction", "patches_kept", "patches_total", "inliers", "rmse_px",

@@ -14,10 +14,15 @@ from typing import Any
 import numpy as np
 
 from dpedkit import __version__
-from dpedkit.inspect.summary import DatasetSummary
+from dpedkit.inspect.summary import DatasetSummary, overview
 from dpedkit.inspect.views import DatasetPage, Gallery, PairView
 
 SECTIONS = ("summary", "plots", "pairs", "views", "samples", "lowest")
+
+
+def page_sections(page: DatasetPage) -> list[str]:
+    """The ids of the sections of a dataset page, in order (an import has no lowest-NCC gallery)."""
+    return [*SECTIONS[:4], *(g.sid for g in page.galleries)]
 
 
 def dataset_page(page: DatasetPage) -> str:
@@ -27,11 +32,11 @@ def dataset_page(page: DatasetPage) -> str:
     body = [
         _summary_section(s),
         _plots_section(page.plots, page.notes),
-        _pairs_table(s.pairs, shown),
+        _pairs_table(s.pairs, shown, imported=s.imported),
         _views_section(page.views),
         *(_gallery_section(g) for g in page.galleries),
     ]
-    return _page(f"dpedkit report: {s.root.name}", body, nav=SECTIONS)
+    return _page(f"dpedkit report: {s.root.name}", body, nav=page_sections(page))
 
 
 def pair_page(view: PairView, notes: Sequence[str]) -> str:
@@ -47,7 +52,8 @@ def _gallery_section(g: Gallery) -> str:
     )
     empty = "<p>No kept patches.</p>" if not g.cells else ""
     return (
-        f"<section id='{g.sid}'><h2>{_e(g.title)}</h2><p class='note'>Each: phone (left) | DSLR (right).</p>"
+        f"<section id='{g.sid}'><h2>{_e(g.title)}</h2><p class='note'>Each: phone (left) | DSLR (right), "
+        "labelled in the picture, with the patch's NCC below (when the dataset records one).</p>"
         f"{empty}<div class='gallery'>{cells}</div></section>"
     )
 
@@ -138,22 +144,10 @@ def _kv_table(rows: Sequence[tuple[str, Any]]) -> str:
 
 
 def _summary_section(s: DatasetSummary) -> str:
-    n_ok = s.status_counts.get("ok", 0)
-    rows = [
-        ("dataset", str(s.root)),
-        ("pairs", len(s.pairs)),
-        ("pairs ok", n_ok),
-        ("pairs failed", len(s.pairs) - n_ok),
-        ("candidate windows", s.patches_total),
-        ("patches kept", s.patches_kept),
-        ("kept fraction", s.patches_kept / s.patches_total if s.patches_total else float("nan")),
-        ("patch size", s.patch_size),
-        ("NCC threshold", s.ncc_min),
-    ]
-    rows += [
-        (f"{split} split", f"{s.split_pairs.get(split, 0)} pairs, {n} patches") for split, n in s.split_patches.items()
-    ]
+    rows = [("dataset", str(s.root)), *overview(s)]
     status = _kv_table([(k, v) for k, v in s.status_counts.items()]) if s.status_counts else "<p>No pairs.</p>"
+    if s.imported and not s.pairs:
+        status = "<p>None recorded: an import has no pairs of photos.</p>"
     reasons = [p for p in s.pairs if p.get("status") != "ok"]
     fail_rows = "".join(
         f"<tr><td>{_e(p['pair'])}</td><td>{_e(p.get('status'))}</td><td>{_e(p.get('reason', ''))}</td></tr>"
@@ -165,7 +159,8 @@ def _summary_section(s: DatasetSummary) -> str:
         if reasons
         else ""
     )
-    config = f"<details><summary>Build configuration</summary><pre>{_e(json.dumps(s.config, indent=2))}</pre></details>"
+    what = "Import record" if s.imported else "Build configuration"
+    config = f"<details><summary>{what}</summary><pre>{_e(json.dumps(s.config, indent=2))}</pre></details>"
     return (
         f"<section id='summary'><h2>Summary</h2>{_kv_table(rows)}<h3>Pairs by status</h3>{status}{failures}"
         f"{config}</section>"
@@ -203,7 +198,12 @@ _PAIR_COLUMNS = (
 )
 
 
-def _pairs_table(pairs: Sequence[Mapping[str, Any]], with_view: set[str]) -> str:
+def _pairs_table(pairs: Sequence[Mapping[str, Any]], with_view: set[str], *, imported: bool = False) -> str:
+    if imported and not pairs:
+        return (
+            "<section id='pairs'><h2>Pairs (0)</h2><p class='note'>An imported dataset has no pairs of photos: its "
+            "rows are patch pairs as the layout stored them (see the summary and the samples).</p></section>"
+        )
     head = "".join(f"<th>{_e(t)}</th>" for t, _ in _PAIR_COLUMNS)
     rows = []
     for rank, p in enumerate(pairs):
@@ -248,9 +248,11 @@ def _views_section(views: Sequence[PairView]) -> str:
             for k in _VIEW_ORDER
             if k in v.images
         )
-        figs = f"<div class='figs'>{figs}</div>" if figs else "<p>No pictures: the pair did not align.</p>"
+        empty = "<p>No pictures: the pair did not align.</p>" if v.status != "ok" else "<p>No pictures (see above).</p>"
+        figs = f"<div class='figs'>{figs}</div>" if figs else empty
+        notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in v.notes)
         blocks.append(
             f"<div class='pair' id='{_anchor(v.name)}'><h3>{_e(v.name)} <span class='{cls}'>{_e(v.status)}</span></h3>"
-            f"<p class='note'>{metrics}</p>{figs}</div>"
+            f"<p class='note'>{metrics}</p>{notes}{figs}</div>"
         )
     return f"<section id='views'><h2>Pair views</h2>{''.join(blocks) or '<p>None rendered.</p>'}</section>"

@@ -379,7 +379,54 @@ def mosaic_preview(mosaic: np.ndarray, raw: dict) -> np.ndarray:
     return render_mosaic(mosaic, raw["cfa"], float(np.mean(raw["black_level"])), float(raw["white_level"]), gains)
 
 
-def patch_strip(phone: np.ndarray, dslr: np.ndarray) -> np.ndarray:
-    """One phone patch and its DSLR twin side by side with a 2-px white gap: ``P x (2P + 2) x 3`` uint8."""
-    gap = np.full((phone.shape[0], 2, 3), 255, np.uint8)
-    return np.concatenate([phone, gap, dslr], axis=1)
+def patch_strip(
+    phone: np.ndarray, dslr: np.ndarray, *, labels: tuple[str, str] | None = None, footer: str = ""
+) -> np.ndarray:
+    """One phone patch and its DSLR twin side by side with a 2-px white gap, optionally labelled.
+
+    Args:
+        phone: ``P x P x 3`` uint8.
+        dslr: ``P x P x 3`` uint8.
+        labels: the words written above the two columns (``("phone", "DSLR")``); None: no labels.
+        footer: a line written below both (``"NCC 0.953"``); empty: none.
+
+    Returns:
+        ``P x (2P + 2) x 3`` uint8 without labels or footer; with them, a patch side below 64 px is first
+        enlarged (nearest neighbour, an integer factor) so the words fit, and a 14-px white band is added above
+        (labels) and below (footer), written in black.
+    """
+    if labels is None and not footer:
+        gap = np.full((phone.shape[0], 2, 3), 255, np.uint8)
+        return np.concatenate([phone, gap, dslr], axis=1)
+    k = -(-64 // phone.shape[0])  # enlarge small patches (32 px ZRR) so a word fits over each column
+    if k > 1:
+        phone, dslr = (np.repeat(np.repeat(a, k, axis=0), k, axis=1) for a in (phone, dslr))
+    strip = patch_strip(phone, dslr)
+    p = phone.shape[1]
+    parts = []
+    if labels is not None:
+        head = _band(strip.shape[1])
+        for x0, word in zip((0, p + 2), labels, strict=True):
+            _write(head, word, x0, p)
+        parts.append(head)
+    parts.append(strip)
+    if footer:
+        foot = _band(strip.shape[1])
+        _write(foot, footer, 0, strip.shape[1])
+        parts.append(foot)
+    return np.concatenate(parts, axis=0)
+
+
+_BAND = 14  # rows of a label band
+_FONT, _SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.38
+
+
+def _band(width: int) -> np.ndarray:
+    return np.full((_BAND, width, 3), 255, np.uint8)
+
+
+def _write(band: np.ndarray, text: str, x0: int, width: int) -> None:
+    """Write ``text`` in black, centred in columns ``[x0, x0 + width)`` of ``band`` (in place)."""
+    (tw, th), _ = cv2.getTextSize(text, _FONT, _SCALE, 1)
+    x = x0 + max(0, (width - tw) // 2)
+    cv2.putText(band, text, (x, (_BAND + th) // 2), _FONT, _SCALE, (0, 0, 0), 1, cv2.LINE_AA)

@@ -42,6 +42,8 @@ class ReportResult:
             also re-refined), in the order they were processed.
         unreadable: pairs that were to be re-aligned but whose photos could not be read (moved, deleted or
             damaged), each with its error; their views show the stored windows, or only the error.
+        imported: the dataset was imported (``import-dped``, ``import-zrr``): patch pairs only, no pairs of photos.
+        patch_pairs: patch pairs stored in all splits (dataset reports).
     """
 
     path: Path
@@ -54,6 +56,8 @@ class ReportResult:
     stored_candidates: bool = False
     recomputed: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
+    imported: bool = False
+    patch_pairs: int = 0
 
 
 def write_report(
@@ -89,8 +93,9 @@ def write_report(
         page = views.dataset_page(source, config, on_progress)
         text = html.dataset_page(page)
         result = ReportResult(out, "dataset", len(page.summary.pairs), [v.name for v in page.views],
-                              list(html.SECTIONS), page.notes, stored_candidates=page.stored_candidates,
-                              recomputed=page.recomputed, unreadable=page.unreadable)  # fmt: skip
+                              html.page_sections(page), page.notes, stored_candidates=page.stored_candidates,
+                              recomputed=page.recomputed, unreadable=page.unreadable,
+                              imported=page.summary.imported, patch_pairs=page.summary.patches_kept)  # fmt: skip
     elif is_pair_dir(source):
         view, notes = views.pair_folder_view(source, width=config.image_width)
         text = html.pair_page(view, notes)

@@ -1,16 +1,22 @@
-"""What a finished dataset holds, as data for ``dpedkit inspect``: pair records worst first, counts, columns."""
+"""What a finished dataset holds, as data for ``dpedkit inspect``: pair records worst first, counts, columns.
+
+A dataset built from photos has a record per pair (alignment numbers, windows, NCC); an imported one (``dpedkit
+import-dped``, ``import-zrr``) holds patch pairs only: its summary says where they came from, how many rows each
+split has, the patch shapes and, for RAW data, the sensor (:func:`overview`).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dpedkit.dataset.format import SPLITS, DatasetDir
+from dpedkit.errors import ConfigError
 
 
 @dataclass
@@ -30,6 +36,12 @@ class DatasetSummary:
         stored_candidates: every shard stores its candidate windows (schema 2 ``candidates/`` group, written by
             ``dpedkit build``; read them with :meth:`DatasetDir.read_candidates`). False for an imported or older
             dataset, whose windows must be recomputed from the photos.
+        source: ``"build"`` (built from photos) or the layout an import came from (``"dped"``, ``"zrr"``, ...).
+        origin: an import's own record of its source (``dataset.json``'s config less ``source``: the folder, the
+            phone, the baseline); empty for a build.
+        shapes: ``{"phone": ..., "dslr": ...}``: one stored patch's shape and dtype (``"100 x 100 x 3 uint8"``);
+            empty when the dataset holds no patch.
+        sensor: ``{"cfa", "black", "white"}`` of a RAW-to-RGB dataset's phone sensor; None for RGB data.
     """
 
     root: Path
@@ -42,6 +54,15 @@ class DatasetSummary:
     patch_size: int
     ncc_min: float
     stored_candidates: bool = False
+    source: str = "build"
+    origin: dict[str, Any] = field(default_factory=dict)
+    shapes: dict[str, str] = field(default_factory=dict)
+    sensor: dict[str, Any] | None = None
+
+    @property
+    def imported(self) -> bool:
+        """True for a dataset imported from a layout of patch pairs (no photos, pair records or NCC)."""
+        return self.source != "build"
 
     @property
     def patches_kept(self) -> int:
@@ -111,7 +132,61 @@ def summarize_dataset(root: str | Path) -> DatasetSummary:
         patch_size=ds.patch_size(),
         ncc_min=float(manifest.patch_setting("ncc_min")),
         stored_candidates=ds.has_candidates(),
+        source=manifest.source,
+        origin={k: v for k, v in manifest.config.items() if k != "source"} if manifest.source != "build" else {},
+        shapes=_patch_shapes(ds, len(columns["split"])),
+        sensor=_sensor(ds),
     )
+
+
+def _patch_shapes(ds: DatasetDir, rows: int) -> dict[str, str]:
+    """One stored patch pair's shapes and dtypes (``"32 x 32 x 1 uint16"``); empty without patches."""
+    if not rows:
+        return {}
+    phone, dslr = ds.read_patches([0])
+    return {side: f"{' x '.join(map(str, a.shape[1:]))} {a.dtype}" for side, a in (("phone", phone), ("dslr", dslr))}
+
+
+def _sensor(ds: DatasetDir) -> dict[str, Any] | None:
+    """The phone sensor of RAW-to-RGB data (None for RGB data, or when its pairs disagree on it)."""
+    if not ds.is_raw():
+        return None
+    try:
+        return ds.sensor()
+    except ConfigError:  # pairs from several sensors: each pair's row of the table shows its own
+        return None
+
+
+def overview(s: DatasetSummary) -> list[tuple[str, Any]]:
+    """The dataset's overview as ``(label, value)`` rows, the same in the HTML report and the terminal.
+
+    A build: pairs (ok / failed), candidate windows and kept patches, pairs and patches per split, the NCC
+    threshold. An import: where it came from, its patch pairs per split (it has no pair records). Both: the
+    patch shapes and, for RAW data, the sensor's CFA and levels.
+    """
+    rows: list[tuple[str, Any]] = []
+    if s.imported:
+        where = s.origin.get("zrr_dir") or s.origin.get("dped_dir")
+        what = [f"{s.source.upper()} layout", *([str(where)] if where else [])]
+        what += [f"{k} {s.origin[k]}" for k in ("phone", "baseline") if s.origin.get(k)]
+        rows.append(("imported from", ", ".join(what)))
+        rows += [(f"{split} rows", f"{n} patch pairs") for split, n in s.split_patches.items()]
+        rows.append(("per-pair records", "none: the layout holds patch pairs only (no photos, alignment or NCC)"))
+    else:
+        n_ok = s.status_counts.get("ok", 0)
+        rows += [("pairs", len(s.pairs)), ("pairs ok / failed", f"{n_ok} / {len(s.pairs) - n_ok}"),
+                 ("candidate windows", s.patches_total), ("patches kept", s.patches_kept),
+                 ("kept fraction", s.patches_kept / s.patches_total if s.patches_total else float("nan"))]  # fmt: skip
+        rows += [(f"{split} split", f"{s.split_pairs.get(split, 0)} pairs, {n} patches")
+                 for split, n in s.split_patches.items()]  # fmt: skip
+        rows.append(("NCC threshold", s.ncc_min))
+    rows.append(("patch size", s.patch_size))
+    rows += [(f"{label} patches", s.shapes[side]) for side, label in (("phone", "phone"), ("dslr", "DSLR"))
+             if side in s.shapes]  # fmt: skip
+    if s.sensor:
+        sn = s.sensor
+        rows.append(("sensor", f"CFA {sn['cfa']}, black {sn['black']:g}, white {sn['white']:g}"))
+    return rows
 
 
 def is_finite_number(v: Any) -> bool:

@@ -22,7 +22,7 @@ from dpedkit.dataset.format import DatasetDir
 from dpedkit.errors import InputError
 from dpedkit.inspect import pictures as pic
 from dpedkit.inspect.summary import DatasetSummary, flatten_pair_record, is_finite_number, summarize_dataset
-from dpedkit.io import read_rgb, to_uint8
+from dpedkit.io import read_image, to_uint8
 
 if TYPE_CHECKING:
     from dpedkit.config import ReportConfig
@@ -32,7 +32,15 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 @dataclass
 class PairView:
-    """Everything one pair view shows: metrics and encoded pictures ``name -> (mime, bytes)``."""
+    """Everything one pair view shows.
+
+    Attributes:
+        name: the pair's name; ``status``: its status word.
+        metrics: the numbers shown (a dataset pair: the build's, as recorded in ``pairs.jsonl``).
+        images: encoded pictures ``name -> (mime, bytes)``; ``captions``: a sentence per picture.
+        candidates: every window's ``xy``, ``shift``, ``ncc``, ``kept`` (None: not known).
+        notes: sentences on how the pictures were drawn (the re-alignment behind the photo overlays).
+    """
 
     name: str
     status: str
@@ -40,6 +48,7 @@ class PairView:
     images: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
     candidates: dict[str, np.ndarray] | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +88,8 @@ def dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None = N
     """Compute the views, plots, galleries and notes of a dataset's report (see the module docstring)."""
     summary = summarize_dataset(root)
     rng = np.random.default_rng(cfg.seed)
+    if summary.imported and not summary.pairs:
+        return _imported_page(summary, cfg, rng)
     pairs = summary.pairs
     ok = [p for p in pairs if p.get("status") == "ok"]
     stored = summary.stored_candidates
@@ -123,6 +134,19 @@ def dataset_page(root: Path, cfg: ReportConfig, on_progress: Progress | None = N
         recomputed=recomputed,
         unreadable=unreadable,
     )
+
+
+def _imported_page(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.Generator) -> DatasetPage:
+    """The page of an imported dataset: what it holds and sample patch pairs (it has no photos, pairs or NCC)."""
+    note = (
+        f"Imported dataset ({summary.source}): the layout holds patch pairs only, with no photos, alignment or NCC, "
+        "so there is no histogram, plot or pair view; the summary lists its rows"
+        + (", patch shapes and sensor" if summary.sensor else " and patch shapes")
+        + ", and the samples show its patches"
+        + (" (the RAW mosaics demosaiced with the sensor's CFA and levels)." if summary.sensor else ".")
+    )
+    return DatasetPage(summary=summary, views=[], plots={}, notes=[note],
+                       galleries=_patch_galleries(summary, cfg, rng), stored_candidates=False)  # fmt: skip
 
 
 def pair_folder_view(folder: Path, *, width: int = 900) -> tuple[PairView, list[str]]:
@@ -236,7 +260,11 @@ def _resolve(path: str, root: Path) -> Path:
 def recompute_pair(
     rec: Mapping[str, Any], root: Path, build_config: Mapping[str, Any], *, patches: bool = True
 ) -> dict[str, Any]:
-    """Re-align one dataset pair from its photos and re-refine its windows with the build's configuration.
+    """Re-align one dataset pair from its photos as the build did, and re-refine its windows.
+
+    The photos go through the build's own path (:func:`dpedkit.align.align_files`: HEIF and RAW decoders, a RAW
+    file's features from its half-size luminance) with the build's alignment options and OpenCV seed, so the
+    result normally equals the build's; the pictures then show the alignment that the recorded numbers describe.
 
     Args:
         rec: the pair's ``pairs.jsonl`` record (``phone`` and ``dslr`` paths).
@@ -245,21 +273,22 @@ def recompute_pair(
         patches: also re-refine the windows (False when the dataset stores them).
 
     Returns:
-        A dict with ``result`` (the :class:`dpedkit.align.AlignResult`), ``phone``/``dslr`` (full images),
-        ``patches`` (the :class:`dpedkit.dataset.patches.PatchSet`, None when alignment failed).
+        A dict with ``result`` (the :class:`dpedkit.align.AlignResult`), ``phone``/``dslr`` (full images, RGB
+        uint8, to draw the matches on), ``patches`` (the :class:`dpedkit.dataset.patches.PatchSet`, None when
+        alignment failed or ``patches`` is False).
     """
     import cv2
 
-    from dpedkit.align import align_pair
+    from dpedkit.align import align_files
     from dpedkit.config import BuildConfig
     from dpedkit.dataset.patches import extract_patches
 
     config = BuildConfig.from_dict(dict(build_config)) if build_config else BuildConfig()
-    phone = read_rgb(_resolve(str(rec["phone"]), root))
-    dslr = read_rgb(_resolve(str(rec["dslr"]), root))
+    paths = [_resolve(str(rec[side]), root) for side in ("phone", "dslr")]
     cv2.setRNGSeed(config.seed)  # as the build does before each pair
-    result = align_pair(phone, dslr, config=config.align)
+    result = align_files(*paths, config=config.align)
     refined = extract_patches(result.phone, result.dslr, config=config.patch) if result.ok and patches else None
+    phone, dslr = (read_image(p, max_pixels=config.align.max_pixels).rgb for p in paths) if result.ok else (None, None)
     return {"result": result, "phone": phone, "dslr": dslr, "patches": refined}
 
 
@@ -303,6 +332,43 @@ def _stored_windows(root: Path, names: Sequence[str]) -> dict[str, dict[str, np.
     return {n: {k: v[cand["pair"] == n] for k, v in cand.items()} for n in names}
 
 
+# What a dataset pair view shows of the build's record (its alignment numbers and patch counts).
+RECORDED = ("status", "reason", "split", "crop", "matches", "inliers", "rmse_px", "scale", "rotation_deg",
+            "orientation_fix", "sharpness_ratio", "overlap", "coverage", "patches_total", "patches_kept")  # fmt: skip
+COMPARED = ("matches", "inliers", "rmse_px")  # the numbers a re-alignment is checked against
+
+
+def recorded_metrics(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """The build's numbers of a pair (a flattened ``pairs.jsonl`` record), as the table shows them."""
+    return {k: rec[k] for k in RECORDED if k in rec}
+
+
+def _realignment_note(rec: Mapping[str, Any], res: Any) -> str:
+    """What the re-alignment behind the photo overlays found, compared with the build's recorded numbers."""
+    found = f"{res.matches} matches, {res.inliers} inliers, RMSE {_num(res.rmse_px)} px"
+    built = f"{rec.get('matches')} matches, {rec.get('inliers')} inliers, RMSE {_num(rec.get('rmse_px'))} px"
+    if not res.ok:
+        return (f"The photos were re-aligned to draw the overlays and this time it failed ({res.status}: "
+                f"{res.reason}); the numbers above are the build's ({built}).")  # fmt: skip
+    same = all(_same(getattr(res, k), rec.get(k)) for k in COMPARED)
+    if same:
+        return (f"The photo overlays come from a re-alignment of the photos with the build's options and decoders; "
+                f"it found what the build recorded ({built}).")  # fmt: skip
+    return (f"The photo overlays come from a re-alignment of the photos with the build's options and decoders, "
+            f"which found {found}; the numbers above are the build's ({built}): the overlays may differ slightly "
+            f"from the alignment the patches were cut with.")  # fmt: skip
+
+
+def _same(a: Any, b: Any) -> bool:
+    if is_finite_number(a) and is_finite_number(b):
+        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
+    return not is_finite_number(a) and not is_finite_number(b)
+
+
+def _num(v: Any) -> str:
+    return f"{float(v):.3g}" if is_finite_number(v) else "-"
+
+
 def _view_from_recomputed(
     rec: Mapping[str, Any],
     rc: Mapping[str, Any],
@@ -312,15 +378,21 @@ def _view_from_recomputed(
     *,
     candidates: Mapping[str, np.ndarray] | None = None,
 ) -> PairView:
-    """The view of a re-aligned pair; windows from ``candidates`` (stored) or else from ``rc["patches"]``."""
+    """The view of a re-aligned pair: the build's numbers (``rec``), pictures of the re-alignment ``rc``.
+
+    Windows come from ``candidates`` (stored) or else from ``rc["patches"]``.
+    """
     res = rc["result"]
-    metrics = {k: v for k, v in res.to_json().items() if not isinstance(v, list | dict) or k == "crop"}
-    metrics.update({k: rec[k] for k in ("split", "patches_total", "patches_kept") if k in rec})
+    metrics = recorded_metrics(rec)
+    note = _realignment_note(rec, res)
     if not res.ok:
-        return PairView(str(rec["pair"]), res.status, metrics)
+        view = PairView(str(rec["pair"]), str(rec.get("status", "ok")), metrics, notes=[note])
+        if candidates is not None and len(candidates["kept"]):
+            _plain_windows(view, rec, candidates, psize, ncc_min, width, " (stored windows, no image behind them)")
+        return view
     pts = (getattr(res, "phone_pts", None), getattr(res, "dslr_pts", None))
     matches = (rc["phone"], rc["dslr"], pts[0], pts[1]) if pts[0] is not None and len(pts[0]) else None
-    return render_pair_view(
+    view = render_pair_view(
         str(rec["pair"]),
         res.phone,
         res.dslr,
@@ -331,6 +403,13 @@ def _view_from_recomputed(
         matches=matches,
         width=width,
     )
+    if matches is not None:
+        view.captions["matches"] = (
+            f"{len(pts[0])} inlier matches of the re-alignment that draws these pictures (at most 150 drawn), "
+            "phone left, DSLR right"
+        )
+    view.notes.append(note)
+    return view
 
 
 def _views_note(worst_ok: Sequence[str], unreadable: Mapping[str, str], stored: bool) -> str:
@@ -367,7 +446,21 @@ def _unreadable_view(
     view = PairView(str(rec["pair"]), "unreadable", {"error": str(exc)})
     if windows is None or not len(windows["kept"]):
         return view
-    p = summary.patch_size
+    note = " (stored windows; the photos could not be read, so no image behind them)"
+    _plain_windows(view, rec, windows, summary.patch_size, summary.ncc_min, width, note)
+    return view
+
+
+def _plain_windows(
+    view: PairView,
+    rec: Mapping[str, Any],
+    windows: Mapping[str, np.ndarray],
+    p: int,
+    ncc_min: float,
+    width: int,
+    note: str,
+) -> None:
+    """Add the window grid and shift field of ``windows`` drawn on a plain background of the crop's size."""
     crop = rec.get("crop")
     if isinstance(crop, list | tuple) and len(crop) == 4:
         w, h = int(crop[2]) - int(crop[0]), int(crop[3]) - int(crop[1])
@@ -375,9 +468,7 @@ def _unreadable_view(
         w, h = (np.asarray(windows["xy"]).max(axis=0) + p).tolist()
     blank = np.full((h, w, 3), 200, np.uint8)
     small, s = pic.fit_width(blank, width)
-    note = " (stored windows; the photos could not be read, so no image behind them)"
-    _window_pictures(view, blank, small, s, windows, patch_size=p, ncc_min=summary.ncc_min, note=note)
-    return view
+    _window_pictures(view, blank, small, s, windows, patch_size=p, ncc_min=ncc_min, note=note)
 
 
 def _stored_histogram(root: Path, n_ok: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -456,24 +547,28 @@ def _sensor_record(root: Path) -> dict[str, Any]:
 
 
 def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.Generator) -> list[Gallery]:
-    """Random kept patch pairs and the lowest-NCC ones, each with its caption."""
-    ncc = summary.columns["ncc"]
+    """Random kept patch pairs and the lowest-NCC ones, each labelled (phone | DSLR, NCC) with its caption.
+
+    An imported dataset has no NCC: its second gallery is left out, and captions name the split and row.
+    """
+    cols = summary.columns
+    ncc = cols["ncc"]
     n = len(ncc)
     rand = np.sort(rng.choice(n, min(cfg.samples, n), replace=False)) if n else np.zeros(0, int)
-    low = np.argsort(ncc, kind="stable")[: cfg.lowest]
+    measured = np.flatnonzero(np.isfinite(ncc))
+    low = measured[np.argsort(ncc[measured], kind="stable")[: cfg.lowest]]
+    kinds = [("samples", f"Random kept patch pairs ({len(rand)} of {n})", rand)]
+    if not summary.imported or len(measured):
+        kinds.append(("lowest", f"Lowest-NCC kept patch pairs ({len(low)})", low))
+    raw = {str(p["pair"]): (p.get("sources") or {}).get("phone") for p in summary.pairs}
+    sensor: list[dict] = []  # the dataset's sensor, read once where a pair has no record (imported data)
     out = []
-    for sid, title, idx in (
-        ("samples", f"Random kept patch pairs ({len(rand)} of {n})", rand),
-        ("lowest", f"Lowest-NCC kept patch pairs ({len(low)})", low),
-    ):
+    for sid, title, idx in kinds:
         phone, dslr = DatasetDir(summary.root).read_patches(idx)
         dslr = to_uint8(dslr)  # a 16-bit build's too
-        raw = {str(p["pair"]): (p.get("sources") or {}).get("phone") for p in summary.pairs}
-        sensor: list[dict] = []  # the dataset's sensor, read once where a pair has no record (imported data)
         cells = []
         for k, g in enumerate(idx):
-            pair, xy = summary.columns["pair"][g], summary.columns["xy"][g]
-            cap = f"{pair} @ ({xy[0]}, {xy[1]}) NCC {ncc[g]:.3f} [{summary.columns['split'][g]}]"
+            pair, split = cols["pair"][g], cols["split"][g]
             # a raw2rgb patch is the RAW mosaic: shown demosaiced (OpenCV, the pair's levels and white balance)
             if phone.shape[-1] == 1:
                 if not raw.get(pair) and not sensor:
@@ -481,6 +576,14 @@ def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.
                 shown = pic.mosaic_preview(phone[k], raw.get(pair) or sensor[0])
             else:
                 shown = to_uint8(phone[k])
-            cells.append((cap, pic.encode_png(pic.patch_strip(shown, dslr[k]))))
+            score = f"NCC {ncc[g]:.3f}" if np.isfinite(ncc[g]) else ""
+            if summary.imported:
+                row = int(np.count_nonzero(cols["split"][:g] == split))
+                cap = f"{split} row {row}" + (f", {score}" if score else " (no NCC: imported)")
+            else:
+                xy = cols["xy"][g]
+                cap = f"{pair} @ ({xy[0]}, {xy[1]}) {score} [{split}]"
+            labels = ("phone RAW", "DSLR") if phone.shape[-1] == 1 else ("phone", "DSLR")
+            cells.append((cap, pic.encode_png(pic.patch_strip(shown, dslr[k], labels=labels, footer=score))))
         out.append(Gallery(sid, title, cells))
     return out

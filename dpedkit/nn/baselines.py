@@ -4,6 +4,10 @@ Both map RGB (N, 3, H, W) float in [0, 1] to the same shape, accept any size, an
 DPED generator (``model`` = ``"srcnn"`` / ``"johnson"`` plus their config). The losses they train with (SRCNN:
 MSE; Johnson et al.: VGG content + TV, as in the paper's comparison) are in the recipe table,
 :mod:`dpedkit.nn.registry`.
+
+A fresh SRCNN starts at the identity (:func:`start_at_identity`): its output is its input plus a little noise, so
+training starts from the identity baseline (the phone patch as it is) instead of from ~10 dB, and a short run
+beats the identity instead of ending below it. ``identity_start=False`` gives PyTorch's random initialisation.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dpedkit.config import ConfigMixin
-from dpedkit.errors import check_choice, check_range
+from dpedkit.errors import ConfigError, check_choice, check_range
 from dpedkit.nn.generator import InstanceNorm
 
 Norm = Literal["instance", "batch"]
+IDENTITY_NOISE = 0.03  # scale of the random part of an identity start (the demo's, measured there and on synth data)
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,15 @@ class SRCNNConfig(ConfigMixin):
         channels1: channels of the first layer (64).
         channels2: channels of the second layer (32).
         kernels: kernel sizes of the three layers (9, 1, 5); odd, zero "same" padding.
+        identity_start: a fresh network starts at the identity (:func:`start_at_identity`: output = input plus a
+            little noise, so training starts at the identity baseline's PSNR); False: PyTorch's random
+            initialisation (the output starts far from any photo). Only a fresh network: loaded weights replace it.
     """
 
     channels1: int = 64
     channels2: int = 32
     kernels: tuple[int, int, int] = (9, 1, 5)
+    identity_start: bool = True
 
     def _validate(self) -> None:
         check_range("channels1", self.channels1, 1, 4096)
@@ -43,6 +52,11 @@ class SRCNNConfig(ConfigMixin):
         check_choice("len(kernels)", len(self.kernels), (3,))
         for k in self.kernels:
             check_choice("kernels[i]", k, (1, 3, 5, 7, 9, 11))
+        if self.identity_start and min(self.channels1, self.channels2) < 3:
+            raise ConfigError(
+                f"identity_start needs channels1 and channels2 >= 3 (they carry RGB through); got "
+                f"{self.channels1}/{self.channels2}: set identity_start = false"
+            )
 
 
 class SRCNN(nn.Module):
@@ -58,12 +72,39 @@ class SRCNN(nn.Module):
         self.conv1 = nn.Conv2d(3, cfg.channels1, k1, padding=k1 // 2)
         self.conv2 = nn.Conv2d(cfg.channels1, cfg.channels2, k2, padding=k2 // 2)
         self.conv3 = nn.Conv2d(cfg.channels2, 3, k3, padding=k3 // 2)
+        if cfg.identity_start:
+            start_at_identity(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, 3, H, W)."""
         h = F.relu(self.conv1(x))
         h = F.relu(self.conv2(h))
         return self.conv3(h)
+
+
+def start_at_identity(net: SRCNN, *, noise: float = IDENTITY_NOISE) -> SRCNN:
+    """Set ``net``'s weights (in place) so that its output equals its input, plus ``noise`` times its random ones.
+
+    Three channels of each layer carry the RGB input straight through (centre taps of 1, zero biases; the ReLUs
+    pass inputs in [0, 1] unchanged); the other weights keep ``noise`` times their current (random) values, so
+    that training can use them. Such a network begins at the identity baseline's PSNR.
+
+    Args:
+        net: an SRCNN with at least 3 channels in its two hidden layers (freshly initialised).
+        noise: scale kept of the random weights (0: exactly the identity).
+
+    Returns:
+        ``net``.
+    """
+    with torch.no_grad():
+        for conv in (net.conv1, net.conv2, net.conv3):
+            conv.weight.mul_(noise)
+            conv.bias.mul_(noise)
+            k = conv.kernel_size[0] // 2
+            for c in range(3):
+                conv.weight[c, c, k, k] += 1.0
+            conv.bias[:3] = 0.0
+    return net
 
 
 @dataclass(frozen=True)

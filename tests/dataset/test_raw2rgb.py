@@ -129,5 +129,6 @@ def test_the_report_shows_raw_pairs_with_their_bayer_phase_and_levels(raw2rgb, t
     out = tmp_path / "report.html"
     write_report(root / "ds", out, config=ReportConfig(pair_views=1, samples=4, lowest=2))
     html = out.read_text()
-    assert "RAW CFA" in html and html.count("RGGB") == 2 and "16383" in html  # per pair: phase and levels
+    assert "RAW CFA" in html and html.count("RGGB") == 2 + 1 and "16383" in html  # per pair: phase and levels
+    assert "<th>sensor</th><td>CFA RGGB, black " in html  # + the dataset's sensor in the summary
     assert html.count("data:image/png") > 6  # the galleries (mosaics shown demosaiced) and the pair view

@@ -104,3 +104,15 @@ def test_plots_are_png_and_not_blank(rng):
     for png in pngs:
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert _decode(png).std() > 10
+
+
+def test_patch_strip_labels_the_columns_and_the_ncc():
+    phone, dslr = np.full((100, 100, 3), 255, np.uint8), np.full((100, 100, 3), 255, np.uint8)
+    assert dg.patch_strip(phone, dslr).shape == (100, 202, 3)  # unlabelled: as before
+    strip = dg.patch_strip(phone, dslr, labels=("phone", "DSLR"), footer="NCC 0.953")
+    assert strip.shape == (128, 202, 3)
+    head, foot = strip[:14].min(axis=2), strip[-14:].min(axis=2)
+    assert (head[:, :100] < 128).any() and (head[:, 102:] < 128).any()  # a word over each column
+    assert (foot < 128).any() and (strip[14:-14] == 255).all()  # the patches themselves are untouched
+    small = dg.patch_strip(phone[:32, :32], dslr[:32, :32], labels=("phone RAW", "DSLR"))
+    assert small.shape == (14 + 64, 2 * 64 + 2, 3)  # 32 px patches enlarged x2 so the words fit

@@ -1,3 +1,4 @@
+import html
 import json
 import os
 import re
@@ -329,3 +330,99 @@ def test_report_never_writes_over_a_file_that_is_not_a_report(tiny_dataset, tmp_
     write_report(copy, mine, config=cfg, overwrite=True)
     write_report(copy, mine, config=cfg)  # an earlier report is replaced without asking
     assert is_report(mine) and not is_report(copy / "dataset.json")
+
+
+# ------------------------------------------------------------------------ the build's numbers, imports
+
+
+def _view_block(page: str, name: str) -> str:
+    return html.unescape(page.split(f"id='pair-{name}'>", 1)[1].split("<div class='pair'", 1)[0])
+
+
+def test_pair_views_show_the_builds_numbers_and_say_what_the_realignment_found(tiny_dataset, tmp_path):
+    from dpedkit.inspect.views import dataset_pair_view
+
+    copy = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, copy)
+    lines = [json.loads(x) for x in (copy / "pairs.jsonl").read_text().splitlines()]
+    before = next(r for r in lines if r["pair"] == "0001").copy()
+    for r in lines:  # as if the build had found other numbers than a re-alignment finds (another decoder, say)
+        if r["pair"] == "0001":
+            r |= {"matches": r["matches"] + 11, "inliers": r["inliers"] + 7, "rmse_px": 0.4321}
+    (copy / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    res = write_report(copy, config=ReportConfig(pair_views=3, samples=1, lowest=1))
+    page = res.path.read_text()
+    changed = " ".join(_view_block(page, "0001").split())
+    assert f"matches: {before['matches'] + 11}" in changed and f"inliers: {before['inliers'] + 7}" in changed
+    assert "rmse_px: 0.4321" in changed  # the table's numbers, not the re-alignment's
+    found = f"{before['matches']} matches, {before['inliers']} inliers"
+    assert f"re-alignment of the photos with the build's options and decoders, which found {found}" in changed
+    assert "the numbers above are the build's" in changed
+    same = " ".join(_view_block(page, "0002").split())
+    assert "it found what the build recorded" in same and "of the re-alignment that draws these pictures" in same
+    view = dataset_pair_view(copy, "0001")
+    assert (view.metrics["matches"], view.metrics["inliers"]) == (before["matches"] + 11, before["inliers"] + 7)
+
+
+def test_the_pair_view_of_a_dng_pair_has_the_builds_numbers(tmp_path):
+    """A DNG side aligns on its half-size luminance in the build: the view's re-alignment must take that path too."""
+    from dpedkit.align import align_pair
+    from dpedkit.config import AlignConfig
+    from dpedkit.dataset.build import BuildConfig, build_dataset
+    from dpedkit.inspect.views import dataset_pair_view
+    from dpedkit.io import read_rgb
+    from dpedkit.synth.pairs import synthesize
+
+    synthesize(tmp_path / "raw", n=1, seed=0, phone_mp=0.15, dslr_mp=0.3, dslr_format="dng")
+    align = AlignConfig(work_mp=0.05)  # half size of the 0.3 MP DNG holds enough pixels: the build uses it
+    build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", tmp_path / "ds",
+                  config=BuildConfig(test_images=0, align=align))  # fmt: skip
+    rec = json.loads((tmp_path / "ds" / "pairs.jsonl").read_text().splitlines()[0])
+    assert rec["status"] == "ok"
+    decoded = align_pair(read_rgb(rec["phone"]), read_rgb(rec["dslr"]), config=align)  # what the view used to do
+    assert (decoded.matches, decoded.inliers) != (rec["matches"], rec["inliers"])  # so this test can fail
+    view = dataset_pair_view(tmp_path / "ds", rec["pair"])
+    assert {k: view.metrics[k] for k in ("matches", "inliers", "rmse_px")} == {
+        k: rec[k] for k in ("matches", "inliers", "rmse_px")
+    }
+    assert "it found what the build recorded" in view.notes[0] and "matches" in view.images
+
+
+def test_report_of_an_imported_zrr_dataset_shows_what_it_holds(tmp_path, rng):
+    from dpedkit_cli.main import cli
+
+    from dpedkit.interop.zrr import import_zrr
+    from dpedkit.testing import write_zrr_tree
+
+    import_zrr(write_zrr_tree(tmp_path / "zrr", rng), tmp_path / "ds")
+    res = write_report(tmp_path / "ds", tmp_path / "r.html", config=ReportConfig(samples=4))
+    page = " ".join(res.path.read_text().split())
+    assert res.imported and res.patch_pairs == 8 and res.n_pairs == 0 and res.recomputed == []
+    assert res.sections == ["summary", "plots", "pairs", "views", "samples"]  # no NCC: no lowest-NCC gallery
+    for text in ("<th>imported from</th><td>ZRR layout, ", "<th>train rows</th><td>5 patch pairs</td>",
+                 "<th>test rows</th><td>3 patch pairs</td>", "<th>phone patches</th><td>32 x 32 x 1 uint16</td>",
+                 "<th>DSLR patches</th><td>32 x 32 x 3 uint8</td>", "<th>sensor</th><td>CFA RGGB, black 0, white 1020",
+                 "Imported dataset (zrr)", "An imported dataset has no pairs of photos"):  # fmt: skip
+        assert text in page, text
+    assert page.count("(no NCC: imported)</figcaption>") == 4 and "NCC nan" not in page
+    res = CliRunner().invoke(cli, ["inspect", str(tmp_path / "ds"), "--summary"])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 0 and "train rows │ 5 patch pairs" in out and "CFA RGGB, black 0, white 1020" in out
+    assert "32 x 32 x 1 uint16" in out and "worst" not in out
+    res = CliRunner().invoke(cli, ["-q", "inspect", str(tmp_path / "ds"), "--summary", "--json"])
+    data = json.loads(res.stdout)
+    assert data["source"] == "zrr" and data["split_patches"] == {"train": 5, "test": 3}
+    assert data["patch_shapes"] == {"phone": "32 x 32 x 1 uint16", "dslr": "32 x 32 x 3 uint8"}
+    assert data["sensor"] == {"cfa": "RGGB", "black": 0.0, "white": 1020.0}
+
+
+def test_gallery_pictures_are_labelled(tiny_dataset, tmp_path):
+    res = write_report(tiny_dataset, tmp_path / "r.html", config=ReportConfig(pair_views=0, samples=2, lowest=1))
+    page = res.path.read_text()
+    gallery = page.split("<section id='samples'>", 1)[1]
+    png = re.findall(r"src='data:image/png;base64,([^']+)'", gallery)[0]
+    import base64
+
+    cell = cv2.imdecode(np.frombuffer(base64.b64decode(png), np.uint8), cv2.IMREAD_COLOR)
+    assert cell.shape[0] == 100 + 2 * 14 and cell.shape[1] == 202  # phone | DSLR labels above, NCC below
+    assert re.search(r"NCC 0\.\d{3} \[(train|test)\]</figcaption>", gallery)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dpedkit.errors import ConfigError
-from dpedkit.nn.baselines import SRCNN, Johnson, JohnsonConfig, SRCNNConfig
+from dpedkit.nn.baselines import SRCNN, Johnson, JohnsonConfig, SRCNNConfig, start_at_identity
 from dpedkit.nn.checkpoint import build_model, load_model, save_checkpoint
 
 
@@ -44,3 +44,37 @@ def test_configs_validate_and_round_trip(tmp_path):
         path = save_checkpoint(tmp_path / f"{name}.pt", m)
         back = load_model(path, expect=name)
         assert back.cfg == cfg and type(back) is type(m)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(-10 * torch.log10((a - b).square().mean()))
+
+
+def test_a_fresh_srcnn_starts_at_the_identity():
+    """The default SRCNN begins as the identity baseline (the phone patch as it is), so a short run cannot end far
+    below it (issue 21: from PyTorch's random start, 300 iterations ended below the identity)."""
+    x = torch.rand(4, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        fresh, paper = SRCNN(), SRCNN(SRCNNConfig(identity_start=False))
+    with torch.no_grad():
+        assert _psnr(fresh(x), x) > 40  # the identity plus a little trainable noise
+        assert _psnr(paper(x), x) < 15  # PyTorch's initialisation: far from any photo
+        exact = start_at_identity(paper, noise=0.0)
+        assert torch.allclose(exact(x), x, atol=1e-6)
+    with pytest.raises(ConfigError, match="identity_start"):
+        SRCNNConfig(channels1=2)
+    assert SRCNN(SRCNNConfig(channels1=2, identity_start=False)).conv1.out_channels == 2
+
+
+def test_the_default_srcnn_of_training_starts_at_the_identity(tmp_path):
+    """What `dpedkit train --model srcnn` builds: its step-0 evaluation is the identity baseline's."""
+    from dpedkit.config import TrainConfig
+    from dpedkit.testing import write_synthetic_dataset
+    from dpedkit.train import train
+
+    data = write_synthetic_dataset(tmp_path / "ds", n_train=4, n_test=4, patch=16)
+    cfg = TrainConfig(model="srcnn", iters=1, batch=2, eval_every=1, device="cpu", samples=0, save_every="0",
+                      tensorboard=False, lr=1e-12)  # fmt: skip
+    first = train(data, tmp_path / "run", config=cfg).history[0]
+    assert first["step"] == 0 and abs(first["psnr"] - first["identity_psnr"]) < 0.05
