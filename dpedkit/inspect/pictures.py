@@ -417,6 +417,15 @@ def patch_strip(
     return np.concatenate(parts, axis=0)
 
 
+def label_columns(image: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """``image`` (uint8 RGB) with a white band above it naming its equal-width columns, left to right."""
+    width = image.shape[1] // len(labels)
+    head = _band(image.shape[1])
+    for i, word in enumerate(labels):
+        _write(head, word, i * width, width)
+    return np.concatenate([head, image], axis=0)
+
+
 _BAND = 14  # rows of a label band
 _FONT, _SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.38
 

@@ -173,6 +173,7 @@ def validate(run: Run, *, step: int) -> tuple[dict[str, float], np.ndarray | Non
     if run.test is None:
         return {}, None
     from dpedkit.evaluate import evaluate_arrays
+    from dpedkit.inspect.pictures import label_columns
     from dpedkit.io import to_uint8
 
     g = run.g_raw.eval()
@@ -193,6 +194,7 @@ def validate(run: Run, *, step: int) -> tuple[dict[str, float], np.ndarray | Non
         shown = run.test[0] if run.baseline is None else run.baseline  # raw2rgb: LibRaw's processing of the RAW
         cols = (to_uint8(shown[:k]), out, to_uint8(run.test[1][:k]))  # a 16-bit dataset's too
         grid = np.concatenate([np.concatenate(t, axis=0) for t in cols], axis=1)
+        grid = label_columns(grid, ("phone" if run.baseline is None else run.baseline_name, "enhanced", "DSLR"))
         write_image(run.run_dir / "samples" / f"step-{step:06d}.png", grid)
     g.train()
     if step == 0:  # the baseline to beat: the phone patches as they are

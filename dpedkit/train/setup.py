@@ -124,6 +124,7 @@ class Run:
     seen: np.ndarray | None = None
     ema: Ema | None = None  # moving average of the generator's weights (``config.ema`` > 0)
     baseline: np.ndarray | None = None  # raw2rgb: LibRaw's processing of the test patches, scored for comparison
+    baseline_name: str = "identity"  # what ``baseline`` is (the source's ``baseline_name``: libraw, demosaic)
     tb: Any = None  # TensorBoard SummaryWriter (rank 0, ``config.tensorboard``)
 
     @property
@@ -400,7 +401,8 @@ def setup_run(
                 "loss_weights": weights.to_dict()}  # fmt: skip
     return Run(config=config, dist=dist, run_dir=run_dir, g=g_w, g_raw=g, d=d_w, d_raw=d, opt_g=opt_g, opt_d=opt_d,
                recipe=recipe, weights=weights, vgg=vgg, source=source, test=test, resolved=resolved,
-               n_train=n_train, best_psnr=best, seen=np.zeros(n_train, bool), ema=ema, baseline=baseline)  # fmt: skip
+               n_train=n_train, best_psnr=best, seen=np.zeros(n_train, bool), ema=ema, baseline=baseline,
+               baseline_name=pairs.baseline_name())  # fmt: skip
 
 
 def _restore(run_dir: Path, ckpt: dict[str, Any], g, d, opt_g, opt_d, start: int, dist: Dist) -> float | None:

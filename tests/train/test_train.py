@@ -14,6 +14,7 @@ import torch
 
 from dpedkit.dataset.loader import PatchDataset
 from dpedkit.errors import ConfigError
+from dpedkit.io import read_rgb
 from dpedkit.nn.checkpoint import load_checkpoint, load_model
 from dpedkit.testing import write_synthetic_dataset
 from dpedkit.train import TrainConfig, train
@@ -128,6 +129,8 @@ def test_short_dped_run_writes_the_run(tiny_data, tmp_path):
     assert 0 <= rows[-1]["d_acc"] <= 1 and 0 <= rows[-1]["data_wait"] < 1
     assert rows[-1]["patches_per_s"] == pytest.approx(rows[-1]["iters_per_s"] * 8)  # G batch + D batch
     assert sorted(p.name for p in (run / "samples").iterdir()) == [f"step-00000{s}.png" for s in "036"]
+    grid = read_rgb(run / "samples" / "step-000006.png")  # 2 samples of 24 px under a band naming the columns
+    assert grid.shape == (14 + 2 * 24, 3 * 24, 3) and grid[:14].min() < 128 and (grid[:14] == 255).mean() > 0.5
     assert load_model(run / "best.pt").cfg.channels == 8  # self-describing: loads without the run's config
     assert load_checkpoint(run / "latest.pt")["step"] == 6
     assert result.best_psnr == max(r["psnr"] for r in rows)
