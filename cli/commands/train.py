@@ -90,7 +90,8 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
             {"run_dir": result.run_dir, "step": result.step, "best_psnr": result.best_psnr, "history": result.history}
         )
         return
-    keys = ["step", "psnr", "ms_ssim", "g_loss", "d_acc", "iters_per_s", "data_wait"]
+    # ema_psnr: the moving average's, which best.pt holds when --ema is on (the title's "best")
+    keys = ["step", "psnr", "ema_psnr", "ms_ssim", "g_loss", "d_acc", "iters_per_s", "data_wait"]
     keys = [k for k in keys if any(r.get(k) is not None for r in result.history)]  # no empty column (d_acc)
     rows = [["" if r.get(k) is None else r[k] for k in keys] for r in result.history]
     console.print(table(f"{result.run_dir}: {_best_vs_identity(result)}", keys, rows))

@@ -84,4 +84,5 @@ def test_train_summary_shows_best_against_identity_and_the_next_command(data, tm
     text = " ".join(res.output.split())
     assert re.search(r"best PSNR \d+\.\d\d dB vs identity \d+\.\d\d dB", text), text
     assert "d_acc" not in text  # srcnn has no discriminator: no empty column
+    assert "ema_psnr" in text  # the moving average's PSNR, which "best" refers to (srcnn's recipe turns ema on)
     assert f"next: dpedkit evaluate {run}/best.pt {data}" in text
