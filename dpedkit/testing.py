@@ -18,7 +18,7 @@ import numpy as np
 
 from dpedkit.config import SynthConfig
 from dpedkit.dataset.format import Counts, DatasetDir, Manifest, ShardEntry, shard_name
-from dpedkit.dataset.shards import ShardWriter
+from dpedkit.dataset.shards import shard_writer
 
 
 def synthetic_patches(n: int, patch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +56,7 @@ def patch_columns(k: int, *, ncc: float = 1.0, texture: float = 1.0) -> dict[str
 
 
 def random_patches(rng: np.random.Generator, k: int, p: int = 8) -> dict[str, np.ndarray]:
-    """``k`` random patch pairs of side ``p`` with random per-patch columns: what ``ShardWriter.append`` takes."""
+    """``k`` random patch pairs of side ``p`` with random per-patch columns: what a shard writer's ``append`` takes."""
     return {
         "phone": rng.integers(0, 256, (k, p, p, 3), dtype=np.uint8),
         "dslr": rng.integers(0, 256, (k, p, p, 3), dtype=np.uint8),
@@ -87,7 +87,7 @@ def random_candidates(rng: np.random.Generator, m: int, kept: Sequence[int]) -> 
 
 def write_shard(path: str | Path, groups: Sequence[tuple[str, Mapping[str, np.ndarray]]], p: int = 8) -> None:
     """Write a shard of the given ``(pair name, patches)`` groups (no candidates)."""
-    with ShardWriter(path, patch_size=p, attrs={"config": {"seed": 0}, "split": "train"}) as w:
+    with shard_writer(path, patch_size=p, attrs={"config": {"seed": 0}, "split": "train"}) as w:
         for name, g in groups:
             w.append(name, **g)
 
@@ -95,7 +95,7 @@ def write_shard(path: str | Path, groups: Sequence[tuple[str, Mapping[str, np.nd
 def write_two_pair_shard(path: str | Path, rng: np.random.Generator, p: int = 8) -> dict[str, dict[str, np.ndarray]]:
     """A shard with candidates of two pairs: ``a`` with 5 windows (2 kept), ``b`` with 3 (none kept)."""
     cands = {"a": random_candidates(rng, 5, [1, 3]), "b": random_candidates(rng, 3, [])}
-    with ShardWriter(path, patch_size=p, attrs={"pairs": ["a", "b"]}, candidates=True) as w:
+    with shard_writer(path, patch_size=p, attrs={"pairs": ["a", "b"]}, candidates=True) as w:
         w.append("a", candidates=cands["a"], **random_patches(rng, 2, p))
         w.append("b", candidates=cands["b"], **random_patches(rng, 0, p))
     return cands
@@ -123,7 +123,7 @@ def write_patch_dataset(
     entries, patches = [], {}
     for split, (phone, dslr) in splits.items():
         n, p = len(phone), phone.shape[1]
-        with ShardWriter(ds.path(shard_name(split, 0)), patch_size=p, attrs={"split": split}) as w:
+        with shard_writer(ds.path(shard_name(split, 0)), patch_size=p, attrs={"split": split}) as w:
             w.append(f"{pair}-{split}", phone=phone, dslr=dslr, **patch_columns(n))
             info = w.close()
         entries.append(ShardEntry(split, shard_name(split, 0), info.rows, info.sha256))
