@@ -935,17 +935,3 @@ def read_originals(path: str | Path, keys: Sequence[str] | None = None) -> Origi
 
 def _names_sha256(names: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def unchecked_copy(shard: str | Path, copy: str | Path) -> None:
-    """The ``phone`` and ``dslr`` patches of ``shard`` in ``copy`` with the same chunks but no checksums (a bench)."""
-    with h5py.File(shard, "r") as src, h5py.File(copy, "w") as dst:
-        for name in IMAGES:
-            dst.create_dataset(name, data=src[name][()], chunks=src[name].chunks)
-
-
-@contextmanager
-def image_columns(path: str | Path) -> Iterator[tuple[h5py.Dataset, h5py.Dataset]]:
-    """The ``phone`` and ``dslr`` datasets of a shard (or of an :func:`unchecked_copy`), opened read-only as is."""
-    with h5py.File(path, "r") as f:
-        yield f["phone"], f["dslr"]
