@@ -190,7 +190,7 @@ class ShardWriter:
         k = len(arrays["phone"]) if "phone" in arrays else -1
         want = {n: (self.patch_size, self.patch_size, c) for n, c in self.channels.items()}
         want.update({n: tail for n, (_, tail) in COLUMNS.items() if n != "pair"})
-        _check_fields(pair, arrays, want, k)
+        check_fields(pair, arrays, want, k)
         # room first: HDF5 cannot undo a write that failed half way (see abort)
         nbytes = _HEADROOM + sum(np.asarray(a).nbytes for a in arrays.values()) * 21 // 20
         check_room(self._atomic.tmp, nbytes, name=self.path)
@@ -221,9 +221,7 @@ class ShardWriter:
         if self._cand is None:
             raise ShardError(f"append({pair!r}): candidates given, but the writer was opened with candidates=False")
         m = len(cand["kept"]) if "kept" in cand else -1
-        _check_fields(
-            pair, cand, {n: tail for n, (_, tail) in CANDIDATE_COLUMNS.items() if n not in ("pair", "row")}, m
-        )
+        check_fields(pair, cand, {n: tail for n, (_, tail) in CANDIDATE_COLUMNS.items() if n not in ("pair", "row")}, m)
         kept = np.asarray(cand["kept"], bool)
         if int(kept.sum()) != k:
             raise ShardError(f"append({pair!r}): {int(kept.sum())} candidate windows are kept but {k} patches given")
@@ -312,7 +310,7 @@ def _errno_of(exc: BaseException) -> int:
     return exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
 
 
-def _check_fields(pair: str, arrays: Mapping[str, Any], want: Mapping[str, tuple[int, ...]], n: int) -> None:
+def check_fields(pair: str, arrays: Mapping[str, Any], want: Mapping[str, tuple[int, ...]], n: int) -> None:
     """Every field of ``want`` is in ``arrays`` with shape ``(n, *tail)``, else ShardError."""
     for name, tail in want.items():
         a = arrays.get(name)
