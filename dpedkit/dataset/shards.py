@@ -1,6 +1,12 @@
-"""HDF5 patch shards: the schema, a writer (temporary file renamed into place) and validation.
+"""HDF5 patch shards: the schema, a writer (temporary file renamed into place) and validation; the storage seam.
 
 One shard holds the patch pairs of a fixed group of photo pairs and is written by exactly one worker.
+
+The storage seam: every other module reads and writes shards through :func:`open_reader` (a :class:`ShardReader`)
+and :func:`shard_writer` (a :class:`ShardSink`), and finds and checksums them with :func:`shard_exists` and
+:func:`shard_sha256`; these serve the current :class:`ShardStore`. :class:`HDF5Store` (:class:`HDF5Reader`,
+:class:`ShardWriter`) is the one implementation; :func:`using_store` routes a process's shard I/O through another
+(:class:`dpedkit.testing.MemoryShards`, in memory, for tests). No h5py object leaves this module.
 
 Schema (``SCHEMA`` version ``SCHEMA_VERSION``), for ``N`` patch pairs of ``P x P`` pixels:
 
