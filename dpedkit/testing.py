@@ -6,10 +6,13 @@ Everything here is deterministic (seeded) and needs no files from elsewhere; the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,20 @@ import numpy as np
 
 from dpedkit.config import SynthConfig
 from dpedkit.dataset.format import Counts, DatasetDir, Manifest, ShardEntry, shard_name
-from dpedkit.dataset.shards import ShardWriter
+from dpedkit.dataset.shards import (
+    BASELINE,
+    CANDIDATE_COLUMNS,
+    CANDIDATES,
+    COLUMNS,
+    IMAGES,
+    PATCH_DTYPES,
+    ShardInfo,
+    candidate_names,
+    check_fields,
+    shard_attrs,
+    shard_writer,
+)
+from dpedkit.errors import ShardError
 
 
 def synthetic_patches(n: int, patch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +72,7 @@ def patch_columns(k: int, *, ncc: float = 1.0, texture: float = 1.0) -> dict[str
 
 
 def random_patches(rng: np.random.Generator, k: int, p: int = 8) -> dict[str, np.ndarray]:
-    """``k`` random patch pairs of side ``p`` with random per-patch columns: what ``ShardWriter.append`` takes."""
+    """``k`` random patch pairs of side ``p`` with random per-patch columns: what a shard writer's ``append`` takes."""
     return {
         "phone": rng.integers(0, 256, (k, p, p, 3), dtype=np.uint8),
         "dslr": rng.integers(0, 256, (k, p, p, 3), dtype=np.uint8),
@@ -87,7 +103,7 @@ def random_candidates(rng: np.random.Generator, m: int, kept: Sequence[int]) -> 
 
 def write_shard(path: str | Path, groups: Sequence[tuple[str, Mapping[str, np.ndarray]]], p: int = 8) -> None:
     """Write a shard of the given ``(pair name, patches)`` groups (no candidates)."""
-    with ShardWriter(path, patch_size=p, attrs={"config": {"seed": 0}, "split": "train"}) as w:
+    with shard_writer(path, patch_size=p, attrs={"config": {"seed": 0}, "split": "train"}) as w:
         for name, g in groups:
             w.append(name, **g)
 
@@ -95,7 +111,7 @@ def write_shard(path: str | Path, groups: Sequence[tuple[str, Mapping[str, np.nd
 def write_two_pair_shard(path: str | Path, rng: np.random.Generator, p: int = 8) -> dict[str, dict[str, np.ndarray]]:
     """A shard with candidates of two pairs: ``a`` with 5 windows (2 kept), ``b`` with 3 (none kept)."""
     cands = {"a": random_candidates(rng, 5, [1, 3]), "b": random_candidates(rng, 3, [])}
-    with ShardWriter(path, patch_size=p, attrs={"pairs": ["a", "b"]}, candidates=True) as w:
+    with shard_writer(path, patch_size=p, attrs={"pairs": ["a", "b"]}, candidates=True) as w:
         w.append("a", candidates=cands["a"], **random_patches(rng, 2, p))
         w.append("b", candidates=cands["b"], **random_patches(rng, 0, p))
     return cands
@@ -123,7 +139,7 @@ def write_patch_dataset(
     entries, patches = [], {}
     for split, (phone, dslr) in splits.items():
         n, p = len(phone), phone.shape[1]
-        with ShardWriter(ds.path(shard_name(split, 0)), patch_size=p, attrs={"split": split}) as w:
+        with shard_writer(ds.path(shard_name(split, 0)), patch_size=p, attrs={"split": split}) as w:
             w.append(f"{pair}-{split}", phone=phone, dslr=dslr, **patch_columns(n))
             info = w.close()
         entries.append(ShardEntry(split, shard_name(split, 0), info.rows, info.sha256))
@@ -226,3 +242,225 @@ def png_claiming(width: int, height: int) -> bytes:
     data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
     data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
     return bytes(data)
+
+
+# ------------------------------------------------------------------------------------- an in-memory shard store
+
+
+@dataclass(frozen=True)
+class MemoryShard:
+    """One shard of :class:`MemoryShards`: what an HDF5 shard holds, as numpy arrays.
+
+    Attributes:
+        attrs: its attributes (as :func:`~dpedkit.dataset.shards.shard_attrs` stores them, plus ``rows``).
+        arrays: ``phone``, ``dslr`` (``baseline``) and every column of :data:`~dpedkit.dataset.shards.COLUMNS`.
+        candidates: every column of :data:`~dpedkit.dataset.shards.CANDIDATE_COLUMNS`, or None.
+        checksummed: written with checksums (the default).
+        sha256: a digest of all of the above (what a manifest records).
+    """
+
+    attrs: Mapping[str, Any]
+    arrays: Mapping[str, np.ndarray]
+    candidates: Mapping[str, np.ndarray] | None
+    checksummed: bool
+    sha256: str
+
+
+class MemoryShards:
+    """An in-memory :class:`~dpedkit.dataset.shards.ShardStore`, a test double: no file is read or written.
+
+    Shards are :class:`MemoryShard` values in :attr:`shards`, keyed by absolute path. Writers check what
+    :class:`~dpedkit.dataset.shards.ShardWriter` checks of the fields given and keep nothing until closed; readers
+    answer as :class:`~dpedkit.dataset.shards.HDF5Reader` does. Route dpedkit's shard reads and writes through it
+    with :func:`~dpedkit.dataset.shards.using_store`.
+
+    Example:
+        >>> with using_store(MemoryShards()) as store:  # doctest: +SKIP
+        ...     write_patch_dataset(tmp_path / "ds", {"train": (phone, dslr)}, config={"source": "test"})
+        ...     phone, dslr = load_split(tmp_path / "ds")  # dataset.json on disk, the shards in ``store``
+    """
+
+    def __init__(self) -> None:
+        self.shards: dict[Path, MemoryShard] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryShards({len(self.shards)} shards)"
+
+    def _get(self, path: str | Path) -> MemoryShard:
+        shard = self.shards.get(_key(path))
+        if shard is None:
+            raise ShardError(f"{path}: shard file is missing")
+        return shard
+
+    def reader(self, path: str | Path) -> MemoryReader:
+        """See :class:`~dpedkit.dataset.shards.ShardStore`."""
+        return MemoryReader(Path(path), self._get(path))
+
+    def writer(self, path: str | Path, *, patch_size: int, **options: Any) -> MemoryWriter:
+        """See :class:`~dpedkit.dataset.shards.ShardStore` (the options of ``ShardWriter``)."""
+        return MemoryWriter(self, Path(path), patch_size=patch_size, **options)
+
+    def exists(self, path: str | Path) -> bool:
+        """See :class:`~dpedkit.dataset.shards.ShardStore`."""
+        return _key(path) in self.shards
+
+    def sha256(self, path: str | Path) -> str:
+        """See :class:`~dpedkit.dataset.shards.ShardStore`."""
+        return self._get(path).sha256
+
+
+def _key(path: str | Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+class MemoryWriter:
+    """The :class:`~dpedkit.dataset.shards.ShardSink` of :class:`MemoryShards` (all or nothing, at :meth:`close`)."""
+
+    def __init__(
+        self,
+        store: MemoryShards,
+        path: Path,
+        *,
+        patch_size: int,
+        attrs: Mapping[str, Any] | None = None,
+        compression: str | None = None,
+        candidates: bool = False,
+        dtype: Any = np.uint8,
+        phone_dtype: Any = None,
+        phone_channels: int = 3,
+        baseline: bool = False,
+        checksums: bool = True,
+    ) -> None:
+        del compression  # nothing to compress in memory
+        self.store, self.path, self.patch_size, self.checksums = store, path, int(patch_size), checksums
+        self.attrs = shard_attrs(attrs or {}, patch_size=self.patch_size)
+        self.dtypes = {"phone": np.dtype(phone_dtype or dtype), "dslr": np.dtype(dtype)}
+        if any(d not in PATCH_DTYPES for d in self.dtypes.values()):
+            raise ValueError(f"patches must be uint8 or uint16; got {self.dtypes}")
+        self.channels = {"phone": phone_channels, "dslr": 3} | ({BASELINE: 3} if baseline else {})
+        self.dtypes[BASELINE] = self.dtypes["dslr"]
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.cand_parts: list[dict[str, np.ndarray]] | None = [] if candidates else None
+        self.rows = 0
+        self.done = False
+
+    def append(self, pair: str, *, candidates: Mapping[str, np.ndarray] | None = None, **arrays: np.ndarray) -> int:
+        """See :meth:`dpedkit.dataset.shards.ShardWriter.append`."""
+        k = len(arrays["phone"]) if "phone" in arrays else -1
+        p = self.patch_size
+        want = {n: (p, p, c) for n, c in self.channels.items()}
+        check_fields(pair, arrays, want | {n: t for n, (_, t) in COLUMNS.items() if n != "pair"}, k)
+        if candidates is not None:
+            self._append_candidates(pair, candidates, k)
+        part = {n: np.array(arrays[n], self.dtypes[n]) for n in self.channels}
+        part |= {n: np.asarray(arrays[n], dt) for n, (dt, _) in COLUMNS.items() if n != "pair"}
+        self.parts.append(part | {"pair": np.array([pair] * k, object)})
+        self.rows += k
+        return k
+
+    def _append_candidates(self, pair: str, cand: Mapping[str, np.ndarray], k: int) -> None:
+        if self.cand_parts is None:
+            raise ShardError(f"append({pair!r}): candidates given, but the writer was opened with candidates=False")
+        given = {n: (dt, t) for n, (dt, t) in CANDIDATE_COLUMNS.items() if n not in ("pair", "row")}
+        m = len(cand["kept"]) if "kept" in cand else -1
+        check_fields(pair, cand, {n: t for n, (_, t) in given.items()}, m)
+        kept = np.asarray(cand["kept"], bool)
+        if int(kept.sum()) != k:
+            raise ShardError(f"append({pair!r}): {int(kept.sum())} candidate windows are kept but {k} patches given")
+        row = np.full(m, -1, np.int32)
+        row[kept] = self.rows + np.arange(k, dtype=np.int32)
+        cols = {n: np.asarray(cand[n], dt) for n, (dt, _) in given.items()}
+        self.cand_parts.append(cols | {"pair": np.array([pair] * m, object), "row": row})
+
+    def close(self) -> ShardInfo:
+        """Store the shard (see :class:`~dpedkit.dataset.shards.ShardSink`)."""
+        p = self.patch_size
+        empty = {n: np.zeros((0, p, p, c), self.dtypes[n]) for n, c in self.channels.items()}
+        empty |= {n: np.zeros((0, *t), object if n == "pair" else dt) for n, (dt, t) in COLUMNS.items()}
+        arrays = {n: np.concatenate([e, *(part[n] for part in self.parts)]) for n, e in empty.items()}
+        cand = None
+        if self.cand_parts is not None:
+            cand = {n: np.concatenate([np.zeros((0, *t), object if n == "pair" else dt),
+                                       *(part[n] for part in self.cand_parts)])
+                    for n, (dt, t) in CANDIDATE_COLUMNS.items()}  # fmt: skip
+        attrs = dict(self.attrs, rows=self.rows)
+        digest = hashlib.sha256(json.dumps(attrs, sort_keys=True, default=str).encode())
+        for name, a in sorted(arrays.items()) + sorted((cand or {}).items()):
+            digest.update(f"{name}{a.dtype}{a.shape}".encode())
+            digest.update("\n".join(a).encode() if a.dtype == object else np.ascontiguousarray(a).tobytes())
+        shard = MemoryShard(attrs, arrays, cand, self.checksums, digest.hexdigest())
+        self.store.shards[_key(self.path)] = shard
+        self.done = True
+        return ShardInfo(self.path, self.rows, shard.sha256)
+
+    def abort(self) -> None:
+        """Drop what was appended: nothing is stored."""
+        self.parts, self.done = [], True
+
+    def __enter__(self) -> MemoryWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self.done:
+            self.close()
+
+
+class MemoryReader:
+    """The :class:`~dpedkit.dataset.shards.ShardReader` of a :class:`MemoryShard`."""
+
+    def __init__(self, path: Path, shard: MemoryShard) -> None:
+        self.path, self.shard = path, shard
+        self.rows = int(shard.attrs["rows"])
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """See :class:`~dpedkit.dataset.shards.ShardReader`."""
+        return self.shard.attrs
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.shard.arrays or (name == CANDIDATES and self.shard.candidates is not None)
+
+    def images(self, name: str) -> np.ndarray:
+        """See :class:`~dpedkit.dataset.shards.ShardReader`."""
+        if name not in (*IMAGES, BASELINE) or name not in self.shard.arrays:
+            raise ShardError(f"{self.path}: no patches {name!r} in the shard")
+        return self.shard.arrays[name]
+
+    def column(self, name: str) -> np.ndarray:
+        """See :class:`~dpedkit.dataset.shards.ShardReader`."""
+        if name not in COLUMNS:
+            raise ShardError(f"unknown patch column {name!r}; choose from {', '.join(COLUMNS)}")
+        return self.shard.arrays[name].copy()
+
+    def read_into(self, name: str, out: np.ndarray, start: int) -> None:
+        """See :class:`~dpedkit.dataset.shards.ShardReader`."""
+        out[start : start + self.rows] = self.images(name)
+
+    def candidates(
+        self, pairs: Collection[str] | None = None, *, columns: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray] | None:
+        """See :class:`~dpedkit.dataset.shards.ShardReader`."""
+        cand = self.shard.candidates
+        if cand is None:
+            return None
+        mask = slice(None) if pairs is None else np.isin(cand["pair"], np.array(sorted(set(pairs)), dtype=object))
+        return {c: cand[c][mask] for c in candidate_names(columns)}
+
+    def checksummed(self) -> bool:
+        """See :class:`~dpedkit.dataset.shards.ShardReader`."""
+        return self.shard.checksummed
+
+    def unreadable(self) -> list[str]:
+        """Nothing in memory is damaged."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> MemoryReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass

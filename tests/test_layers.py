@@ -136,6 +136,11 @@ def test_the_extension_table_names_places_that_hold():
     # storage: one module opens HDF5 files
     h5 = sorted(m for m in MODULES if any(n.split(".")[0] == "h5py" for n in imported_names(m)))
     assert h5 == ["dpedkit.dataset.shards"], h5
+    # ... and every other module reads and writes shards through its storage seam (no HDF5-level function)
+    hdf5_level = {"open_shard", "check_schema", "ShardWriter", "HDF5Reader", "shard_candidates", "has_candidates"}
+    direct = sorted(f"{m}: {n}" for m in MODULES if m != "dpedkit.dataset.shards" for n in imported_names(m)
+                    if n.startswith("dpedkit.dataset.shards.") and n.rpartition(".")[2] in hdf5_level)  # fmt: skip
+    assert direct == [], direct
     # places: one module speaks to object storage
     remote = sorted(m for m in MODULES if any(n.split(".")[0] == "fsspec" for n in imported_names(m)))
     assert remote == ["dpedkit.dataset.storage"], remote

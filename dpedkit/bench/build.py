@@ -30,6 +30,7 @@ pays anyway; ``half_decode_s_per_pair`` adds LibRaw's half-size decode (the alig
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import tempfile
@@ -42,6 +43,7 @@ import numpy as np
 
 from dpedkit.config import BuildBenchConfig
 from dpedkit.dataset.format import DatasetDir
+from dpedkit.dataset.shards import BASELINE, COLUMNS, IMAGES, open_reader, shard_writer
 
 log = logging.getLogger(__name__)
 
@@ -259,17 +261,15 @@ def _read_bench(dataset: Path, dped: Path, config: BuildBenchConfig) -> dict[str
 
 
 def _checksum_cost(dataset: Path, copy: Path, config: BuildBenchConfig) -> dict[str, float]:
-    """Random single reads of one shard's patches with their Fletcher-32 checksums and of a copy without (pairs/s)."""
-    from dpedkit.dataset.shards import image_columns, unchecked_copy
-
+    """Random single reads of one shard's patches with their per-chunk checksums and of a copy without (pairs/s)."""
     shard = DatasetDir(dataset).shards("train")[0].path
-    unchecked_copy(shard, copy)  # same layout, no checksum
-    with image_columns(shard) as (phone, _):
-        rows = phone.shape[0]
-    order = np.random.default_rng(config.seed).integers(0, rows, config.reads)
-    rates = {}
+    _copy_unchecked(shard, copy)  # same layout, no checksum
+    rates, order = {}, None
     for key, path in (("checked", shard), ("unchecked", copy)):
-        with image_columns(path) as (phone, dslr):
+        with open_reader(path) as r:
+            phone, dslr = r.images("phone"), r.images("dslr")
+            if order is None:
+                order = np.random.default_rng(config.seed).integers(0, r.rows, config.reads)
             for i in order[:20]:
                 phone[int(i)], dslr[int(i)]
             t0 = time.perf_counter()
@@ -278,3 +278,18 @@ def _checksum_cost(dataset: Path, copy: Path, config: BuildBenchConfig) -> dict[
             rates[key] = config.reads / (time.perf_counter() - t0)
     return {"shard_checked_per_s": rates["checked"], "shard_unchecked_per_s": rates["unchecked"],
             "checksum_read_cost": rates["unchecked"] / rates["checked"]}  # fmt: skip
+
+
+def _copy_unchecked(shard: Path, copy: Path) -> None:
+    """Copy the patches and columns of ``shard`` into a new shard ``copy``, stored alike but without checksums."""
+    with open_reader(shard) as r:
+        images = {n: r.images(n)[()] for n in (*IMAGES, BASELINE) if n in r}
+        columns = {n: r.column(n) for n in COLUMNS}
+        p = int(r.attrs["patch_size"])
+    kinds = {"dtype": images["dslr"].dtype, "phone_dtype": images["phone"].dtype,
+             "phone_channels": images["phone"].shape[-1], "baseline": BASELINE in images}  # fmt: skip
+    pairs = columns.pop("pair")
+    runs = [0, *(np.flatnonzero(pairs[1:] != pairs[:-1]) + 1), len(pairs)] if len(pairs) else []
+    with shard_writer(copy, patch_size=p, checksums=False, **kinds) as w:
+        for a, b in itertools.pairwise(runs):  # each pair's rows: one append
+            w.append(str(pairs[a]), **{n: v[a:b] for n, v in (images | columns).items()})

@@ -52,7 +52,7 @@ from dpedkit.dataset.format import (
     shard_name,
 )
 from dpedkit.dataset.parallel import Backend, check_options, peak_rss_mb, run_parallel
-from dpedkit.dataset.shards import BASELINE, CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardWriter
+from dpedkit.dataset.shards import BASELINE, CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardSink, shard_writer
 from dpedkit.dataset.storage import (
     Store,
     clear_store,
@@ -548,14 +548,14 @@ def _photo(path: str, task: dict[str, Any], scratch: Path) -> str:
     return str(local)
 
 
-def _shard_writer(ds: DatasetDir, task: dict[str, Any], patch_size: int) -> ShardWriter:
+def _shard_writer(ds: DatasetDir, task: dict[str, Any], patch_size: int) -> ShardSink:
     attrs = {"config": task["config"], "split": task["split"], "pairs": [p[0] for p in task["pairs"]]}
     dtype = np.uint16 if task["config"].get("bit_depth", 8) == 16 else np.uint8
     # raw2rgb: the phone side is the 1-channel uint16 Bayer mosaic, with LibRaw's processing as the baseline
     raw = task["config"].get("mode", "rgb") == "raw2rgb"
     kinds = {"phone_dtype": np.uint16, "phone_channels": 1, "baseline": True} if raw else {}
-    return ShardWriter(ds.path(task["shard"]), patch_size=patch_size, attrs=attrs, candidates=True, dtype=dtype,
-                       **kinds)  # fmt: skip
+    return shard_writer(ds.path(task["shard"]), patch_size=patch_size, attrs=attrs, candidates=True, dtype=dtype,
+                        **kinds)  # fmt: skip
 
 
 def crashed_shard(task: dict[str, Any], reason: str) -> dict[str, Any]:

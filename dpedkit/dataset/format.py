@@ -34,18 +34,17 @@ from dpedkit import __version__
 from dpedkit.config import SPLITS, BuildConfig, PatchConfig
 from dpedkit.dataset.shards import (
     CANDIDATE_COLUMNS,
+    CANDIDATES,
     COLUMNS,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
     ShardInfo,
     candidate_names,
-    check_schema,
     file_sha256,
-    has_candidates,
-    open_shard,
+    open_reader,
     read_originals,
-    reading,
-    shard_candidates,
+    shard_exists,
+    shard_sha256,
 )
 from dpedkit.errors import ConfigError, ShardError
 from dpedkit.io import LOCK_NAME, folder_lock, read_jsonl, write_json, write_jsonl, write_text
@@ -388,10 +387,10 @@ class DatasetDir:
         return "another version of the plan"
 
     def shard_record(self, shard: str, *, check: bool = True) -> dict[str, Any] | None:
-        """The record a build wrote beside ``shard`` if both files exist (and, if ``check``, the checksum matches)."""
+        """The record a build wrote beside ``shard`` if both exist (and, if ``check``, the shard's sha256 matches)."""
         path = self.path(shard)
-        record = self.read_record(shard) if path.is_file() else None
-        if record is None or (check and file_sha256(path) != record.get("sha256")):
+        record = self.read_record(shard) if shard_exists(path) else None
+        if record is None or (check and shard_sha256(path) != record.get("sha256")):
             return None
         return record
 
@@ -474,9 +473,9 @@ class DatasetDir:
         out = []
         for entry in self._entries(split):
             path = self.path(entry.path)
-            if not path.is_file():
+            if not shard_exists(path):
                 raise ShardError(f"{path}: shard listed in {MANIFEST} is missing")
-            if verify and file_sha256(path) != entry.sha256:
+            if verify and shard_sha256(path) != entry.sha256:
                 raise ShardError(
                     f"{path}: checksum mismatch (damaged or modified shard; `dpedkit verify {self.root}` lists the "
                     "damaged shards)"
@@ -550,22 +549,21 @@ class DatasetDir:
     def _verify_shard(self, entry: ShardEntry, check: ShardCheck) -> set[int]:
         """Fill ``check`` for one shard; returns its patch size (as a set, empty when unreadable)."""
         path = self.path(entry.path)
-        if not path.is_file():
+        if not shard_exists(path):
             check.problems.append("missing")
             return set()
-        if file_sha256(path) != entry.sha256:
+        if shard_sha256(path) != entry.sha256:
             check.problems.append("sha256 differs from the manifest (the file changed since it was written)")
         try:
-            with open_shard(path) as f:
-                rows = check_schema(f, path)
-                if rows != entry.rows:
-                    check.problems.append(f"{rows} rows, the manifest says {entry.rows}")
-                check.checksummed = bool(f["phone"].fletcher32)
-                stored = f.attrs.get("split")
+            with open_reader(path) as r:
+                if r.rows != entry.rows:
+                    check.problems.append(f"{r.rows} rows, the manifest says {entry.rows}")
+                check.checksummed = r.checksummed()
+                stored = r.attrs.get("split")
                 if stored is not None and stored != entry.split:  # test rows listed for training, or the reverse
                     check.problems.append(f"a {stored} shard, listed in the {entry.split} split of the manifest")
-                check.problems += _unreadable_chunks(f)
-                return {int(f.attrs["patch_size"])}
+                check.problems += r.unreadable()
+                return {int(r.attrs["patch_size"])}
         except ShardError as exc:
             check.problems.append(str(exc).removeprefix(f"{path}: "))
             return set()
@@ -574,8 +572,8 @@ class DatasetDir:
         """True when every shard stores its candidate windows (and there is at least one shard)."""
         infos = self.shards()
         for info in infos:
-            with open_shard(info.path) as f, reading(info.path):
-                if not has_candidates(f):
+            with open_reader(info.path) as r:
+                if CANDIDATES not in r:
                     return False
         return bool(infos)
 
@@ -584,8 +582,8 @@ class DatasetDir:
         infos = self.shards()
         if not infos:
             return int(self.manifest().patch_setting("size"))
-        with open_shard(infos[0].path) as f, reading(infos[0].path):
-            return int(f.attrs["patch_size"])
+        with open_reader(infos[0].path) as r:
+            return int(r.attrs["patch_size"])
 
     def is_raw(self) -> bool:
         """True for a RAW-to-RGB dataset (1-channel Bayer mosaic phone patches), as its manifest records it.
@@ -629,11 +627,10 @@ class DatasetDir:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in (*columns, "split")}
         for split in SPLITS:
             for info in self.shards(split):
-                with open_shard(info.path) as f, reading(info.path):
-                    n = int(f["ncc"].shape[0])
-                    parts["split"].append(np.full(n, split, object))
+                with open_reader(info.path) as r:
+                    parts["split"].append(np.full(r.rows, split, object))
                     for k in columns:
-                        parts[k].append(np.array(f[k].asstr()[()], object) if k == "pair" else f[k][()])
+                        parts[k].append(r.column(k))
         empty = {"xy": (0, 2), "shift": (0, 2)}
         return {k: np.concatenate(v) if v else np.zeros(empty.get(k, (0,))) for k, v in parts.items()}
 
@@ -650,9 +647,10 @@ class DatasetDir:
         for info in self.shards():
             local = want[(want >= start) & (want < start + info.rows)]
             if len(local):
-                with open_shard(info.path) as f, reading(info.path):
+                with open_reader(info.path) as r:
+                    phone, dslr = r.images("phone"), r.images("dslr")
                     for g in np.unique(local):
-                        found[int(g)] = (f["phone"][g - start], f["dslr"][g - start])
+                        found[int(g)] = (phone[g - start], dslr[g - start])
             start += info.rows
         if not len(want):
             return np.zeros((0, 1, 1, 3), np.uint8), np.zeros((0, 1, 1, 3), np.uint8)
@@ -683,14 +681,16 @@ class DatasetDir:
         parts: list[dict[str, np.ndarray]] = []
         for entry in self._entries(None):
             path = self.path(entry.path)
-            with open_shard(path) as f, reading(path):
-                if not has_candidates(f):
+            with open_reader(path) as r:
+                if CANDIDATES not in r:
                     raise ShardError(f"{path}: the shard stores no candidate windows (only kept patches)")
-                listed = f.attrs.get("pairs")
+                listed = r.attrs.get("pairs")
                 if want is not None and listed is not None and not want & set(json.loads(listed)):
                     continue
-                cand = shard_candidates(f, pairs=want, columns=stored)
-                n = len(next(iter(cand.values()))) if cand else int(np.count_nonzero(_pair_mask(f, want)))
+                # only split and shard asked for: the smallest column counts the windows
+                cand = r.candidates(want, columns=stored or ["kept"])
+            n = len(cand[stored[0] if stored else "kept"])
+            cand = {c: cand[c] for c in stored}
             parts.append(cand | {"split": np.full(n, entry.split, object), "shard": np.full(n, entry.path, object)})
         out: dict[str, np.ndarray] = {}
         for name in names:
@@ -763,39 +763,6 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
     return out
 
 
-def _unreadable_chunks(f: Any, block: int = 256) -> list[str]:
-    """Read every dataset of an open shard in blocks of rows; one problem per dataset that fails, with its rows."""
-    out = []
-    datasets: list[Any] = []
-    f.visititems(lambda _name, obj: datasets.append(obj) if hasattr(obj, "shape") else None)
-    for ds in datasets:
-        n = ds.shape[0] if ds.shape else 0
-        for start in range(0, n, block):
-            try:
-                ds[start : start + block]
-            except OSError:
-                bad = next(i for i in range(start, min(start + block, n)) if not _row_reads(ds, i))
-                out.append(f"{ds.name.lstrip('/')}: row {bad} cannot be read (its chunk fails its checksum)")
-                break
-    return out
-
-
-def _row_reads(ds: Any, i: int) -> bool:
-    try:
-        ds[i]
-    except OSError:
-        return False
-    return True
-
-
 def plan_text(plan: Mapping[str, Any]) -> str:
     """A build plan as stored in ``build.json`` (canonical: sorted keys)."""
     return json.dumps(plan, indent=1, sort_keys=True)
-
-
-def _pair_mask(f: Any, want: set[str] | None) -> np.ndarray:
-    """Which candidate rows of an open shard belong to pairs ``want`` (all when None)."""
-    group = f["candidates"]
-    if want is None:
-        return np.ones(int(group.attrs["rows"]), bool)
-    return np.isin(np.array(group["pair"].asstr()[()], dtype=object), np.array(sorted(want), dtype=object))

@@ -1,8 +1,10 @@
-"""Reading a dataset back: a PyTorch ``Dataset`` over HDF5 shards and an in-memory fast path.
+"""Reading a dataset back: a PyTorch ``Dataset`` over the shards and an in-memory fast path.
 
-``PatchDataset`` opens each shard lazily in the process that reads it (every DataLoader worker opens its own
-read-only handle; nothing open is pickled), so it works with ``num_workers > 0`` under fork, spawn and
-forkserver. ``load_split`` reads a whole split as uint8 into host (or device) memory for training.
+Shards are read through the storage seam of :mod:`dpedkit.dataset.shards` (:func:`~dpedkit.dataset.shards.open_reader`:
+HDF5 files unless :func:`~dpedkit.dataset.shards.using_store` says otherwise). ``PatchDataset`` opens each shard
+lazily in the process that reads it (every DataLoader worker opens its own read-only reader; nothing open is
+pickled), so it works with ``num_workers > 0`` under fork, spawn and forkserver. ``load_split`` reads a whole split
+as uint8 into host (or device) memory for training.
 """
 
 from __future__ import annotations
@@ -13,25 +15,21 @@ import resource
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from dpedkit.dataset.format import DatasetDir
-from dpedkit.dataset.shards import ShardInfo, check_schema, open_shard, read_error, reading
+from dpedkit.dataset.shards import BASELINE, PatchArray, ShardInfo, ShardReader, ShardStore, current_store
 from dpedkit.errors import ConfigError, ShardError
 from dpedkit.nn.device import check_memory, to_float_chw
-
-if TYPE_CHECKING:
-    import h5py  # the types of the open handles; the files are opened by dpedkit.dataset.shards
 
 Source = str | Path | Sequence[str | Path]
 
 
-def _resolve(source: Source, split: str, verify: bool) -> list[ShardInfo]:
-    """Shards of ``split`` from a dataset folder, or the given shard file(s) checked for schema."""
+def _resolve(source: Source, split: str, verify: bool, store: ShardStore) -> list[ShardInfo]:
+    """Shards of ``split`` from a dataset folder, or the given shard file(s) checked for schema (in ``store``)."""
     listed = isinstance(source, str | Path) and Path(source).is_dir()
     if listed:
         infos = DatasetDir(source).shards(split, verify=verify)
@@ -40,10 +38,10 @@ def _resolve(source: Source, split: str, verify: bool) -> list[ShardInfo]:
         infos = [ShardInfo(Path(p), -1, "") for p in paths]
     out, sizes = [], {}
     for info in infos:  # a cheap check of every shard's attributes and shapes, up front
-        with open_shard(info.path) as f:
-            rows = check_schema(f, info.path)
-            sizes.setdefault(int(f.attrs["patch_size"]), info.path)
-            stored = f.attrs.get("split")
+        with store.reader(info.path) as r:
+            rows = r.rows
+            sizes.setdefault(int(r.attrs["patch_size"]), info.path)
+            stored = r.attrs.get("split")
             if listed and stored is not None and stored != split:  # never train on test rows, or the reverse
                 raise ShardError(f"{info.path}: a {stored} shard, listed in the {split} split of the manifest")
         if info.rows >= 0 and rows != info.rows:
@@ -71,6 +69,9 @@ class PatchDataset(Dataset):
 
     Raises:
         ShardError: a foreign, damaged or missing shard, or an unfinished dataset.
+
+    The dataset reads through the shard store current when it is made (:func:`~dpedkit.dataset.shards.using_store`),
+    in this process and in the workers it is pickled to.
     """
 
     def __init__(
@@ -87,12 +88,13 @@ class PatchDataset(Dataset):
             max_open = max(16, (1 << 16 if soft < 0 else min(soft, 1 << 16)) // 4)  # RLIM_INFINITY is -1
         if max_open < 1:
             raise ConfigError(f"max_open must be >= 1; got {max_open}")
-        self.shards = _resolve(source, split, verify)
+        self.store = current_store()
+        self.shards = _resolve(source, split, verify, self.store)
         self.split = split
         self.transform = transform
         self._ends = np.cumsum([s.rows for s in self.shards]).tolist()
         self.max_open = max_open
-        self._handles: OrderedDict[int, tuple[h5py.File, h5py.Dataset, h5py.Dataset]] = OrderedDict()
+        self._handles: OrderedDict[int, tuple[ShardReader, PatchArray, PatchArray]] = OrderedDict()
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -105,7 +107,7 @@ class PatchDataset(Dataset):
         k = bisect.bisect_right(self._ends, index)
         return k, index - (self._ends[k - 1] if k else 0)
 
-    def _datasets(self, k: int) -> tuple[h5py.Dataset, h5py.Dataset]:
+    def _datasets(self, k: int) -> tuple[PatchArray, PatchArray]:
         if self._pid != os.getpid():  # forked after opening: never reuse the parent's handles
             self._handles, self._pid = OrderedDict(), os.getpid()
         if k in self._handles:
@@ -113,8 +115,8 @@ class PatchDataset(Dataset):
         else:
             if len(self._handles) >= self.max_open:
                 self._handles.popitem(last=False)[1][0].close()
-            f = open_shard(self.shards[k].path)
-            self._handles[k] = (f, f["phone"], f["dslr"])  # look datasets up once: re-resolving is 10x slower
+            r = self.store.reader(self.shards[k].path)
+            self._handles[k] = (r, r.images("phone"), r.images("dslr"))  # looked up once: re-resolving is 10x slower
         return self._handles[k][1:]
 
     def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,24 +127,21 @@ class PatchDataset(Dataset):
         """
         k, row = self.locate(index)
         phone, dslr = self._datasets(k)
-        try:  # a try, not `with reading(...)`: this is the hot path of every loader
-            return phone[row], dslr[row]
-        except OSError as exc:
-            raise read_error(self.shards[k].path, exc) from exc
+        return phone[row], dslr[row]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         phone, dslr = (to_float_chw(a) for a in self.raw(int(index)))
         return self.transform(phone, dslr) if self.transform else (phone, dslr)
 
     def close(self) -> None:
-        """Close the shard handles this process opened."""
-        for f, *_ in self._handles.values():
-            f.close()
+        """Close the shard readers this process opened."""
+        for r, *_ in self._handles.values():
+            r.close()
         self._handles = OrderedDict()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_handles"] = OrderedDict()  # open h5py objects cannot (and must not) be pickled
+        state["_handles"] = OrderedDict()  # open readers (h5py files) cannot (and must not) be pickled
         return state
 
 
@@ -151,14 +150,13 @@ def load_baseline(source: Source, split: str = "test") -> np.ndarray | None:
 
     ``N x P x P x 3``, in the order of :func:`load_split`; None when the split's shards hold none.
     """
-    from dpedkit.dataset.shards import BASELINE
-
+    store = current_store()
     parts = []
-    for s in _resolve(source, split, False):
-        with open_shard(s.path) as f, reading(s.path):
-            if BASELINE not in f:
+    for s in _resolve(source, split, False, store):
+        with store.reader(s.path) as r:
+            if BASELINE not in r:
                 return None
-            parts.append(f[BASELINE][()])
+            parts.append(r.images(BASELINE)[()])
     return np.concatenate(parts) if parts else None
 
 
@@ -181,13 +179,14 @@ def load_split(
     Raises:
         ShardError: as :class:`PatchDataset`.
     """
-    shards = _resolve(source, split, verify)
+    store = current_store()
+    shards = _resolve(source, split, verify, store)
     n = sum(s.rows for s in shards)
     p, kinds = 0, {name: ((3,), np.dtype(np.uint8)) for name in ("phone", "dslr")}
     if shards:
-        with open_shard(shards[0].path) as f:
-            p = int(f.attrs["patch_size"])
-            kinds = {name: (f[name].shape[3:], f[name].dtype) for name in kinds}  # raw2rgb: a 1-channel uint16 phone
+        with store.reader(shards[0].path) as r:
+            p = int(r.attrs["patch_size"])
+            kinds = {name: _kind(r.images(name)) for name in kinds}  # raw2rgb: a 1-channel uint16 phone
     size = n * p * p * sum(int(np.prod(c)) * d.itemsize for c, d in kinds.values())
     check_memory(size, torch.device(device or "cpu"), what=f"the {n} patch pairs of the {split} split")
     if device is None:
@@ -197,17 +196,22 @@ def load_split(
                for name, (c, d) in kinds.items()}  # fmt: skip
     start = 0
     for s in shards:
-        with open_shard(s.path) as f, reading(s.path):
-            if int(f.attrs["patch_size"]) != p:
-                raise ShardError(f"{s.path}: patch size {f.attrs['patch_size']} differs from the other shards' {p}")
-            if any((f[name].shape[3:], f[name].dtype) != kind for name, kind in kinds.items()):
+        with store.reader(s.path) as r:
+            if int(r.attrs["patch_size"]) != p:
+                raise ShardError(f"{s.path}: patch size {r.attrs['patch_size']} differs from the other shards' {p}")
+            if any(_kind(r.images(name)) != kind for name, kind in kinds.items()):
                 raise ShardError(f"{s.path}: its patches differ in channels or sample type from the other shards'")
             for name, arr in out.items():
                 if not s.rows:
                     continue
                 if isinstance(arr, np.ndarray):
-                    f[name].read_direct(arr, dest_sel=np.s_[start : start + s.rows])
+                    r.read_into(name, arr, start)
                 else:
-                    arr[start : start + s.rows].copy_(torch.from_numpy(f[name][()]))
+                    arr[start : start + s.rows].copy_(torch.from_numpy(np.asarray(r.images(name)[()])))
         start += s.rows
     return out["phone"], out["dslr"]
+
+
+def _kind(patches: PatchArray) -> tuple[tuple[int, ...], np.dtype]:
+    """The channels (as a shape tail) and sample type of a shard's patches."""
+    return tuple(patches.shape[3:]), np.dtype(patches.dtype)

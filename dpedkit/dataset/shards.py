@@ -1,6 +1,12 @@
-"""HDF5 patch shards: the schema, a writer (temporary file renamed into place) and validation.
+"""HDF5 patch shards: the schema, a writer (temporary file renamed into place) and validation; the storage seam.
 
 One shard holds the patch pairs of a fixed group of photo pairs and is written by exactly one worker.
+
+The storage seam: every other module reads and writes shards through :func:`open_reader` (a :class:`ShardReader`)
+and :func:`shard_writer` (a :class:`ShardSink`), and finds and checksums them with :func:`shard_exists` and
+:func:`shard_sha256`; these serve the current :class:`ShardStore`. :class:`HDF5Store` (:class:`HDF5Reader`,
+:class:`ShardWriter`) is the one implementation; :func:`using_store` routes a process's shard I/O through another
+(:class:`dpedkit.testing.MemoryShards`, in memory, for tests). No h5py object leaves this module.
 
 Schema (``SCHEMA`` version ``SCHEMA_VERSION``), for ``N`` patch pairs of ``P x P`` pixels:
 
@@ -39,7 +45,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
@@ -103,7 +109,20 @@ def file_sha256(path: str | Path, *, block: int = 1 << 22) -> str:
 class ShardWriter:
     """Write one shard: append patch groups, then :meth:`close` renames the temporary file into place.
 
-    Use as a context manager; on an exception the temporary file is removed and nothing appears at ``path``.
+    Use as a context manager; on an exception the temporary file is removed and nothing appears at ``path``. The
+    HDF5 :class:`ShardSink` (code outside this module writes through :func:`shard_writer`).
+
+    Args:
+        path: the shard file to write.
+        patch_size: the patch side ``P``.
+        attrs: file attributes (``config``, ``split``, ``pairs``...; a value not str or number is stored as JSON).
+        compression: an HDF5 filter for the patches (None: uncompressed, the default and the fastest to read).
+        candidates: store every candidate window (``candidates/``; see :meth:`append`).
+        dtype: the patches' sample type, uint8 or uint16.
+        phone_dtype: the phone patches' sample type when it differs (raw2rgb: uint16).
+        phone_channels: 3 (RGB), or 1 (a raw2rgb Bayer mosaic).
+        baseline: also store ``baseline`` patches (raw2rgb).
+        checksums: a Fletcher-32 checksum per chunk (turned off only to measure what they cost).
 
     Example:
         >>> with ShardWriter(path, patch_size=100, attrs={"config": cfg}) as w:  # doctest: +SKIP
@@ -122,6 +141,7 @@ class ShardWriter:
         phone_dtype: Any = None,
         phone_channels: int = 3,
         baseline: bool = False,
+        checksums: bool = True,
     ) -> None:
         dtypes = {"phone": np.dtype(phone_dtype or dtype), "dslr": np.dtype(dtype)}
         if any(d not in PATCH_DTYPES for d in dtypes.values()) or phone_channels not in (1, 3):
@@ -138,7 +158,7 @@ class ShardWriter:
         # a private temporary file with one writer: no lock needed (locks fail on some network file systems)
         self._file = h5py.File(self._atomic.tmp, "w", track_order=False, locking=False)
         with self._writing():
-            self._file.attrs.update(_attrs(attrs or {}, patch_size=self.patch_size))
+            self._file.attrs.update(shard_attrs(attrs or {}, patch_size=self.patch_size))
             p = self.patch_size
             for name in self.channels:
                 c = self.channels[name]
@@ -149,15 +169,16 @@ class ShardWriter:
                     dtype=dtypes[name],
                     chunks=(1, p, p, c),
                     compression=compression,
-                    fletcher32=True,  # a checksum per chunk (patch): a damaged patch is an error when read
+                    fletcher32=checksums,  # a checksum per chunk (patch): a damaged patch is an error when read
                     track_times=False,
                 )
             for name, (dtype, tail) in COLUMNS.items():
-                _column(self._file, name, dtype, tail)
+                _column(self._file, name, dtype, tail, checksum=checksums)
             if candidates:
                 self._cand = self._file.create_group(CANDIDATES, track_order=False)
                 for name, (dtype, tail) in CANDIDATE_COLUMNS.items():
-                    _column(self._cand, name, dtype, tail, compression="gzip")  # a partly filled chunk: mostly zeros
+                    # gzip: a partly filled chunk is mostly zeros
+                    _column(self._cand, name, dtype, tail, compression="gzip", checksum=checksums)
 
     def append(self, pair: str, *, candidates: Mapping[str, np.ndarray] | None = None, **arrays: np.ndarray) -> int:
         """Append the ``K`` patch pairs of source pair ``pair`` (and its candidate windows); returns ``K``.
@@ -175,7 +196,7 @@ class ShardWriter:
         k = len(arrays["phone"]) if "phone" in arrays else -1
         want = {n: (self.patch_size, self.patch_size, c) for n, c in self.channels.items()}
         want.update({n: tail for n, (_, tail) in COLUMNS.items() if n != "pair"})
-        _check_fields(pair, arrays, want, k)
+        check_fields(pair, arrays, want, k)
         # room first: HDF5 cannot undo a write that failed half way (see abort)
         nbytes = _HEADROOM + sum(np.asarray(a).nbytes for a in arrays.values()) * 21 // 20
         check_room(self._atomic.tmp, nbytes, name=self.path)
@@ -206,9 +227,7 @@ class ShardWriter:
         if self._cand is None:
             raise ShardError(f"append({pair!r}): candidates given, but the writer was opened with candidates=False")
         m = len(cand["kept"]) if "kept" in cand else -1
-        _check_fields(
-            pair, cand, {n: tail for n, (_, tail) in CANDIDATE_COLUMNS.items() if n not in ("pair", "row")}, m
-        )
+        check_fields(pair, cand, {n: tail for n, (_, tail) in CANDIDATE_COLUMNS.items() if n not in ("pair", "row")}, m)
         kept = np.asarray(cand["kept"], bool)
         if int(kept.sum()) != k:
             raise ShardError(f"append({pair!r}): {int(kept.sum())} candidate windows are kept but {k} patches given")
@@ -262,7 +281,14 @@ class ShardWriter:
             self.close()
 
 
-def _column(group: h5py.Group, name: str, dtype: Any, tail: tuple[int, ...], compression: str | None = None) -> None:
+def _column(
+    group: h5py.Group,
+    name: str,
+    dtype: Any,
+    tail: tuple[int, ...],
+    compression: str | None = None,
+    checksum: bool = True,
+) -> None:
     """An empty resizable per-row dataset ``name`` of ``group`` (checksummed chunks; HDF5 cannot checksum strings)."""
     group.create_dataset(
         name,
@@ -271,7 +297,7 @@ def _column(group: h5py.Group, name: str, dtype: Any, tail: tuple[int, ...], com
         dtype=dtype,
         chunks=(1024, *tail),
         compression=compression,
-        fletcher32=h5py.check_string_dtype(np.dtype(dtype)) is None,
+        fletcher32=checksum and h5py.check_string_dtype(np.dtype(dtype)) is None,
         track_times=False,
     )
 
@@ -290,7 +316,7 @@ def _errno_of(exc: BaseException) -> int:
     return exc.errno if isinstance(exc, OSError) and exc.errno else errno.EIO
 
 
-def _check_fields(pair: str, arrays: Mapping[str, Any], want: Mapping[str, tuple[int, ...]], n: int) -> None:
+def check_fields(pair: str, arrays: Mapping[str, Any], want: Mapping[str, tuple[int, ...]], n: int) -> None:
     """Every field of ``want`` is in ``arrays`` with shape ``(n, *tail)``, else ShardError."""
     for name, tail in want.items():
         a = arrays.get(name)
@@ -308,7 +334,8 @@ def _extend(group: h5py.Group, arrays: Mapping[str, Any], names: tuple[str, ...]
         ds.flush()  # place its chunks now, in this fixed order (see ShardWriter.append)
 
 
-def _attrs(attrs: Mapping[str, Any], *, patch_size: int) -> dict[str, Any]:
+def shard_attrs(attrs: Mapping[str, Any], *, patch_size: int) -> dict[str, Any]:
+    """A shard's attributes as stored: the schema's own, then ``attrs`` (a value not str or number as JSON)."""
     out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "dpedkit_version": __version__, "patch_size": patch_size}
     for key, value in attrs.items():
         out[key] = value if isinstance(value, str | int | float) else json.dumps(value, sort_keys=True)
@@ -331,13 +358,19 @@ def read_error(path: str | Path, exc: OSError) -> ShardError:
 
 
 def open_shard(path: str | Path) -> h5py.File:
-    """Open a shard read-only after checking its schema; the caller closes it.
+    """Open an HDF5 shard read-only after checking its schema; the caller closes it.
+
+    Code outside this module reads shards through :func:`open_reader` (any :class:`ShardStore`).
 
     Raises:
         ShardError: missing, not HDF5, a foreign file (no dpedkit schema), a newer schema version, or damaged
             (missing dataset, inconsistent row counts or shapes).
     """
-    path = Path(path)
+    return _open_checked(Path(path))[0]
+
+
+def _open_checked(path: Path) -> tuple[h5py.File, int]:
+    """:func:`open_shard` and the shard's row count."""
     if not path.is_file():
         raise ShardError(f"{path}: shard file is missing")
     try:
@@ -345,11 +378,11 @@ def open_shard(path: str | Path) -> h5py.File:
     except OSError as exc:
         raise ShardError(f"{path}: not a readable HDF5 file ({exc})") from exc
     try:
-        check_schema(f, path)
+        rows = check_schema(f, path)
     except BaseException:
         f.close()
         raise
-    return f
+    return f, rows
 
 
 def check_schema(f: h5py.File, path: str | Path) -> int:
@@ -480,16 +513,336 @@ def candidate_names(columns: Sequence[str] | None, extra: tuple[str, ...] = ()) 
 def read_shard(path: str | Path) -> dict[str, Any]:
     """Read a whole shard into memory: every dataset as a numpy array (``pair`` as ``str``) plus ``attrs``.
 
-    Candidate windows, when stored, appear under keys ``"candidates/<column>"``.
+    Read through :func:`open_reader` (any :class:`ShardStore`). Candidate windows, when stored, appear under keys
+    ``"candidates/<column>"``.
     """
-    with open_shard(path) as f, reading(path):
-        out: dict[str, Any] = {n: f[n][()] for n in (*IMAGES, *COLUMNS) if n != "pair"}
-        out["pair"] = np.array(f["pair"].asstr()[()], dtype=object)
-        out["attrs"] = dict(f.attrs)
-        cand = shard_candidates(f)
+    with open_reader(path) as r:
+        out: dict[str, Any] = {n: r.images(n)[()] for n in IMAGES}
+        out.update({n: r.column(n) for n in COLUMNS if n != "pair"})
+        out["pair"] = r.column("pair")
+        out["attrs"] = dict(r.attrs)
+        cand = r.candidates()
         if cand is not None:
             out.update({f"{CANDIDATES}/{k}": v for k, v in cand.items()})
     return out
+
+
+# ------------------------------------------------------------------------------------------- the storage seam
+# Every shard read and write outside this module goes through the current ShardStore: open_reader, shard_writer,
+# shard_exists, shard_sha256. HDF5Store is the one implementation; dpedkit.testing.MemoryShards is an in-memory
+# double for tests. A new backend is one ShardStore (a reader class, a writer class) routed with using_store.
+
+
+class PatchArray(Protocol):
+    """The patches of a shard, read lazily: ``a[row]`` is one ``P x P x C`` patch, ``a[()]`` all of them."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(N, P, P, C)``."""
+        ...
+
+    @property
+    def dtype(self) -> np.dtype:
+        """uint8 or uint16."""
+        ...
+
+    def __getitem__(self, index: Any) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+
+class ShardReader(Protocol):
+    """A shard opened for reading, its schema checked: all that dataset code may ask of any shard backend.
+
+    Every read error is a :class:`~dpedkit.errors.ShardError` naming the shard.
+
+    Attributes:
+        path: the shard.
+        rows: its patch pairs ``N``.
+    """
+
+    path: Path
+    rows: int
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """The shard's attributes (``patch_size``, ``split``, ``config`` and ``pairs`` as JSON text, ...)."""
+        ...
+
+    def __contains__(self, name: str) -> bool:
+        """Whether the shard stores ``name`` (``baseline``, ``candidates``: both optional)."""
+        ...
+
+    def images(self, name: str) -> PatchArray:
+        """The patches ``name`` (``phone``, ``dslr`` or ``baseline``), read lazily."""
+        ...
+
+    def column(self, name: str) -> np.ndarray:
+        """A whole per-patch column of :data:`COLUMNS` (``pair`` as an object array of ``str``)."""
+        ...
+
+    def read_into(self, name: str, out: np.ndarray, start: int) -> None:
+        """Copy all the patches ``name`` into ``out[start : start + rows]`` (a C-contiguous array)."""
+        ...
+
+    def candidates(
+        self, pairs: Collection[str] | None = None, *, columns: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray] | None:
+        """The stored candidate windows (see :func:`shard_candidates`), or None when the shard stores none."""
+        ...
+
+    def checksummed(self) -> bool:
+        """Whether the patches carry checksums (a damaged patch is an error when read)."""
+        ...
+
+    def unreadable(self) -> list[str]:
+        """Read every byte: one problem per stored array whose data cannot be read, naming its first bad row."""
+        ...
+
+    def close(self) -> None:
+        """Release the shard."""
+        ...
+
+    def __enter__(self) -> ShardReader: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class ShardSink(Protocol):
+    """A shard being written, all or nothing (:class:`ShardWriter` for HDF5): append pairs' patches, then close.
+
+    Attributes:
+        path: where the shard appears when closed.
+    """
+
+    path: Path
+
+    def append(self, pair: str, *, candidates: Mapping[str, np.ndarray] | None = None, **arrays: np.ndarray) -> int:
+        """Append one pair's patches and columns (see :meth:`ShardWriter.append`); returns how many."""
+        ...
+
+    def close(self) -> ShardInfo:
+        """Finish the shard and make it appear at its path."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the unfinished shard: nothing appears at its path."""
+        ...
+
+    def __enter__(self) -> ShardSink: ...
+
+    def __exit__(self, *exc: Any) -> None: ...
+
+
+class ShardStore(Protocol):
+    """A shard backend: shards by path, read, written, found and checksummed (one place to add a backend)."""
+
+    def reader(self, path: str | Path) -> ShardReader:
+        """Open shard ``path`` after checking its schema.
+
+        Raises:
+            ShardError: missing, foreign, of a schema version this dpedkit cannot read, or damaged; naming it.
+        """
+        ...
+
+    def writer(self, path: str | Path, *, patch_size: int, **options: Any) -> ShardSink:
+        """A writer of a new shard at ``path`` (``options``: those of :class:`ShardWriter`)."""
+        ...
+
+    def exists(self, path: str | Path) -> bool:
+        """Whether a finished shard is at ``path``."""
+        ...
+
+    def sha256(self, path: str | Path) -> str:
+        """The hex sha256 of the shard at ``path`` as stored (what a manifest records)."""
+        ...
+
+
+class _H5Patches:
+    """An HDF5 patch dataset as a :class:`PatchArray`: reads that fail (a checksum) are ShardErrors naming the shard."""
+
+    __slots__ = ("_ds", "_path", "dtype", "shape")
+
+    def __init__(self, ds: h5py.Dataset, path: Path) -> None:
+        self._ds, self._path, self.shape, self.dtype = ds, path, ds.shape, ds.dtype
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        try:  # a try, not `with reading(...)`: this is the hot path of every loader
+            return self._ds[index]
+        except OSError as exc:
+            raise read_error(self._path, exc) from exc
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+class HDF5Reader:
+    """The :class:`ShardReader` of an HDF5 shard: :func:`open_shard`'s checks, read errors as ShardErrors.
+
+    Args:
+        path: the shard file.
+
+    Raises:
+        ShardError: see :func:`open_shard`.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._f, self.rows = _open_checked(self.path)
+        self._attrs: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"HDF5Reader({str(self.path)!r})"
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        """See :class:`ShardReader`."""
+        if self._attrs is None:
+            with reading(self.path):
+                self._attrs = dict(self._f.attrs)
+        return self._attrs
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._f
+
+    def images(self, name: str) -> PatchArray:
+        """See :class:`ShardReader`."""
+        if name not in (*IMAGES, BASELINE) or name not in self._f:
+            raise ShardError(f"{self.path}: no patches {name!r} in the shard")
+        return _H5Patches(self._f[name], self.path)
+
+    def column(self, name: str) -> np.ndarray:
+        """See :class:`ShardReader`."""
+        if name not in COLUMNS:
+            raise ShardError(f"unknown patch column {name!r}; choose from {', '.join(COLUMNS)}")
+        with reading(self.path):
+            return np.array(self._f[name].asstr()[()], object) if name == "pair" else self._f[name][()]
+
+    def read_into(self, name: str, out: np.ndarray, start: int) -> None:
+        """See :class:`ShardReader`."""
+        if self.rows:
+            with reading(self.path):
+                self._f[name].read_direct(out, dest_sel=np.s_[start : start + self.rows])
+
+    def candidates(
+        self, pairs: Collection[str] | None = None, *, columns: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray] | None:
+        """See :class:`ShardReader`."""
+        with reading(self.path):
+            return shard_candidates(self._f, pairs=pairs, columns=columns)
+
+    def checksummed(self) -> bool:
+        """See :class:`ShardReader` (Fletcher-32 per chunk)."""
+        return bool(self._f["phone"].fletcher32)
+
+    def unreadable(self, block: int = 256) -> list[str]:
+        """See :class:`ShardReader`; every dataset is read in blocks of ``block`` rows."""
+        out = []
+        datasets: list[h5py.Dataset] = []
+        self._f.visititems(lambda _name, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
+        for ds in datasets:
+            n = ds.shape[0] if ds.shape else 0
+            for start in range(0, n, block):
+                try:
+                    ds[start : start + block]
+                except OSError:
+                    bad = next(i for i in range(start, min(start + block, n)) if not _row_reads(ds, i))
+                    out.append(f"{ds.name.lstrip('/')}: row {bad} cannot be read (its chunk fails its checksum)")
+                    break
+        return out
+
+    def close(self) -> None:
+        """Close the file."""
+        self._f.close()
+
+    def __enter__(self) -> HDF5Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _row_reads(ds: h5py.Dataset, i: int) -> bool:
+    try:
+        ds[i]
+    except OSError:
+        return False
+    return True
+
+
+class HDF5Store:
+    """The HDF5 :class:`ShardStore`: :class:`HDF5Reader` and :class:`ShardWriter` over files."""
+
+    def __repr__(self) -> str:
+        return "HDF5Store()"
+
+    def reader(self, path: str | Path) -> HDF5Reader:
+        """See :class:`ShardStore`."""
+        return HDF5Reader(path)
+
+    def writer(self, path: str | Path, *, patch_size: int, **options: Any) -> ShardWriter:
+        """See :class:`ShardStore`."""
+        return ShardWriter(path, patch_size=patch_size, **options)
+
+    def exists(self, path: str | Path) -> bool:
+        """See :class:`ShardStore`."""
+        return Path(path).is_file()
+
+    def sha256(self, path: str | Path) -> str:
+        """See :class:`ShardStore` (the file's bytes)."""
+        return file_sha256(path)
+
+
+_STORES: list[ShardStore] = [HDF5Store()]  # the last one serves this process (see using_store)
+
+
+def current_store() -> ShardStore:
+    """The :class:`ShardStore` this process reads and writes shards through (:class:`HDF5Store` by default)."""
+    return _STORES[-1]
+
+
+@contextmanager
+def using_store(store: ShardStore) -> Iterator[ShardStore]:
+    """Route this process's shard reads and writes (:func:`open_reader`, :func:`shard_writer`...) through ``store``.
+
+    Example:
+        >>> with using_store(MemoryShards()) as store:  # doctest: +SKIP
+        ...     load_split([Path("a.h5")])  # read from memory: no file is opened
+    """
+    _STORES.append(store)
+    try:
+        yield store
+    finally:
+        _STORES.remove(store)
+
+
+def open_reader(path: str | Path) -> ShardReader:
+    """Open shard ``path`` for reading through the current :class:`ShardStore`; close it (or use ``with``).
+
+    Raises:
+        ShardError: missing, not a shard, of a newer schema version, or damaged, naming ``path``.
+    """
+    return current_store().reader(path)
+
+
+def shard_writer(path: str | Path, *, patch_size: int, **options: Any) -> ShardSink:
+    """A writer of a new shard at ``path`` through the current :class:`ShardStore` (options: :class:`ShardWriter`'s).
+
+    Example:
+        >>> with shard_writer(path, patch_size=100, attrs={"split": "train"}) as w:  # doctest: +SKIP
+        ...     w.append("IMG_1", phone=p, dslr=d, xy=xy, shift=s, angle=a, ncc=n, texture=t)
+    """
+    return current_store().writer(path, patch_size=patch_size, **options)
+
+
+def shard_exists(path: str | Path) -> bool:
+    """Whether a finished shard is at ``path`` in the current :class:`ShardStore`."""
+    return current_store().exists(path)
+
+
+def shard_sha256(path: str | Path) -> str:
+    """The sha256 of the shard at ``path`` in the current :class:`ShardStore` (as a manifest records it)."""
+    return current_store().sha256(path)
 
 
 # ------------------------------------------------------------------------------ originals kept beside shards
@@ -586,17 +939,3 @@ def read_originals(path: str | Path, keys: Sequence[str] | None = None) -> Origi
 
 def _names_sha256(names: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def unchecked_copy(shard: str | Path, copy: str | Path) -> None:
-    """The ``phone`` and ``dslr`` patches of ``shard`` in ``copy`` with the same chunks but no checksums (a bench)."""
-    with h5py.File(shard, "r") as src, h5py.File(copy, "w") as dst:
-        for name in IMAGES:
-            dst.create_dataset(name, data=src[name][()], chunks=src[name].chunks)
-
-
-@contextmanager
-def image_columns(path: str | Path) -> Iterator[tuple[h5py.Dataset, h5py.Dataset]]:
-    """The ``phone`` and ``dslr`` datasets of a shard (or of an :func:`unchecked_copy`), opened read-only as is."""
-    with h5py.File(path, "r") as f:
-        yield f["phone"], f["dslr"]

@@ -38,7 +38,7 @@ import numpy as np
 from dpedkit import __version__
 from dpedkit.dataset.format import MANIFEST, SPLITS, Counts, DatasetDir, Manifest, ShardEntry, originals_dir, shard_name
 from dpedkit.dataset.parallel import run_parallel
-from dpedkit.dataset.shards import ShardWriter, check_schema, open_shard, read_originals, write_originals
+from dpedkit.dataset.shards import open_reader, read_originals, shard_writer, write_originals
 from dpedkit.errors import DpedkitError, InputError, ShardError, check_range
 from dpedkit.io import LOCK_NAME, check_apart, check_file_name, folder_lock, write_json
 
@@ -50,7 +50,7 @@ EXPORT_SCHEMA = "dpedkit-export"
 _STAGE = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")  # the hidden folder a transfer writes (see staged)
 # one row of a layout: (file stem, phone file, DSLR file)
 Row = tuple[str, str, str]
-# a layout's decoder: rows -> (the arrays ShardWriter.append takes: phone, dslr[, baseline]; ShardWriter options)
+# a layout's decoder: rows -> (the arrays a shard writer's append takes: phone, dslr[, baseline]; its options)
 Decoder = Callable[[list[Row]], tuple[dict[str, np.ndarray], dict[str, Any]]]
 # a layout's encoder for rows that are not byte copies: (phone patch, DSLR patch) -> (phone bytes, DSLR bytes)
 Encoder = Callable[[np.ndarray, np.ndarray], tuple[bytes, bytes]]
@@ -468,7 +468,7 @@ def _import_shard(task: dict[str, Any]) -> dict[str, Any]:
                                      f"patch ({rows[0][1]}): the two sides of a pair are of one size")  # fmt: skip
     n = len(rows)
     attrs = {"split": task["split"], "config": {"source": layout.source, "phone": task["phone"]}}
-    with ShardWriter(out / task["shard"], patch_size=phone.shape[1], attrs=attrs, **options) as w:
+    with shard_writer(out / task["shard"], patch_size=phone.shape[1], attrs=attrs, **options) as w:
         nan = np.full(n, np.nan, np.float32)
         w.append(f"{layout.source}:{task['phone']}/{task['split']}", **arrays, xy=np.zeros((n, 2), np.int32),
                  shift=np.zeros((n, 2), np.float32), angle=np.zeros(n, np.float32), ncc=nan, texture=nan)  # fmt: skip
@@ -661,11 +661,11 @@ def _export_shard(
                     (d / f"{name}{ext}").write_bytes(data)
             return entry.rows
         log.warning("%s: shard changed since import, encoding its patches anew", entry.path)
-    with open_shard(dataset.path(entry.path)) as f:
-        if check_schema(f, dataset.path(entry.path)) != entry.rows:
+    with open_reader(dataset.path(entry.path)) as r:
+        if r.rows != entry.rows:
             raise ShardError(f"{dataset.path(entry.path)}: the manifest says {entry.rows} rows, the shard holds "
-                             f"{len(f['phone'])}")  # fmt: skip
-        phone, dslr = f["phone"], f["dslr"]
+                             f"{r.rows}")  # fmt: skip
+        phone, dslr = r.images("phone"), r.images("dslr")
         for i in range(entry.rows):
             for data, d, ext in zip(encode(phone[i], dslr[i]), dirs, layout.exts, strict=True):
                 (d / f"{start + i}{ext}").write_bytes(data)

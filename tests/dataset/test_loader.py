@@ -1,4 +1,5 @@
 import json
+import pickle
 
 import h5py
 import numpy as np
@@ -6,10 +7,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dpedkit.dataset.loader import PatchDataset, load_split
-from dpedkit.dataset.shards import CANDIDATE_COLUMNS, ShardWriter
+from dpedkit.dataset.format import DatasetDir
+from dpedkit.dataset.loader import PatchDataset, load_baseline, load_split
+from dpedkit.dataset.shards import CANDIDATE_COLUMNS, ShardWriter, read_shard, shard_writer, using_store
 from dpedkit.errors import ShardError
 from dpedkit.nn.device import to_float_chw
+from dpedkit.testing import MemoryShards, patch_columns, synthetic_patches, write_patch_dataset
 
 
 def make_dataset(root, sizes, p=8):
@@ -114,3 +117,56 @@ def test_version_1_and_version_2_shards_load(tmp_path, candidates):
     phone, _ = load_split(root, "train")
     assert torch.equal(to_float_chw(phone), torch.stack([PatchDataset(root)[i][0] for i in range(5)]))
     assert phone[:, 0, 0, 0].tolist() == list(range(5))
+
+
+def _write_numbered(paths, sizes, p=8):
+    """Shards through the current store whose patch i (global order) is filled with i (phone) and 255 - i (dslr)."""
+    start = 0
+    for path, n in zip(paths, sizes, strict=True):
+        vals = np.arange(start, start + n, dtype=np.uint8)[:, None, None, None]
+        with shard_writer(path, patch_size=p, attrs={"split": "train"}) as w:
+            w.append(f"pair{start}", phone=np.broadcast_to(vals, (n, p, p, 3)),
+                     dslr=np.broadcast_to(255 - vals, (n, p, p, 3)), **patch_columns(n))  # fmt: skip
+        start += n
+
+
+def test_the_loader_reads_through_the_shard_store(tmp_path):
+    """The storage seam: with an in-memory store, the loader and read_shard run and no file is touched."""
+    paths = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    with using_store(MemoryShards()) as store:
+        _write_numbered(paths, [3, 2])
+        ds = PatchDataset(paths)
+        assert [int(ds.raw(i)[0][0, 0, 0]) for i in range(len(ds))] == [0, 1, 2, 3, 4]
+        phone, dslr = load_split(paths)
+        assert phone[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4] and dslr[:, 0, 0, 0].tolist() == [255, 254, 253, 252, 251]
+        t_phone, _ = load_split(paths, device="cpu")
+        assert torch.equal(t_phone, torch.from_numpy(phone))
+        assert load_baseline(paths) is None
+        whole = read_shard(paths[1])
+        assert whole["pair"].tolist() == ["pair3", "pair3"] and whole["attrs"]["split"] == "train"
+        assert sorted(store.shards) == sorted(paths)
+    assert not any(tmp_path.iterdir())
+    # a dataset keeps the store it was made under, also when pickled to a worker (spawn)
+    again = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(again[4][1], ds[4][1]) and torch.all(again[4][1] == 251 / 255)
+    with pytest.raises(ShardError, match="shard file is missing"):
+        PatchDataset(paths)  # outside the block: HDF5 files again, and there are none
+
+
+def test_a_dataset_folder_reads_through_the_shard_store(tmp_path):
+    """DatasetDir, the loader and verify over shards kept in memory: dataset.json is the one file written."""
+    rng = np.random.default_rng(0)
+    splits = {"train": synthetic_patches(5, 8, rng), "test": synthetic_patches(2, 8, rng)}
+    with using_store(MemoryShards()):
+        root = write_patch_dataset(tmp_path / "ds", splits, config={"source": "test"})
+        assert [p.name for p in root.rglob("*")] == ["dataset.json"]
+        ds = DatasetDir(root)
+        assert ds.verify().ok and all(s.checksummed for s in ds.verify().shards)
+        assert ds.patch_size() == 8 and not ds.has_candidates()
+        assert ds.read_columns(["pair"])["pair"].tolist() == ["synthetic-train"] * 5 + ["synthetic-test"] * 2
+        phone, dslr = ds.read_patches([6, 0])
+        assert np.array_equal(phone, np.stack([splits["test"][0][1], splits["train"][0][0]]))
+        phone, dslr = load_split(root, "train", verify=True)
+        assert np.array_equal(dslr, splits["train"][1])
+        assert torch.equal(PatchDataset(root, "test", verify=True)[1][1], to_float_chw(splits["test"][1][1]))
+    assert [p.name for p in root.rglob("*")] == ["dataset.json"]
