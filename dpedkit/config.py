@@ -146,6 +146,8 @@ def _checked(cls: type, name: str, value: Any) -> Any:
             return tuple(_not_nan(name, _checked_item(name, v, get_args(kind)[0])) for v in value)
         if isinstance(origin, type) and is_dataclass(origin) and isinstance(value, Mapping | origin):
             return value
+        if origin is float and value in ("inf", "-inf"):  # an infinity as strict JSON writes it (io.json_safe)
+            return float(value)
         if origin in (int, float, str, bool, dict) and _fits(value, origin):
             return _not_nan(name, value)
     wanted = " or ".join(_type_name(k) for k in kinds)
@@ -433,10 +435,8 @@ class TrainConfig(ConfigMixin):
     """Options of :func:`dpedkit.train.train`; defaults are the DPED paper's recipe.
 
     Attributes:
-        model: the network and its recipe: ``dped`` (generator + discriminator, the DPED losses), ``srcnn``
-            (Dong et al., MSE), ``johnson`` (Johnson et al. residual network, VGG content + TV loss); on raw2rgb
-            datasets the learned ISPs ``dped-raw`` (the DPED generator on packed Bayer planes) and ``sid-unet``
-            (the Learning-to-See-in-the-Dark U-Net, MSE).
+        model: the network and its recipe: a model of :mod:`dpedkit.nn.registry` (help text: each one's
+            ``summary`` there); the learned ISPs (``input="raw"``) train on raw2rgb datasets.
         iters: training iterations (20,000).
         batch: patch pairs per batch and per process (50).
         lr: Adam learning rate of both optimisers (betas 0.9/0.999, eps 1e-8); None: the model's recipe's (5e-4, DPED's,
@@ -872,7 +872,11 @@ def field_docs(cls: type) -> dict[str, str]:
             docs[current].append(line.strip())
         elif here < indent:
             break
-    return {k: _plain_text(" ".join(v)) for k, v in docs.items()}
+    out = {k: _plain_text(" ".join(v)) for k, v in docs.items()}
+    if "model" in out and is_dataclass(cls) and field_type(cls, "model") == ModelName:  # the registry's own words
+        names = "; ".join(f"{n} ({model_spec(n).summary})" for n in trainable())
+        out["model"] = f"the network and its recipe: {names}."
+    return out
 
 
 def _plain_text(rst: str) -> str:

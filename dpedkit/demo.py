@@ -17,7 +17,6 @@ metrics, samples), ``enhanced/NAME.png`` and ``demo.json`` (paths, scores, secon
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -30,7 +29,7 @@ import numpy as np
 
 from dpedkit.config import SPLITS, DemoConfig
 from dpedkit.errors import ConfigError
-from dpedkit.io import read_rgb, to_uint8, write_image, write_text
+from dpedkit.io import dumps, read_rgb, to_uint8, write_image, write_text
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ def run_demo(
         res.seconds[stage] = round(time.perf_counter() - t0, 2)
         log.info("demo: %s done in %.1f s", stage, res.seconds[stage])
     p["summary"] = out / "demo.json"
-    write_text(p["summary"], json.dumps(res.to_dict(), indent=1) + "\n")
+    write_text(p["summary"], dumps(res.to_dict(), indent=1, sort_keys=False) + "\n")
     return res
 
 

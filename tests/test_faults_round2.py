@@ -242,3 +242,67 @@ def test_a_shard_declaring_huge_patches_it_does_not_hold_is_refused_before_any_a
     assert f"{shard}: damaged shard, 'phone' declares 2 patches of 3000x3000 (54.0 MB) that the file does not" in out
     res = CliRunner().invoke(cli, ["verify", str(ds)])
     assert res.exit_code == 1 and "declares 2 patches of 3000x3000" in " ".join(res.output.split())
+
+
+def _strict(text: str) -> object:
+    """JSON parsed as the standard says: a bare NaN or Infinity is an error."""
+    import json
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not strict JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_json_a_build_writes_is_strict_and_an_infinite_option_survives(tmp_path):
+    """A config may say inf (a bound turned off): dataset.json, build.json, records and pairs stay strict JSON."""
+    import json
+
+    from dpedkit.dataset.build import build_dataset
+    from dpedkit.dataset.format import DatasetDir
+    from dpedkit.synth.pairs import synthesize
+
+    synthesize(tmp_path / "raw", n=2, seed=0, phone_mp=0.15, dslr_mp=0.3)
+    config = BuildConfig(align=AlignConfig(max_rmse_px=math.inf), patch=PatchConfig(size=64), test_images=1)
+    out = tmp_path / "ds"
+    build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", out, config=config)
+    files = [*out.glob("*.json"), *out.glob("*/shard-*.json")]
+    assert len(files) == 4  # dataset.json, build.json and the records of the train and the test shard
+    for path in files:
+        _strict(path.read_text())
+    for line in (out / "pairs.jsonl").read_text().splitlines():
+        _strict(line)
+    assert json.loads((out / "dataset.json").read_text())["config"]["align"]["max_rmse_px"] == "inf"
+    assert BuildConfig.from_dict(DatasetDir(out).manifest().config) == config  # read back as the float
+    again = build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", out, config=config)
+    assert again.already_finished  # the stored plan still matches the same command
+
+
+def test_a_dng_whose_cfa_pattern_names_no_bayer_quad_is_read_as_libraw_renders_it_and_refused_by_an_isp(tmp_path):
+    """A DNG's CFAPattern naming a colour twice and one not at all (RGGG): align and build read LibRaw's picture of it;
+    a learned ISP, which needs the Bayer quad, records that photo's failure in one line naming it (exit 1)."""
+    import struct
+
+    from dpedkit.io import read_rgb
+    from dpedkit.io.camera_write import encode_dng
+    from dpedkit.nn.checkpoint import save_checkpoint
+    from dpedkit.nn.raw import SIDUNet, SIDUNetConfig
+    from dpedkit.synth.pairs import synthesize
+
+    synthesize(tmp_path / "raw", n=1, seed=0, phone_mp=0.15, dslr_mp=0.3)
+    rgb = read_rgb(next((tmp_path / "raw" / "phone").iterdir()))
+    data = bytearray(encode_dng(rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]))
+    tag = struct.pack("<HHI", 33422, 1, 4) + bytes([0, 1, 1, 2])  # CFAPattern, 4 bytes inline: R G G B
+    at = data.find(tag)
+    assert at > 0
+    data[at + 8 : at + 12] = bytes([0, 1, 1, 1])  # R G G G: no blue
+    bad = tmp_path / "bad.dng"
+    bad.write_bytes(bytes(data))
+    dslr = next((tmp_path / "raw" / "dslr").iterdir())
+    res = CliRunner().invoke(cli, ["align", str(bad), str(dslr), "-o", str(tmp_path / "al")])
+    crashed = res.exception is not None and not isinstance(res.exception, SystemExit)  # a traceback
+    assert res.exit_code in (0, 1) and not crashed, res.output
+    save_checkpoint(tmp_path / "isp.pt", SIDUNet(SIDUNetConfig(channels=4, levels=2)))
+    res = CliRunner().invoke(cli, ["enhance", str(tmp_path / "isp.pt"), str(bad), "-o", str(tmp_path / "out")])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and f"{bad}: not a Bayer mosaic (CFA 'RGGG')" in text and "Traceback" not in text

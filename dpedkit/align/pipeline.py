@@ -42,7 +42,7 @@ from dpedkit.align.warp import largest_rectangle, resample_dslr, valid_halfplane
 from dpedkit.config import AlignConfig
 from dpedkit.errors import Failure, InputError, check_rgb_uint8
 from dpedkit.geometry import apply_homography, turn_image, turn_matrix
-from dpedkit.io import AtomicFile, encode_image, read_image, to_uint8
+from dpedkit.io import AtomicFile, dumps, encode_image, read_image, to_uint8
 from dpedkit.io.camera import half_size_luma, is_raw
 
 log = logging.getLogger(__name__)
@@ -604,7 +604,7 @@ def write_alignment(result: AlignResult, out_dir: str | Path) -> None:
     (disk full) leaves no lone image; images of an earlier alignment are removed when this one failed.
     """
     out = Path(out_dir)
-    files = {ALIGNMENT: (json.dumps(result.to_json(), indent=2) + "\n").encode()}
+    files = {ALIGNMENT: (dumps(result.to_json(), indent=2, sort_keys=False) + "\n").encode()}
     if result.ok:
         files |= {name: encode_image(getattr(result, side), ".png") for side, name in PAIR_IMAGES.items()}
     staged = []

@@ -47,7 +47,7 @@ from dpedkit.dataset.shards import (
     shard_sha256,
 )
 from dpedkit.errors import ConfigError, ShardError
-from dpedkit.io import LOCK_NAME, folder_lock, read_jsonl, write_json, write_jsonl, write_text
+from dpedkit.io import LOCK_NAME, dumps, folder_lock, read_jsonl, write_json, write_jsonl, write_text
 
 MANIFEST_SCHEMA = "dpedkit-dataset"
 MANIFEST = "dataset.json"
@@ -317,7 +317,7 @@ class DatasetDir:
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Write ``dataset.json`` atomically (the last file of a dataset: it marks it finished)."""
-        write_json(self.manifest_path, manifest.to_dict(), finite=False)  # a config may hold inf (as before)
+        write_json(self.manifest_path, manifest.to_dict(), finite=False)  # a config may hold inf: "inf"
 
     def same_content(self, other: str | Path | DatasetDir) -> bool:
         """Whether ``other`` is this dataset or a copy of it (equal manifests: the same shards and checksums)."""
@@ -404,7 +404,7 @@ class DatasetDir:
 
     def write_shard_record(self, shard: str, record: Mapping[str, Any]) -> None:
         """Write the record of a finished shard beside it (after the shard, so its presence means done)."""
-        write_text(self.record_path(shard), json.dumps(record, indent=1))
+        write_text(self.record_path(shard), dumps(record, indent=1, sort_keys=False))
 
     @contextmanager
     def lock(self, command: str) -> Iterator[None]:
@@ -765,4 +765,4 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
 
 def plan_text(plan: Mapping[str, Any]) -> str:
     """A build plan as stored in ``build.json`` (canonical: sorted keys)."""
-    return json.dumps(plan, indent=1, sort_keys=True)
+    return dumps(plan, indent=1, finite=False)

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.shards import BASELINE, PatchArray, ShardInfo, ShardReader, ShardStore, current_store
+from dpedkit.dataset.storage import local_dataset
 from dpedkit.errors import ConfigError, ShardError
 from dpedkit.nn.device import check_memory, to_float_chw
 
@@ -30,6 +31,8 @@ Source = str | Path | Sequence[str | Path]
 
 def _resolve(source: Source, split: str, verify: bool, store: ShardStore) -> list[ShardInfo]:
     """Shards of ``split`` from a dataset folder, or the given shard file(s) checked for schema (in ``store``)."""
+    if isinstance(source, str | Path):
+        source = local_dataset(source)  # a dataset at a URL: its local copy
     listed = isinstance(source, str | Path) and Path(source).is_dir()
     if listed:
         infos = DatasetDir(source).shards(split, verify=verify)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -52,7 +51,7 @@ import numpy as np
 
 from dpedkit import __version__
 from dpedkit.errors import ShardError
-from dpedkit.io import AtomicFile, atomic_path, check_room
+from dpedkit.io import AtomicFile, atomic_path, check_room, dumps
 
 SCHEMA = "dpedkit-patches"
 SCHEMA_VERSION = 2
@@ -338,7 +337,7 @@ def shard_attrs(attrs: Mapping[str, Any], *, patch_size: int) -> dict[str, Any]:
     """A shard's attributes as stored: the schema's own, then ``attrs`` (a value not str or number as JSON)."""
     out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "dpedkit_version": __version__, "patch_size": patch_size}
     for key, value in attrs.items():
-        out[key] = value if isinstance(value, str | int | float) else json.dumps(value, sort_keys=True)
+        out[key] = value if isinstance(value, str | int | float) else dumps(value, finite=False)
     return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
@@ -35,6 +36,7 @@ from dpedkit.io import atomic_path, folder_lock, is_url, write_text
 
 log = logging.getLogger(__name__)
 
+FETCH_WAIT = 120.0  # seconds a fetch waits for another process that holds the local copy
 STAMPS = ".dpedkit-remote.json"  # in a cached copy: the stamp of each object it holds
 # what a dataset at a URL is made of (relative object names): a fetch copies these, an overwrite removes these
 DATASET_FILES = (
@@ -169,6 +171,11 @@ def fetch_dataset(url: str, *, on_file: Callable[[str], None] | None = None) -> 
     return local
 
 
+def local_dataset(path: str | Path) -> Path:
+    """The local folder of a dataset given as a folder (returned as is) or a URL (fetched: :func:`fetch_dataset`)."""
+    return fetch_dataset(str(path)) if is_url(path) else Path(path)
+
+
 def fetch_folder(url: str, *, on_file: Callable[[str], None] | None = None) -> Path:
     """A local copy of a folder of files at ``url`` (its top level; only what changed is downloaded).
 
@@ -186,37 +193,60 @@ def fetch_folder(url: str, *, on_file: Callable[[str], None] | None = None) -> P
 
 
 def _mirror(store: Store, objects: dict[str, str], local: Path, *, last: str | None = None,
-            on_file: Callable[[str], None] | None = None) -> None:  # fmt: skip
+            on_file: Callable[[str], None] | None = None, wait: float | None = None) -> None:  # fmt: skip
     """Make ``local`` hold exactly ``objects`` of ``store``: download new or changed ones, delete vanished ones.
 
-    ``last`` (the manifest) is removed first when anything changes and downloaded last, so an interrupted
-    fetch never leaves a copy that looks finished.
+    A copy already up to date is used as it is, without a lock, so any number of commands (a training run, the
+    ranks of a distributed one, an evaluation) read it side by side. Otherwise the copy is taken for writing;
+    while another process fetches or reads it, this one waits up to ``wait`` seconds (default
+    :data:`FETCH_WAIT`), then the lock's error names the holder. ``last`` (the manifest) is removed first when
+    anything changes and downloaded last, so an interrupted fetch never leaves a copy that looks finished.
     """
-    with folder_lock(local, "fetch"):
-        stamps_path = local / STAMPS
+    deadline = time.monotonic() + (FETCH_WAIT if wait is None else wait)
+    while _changes(objects, local) is not None:
         try:
-            had = json.loads(stamps_path.read_text())
-        except (OSError, ValueError):
-            had = {}
-        stale = [n for n in objects if had.get(n) != objects[n] or not (local / n).is_file()]
-        gone = [n for n in had if n not in objects]
-        if not stale and not gone:
+            with folder_lock(local, "fetch"):
+                _download(store, objects, local, last=last, on_file=on_file)
             return
-        log.info("fetching %d object(s) of %s into %s", len(stale), store.url, local)
-        if last is not None:  # taken away first and fetched again last
-            (local / last).unlink(missing_ok=True)
-            stale = [*(n for n in stale if n != last), last]
-        for name in gone:
-            (local / name).unlink(missing_ok=True)
-        keep = {n: s for n, s in had.items() if n in objects and n not in stale}
-        for name in stale:
-            store.get(name, local / name)
-            if (ns := store.mtime_ns(name)) is not None:  # the object's time: a build's photo stamps stay the same
-                os.utime(local / name, ns=(ns, ns))
-            keep[name] = objects[name]
-            write_text(stamps_path, json.dumps(keep, sort_keys=True))  # a killed fetch resumes from here
-            if on_file is not None:
-                on_file(name)
+        except InputError:  # held: another fetch (which may bring it up to date) or a reader of the copy
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _changes(objects: dict[str, str], local: Path) -> tuple[list[str], list[str], dict[str, str]] | None:
+    """``(stale, gone, had)`` of the local copy against ``objects``, or None when it is up to date."""
+    try:
+        had = json.loads((local / STAMPS).read_text())
+    except (OSError, ValueError):
+        had = {}
+    stale = [n for n in objects if had.get(n) != objects[n] or not (local / n).is_file()]
+    gone = [n for n in had if n not in objects]
+    return (stale, gone, had) if stale or gone else None
+
+
+def _download(store: Store, objects: dict[str, str], local: Path, *, last: str | None,
+              on_file: Callable[[str], None] | None) -> None:  # fmt: skip
+    """The changes of :func:`_changes`, made under the lock: vanished files deleted, new or changed ones fetched."""
+    found = _changes(objects, local)
+    if found is None:  # another process brought it up to date meanwhile
+        return
+    stale, gone, had = found
+    log.info("fetching %d object(s) of %s into %s", len(stale), store.url, local)
+    if last is not None:  # taken away first and fetched again last
+        (local / last).unlink(missing_ok=True)
+        stale = [*(n for n in stale if n != last), last]
+    for name in gone:
+        (local / name).unlink(missing_ok=True)
+    keep = {n: s for n, s in had.items() if n in objects and n not in stale}
+    for name in stale:
+        store.get(name, local / name)
+        if (ns := store.mtime_ns(name)) is not None:  # the object's time: a build's photo stamps stay the same
+            os.utime(local / name, ns=(ns, ns))
+        keep[name] = objects[name]
+        write_text(local / STAMPS, json.dumps(keep, sort_keys=True))  # a killed fetch resumes from here
+        if on_file is not None:
+            on_file(name)
 
 
 # ------------------------------------------------------------------------------------------------ writing

@@ -16,6 +16,7 @@ from typing import Literal
 from dpedkit.align import is_pair_dir
 from dpedkit.config import ReportConfig
 from dpedkit.dataset.format import DatasetDir
+from dpedkit.dataset.storage import local_dataset
 from dpedkit.errors import InputError
 from dpedkit.inspect import html, views
 from dpedkit.inspect.views import Progress
@@ -86,6 +87,7 @@ def write_report(
             earlier report (without ``overwrite``), or lies in a dataset folder and is not a report.
         ShardError: the dataset is unfinished or damaged.
     """
+    source = local_dataset(source)  # a dataset at a URL: its local copy
     source = Path(source)
     out = Path(out) if out is not None else source / "report.html"
     check_report_path(out, overwrite=overwrite)  # before any work: a refused name costs nothing

@@ -562,7 +562,7 @@ def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.
         kinds.append(("lowest", f"Lowest-NCC kept patch pairs ({len(low)})", low))
     raw = {str(p["pair"]): (p.get("sources") or {}).get("phone") for p in summary.pairs}
     sensor: list[dict] = []  # the dataset's sensor, read once where a pair has no record (imported data)
-    out = []
+    out, raw_data = [], DatasetDir(summary.root).is_raw()  # the manifest says whether phone patches are mosaics
     for sid, title, idx in kinds:
         phone, dslr = DatasetDir(summary.root).read_patches(idx)
         dslr = to_uint8(dslr)  # a 16-bit build's too
@@ -570,7 +570,7 @@ def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.
         for k, g in enumerate(idx):
             pair, split = cols["pair"][g], cols["split"][g]
             # a raw2rgb patch is the RAW mosaic: shown demosaiced (OpenCV, the pair's levels and white balance)
-            if phone.shape[-1] == 1:
+            if raw_data:
                 if not raw.get(pair) and not sensor:
                     sensor.append(_sensor_record(summary.root))
                 shown = pic.mosaic_preview(phone[k], raw.get(pair) or sensor[0])
@@ -583,7 +583,7 @@ def _patch_galleries(summary: DatasetSummary, cfg: ReportConfig, rng: np.random.
             else:
                 xy = cols["xy"][g]
                 cap = f"{pair} @ ({xy[0]}, {xy[1]}) {score} [{split}]"
-            labels = ("phone RAW", "DSLR") if phone.shape[-1] == 1 else ("phone", "DSLR")
+            labels = ("phone RAW", "DSLR") if raw_data else ("phone", "DSLR")
             cells.append((cap, pic.encode_png(pic.patch_strip(shown, dslr[k], labels=labels, footer=score))))
         out.append(Gallery(sid, title, cells))
     return out

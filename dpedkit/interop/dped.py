@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dpedkit.dataset.format import DatasetDir, Manifest
+from dpedkit.dataset.storage import local_dataset
 from dpedkit.errors import ConfigError, check_range
 from dpedkit.interop.dped_layout import DSLR_NAME, find_dped_folder
 from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree, stack_patches
@@ -108,6 +109,7 @@ def export_dped(
         InputError: ``OUT/<phone>`` not empty.
         ConfigError: no ``phone`` for a dataset not imported from DPED, a bad ``phone`` or ``quality``.
     """
+    dataset = local_dataset(dataset)  # a dataset at a URL: its local copy
     check_range("quality", quality, 1, 100)
     if DatasetDir(dataset).is_raw():
         raise ConfigError(f"{dataset} is a RAW-to-RGB dataset (its phone patches are Bayer mosaics): export-zrr "

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from dpedkit.dataset.format import DatasetDir
+from dpedkit.dataset.storage import local_dataset
 from dpedkit.errors import ConfigError, InputError, check_range
 from dpedkit.interop.transfer import Layout, Row, TransferResult, export_tree, import_tree, stack_patches
 from dpedkit.io import encode_image, read_image, read_rgb, to_uint8
@@ -158,6 +159,7 @@ def export_zrr(
             bad ``quality``.
         InputError: ``out`` not empty.
     """
+    dataset = local_dataset(dataset)  # a dataset at a URL: its local copy
     check_range("quality", quality, 1, 100)
     ds = DatasetDir(dataset)
     if not ds.is_raw():

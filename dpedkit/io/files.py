@@ -120,20 +120,23 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def json_safe(obj: Any, *, finite: bool = True) -> Any:
+def json_safe(obj: Any, *, finite: bool = True, as_text: bool = False) -> Any:
     """``obj`` ready for JSON: the one JSON-ready walker of the package.
 
     Mappings, lists, tuples and numpy arrays are walked (the last two become lists); numpy scalars become Python
-    ones; anything else is returned as it is. With ``finite`` (strict JSON) non-finite floats become None; without
-    it they stay (a config may say ``inf``; ``json.dumps`` writes ``Infinity``).
+    ones; anything else is returned as it is. Non-finite floats: with ``finite`` (a metric that failed) None;
+    without it (a config, which may say ``inf``) kept as floats, or with ``as_text`` written as the strings
+    ``"inf"``, ``"-inf"``, ``"nan"`` (strict JSON; :mod:`dpedkit.config` reads them back as floats).
     """
     np = sys.modules.get("numpy")  # numpy values exist only once numpy is imported: this module never imports it
     if isinstance(obj, Mapping):
-        return {k: json_safe(v, finite=finite) for k, v in obj.items()}
+        return {k: json_safe(v, finite=finite, as_text=as_text) for k, v in obj.items()}
     if isinstance(obj, list | tuple) or (np is not None and isinstance(obj, np.ndarray)):
-        return [json_safe(v, finite=finite) for v in obj]
+        return [json_safe(v, finite=finite, as_text=as_text) for v in obj]
     if isinstance(obj, float) or (np is not None and isinstance(obj, np.floating)):
-        return float(obj) if math.isfinite(obj) or not finite else None
+        if math.isfinite(obj) or not (finite or as_text):
+            return float(obj)
+        return None if finite else ("nan" if math.isnan(obj) else "inf" if obj > 0 else "-inf")
     if np is not None and isinstance(obj, np.integer | np.bool_):
         return obj.item()
     return obj
@@ -142,10 +145,13 @@ def json_safe(obj: Any, *, finite: bool = True) -> Any:
 def write_json(
     path: str | Path, obj: Any, *, indent: int | None = 1, sort_keys: bool = True, finite: bool = True
 ) -> None:
-    """Write ``obj`` as JSON (strict unless ``finite=False``, see :func:`json_safe`), atomically."""
-    write_text(
-        path, json.dumps(json_safe(obj, finite=finite), indent=indent, sort_keys=sort_keys, allow_nan=not finite)
-    )
+    """Write ``obj`` as strict JSON (non-finite floats as :func:`json_safe` says), atomically."""
+    write_text(path, dumps(obj, indent=indent, sort_keys=sort_keys, finite=finite))
+
+
+def dumps(obj: Any, *, indent: int | None = None, sort_keys: bool = True, finite: bool = True) -> str:
+    """``obj`` as strict JSON text (no bare ``NaN``/``Infinity``): the one JSON encoder of every file written."""
+    return json.dumps(json_safe(obj, finite=finite, as_text=True), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -158,7 +164,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Write one JSON object per line (keys sorted), atomically."""
-    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    write_text(path, "".join(dumps(r) + "\n" for r in rows))
 
 
 def check_file_name(name: str, *, what: str = "name", where: str | Path | None = None) -> str:

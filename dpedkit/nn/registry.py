@@ -123,7 +123,7 @@ def is_raw_model(name: str) -> bool:
 register(ModelSpec(
     "dped", "dpedkit.nn.generator:Generator",
     Recipe("dped", ("content", "texture", "color", "tv"), discriminator=True),  # the paper's: 5e-4, no EMA
-    tiles=True, summary="the DPED generator (generator + discriminator, the DPED losses)",
+    tiles=True, summary="the DPED generator with its discriminator and the DPED losses",
 ))  # fmt: skip
 # Chosen by measurement: the shared 100 DPED pairs split 80/20, batch 8, 500 iterations on CPU. At DPED's 5e-4 the
 # raw weights' held-back PSNR zig-zags (15.61 -> 14.52 -> 15.44 -> 14.87 -> 14.47 dB at 150..350); at 2e-4 with a
@@ -132,21 +132,21 @@ register(ModelSpec(
 # 22.16 dB / MS-SSIM 0.957 against the identity's 21.63 / 0.956 (a random start: 21.88 / 0.914, worse than it).
 register(ModelSpec(
     "srcnn", "dpedkit.nn.baselines:SRCNN", Recipe("srcnn", ("mse",), lr=2e-4, ema=0.98),
-    summary="SRCNN (Dong et al.), MSE",
+    summary="SRCNN of Dong et al., MSE loss",
 ))  # fmt: skip
 register(ModelSpec(
     "johnson", "dpedkit.nn.baselines:Johnson", Recipe("johnson", ("content", "tv")),
-    summary="Johnson et al. residual network, VGG content + TV",
+    summary="the residual network of Johnson et al., VGG content + TV loss",
 ))  # fmt: skip
 # learned ISPs on raw2rgb datasets (RAW mosaic in, RGB out; the losses are computed on the RGB output)
 register(ModelSpec(
     "dped-raw", "dpedkit.nn.raw:RawGenerator",
     Recipe("dped-raw", ("content", "texture", "color", "tv"), discriminator=True),
-    input="raw", tiles=True, summary="the DPED generator on packed Bayer planes (a learned ISP)",
+    input="raw", tiles=True, summary="the DPED generator on packed Bayer planes, a learned ISP for raw2rgb datasets",
 ))  # fmt: skip
 # measured on 4 synthetic DNG pairs (64 px, batch 8, CPU): 1e-3 reached 21.2 dB at 800 iterations, 2e-4 far less
 register(ModelSpec(
     "sid-unet", "dpedkit.nn.raw:SIDUNet", Recipe("sid-unet", ("mse",), lr=1e-3),
-    input="raw", tiles=True, summary="the Learning-to-See-in-the-Dark U-Net (a learned ISP)",
+    input="raw", tiles=True, summary="the Learning-to-See-in-the-Dark U-Net, a learned ISP for raw2rgb datasets",
 ))  # fmt: skip
 register(ModelSpec("dped-discriminator", "dpedkit.nn.discriminator:Discriminator"))

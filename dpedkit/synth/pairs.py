@@ -55,7 +55,7 @@ from dpedkit import __version__
 from dpedkit.config import SynthConfig
 from dpedkit.errors import ConfigError, InputError, check_rgb_uint8
 from dpedkit.geometry import apply_homography
-from dpedkit.io import atomic_path, check_apart, json_safe, list_images, read_rgb, write_text
+from dpedkit.io import atomic_path, check_apart, dumps, json_safe, list_images, read_rgb, write_text
 from dpedkit.synth.files import SUFFIXES, camera_files, capture_times
 
 log = logging.getLogger(__name__)
@@ -815,7 +815,7 @@ def synthesize(
         "config": cfg.to_dict(),
         "names": [p.stem for p in paths],
     }
-    write_text(out / "synth.json", json.dumps(meta, indent=2))
+    write_text(out / "synth.json", dumps(meta, indent=2, sort_keys=False, finite=False))
     log.info("wrote %d synthetic pairs to %s", n, out)
     return paths
 
@@ -876,7 +876,7 @@ def write_pair(
         with atomic_path(out / side / f"{name}{suffix}") as tmp:
             tmp.write_bytes(data)
     truth_path = out / "truth" / f"{name}.json"
-    write_text(truth_path, json.dumps(pair.truth | (extra or {}), indent=1))
+    write_text(truth_path, dumps(pair.truth | (extra or {}), indent=1, sort_keys=False))
     return truth_path
 
 

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dpedkit.dataset.storage import local_dataset
 from dpedkit.errors import ConfigError
 from dpedkit.io import check_apart, json_safe, write_image
 from dpedkit.nn.device import to_float_chw, to_uint8_hwc
@@ -258,6 +259,7 @@ def train(
         KeyboardInterrupt: a second Ctrl-C, or one before training started; ``run_dir`` then resumes from its
             last checkpoint (``saved_step``).
     """
+    data = local_dataset(data)  # a dataset at a URL: its local copy (dpedkit.dataset.storage)
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     config = config.with_recipe_defaults()

@@ -171,3 +171,38 @@ def test_an_unfinished_or_missing_dataset_is_refused(tmp_path, monkeypatch):
         fetch_dataset("memory://unfinished/ds")
     res = CliRunner().invoke(cli, ["verify", "memory://nothing/here"])
     assert res.exit_code == 2 and "memory://nothing/here: not a finished dpedkit dataset" in res.output
+
+
+def test_readers_share_an_up_to_date_copy_and_a_fetch_waits_for_them(raw, tmp_path, monkeypatch):
+    """A training run holds its copy for readers: others read it alongside; a refresh waits, then names the holder."""
+    from dpedkit.dataset import storage
+    from dpedkit.errors import InputError
+    from dpedkit.io import folder_lock
+
+    monkeypatch.setenv("DPEDKIT_CACHE", str(tmp_path / "cache"))
+    url = "memory://shared/ds"
+    build_dataset(raw / "phone", raw / "dslr", url, config=CONFIG)
+    local = fetch_dataset(url)
+    with folder_lock(local, "train", shared=True):  # as `dpedkit train` holds the dataset it reads
+        assert fetch_dataset(url) == local  # up to date: read alongside, no lock taken
+        fsspec.filesystem("memory").pipe("/shared/ds/pairs.jsonl", b"")  # the dataset changes at the URL
+        monkeypatch.setattr(storage, "FETCH_WAIT", 1.0)
+        with pytest.raises(InputError, match="is in use: another dpedkit process reads it"):
+            fetch_dataset(url)  # never replaces files under a reader
+    assert fetch_dataset(url) == local and (local / "pairs.jsonl").read_bytes() == b""
+
+
+def test_library_readers_take_a_dataset_url(raw, tmp_path, monkeypatch):
+    from dpedkit.config import TrainConfig
+    from dpedkit.dataset.loader import PatchDataset, load_split
+    from dpedkit.inspect.summary import summarize_dataset
+    from dpedkit.train import train
+
+    monkeypatch.setenv("DPEDKIT_CACHE", str(tmp_path / "cache"))
+    url = "memory://library/ds"
+    build_dataset(raw / "phone", raw / "dslr", url, config=CONFIG)
+    phone, _ = load_split(url, "train")
+    assert len(phone) == len(PatchDataset(url, "train")) > 0
+    assert len(summarize_dataset(url).pairs) == 4
+    cfg = TrainConfig(model="srcnn", iters=1, batch=2, eval_every=1, device="cpu", samples=0)
+    assert train(url, tmp_path / "run", config=cfg).step == 1

@@ -83,7 +83,7 @@ def test_train_help_names_every_trainable_model_and_no_internal_name():
     from dpedkit_cli.main import cli
 
     text = " ".join(CliRunner().invoke(cli, ["train", "--help"]).output.split())
-    model_help = text.split("--model [", 1)[1].split("]", 1)[1].split("--iters", 1)[0]
+    model_help = text.split("--model [", 1)[1].split("]", 1)[1].split("--iters", 1)[0].replace("- ", "-")  # wrapped
     assert all(f"{name} (" in model_help for name in trainable()), model_help
     assert "RECIPES" not in text and "registry" not in model_help
 

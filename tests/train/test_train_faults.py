@@ -70,21 +70,29 @@ def test_a_second_train_into_a_busy_run_folder_is_refused(data, tmp_path):
 
 def test_a_dataset_being_trained_on_cannot_be_rebuilt(tmp_path):
     """Issue 20: ``build --overwrite`` replaced the shards a running train was reading."""
-    from dpedkit.config import BuildConfig, PatchConfig
+    from dpedkit.config import BuildConfig, PatchConfig, TrainConfig
     from dpedkit.dataset.build import build_dataset
     from dpedkit.errors import InputError
-    from dpedkit.io import folder_lock
     from dpedkit.synth.pairs import synthesize
+    from dpedkit.train import train
 
     synthesize(tmp_path / "raw", n=2, seed=1, phone_mp=0.1, dslr_mp=0.2)
     cfg = BuildConfig(patch=PatchConfig(size=32), test_images=0)
     ds = tmp_path / "ds"
     build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", ds, config=cfg)
     manifest = (ds / "dataset.json").read_bytes()
-    with folder_lock(ds, "train", shared=True):  # what a running `dpedkit train ds` holds
-        with pytest.raises(InputError, match="is in use"):
-            build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", ds, config=cfg, overwrite=True)
-    assert (ds / "dataset.json").read_bytes() == manifest
+    refused = []
+
+    def rebuild_meanwhile(*_: object) -> None:  # called by the running train after each step
+        if not refused:
+            with pytest.raises(InputError, match="is in use") as exc:
+                build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", ds, config=cfg, overwrite=True)
+            refused.append(str(exc.value))
+
+    train_cfg = TrainConfig(model="srcnn", iters=2, batch=2, eval_every=2, device="cpu", samples=0)
+    train(ds, tmp_path / "run", config=train_cfg, on_progress=rebuild_meanwhile)
+    assert refused and (ds / "dataset.json").read_bytes() == manifest
+    build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", ds, config=cfg, overwrite=True)  # after: ok
 
 
 def test_a_full_disk_while_saving_latest_pt_is_one_line_and_keeps_the_previous_one(data, tmp_path, monkeypatch):
