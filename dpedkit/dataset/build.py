@@ -259,7 +259,7 @@ def _build(target: _Target, plan: dict[str, Any], n_pairs: int, jobs: int, backe
         if backend == "loky":
             ds.remove_temp_files()
     by_shard = done | {r["shard"]: ShardResult(**r) for r in results}
-    manifest = _finish(ds, plan, [by_shard[t["shard"]] for t in tasks])
+    manifest = _finish(ds, plan, [by_shard[t["shard"]] for t in tasks], target.fetched)
     target.publish(PAIRS, MANIFEST)  # the manifest last: its presence at the URL means the dataset is finished
     summary = summarize(target.out, manifest)
     summary.shards_built = len(todo)
@@ -709,19 +709,33 @@ def _patch_metrics(patches: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ the end
 
 
-def _finish(ds: DatasetDir, plan: dict[str, Any], results: list[ShardResult]) -> Manifest:
-    """Write pairs.jsonl and then dataset.json (the finished mark); returns the manifest."""
+def _finish(ds: DatasetDir, plan: dict[str, Any], results: list[ShardResult],
+            fetched: Mapping[str, str] | None = None) -> Manifest:  # fmt: skip
+    """Write pairs.jsonl and then dataset.json (the finished mark); returns the manifest.
+
+    ``fetched`` (local copy -> URL of photo folders read from URLs): the records name the photos by URL.
+    """
     records = [p for r in results for p in r.pairs]
     why = plan.get("unpaired", {})
     for name, phone, dslr in plan["pairs"]:
         if phone is None or dslr is None:
             reason = why.get(name) or f"no {'phone' if phone is None else 'DSLR'} photo to pair it with"
             records.append(_record(name, phone, dslr, None) | {"status": "no-partner", "reason": reason})
+    if fetched:
+        records = [r | {k: _as_url(r.get(k), fetched) for k in ("phone", "dslr")} for r in records]
     ds.write_pairs(records)
     shards = tuple(ShardEntry(r.split, r.shard, r.rows, r.sha256) for r in results)
     manifest = Manifest(config=plan["config"], counts=Counts.from_records(records), shards=shards)
     ds.write_manifest(manifest)
     return manifest
+
+
+def _as_url(path: str | None, fetched: Mapping[str, str]) -> str | None:
+    """``path`` of a photo in the local copy of a folder read from a URL as that URL's object; others as they are."""
+    if path is None:
+        return None
+    folder, name = os.path.split(path)
+    return f"{fetched[folder].rstrip('/')}/{name}" if folder in fetched else path
 
 
 def summarize(out: Path, manifest: Manifest) -> BuildSummary:

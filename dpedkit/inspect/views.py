@@ -22,7 +22,7 @@ from dpedkit.dataset.format import DatasetDir
 from dpedkit.errors import InputError
 from dpedkit.inspect import pictures as pic
 from dpedkit.inspect.summary import DatasetSummary, flatten_pair_record, is_finite_number, summarize_dataset
-from dpedkit.io import read_image, to_uint8
+from dpedkit.io import is_url, read_image, to_uint8
 
 if TYPE_CHECKING:
     from dpedkit.config import ReportConfig
@@ -253,6 +253,12 @@ def _jpeg(rgb: np.ndarray) -> tuple[str, bytes]:
 
 
 def _resolve(path: str, root: Path) -> Path:
+    """A photo a build recorded: a URL's (photos read from object storage) local copy, else the path (or root/path)."""
+    if is_url(path):
+        from dpedkit.dataset.storage import fetch_folder
+
+        folder, name = path.rsplit("/", 1)
+        return fetch_folder(folder) / name
     p = Path(path)
     return p if p.is_absolute() or p.exists() else root / p
 

@@ -148,6 +148,11 @@ def test_photos_from_s3_build_the_same_dataset(s3, raw, local, tmp_path):
     assert same == {k: v for k, v in digests(local_files(local)).items() if k != "pairs.jsonl"}
     # a second run fetches nothing new and finds the photos unchanged (their times are the objects')
     assert build_dataset("s3://bucket/photos/phone", "s3://bucket/photos/dslr", out, config=CONFIG).already_finished
+    records = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert all(r["phone"].startswith("s3://bucket/photos/phone/") for r in records)  # the photos' own names
+    from dpedkit.inspect.views import recompute_pair
+
+    assert recompute_pair(records[0], out, json.loads((out / "dataset.json").read_text())["config"])["result"].ok
 
 
 def test_overwrite_removes_only_the_dataset_objects(raw, tmp_path, monkeypatch):
