@@ -38,6 +38,7 @@ from dpedkit.dataset.shards import (
     COLUMNS,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
+    SHARD_SUFFIX,
     ShardInfo,
     candidate_names,
     file_sha256,
@@ -65,7 +66,7 @@ def originals_dir(source: str) -> str:
 
 def shard_name(split: str, index: int) -> str:
     """Relative path of shard ``index`` of ``split``: ``train/shard-00000.h5``."""
-    return f"{split}/shard-{index:05d}.h5"
+    return f"{split}/shard-{index:05d}{SHARD_SUFFIX}"
 
 
 def check_split(split: str) -> str:
@@ -435,7 +436,7 @@ class DatasetDir:
         Other files, also inside ``train/``, ``test/`` or ``test_full/``, are kept (and so are those folders then).
         """
         for split in SPLITS:
-            for pattern in ("shard-*.h5", "shard-*.json", ".shard-*.tmp*"):
+            for pattern in (f"shard-*{SHARD_SUFFIX}", "shard-*.json", ".shard-*.tmp*"):
                 for path in (self.root / split).glob(pattern):
                     path.unlink()
         for side in ("phone", "dslr"):

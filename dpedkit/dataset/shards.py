@@ -53,6 +53,7 @@ from dpedkit import __version__
 from dpedkit.errors import ShardError
 from dpedkit.io import AtomicFile, atomic_path, check_room, dumps
 
+SHARD_SUFFIX = ".h5"  # the file suffix of a shard (format.shard_name, storage's object names read it from here)
 SCHEMA = "dpedkit-patches"
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 2 added the optional candidates/ group

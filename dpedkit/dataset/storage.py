@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dpedkit.dataset.format import MANIFEST, PAIRS, PLAN
+from dpedkit.dataset.shards import SHARD_SUFFIX
 from dpedkit.errors import InputError, ShardError
 from dpedkit.io import atomic_path, folder_lock, is_url, write_text
 
@@ -40,8 +41,8 @@ FETCH_WAIT = 120.0  # seconds a fetch waits for another process that holds the l
 STAMPS = ".dpedkit-remote.json"  # in a cached copy: the stamp of each object it holds
 # what a dataset at a URL is made of (relative object names): a fetch copies these, an overwrite removes these
 DATASET_FILES = (
-    MANIFEST, PAIRS, PLAN, "train/shard-*.h5", "train/shard-*.json", "test/shard-*.h5", "test/shard-*.json",
-    "test_full/phone/*.png", "test_full/dslr/*.png", "*_source/*",
+    MANIFEST, PAIRS, PLAN, f"train/shard-*{SHARD_SUFFIX}", "train/shard-*.json", f"test/shard-*{SHARD_SUFFIX}",
+    "test/shard-*.json", "test_full/phone/*.png", "test_full/dslr/*.png", "*_source/*",
 )  # fmt: skip
 
 
@@ -258,9 +259,9 @@ def pull_state(store: Store, staging: Path) -> None:
     A shard record is taken only when its shard object exists too (the record is uploaded after the shard).
     """
     objects = store.objects()
-    records = [n for n in objects if fnmatch(n, "*/shard-*.json") and n[: -len(".json")] + ".h5" in objects]
+    records = [n for n in objects if fnmatch(n, "*/shard-*.json") and n[: -len(".json")] + SHARD_SUFFIX in objects]
     wanted = {n for n in (MANIFEST, PAIRS, PLAN) if n in objects} | set(records)
-    for path in [*staging.glob("*.json*"), *staging.glob("*/shard-*.json"), *staging.glob("*/shard-*.h5")]:
+    for path in [*staging.glob("*.json*"), *staging.glob("*/shard-*.json"), *staging.glob(f"*/shard-*{SHARD_SUFFIX}")]:
         rel = path.relative_to(staging).as_posix()
         if rel not in wanted:
             path.unlink()
