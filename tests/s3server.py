@@ -8,6 +8,7 @@ too.
 from __future__ import annotations
 
 import logging
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,6 +36,9 @@ def s3_server(bucket: str = "bucket") -> Iterator[dict[str, str]]:
         with pytest.MonkeyPatch.context() as mp:
             for k, v in env.items():
                 mp.setenv(k, v)
+            # moto keeps its buckets per process, not per server: a server started earlier in this process (another
+            # test module on the same xdist worker) left its own; start from none
+            urllib.request.urlopen(urllib.request.Request(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"))
             client().mkdir(bucket)
             yield env
     finally:
