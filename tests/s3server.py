@@ -20,6 +20,7 @@ KEY, SECRET = "dpedkit-test-key", "dpedkit-test-secret-0123456789"  # the server
 @contextmanager
 def s3_server(bucket: str = "bucket") -> Iterator[dict[str, str]]:
     """Start the server (a free port), create ``bucket``; yields the environment variables that reach it."""
+    import s3fs
     from moto import server as server_mod  # a dev dependency: missing means a broken set-up, not a skip
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
@@ -39,6 +40,9 @@ def s3_server(bucket: str = "bucket") -> Iterator[dict[str, str]]:
             # moto keeps its buckets per process, not per server: a server started earlier in this process (another
             # test module on the same xdist worker) left its own; start from none
             urllib.request.urlopen(urllib.request.Request(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"))
+            # fsspec keeps one S3 client per set of arguments, made with the endpoint of its day: this server's port
+            # is new, so a client cached by an earlier server's test would call a closed port
+            s3fs.S3FileSystem.clear_instance_cache()
             client().mkdir(bucket)
             yield env
     finally:
