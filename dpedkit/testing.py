@@ -27,10 +27,10 @@ from dpedkit.dataset.shards import (
     CANDIDATES,
     COLUMNS,
     IMAGES,
-    PATCH_DTYPES,
     ShardInfo,
     candidate_names,
     check_fields,
+    patch_layout,
     shard_attrs,
     shard_writer,
 )
@@ -334,11 +334,7 @@ class MemoryWriter:
         del compression  # nothing to compress in memory
         self.store, self.path, self.patch_size, self.checksums = store, path, int(patch_size), checksums
         self.attrs = shard_attrs(attrs or {}, patch_size=self.patch_size)
-        self.dtypes = {"phone": np.dtype(phone_dtype or dtype), "dslr": np.dtype(dtype)}
-        if any(d not in PATCH_DTYPES for d in self.dtypes.values()):
-            raise ValueError(f"patches must be uint8 or uint16; got {self.dtypes}")
-        self.channels = {"phone": phone_channels, "dslr": 3} | ({BASELINE: 3} if baseline else {})
-        self.dtypes[BASELINE] = self.dtypes["dslr"]
+        self.dtypes, self.channels = patch_layout(dtype, phone_dtype, phone_channels, baseline)
         self.parts: list[dict[str, np.ndarray]] = []
         self.cand_parts: list[dict[str, np.ndarray]] | None = [] if candidates else None
         self.rows = 0

@@ -106,6 +106,22 @@ def file_sha256(path: str | Path, *, block: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def patch_layout(
+    dtype: Any, phone_dtype: Any, phone_channels: int, baseline: bool
+) -> tuple[dict[str, np.dtype], dict[str, int]]:
+    """``(dtypes, channels)`` of a shard's image datasets (phone, dslr and, with ``baseline``, baseline), checked.
+
+    Raises:
+        ValueError: a dtype other than uint8/uint16, or a phone of other than 1 or 3 channels.
+    """
+    dtypes = {"phone": np.dtype(phone_dtype or dtype), "dslr": np.dtype(dtype)}
+    if any(d not in PATCH_DTYPES for d in dtypes.values()) or phone_channels not in (1, 3):
+        raise ValueError(f"patches must be uint8 or uint16 and the phone's 1 or 3 channels; got {dtypes}, "
+                         f"{phone_channels}")  # fmt: skip
+    channels = {"phone": phone_channels, "dslr": 3} | ({BASELINE: 3} if baseline else {})
+    return dtypes | {BASELINE: dtypes["dslr"]}, channels
+
+
 class ShardWriter:
     """Write one shard: append patch groups, then :meth:`close` renames the temporary file into place.
 
@@ -143,12 +159,7 @@ class ShardWriter:
         baseline: bool = False,
         checksums: bool = True,
     ) -> None:
-        dtypes = {"phone": np.dtype(phone_dtype or dtype), "dslr": np.dtype(dtype)}
-        if any(d not in PATCH_DTYPES for d in dtypes.values()) or phone_channels not in (1, 3):
-            raise ValueError(f"patches must be uint8 or uint16 and the phone's 1 or 3 channels; got {dtypes}, "
-                             f"{phone_channels}")  # fmt: skip
-        self.channels = {"phone": phone_channels, "dslr": 3} | ({BASELINE: 3} if baseline else {})
-        dtypes[BASELINE] = dtypes["dslr"]
+        dtypes, self.channels = patch_layout(dtype, phone_dtype, phone_channels, baseline)
         self.path = Path(path)
         self.patch_size = int(patch_size)
         self._atomic = AtomicFile(self.path)
