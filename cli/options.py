@@ -58,10 +58,10 @@ FETCHED: dict[str, str] = {}  # local copy -> URL of the datasets this command f
 
 def local_dataset(value: str) -> str:
     """A dataset argument as the library reads it: a URL's dataset is fetched into the local cache (its path)."""
-    from dpedkit.dataset.storage import fetch_dataset
+    from dpedkit.dataset import storage
     from dpedkit.io import is_url
 
-    local = str(fetch_dataset(value))
+    local = str(storage.local_dataset(value))
     if is_url(value):
         FETCHED[local] = value
     return local

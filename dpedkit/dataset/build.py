@@ -176,8 +176,9 @@ def build_dataset(
     check_options(jobs, backend, scheduler)
     url = str(out_dir) if is_url(out_dir) else None
     store = None if url is None else Store(url)
-    fetched = {str(fetch_folder(str(d))): str(d) for d in (phone_dir, dslr_dir) if is_url(d)}  # local copy -> URL
-    phone_dir, dslr_dir = (fetch_folder(str(d)) for d in (phone_dir, dslr_dir))
+    given = {str(d): str(fetch_folder(str(d))) for d in (phone_dir, dslr_dir)}  # a URL's local copy; a folder as is
+    fetched = {local: url for url, local in given.items() if is_url(url)}  # local copy -> URL
+    phone_dir, dslr_dir = given[str(phone_dir)], given[str(dslr_dir)]
     if store is None:
         check_apart(out_dir, [phone_dir, dslr_dir, pairs_csv], what="dataset folder")
     # a dataset at a URL: its plan, records and manifest are kept in a local staging folder in step with the store

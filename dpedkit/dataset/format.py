@@ -64,6 +64,18 @@ def originals_dir(source: str) -> str:
     return f"{source}_source"
 
 
+def inside_name(relative: str, root: str | Path) -> PurePosixPath:
+    """``relative`` (a ``/``-separated name listed in a dataset) checked to stay inside ``root``, the folder or URL.
+
+    Raises:
+        ShardError: an absolute name, one with ``..``, or an empty one.
+    """
+    p = PurePosixPath(relative)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise ShardError(f"{root}: path {relative!r} leaves the dataset folder")
+    return p
+
+
 def shard_name(split: str, index: int) -> str:
     """Relative path of shard ``index`` of ``split``: ``train/shard-00000.h5``."""
     return f"{split}/shard-{index:05d}{SHARD_SUFFIX}"
@@ -267,10 +279,7 @@ class DatasetDir:
 
     def path(self, relative: str) -> Path:
         """``ROOT/relative`` for a path listed in the dataset (a shard), refused if it would leave ``ROOT``."""
-        p = PurePosixPath(relative)
-        if p.is_absolute() or ".." in p.parts or not p.parts:
-            raise ShardError(f"{self.root}: path {relative!r} leaves the dataset folder")
-        return self.root.joinpath(*p.parts)
+        return self.root.joinpath(*inside_name(relative, self.root).parts)
 
     def originals_path(self, shard: str, source: str | None = None) -> Path:
         """The sidecar of ``shard`` keeping its rows' original files (``zrr_source/train/shard-00000.h5``).

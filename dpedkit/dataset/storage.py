@@ -26,11 +26,12 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from fnmatch import fnmatch
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from dpedkit.dataset.format import MANIFEST, PAIRS, PLAN
+from dpedkit.dataset.format import MANIFEST, PAIRS, PLAN, inside_name
 from dpedkit.dataset.shards import SHARD_SUFFIX
 from dpedkit.errors import InputError, ShardError
 from dpedkit.io import atomic_path, folder_lock, is_url, write_text
@@ -89,23 +90,20 @@ class Store:
         return f"Store({self.url!r})"
 
     def _key(self, name: str) -> str:
-        p = PurePosixPath(name)
-        if p.is_absolute() or ".." in p.parts or not p.parts:
-            raise ShardError(f"{self.url}: object name {name!r} leaves the dataset")
-        return f"{self.root}/{p}"
+        return f"{self.root}/{inside_name(name, self.url)}"
 
     def where(self, name: str) -> str:
         """The URL of object ``name`` (for messages)."""
         return f"{self.url}/{name}"
 
-    def objects(self) -> dict[str, str]:
-        """Every object under the URL: relative name -> stamp (size and ETag or modification time)."""
+    def objects(self) -> dict[str, Listed]:
+        """Every object under the URL, as listed: relative name -> :class:`Listed`."""
         self.fs.invalidate_cache(self.root)  # another process may have written since: list afresh
         try:
             found = self.fs.find(self.root, detail=True) if self.fs.exists(self.root) else {}
         except OSError as exc:
             raise InputError(self.url, f"cannot list it ({exc})") from None
-        return {k[len(self.root) + 1 :]: _stamp(v) for k, v in found.items() if k.startswith(self.root + "/")}
+        return {k[len(self.root) + 1 :]: _listed(v) for k, v in found.items() if k.startswith(self.root + "/")}
 
     def get(self, name: str, local: Path) -> None:
         """Download object ``name`` to ``local`` (a temporary file renamed into place)."""
@@ -114,13 +112,6 @@ class Store:
                 self.fs.get_file(self._key(name), str(tmp))
             except FileNotFoundError:
                 raise ShardError(f"{self.where(name)}: object vanished while being fetched") from None
-
-    def mtime_ns(self, name: str) -> int | None:
-        """Object ``name``'s modification time in ns since the epoch, where the storage reports one."""
-        try:
-            return int(self.fs.modified(self._key(name)).timestamp() * 1e9)
-        except (NotImplementedError, OSError, ValueError, KeyError, AttributeError):
-            return None
 
     def put(self, local: Path, name: str) -> None:
         """Upload ``local`` as object ``name`` (one object: readers see all of it or nothing)."""
@@ -137,10 +128,26 @@ class Store:
         self.fs.invalidate_cache(self.root)
 
 
-def _stamp(info: dict[str, Any]) -> str:
-    """What tells two versions of an object apart without reading it: size with ETag, else modification time."""
-    tag = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime") or info.get("created")
-    return f"{info.get('size')}:{tag}"
+class Listed(NamedTuple):
+    """An object as its listing describes it.
+
+    ``stamp``: size with ETag, else modification time (what tells two versions apart without reading them);
+    ``mtime_ns``: the modification time, None where the storage reports none.
+    """
+
+    stamp: str
+    mtime_ns: int | None
+
+
+def _listed(info: dict[str, Any]) -> Listed:
+    """The :class:`Listed` of one entry of ``fs.find(detail=True)`` (s3fs: ``LastModified``; others: ``mtime``)."""
+    when = info.get("LastModified") or info.get("mtime") or info.get("created")
+    tag = info.get("ETag") or info.get("etag") or when
+    if isinstance(when, datetime):
+        ns = int(when.timestamp() * 1e9)
+    else:
+        ns = int(float(when) * 1e9) if isinstance(when, int | float) else None
+    return Listed(f"{info.get('size')}:{tag}", ns)
 
 
 def dataset_objects(names: Iterable[str]) -> list[str]:
@@ -193,7 +200,7 @@ def fetch_folder(url: str, *, on_file: Callable[[str], None] | None = None) -> P
     return local
 
 
-def _mirror(store: Store, objects: dict[str, str], local: Path, *, last: str | None = None,
+def _mirror(store: Store, objects: dict[str, Listed], local: Path, *, last: str | None = None,
             on_file: Callable[[str], None] | None = None, wait: float | None = None) -> None:  # fmt: skip
     """Make ``local`` hold exactly ``objects`` of ``store``: download new or changed ones, delete vanished ones.
 
@@ -215,18 +222,18 @@ def _mirror(store: Store, objects: dict[str, str], local: Path, *, last: str | N
             time.sleep(0.5)
 
 
-def _changes(objects: dict[str, str], local: Path) -> tuple[list[str], list[str], dict[str, str]] | None:
+def _changes(objects: dict[str, Listed], local: Path) -> tuple[list[str], list[str], dict[str, str]] | None:
     """``(stale, gone, had)`` of the local copy against ``objects``, or None when it is up to date."""
     try:
         had = json.loads((local / STAMPS).read_text())
     except (OSError, ValueError):
         had = {}
-    stale = [n for n in objects if had.get(n) != objects[n] or not (local / n).is_file()]
+    stale = [n for n in objects if had.get(n) != objects[n].stamp or not (local / n).is_file()]
     gone = [n for n in had if n not in objects]
     return (stale, gone, had) if stale or gone else None
 
 
-def _download(store: Store, objects: dict[str, str], local: Path, *, last: str | None,
+def _download(store: Store, objects: dict[str, Listed], local: Path, *, last: str | None,
               on_file: Callable[[str], None] | None) -> None:  # fmt: skip
     """The changes of :func:`_changes`, made under the lock: vanished files deleted, new or changed ones fetched."""
     found = _changes(objects, local)
@@ -242,9 +249,9 @@ def _download(store: Store, objects: dict[str, str], local: Path, *, last: str |
     keep = {n: s for n, s in had.items() if n in objects and n not in stale}
     for name in stale:
         store.get(name, local / name)
-        if (ns := store.mtime_ns(name)) is not None:  # the object's time: a build's photo stamps stay the same
+        if (ns := objects[name].mtime_ns) is not None:  # the object's time: a build's photo stamps stay the same
             os.utime(local / name, ns=(ns, ns))
-        keep[name] = objects[name]
+        keep[name] = objects[name].stamp
         write_text(local / STAMPS, json.dumps(keep, sort_keys=True))  # a killed fetch resumes from here
         if on_file is not None:
             on_file(name)
