@@ -240,9 +240,9 @@ class _FileReader:
         return self.read(phone, dslr) if self.read is not None else (read_rgb(phone), read_rgb(dslr))
 
     def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.side is None:
-            self.side = self._decode(*self.pairs[0])[0].shape[0]
         out = self._decode(*self.pairs[index])
+        if self.side is None:  # the first pair's phone patch sets the side (decoded once when it is the one asked)
+            self.side = (out if index == 0 else self._decode(*self.pairs[0]))[0].shape[0]
         for path, img in zip(self.pairs[index], out, strict=True):
             if img.shape[:2] != (self.side, self.side):
                 first, side = self.pairs[0][0], f"{self.side}x{self.side}"
