@@ -36,32 +36,38 @@ from dpedkit.config import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class FolderOrUrl(click.ParamType):
-    """A local folder that must exist, or a URL on object storage (``s3://bucket/prefix``), passed on as given."""
+class PathOrUrl(click.ParamType):
+    """A local folder (or, with ``file``, a file) that must exist, or a URL on object storage, passed on as given."""
 
-    name = "folder"
+    def __init__(self, *, file: bool = False) -> None:
+        self.file = file
+        self.name = "file" if file else "folder"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        """The URL as given, or the folder checked by ``click.Path``."""
+        """The URL as given, or the path checked by ``click.Path``."""
         from dpedkit.io import is_url
 
         if is_url(value):
             return str(value)
-        return click.Path(exists=True, file_okay=False).convert(value, param, ctx)
+        return click.Path(exists=True, file_okay=self.file, dir_okay=not self.file).convert(value, param, ctx)
 
 
-FOLDER_OR_URL = FolderOrUrl()
+FOLDER_OR_URL = PathOrUrl()
+FILE_OR_URL = PathOrUrl(file=True)
 
 
 FETCHED: dict[str, str] = {}  # local copy -> URL of the datasets this command fetched (errors name the URL)
 
 
-def local_dataset(value: str) -> str:
-    """A dataset argument as the library reads it: a URL's dataset is fetched into the local cache (its path)."""
+def local_dataset(value: str, parts: list[str] | None = None) -> str:
+    """A dataset argument as the library reads it: a URL's dataset (``parts`` of it, default all) is fetched.
+
+    Returns the local copy's path (a folder: as given).
+    """
     from dpedkit.dataset import storage
     from dpedkit.io import is_url
 
-    local = str(storage.local_dataset(value))
+    local = str(storage.local_dataset(value, parts=parts))
     if is_url(value):
         FETCHED[local] = value
     return local

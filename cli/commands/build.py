@@ -6,7 +6,7 @@ import sys
 import time
 
 import click
-from dpedkit_cli.options import FOLDER_OR_URL, config_options, resolved_config
+from dpedkit_cli.options import FILE_OR_URL, FOLDER_OR_URL, config_options, resolved_config
 from dpedkit_cli.render import console, handle_errors, print_json, progress, quiet_logs, table
 from rich.markup import escape
 
@@ -17,7 +17,7 @@ from dpedkit.dataset.parallel import BACKENDS
 @click.argument("phone_dir", type=FOLDER_OR_URL)
 @click.argument("dslr_dir", type=FOLDER_OR_URL)
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
-@click.option("--pairs", "pairs_csv", type=click.Path(exists=True, dir_okay=False), help="Explicit pairing CSV.")
+@click.option("--pairs", "pairs_csv", type=FILE_OR_URL, help="Explicit pairing CSV (a file or a URL).")
 @click.option("--jobs", default=1, show_default=True,
               help="Worker processes (-1: all cores). With --scheduler, 1 means all cluster workers.")  # fmt: skip
 @click.option("--backend", type=click.Choice(BACKENDS), default="loky", show_default=True)

@@ -28,10 +28,10 @@ def command(models: tuple[str, ...], data: str, names: tuple[str, ...], fmt: str
     """
     from dpedkit.evaluate import compare
 
-    data = local_dataset(data)
     if names and len(names) != len(models):
         raise click.BadParameter(f"{len(names)} --name for {len(models)} models", param_hint="--name")
     config = resolved_config("evaluate", options)
+    data = local_dataset(data, parts=[config.split])  # a URL: only the split scored
     with console.status("comparing") as status:
         result = compare(list(models), data, names=list(names) or None, config=config,
                          on_model=lambda name: status.update(f"scoring {name}"))  # fmt: skip

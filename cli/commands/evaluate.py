@@ -28,8 +28,8 @@ def command(model: str, data: str, as_json: bool, **options) -> None:
     """
     from dpedkit.evaluate import evaluate
 
-    data = local_dataset(data)
     config = resolved_config("evaluate", options)
+    data = local_dataset(data, parts=["test_full"] if config.full else [config.split])  # a URL: only what is scored
     if config.full:
         return _full(model, data, config, as_json)
     result = _with_progress("evaluate", "patches", as_json, lambda cb: evaluate(model, data, config=config,

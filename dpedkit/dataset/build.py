@@ -56,6 +56,7 @@ from dpedkit.dataset.shards import BASELINE, CANDIDATE_COLUMNS, COLUMNS, IMAGES,
 from dpedkit.dataset.storage import (
     Store,
     clear_store,
+    fetch_file,
     fetch_folder,
     publish,
     publish_shard,
@@ -289,11 +290,11 @@ def _pair_records(
     ``report``: log what the pairing decided (files skipped or set aside, the clock offset), and refuse input
     without a single pair.
     """
-    from dpedkit.dataset.pairs import pair_folders, read_pairs_csv
+    from dpedkit.dataset.pairs import pair_folders
 
     reasons: dict[str, str] = {}
     if pairs_csv is not None:
-        found = read_pairs_csv(pairs_csv, phone_dir=phone_dir, dslr_dir=dslr_dir)
+        found = _read_pairs(pairs_csv, phone_dir, dslr_dir)
         if report and not found:
             raise InputError(pairs_csv, "the pairs CSV lists no pair (only its header, or nothing)")
     else:
@@ -316,6 +317,18 @@ def _pair_records(
         dup = sorted(n for n, c in Counter(names).items() if c > 1)
         raise ConfigError(f"pair names must be unique; repeated: {dup[:5]}")
     return sorted(rows), unpaired
+
+
+def _read_pairs(pairs_csv: str | Path, phone_dir: str | Path, dslr_dir: str | Path) -> list[Any]:
+    """:func:`~dpedkit.dataset.pairs.read_pairs_csv`; a CSV at a URL is fetched first (errors name the URL)."""
+    from dpedkit.dataset.pairs import read_pairs_csv
+
+    if not is_url(pairs_csv):
+        return read_pairs_csv(pairs_csv, phone_dir=phone_dir, dslr_dir=dslr_dir)
+    try:
+        return read_pairs_csv(fetch_file(str(pairs_csv)), phone_dir=phone_dir, dslr_dir=dslr_dir)
+    except InputError as exc:
+        raise InputError(pairs_csv, exc.cause) from None
 
 
 def _report_pairing(found: Any) -> None:

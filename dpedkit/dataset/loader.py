@@ -32,7 +32,7 @@ Source = str | Path | Sequence[str | Path]
 def _resolve(source: Source, split: str, verify: bool, store: ShardStore) -> list[ShardInfo]:
     """Shards of ``split`` from a dataset folder, or the given shard file(s) checked for schema (in ``store``)."""
     if isinstance(source, str | Path):
-        source = local_dataset(source)  # a dataset at a URL: its local copy
+        source = local_dataset(source, parts=[split])  # a dataset at a URL: its local copy (of this split)
     listed = isinstance(source, str | Path) and Path(source).is_dir()
     if listed:
         infos = DatasetDir(source).shards(split, verify=verify)

@@ -19,7 +19,7 @@ is :func:`dpedkit.nn.registry.is_raw_model`). Adding a layout means one adapter 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -251,7 +251,7 @@ class _FileReader:
         return out
 
 
-def open_source(path: str | Path, *, phone: str | None = None) -> Source:
+def open_source(path: str | Path, *, phone: str | None = None, parts: Collection[str] | None = None) -> Source:
     """The :class:`Source` of a folder of patch pairs: a dpedkit dataset, an official DPED folder or a ZRR folder.
 
     Args:
@@ -259,6 +259,8 @@ def open_source(path: str | Path, *, phone: str | None = None) -> Source:
             folder (``train|test/huawei_raw``); a URL (``s3://...``) of a dataset is fetched into the local cache
             (:func:`dpedkit.dataset.storage.fetch_dataset`).
         phone: the phone of an official DPED tree (``iphone``, ``sony``, ``blackberry``).
+        parts: of a dataset at a URL, the parts fetched (``train``, ``test``, ``test_full``; default all): a
+            reader of the test split alone does not download the training shards.
 
     Raises:
         InputError: neither layout (the message names both), or unreadable files.
@@ -268,7 +270,7 @@ def open_source(path: str | Path, *, phone: str | None = None) -> Source:
     from dpedkit.interop.dped_layout import is_dped_folder
     from dpedkit.interop.zrr import is_zrr_folder
 
-    path = fetch_dataset(str(path)) if is_url(path) else Path(path)
+    path = fetch_dataset(str(path), parts=parts) if is_url(path) else Path(path)
     if DatasetDir.is_dataset(path):
         return DatasetSource(path)
     if is_zrr_folder(path):

@@ -41,10 +41,13 @@ log = logging.getLogger(__name__)
 FETCH_WAIT = 120.0  # seconds a fetch waits for another process that holds the local copy
 STAMPS = ".dpedkit-remote.json"  # in a cached copy: the stamp of each object it holds
 # what a dataset at a URL is made of (relative object names): a fetch copies these, an overwrite removes these
-DATASET_FILES = (
-    MANIFEST, PAIRS, PLAN, f"train/shard-*{SHARD_SUFFIX}", "train/shard-*.json", f"test/shard-*{SHARD_SUFFIX}",
-    "test/shard-*.json", "test_full/phone/*.png", "test_full/dslr/*.png", "*_source/*",
-)  # fmt: skip
+DATASET_PARTS = {
+    "train": (f"train/shard-*{SHARD_SUFFIX}", "train/shard-*.json"),
+    "test": (f"test/shard-*{SHARD_SUFFIX}", "test/shard-*.json"),
+    "test_full": ("test_full/phone/*.png", "test_full/dslr/*.png"),
+    "source": ("*_source/*",),  # an import's original files
+}  # the parts a reader may fetch alone (evaluate: the test split); the manifest, pairs and plan come with each
+DATASET_FILES = (MANIFEST, PAIRS, PLAN, *(pattern for part in DATASET_PARTS.values() for pattern in part))
 
 
 def cache_root() -> Path:
@@ -150,19 +153,24 @@ def _listed(info: dict[str, Any]) -> Listed:
     return Listed(f"{info.get('size')}:{tag}", ns)
 
 
-def dataset_objects(names: Iterable[str]) -> list[str]:
+def dataset_objects(names: Iterable[str], patterns: Iterable[str] = DATASET_FILES) -> list[str]:
     """The names among ``names`` that belong to a dpedkit dataset (:data:`DATASET_FILES`), sorted."""
-    return sorted(n for n in names if any(fnmatch(n, pattern) for pattern in DATASET_FILES) and "/." not in f"/{n}")
+    patterns = tuple(patterns)
+    return sorted(n for n in names if any(fnmatch(n, pattern) for pattern in patterns) and "/." not in f"/{n}")
 
 
 # ------------------------------------------------------------------------------------------------ reading
 
 
-def fetch_dataset(url: str, *, on_file: Callable[[str], None] | None = None) -> Path:
+def fetch_dataset(url: str, *, parts: Iterable[str] | None = None,
+                  on_file: Callable[[str], None] | None = None) -> Path:  # fmt: skip
     """A local copy of the finished dataset at ``url`` (downloading only what changed); a local path is returned as is.
 
     Args:
         url: ``scheme://bucket/prefix`` of a dataset written by ``dpedkit build -o URL`` (or uploaded as a folder).
+        parts: the parts needed (:data:`DATASET_PARTS`: ``train``, ``test``, ``test_full``, ``source``); default
+            all. The manifest, pairs and plan always come. Other parts already in the copy stay while they are
+            current; a stale one is removed (the copy never mixes two versions of a dataset).
         on_file: called with each object name as it is downloaded (for progress).
 
     Raises:
@@ -175,13 +183,24 @@ def fetch_dataset(url: str, *, on_file: Callable[[str], None] | None = None) -> 
     objects = store.objects()
     if MANIFEST not in objects:
         raise ShardError(f"{store.url}: not a finished dpedkit dataset ({MANIFEST} is missing; build still running?)")
-    _mirror(store, {n: objects[n] for n in dataset_objects(objects)}, local, last=MANIFEST, on_file=on_file)
+    present = {n: objects[n] for n in dataset_objects(objects)}
+    wanted = dataset_objects(present, _patterns(parts))
+    _mirror(store, {n: present[n] for n in wanted}, local, present=present, last=MANIFEST, on_file=on_file)
     return local
 
 
-def local_dataset(path: str | Path) -> Path:
-    """The local folder of a dataset given as a folder (returned as is) or a URL (fetched: :func:`fetch_dataset`)."""
-    return fetch_dataset(str(path)) if is_url(path) else Path(path)
+def _patterns(parts: Iterable[str] | None) -> tuple[str, ...]:
+    if parts is None:
+        return DATASET_FILES
+    parts = list(parts)
+    if unknown := [p for p in parts if p not in DATASET_PARTS]:
+        raise ValueError(f"unknown dataset part(s) {unknown}; choose from {', '.join(DATASET_PARTS)}")
+    return (MANIFEST, PAIRS, PLAN, *(pattern for part in parts for pattern in DATASET_PARTS[part]))
+
+
+def local_dataset(path: str | Path, *, parts: Iterable[str] | None = None) -> Path:
+    """The local folder of a dataset given as a folder (as is) or a URL (:func:`fetch_dataset` of ``parts``)."""
+    return fetch_dataset(str(path), parts=parts) if is_url(path) else Path(path)
 
 
 def fetch_folder(url: str, *, on_file: Callable[[str], None] | None = None) -> Path:
@@ -200,9 +219,38 @@ def fetch_folder(url: str, *, on_file: Callable[[str], None] | None = None) -> P
     return local
 
 
-def _mirror(store: Store, objects: dict[str, Listed], local: Path, *, last: str | None = None,
-            on_file: Callable[[str], None] | None = None, wait: float | None = None) -> None:  # fmt: skip
-    """Make ``local`` hold exactly ``objects`` of ``store``: download new or changed ones, delete vanished ones.
+def fetch_file(url: str) -> Path:
+    """A local copy of the one file at ``url`` (downloaded again only when it changed); a local path is returned as is.
+
+    Raises:
+        InputError: no such file, or the storage cannot be reached.
+    """
+    if not is_url(url):
+        return Path(url)
+    parent, _, name = url.rstrip("/").rpartition("/")
+    store = Store(parent)
+    key = store._key(name)
+    store.fs.invalidate_cache(key)
+    try:
+        info = store.fs.info(key)
+    except FileNotFoundError:
+        raise InputError(url, "no such file") from None
+    except OSError as exc:
+        raise InputError(url, f"cannot read it ({exc})") from None
+    if info.get("type") == "directory":
+        raise InputError(url, "a folder, not a file")
+    local = _cache_dir(url, "files")
+    _mirror(store, {name: _listed(info)}, local)
+    return local / name
+
+
+def _mirror(store: Store, objects: dict[str, Listed], local: Path, *, present: dict[str, Listed] | None = None,
+            last: str | None = None, on_file: Callable[[str], None] | None = None,
+            wait: float | None = None) -> None:  # fmt: skip
+    """Make ``local`` hold ``objects`` of ``store``: download new or changed ones, delete vanished ones.
+
+    ``present``: every object of the store that the copy may hold (default: ``objects``); a file of the copy that
+    is one of them, current but not asked for, stays.
 
     A copy already up to date is used as it is, without a lock, so any number of commands (a training run, the
     ranks of a distributed one, an evaluation) read it side by side. Otherwise the copy is taken for writing;
@@ -211,10 +259,11 @@ def _mirror(store: Store, objects: dict[str, Listed], local: Path, *, last: str 
     anything changes and downloaded last, so an interrupted fetch never leaves a copy that looks finished.
     """
     deadline = time.monotonic() + (FETCH_WAIT if wait is None else wait)
-    while _changes(objects, local) is not None:
+    present = objects if present is None else present
+    while _changes(objects, present, local) is not None:
         try:
             with folder_lock(local, "fetch"):
-                _download(store, objects, local, last=last, on_file=on_file)
+                _download(store, objects, present, local, last=last, on_file=on_file)
             return
         except InputError:  # held: another fetch (which may bring it up to date) or a reader of the copy
             if time.monotonic() > deadline:
@@ -222,21 +271,25 @@ def _mirror(store: Store, objects: dict[str, Listed], local: Path, *, last: str 
             time.sleep(0.5)
 
 
-def _changes(objects: dict[str, Listed], local: Path) -> tuple[list[str], list[str], dict[str, str]] | None:
-    """``(stale, gone, had)`` of the local copy against ``objects``, or None when it is up to date."""
+def _changes(objects: dict[str, Listed], present: dict[str, Listed],
+             local: Path) -> tuple[list[str], list[str], dict[str, str]] | None:  # fmt: skip
+    """``(stale, gone, had)`` of the local copy against ``objects``, or None when it is up to date.
+
+    ``gone``: files of the copy that are not among ``objects`` and not current ``present`` ones either.
+    """
     try:
         had = json.loads((local / STAMPS).read_text())
     except (OSError, ValueError):
         had = {}
     stale = [n for n in objects if had.get(n) != objects[n].stamp or not (local / n).is_file()]
-    gone = [n for n in had if n not in objects]
+    gone = [n for n in had if n not in objects and (n not in present or had[n] != present[n].stamp)]
     return (stale, gone, had) if stale or gone else None
 
 
-def _download(store: Store, objects: dict[str, Listed], local: Path, *, last: str | None,
-              on_file: Callable[[str], None] | None) -> None:  # fmt: skip
+def _download(store: Store, objects: dict[str, Listed], present: dict[str, Listed], local: Path, *,
+              last: str | None, on_file: Callable[[str], None] | None) -> None:  # fmt: skip
     """The changes of :func:`_changes`, made under the lock: vanished files deleted, new or changed ones fetched."""
-    found = _changes(objects, local)
+    found = _changes(objects, present, local)
     if found is None:  # another process brought it up to date meanwhile
         return
     stale, gone, had = found
@@ -246,7 +299,7 @@ def _download(store: Store, objects: dict[str, Listed], local: Path, *, last: st
         stale = [*(n for n in stale if n != last), last]
     for name in gone:
         (local / name).unlink(missing_ok=True)
-    keep = {n: s for n, s in had.items() if n in objects and n not in stale}
+    keep = {n: s for n, s in had.items() if n not in gone and n not in stale}
     for name in stale:
         store.get(name, local / name)
         if (ns := objects[name].mtime_ns) is not None:  # the object's time: a build's photo stamps stay the same

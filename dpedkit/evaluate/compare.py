@@ -102,7 +102,7 @@ def compare(
     if len(names) != len(models) or len(set(names)) != len(names):
         raise ConfigError(f"compare needs one distinct name per model; got {names}")
     device = resolve_device(config.device)
-    source = open_source(data, phone=config.phone)
+    source = open_source(data, phone=config.phone, parts=[config.split])
     phone, dslr = source.arrays(config.split)
     nets = [_load_model(m if isinstance(m, torch.nn.Module) else model_path(m), device, raw=source.is_raw)
             for m in models]  # fmt: skip

@@ -87,7 +87,7 @@ def evaluate_full(
     from dpedkit.evaluate.patches import _load_model, model_path
     from dpedkit.io import read_rgb
 
-    source = open_source(data)
+    source = open_source(data, parts=["test_full"])
     pairs = source.test_full()
     if not pairs:
         raise InputError(data, "holds no full aligned test pairs (a build's test_full/): --full scores those; "

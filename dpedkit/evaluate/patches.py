@@ -88,7 +88,7 @@ def load_test_pairs(data: str | Path, *, phone: str | None = None, split: str = 
         InputError: ``data`` is neither kind of folder, its files are unreadable, or ``split`` holds no pairs.
         ShardError: a damaged dpedkit dataset.
     """
-    return open_source(data, phone=phone).arrays(split)
+    return open_source(data, phone=phone, parts=[split]).arrays(split)
 
 
 def _load_model(model: Model, device: torch.device, *, raw: bool = False) -> torch.nn.Module:
@@ -202,7 +202,7 @@ def evaluate(
         InputError, ShardError, CheckpointError, ConfigError: bad data, checkpoint or options.
     """
     device = resolve_device(config.device)
-    source = open_source(data, phone=config.phone)
+    source = open_source(data, phone=config.phone, parts=[config.split])
     phone, dslr = source.arrays(config.split)
     baseline = source.baseline(config.split)  # RAW data: scored against its baseline processing, not the identity
     net = _load_model(model, device, raw=source.is_raw)

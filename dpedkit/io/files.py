@@ -197,7 +197,7 @@ def check_apart(output: str | Path, inputs: Iterable[str | Path | None], *, what
 
     out = Path(os.path.realpath(output))
     for given in inputs:
-        if given is None:
+        if given is None or is_url(given):  # object storage is never a local output's input
             continue
         src = Path(os.path.realpath(given))
         if out == src or src.is_relative_to(out) or out.is_relative_to(src):

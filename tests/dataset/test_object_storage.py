@@ -153,6 +153,16 @@ def test_photos_from_s3_build_the_same_dataset(s3, raw, local, tmp_path):
     from dpedkit.inspect.views import recompute_pair
 
     assert recompute_pair(records[0], out, json.loads((out / "dataset.json").read_text())["config"])["result"].ok
+    # the pairing given as a CSV at a URL too (the CLI, in a fresh process): the same dataset
+    rows = "".join(f"{Path(n).stem},{n},{n}\n" for n in sorted(p.name for p in (raw / "phone").iterdir()))
+    fs.pipe("bucket/photos/pairs.csv", f"name,phone,dslr\n{rows}".encode())
+    res = dpedkit("build", "s3://bucket/photos/phone", "s3://bucket/photos/dslr", "-o", str(tmp_path / "csv"),
+                  "--pairs", "s3://bucket/photos/pairs.csv", *BUILD, env=s3, cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert digests(local_files(tmp_path / "csv")) == digests(local_files(out))
+    res = dpedkit("build", "s3://bucket/photos/phone", "s3://bucket/photos/dslr", "-o", str(tmp_path / "none"),
+                  "--pairs", "s3://bucket/photos/nothing.csv", *BUILD, env=s3, cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 2 and "s3://bucket/photos/nothing.csv: no such file" in res.stderr, res.stderr[-2000:]
 
 
 def test_overwrite_removes_only_the_dataset_objects(raw, tmp_path, monkeypatch):
@@ -211,3 +221,24 @@ def test_library_readers_take_a_dataset_url(raw, tmp_path, monkeypatch):
     assert len(summarize_dataset(url).pairs) == 4
     cfg = TrainConfig(model="srcnn", iters=1, batch=2, eval_every=1, device="cpu", samples=0)
     assert train(url, tmp_path / "run", config=cfg).step == 1
+
+
+def test_a_reader_of_one_split_fetches_that_split_and_the_copy_never_mixes_versions(raw, tmp_path, monkeypatch):
+    from dpedkit.dataset.loader import load_split
+    from dpedkit.evaluate import load_test_pairs
+
+    monkeypatch.setenv("DPEDKIT_CACHE", str(tmp_path / "cache"))
+    url = "memory://parts/ds"
+    build_dataset(raw / "phone", raw / "dslr", url, config=CONFIG)
+    held = lambda: set(local_files(fetch_dataset(url, parts=[])))  # noqa: E731 - the copy's files (fetches none)
+    test_phone, _ = load_test_pairs(url)  # what evaluate reads: the test split alone
+    assert held() == {"dataset.json", "pairs.jsonl", "build.json", "test/shard-00000.h5", "test/shard-00000.json"}
+    phone, _ = load_split(url, "train")  # the training shards join the copy; the test split stays
+    assert {"train/shard-00000.h5", "test/shard-00000.h5"} <= held() and len(phone) > len(test_phone) > 0
+    # the dataset at the URL changes (a training shard): a fetch of the test split removes the stale one
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/parts/ds/train/shard-00001.h5", b"rebuilt")
+    assert len(load_test_pairs(url)[0]) == len(test_phone)
+    assert "train/shard-00001.h5" not in held() and "train/shard-00000.h5" in held()
+    with pytest.raises(ValueError, match="unknown dataset part"):
+        fetch_dataset(url, parts=["tests"])
