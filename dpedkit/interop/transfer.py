@@ -182,7 +182,8 @@ def staged(
 
     A new ``out`` is written as a hidden folder beside it (``.OUT.XXXXXXXX.tmp``) and moved into place on success;
     on failure that folder and any parents of ``out`` that had to be made are removed. An existing empty ``out`` is
-    written in place and emptied again on failure. An existing non-empty ``out`` is replaced only with
+    written as such a hidden folder inside it, whose files are moved up on success (the folder itself, its owner,
+    mode or mount, stays). An existing non-empty ``out`` is replaced only with
     ``overwrite`` and only when it holds an earlier transfer's output: ``earlier(out)`` returns what removes that
     output (None when ``out`` holds none), called with the completed new folder (it may still refuse, before
     removing anything); the new files are then moved in (``first`` of its top-level names first, ``last`` last),
@@ -190,7 +191,8 @@ def staged(
 
     One transfer at a time writes ``out``: it is held by a lock file beside it (``.OUT.dpedkit.lock``, see
     :func:`dpedkit.io.folder_lock`), and a second is refused naming the first. The holder removes the hidden
-    folders of earlier transfers to ``out`` that were killed. Errors name ``out``, never the hidden folder.
+    folders of earlier transfers to ``out`` that were killed (beside it or inside it), so a ``kill -9`` leaves
+    nothing that a rerun refuses. Errors name ``out``, never the hidden folder.
 
     Raises:
         InputError: ``out`` is a link or a file, is in use, or holds files of no earlier transfer.
@@ -219,7 +221,9 @@ def staged(
 
 def _sweep_stages(out: Path) -> None:
     """Remove the hidden folders that transfers to ``out`` killed before their end left (the caller holds ``out``)."""
-    for old in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+    pattern = f".{glob.escape(out.name)}.*.tmp"
+    inside = out.glob(pattern) if out.is_dir() and not out.is_symlink() else []
+    for old in [*out.parent.glob(pattern), *inside]:
         m = _STAGE.fullmatch(old.name)
         if m and m["name"] == out.name and old.is_dir() and not old.is_symlink():
             log.warning("%s: removing the unfinished output of a transfer that was stopped", old)
@@ -235,15 +239,9 @@ def _staging(
     last: tuple[str, ...],
 ) -> Iterator[Path]:
     """:func:`staged` once ``out`` is held."""
-    if out.is_dir() and not any(out.iterdir()):
-        try:
-            yield out
-        except BaseException:
-            _remove_contents(out)
-            raise
-        return
+    empty = out.is_dir() and not any(out.iterdir())
     remove_earlier = None
-    if out.is_dir():
+    if out.is_dir() and not empty:
         if not overwrite:
             raise InputError(
                 out, "exists and is not empty; pass --overwrite to replace what an earlier run wrote there"
@@ -253,11 +251,17 @@ def _staging(
             names = ", ".join(sorted(p.name for p in out.iterdir())[:4])
             raise InputError(out, f"holds files this command did not write ({names}); --overwrite replaces only "
                                   "its own earlier output: choose another folder")  # fmt: skip
-    stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    stage = (out if empty else out.parent) / f".{out.name}.{secrets.token_hex(4)}.tmp"
     stage.mkdir()
     try:
         try:
             yield stage
+            if empty:
+                if any(p != stage for p in out.iterdir()):  # written meanwhile by a program that took no lock
+                    raise InputError(out, "was written by another program while this command ran: nothing was "
+                                          "written there; run the command again")  # fmt: skip
+                _merge(stage, out, first=first, last=last)
+                return
             if remove_earlier is None:
                 if out.exists():  # made meanwhile by a program that took no lock
                     raise InputError(out, "was created by another program while this command ran: nothing was "
@@ -312,14 +316,6 @@ def _merge(src: Path, dst: Path, *, first: tuple[str, ...] = (), last: tuple[str
         else:
             os.replace(child, target)
     src.rmdir()
-
-
-def _remove_contents(folder: Path) -> None:
-    for child in folder.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------------- import

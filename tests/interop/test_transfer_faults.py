@@ -336,3 +336,16 @@ def test_an_official_dped_folder_read_in_place_names_a_patch_of_another_size(tmp
     assert reader.raw(0)[0].shape == (32, 32, 3)
     with pytest.raises(InputError, match=r"canon/1\.jpg: a 24x24 patch"):
         reader.raw(1)
+
+
+def test_a_killed_import_into_an_empty_folder_leaves_only_what_a_rerun_sweeps(tmp_path, rng):
+    tree = write_zrr_tree(tmp_path / "zrr", rng, n_train=2, n_test=1)
+    out = tmp_path / "ds"
+    out.mkdir()
+    out.chmod(0o750)  # the user's own folder: its mode stays
+    killed = out / ".ds.0123abcd.tmp"  # what `kill -9` of an import into the empty ds leaves: nothing outside it
+    (killed / "train").mkdir(parents=True)
+    (killed / "train" / "shard-00000.h5").write_bytes(b"\0" * 1000)
+    import_zrr(tree, out)  # no --overwrite needed: the folder held only the killed run's staging folder
+    assert not killed.exists() and (out / "dataset.json").is_file() and (out.stat().st_mode & 0o777) == 0o750
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
