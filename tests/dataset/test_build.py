@@ -259,24 +259,6 @@ def test_cli_json_summary_and_bad_flag(raw, tmp_path):
 
 
 @pytest.mark.slow
-def test_dask_backend_on_a_local_cluster_matches_loky(raw, clean, tmp_path):
-    distributed = pytest.importorskip("distributed")
-    out, _ = clean
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster:
-        build_dataset(
-            raw / "phone",
-            raw / "dslr",
-            tmp_path,
-            config=CONFIG,
-            jobs=2,
-            backend="dask",
-            scheduler=cluster.scheduler_address,
-        )
-    assert_same_dataset(tmp_path, out)
-
-
 @pytest.mark.slow
 def test_ray_backend_matches_loky(raw, clean, tmp_path):
     """A local ray instance, 2 pool workers. ray is a dev dependency: in CI a missing ray fails, elsewhere skips."""

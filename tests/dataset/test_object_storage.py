@@ -137,6 +137,18 @@ def test_commands_read_a_dataset_on_s3(s3, raw, local, tmp_path):
     assert res.exit_code == 2 and f"error: {url}/test/shard-00000.h5: checksum mismatch" in " ".join(res.output.split())
 
 
+def test_a_dask_cluster_build_to_s3_equals_the_local_build(s3, raw, local):
+    """The route docs/architecture.md gives for dask: workers reach the store through the same environment."""
+    import distributed
+
+    url = "s3://bucket/dask/ds"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:  # fmt: skip
+        build_dataset(raw / "phone", raw / "dslr", url, config=CONFIG, jobs=2, backend="dask",
+                      scheduler=cluster.scheduler_address)  # fmt: skip
+    assert digests(stored_files(url)) == digests(local_files(local))
+
+
 def test_photos_from_s3_build_the_same_dataset(s3, raw, local, tmp_path):
     fs = client()
     for side in ("phone", "dslr"):
