@@ -31,7 +31,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ from dpedkit.dataset.storage import (
     publish_shard,
     pull_state,
     staging_dir,
+    store_lock,
 )
 from dpedkit.errors import ConfigError, InputError
 from dpedkit.io import check_apart, check_file_name, is_url, owned_tempdir, write_image
@@ -184,8 +185,8 @@ def build_dataset(
         check_apart(out_dir, [phone_dir, dslr_dir, pairs_csv], what="dataset folder")
     # a dataset at a URL: its plan, records and manifest are kept in a local staging folder in step with the store
     ds = DatasetDir(out_dir if store is None else staging_dir(url))
-    with ds.lock("build"):
-        if store is not None:
+    with ds.lock("build"), store_lock(store, "build") if store is not None else nullcontext():
+        if store is not None:  # one writer on this machine (the staging folder's lock), and across machines
             pull_state(store, ds.root)
         finished = ds.is_dataset(ds.root) and not overwrite
         # checked before anything is written

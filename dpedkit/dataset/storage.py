@@ -8,6 +8,9 @@ that moves files between that folder and a URL, so no other module knows about o
   ``PUT``, atomic by name, so a reader never sees half an object, and a record's presence means its shard is
   there (a resumed build skips such shards). The build's own small files live in a local staging folder
   (:func:`staging_dir`) kept in step with the store.
+- **One writer** across machines: a build holds the URL with a lock object (:func:`store_lock`), created only
+  where none exists (a conditional ``PUT``), refreshed while it runs, removed at the end; a second build is refused
+  naming the first, and the lock of a writer that died is taken over once it is stale (or at once on its host).
 - **Reading** (``verify``, ``inspect``, ``train``, ``evaluate``, ``compare``, ``export-*`` on a URL):
   :func:`fetch_dataset` mirrors a finished dataset into the local cache, downloading only the objects that
   changed since the last fetch (by size and ETag or modification time); the commands then read the copy,
@@ -24,8 +27,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from fnmatch import fnmatch
 from pathlib import Path
@@ -39,6 +45,9 @@ from dpedkit.io import atomic_path, folder_lock, is_url, write_text
 log = logging.getLogger(__name__)
 
 FETCH_WAIT = 120.0  # seconds a fetch waits for another process that holds the local copy
+LOCK = ".dpedkit-writer.json"  # at a dataset's URL while a build writes it (hidden: never part of the dataset)
+LOCK_BEAT = 30.0  # seconds between a writer's refreshes of its lock object
+LOCK_STALE = 600.0  # a lock object not refreshed for this long is a killed writer's: the next writer takes it over
 STAMPS = ".dpedkit-remote.json"  # in a cached copy: the stamp of each object it holds
 # what a dataset at a URL is made of (relative object names): a fetch copies these, an overwrite removes these
 DATASET_PARTS = {
@@ -339,6 +348,104 @@ def publish_shard(store: Store, local: Path, shard: str, record: str) -> None:
     """Upload one finished shard written under ``local``: its full test images, the shard, then its record."""
     images = sorted(p.relative_to(local).as_posix() for p in (local / "test_full").rglob("*.png"))
     publish(store, local, [*images, shard, record])
+
+
+@contextmanager
+def store_lock(store: Store, command: str, *, stale: float = LOCK_STALE, beat: float = LOCK_BEAT) -> Iterator[None]:
+    """Hold the dataset at ``store`` for one writer, across machines, for the block.
+
+    The lock is the object :data:`LOCK`, created only if absent (``If-None-Match: *`` on S3; stores without
+    conditional writes get a check, then a write) and holding the writer's host, PID, command and start time. It is
+    refreshed every ``beat`` seconds and removed at the end. A lock of a process that is gone (same host) or not
+    refreshed for ``stale`` seconds (a killed writer elsewhere) is taken over with a warning.
+
+    Raises:
+        InputError: another writer holds the dataset (named), or the store cannot be written.
+    """
+    me = {"command": command, "host": socket.gethostname(), "pid": os.getpid(), "since": _now(), "beat": _now()}
+    _take(store, me, stale)
+    done = threading.Event()
+    keeper = threading.Thread(target=_keep, args=(store, me, beat, done), name="dpedkit-store-lock", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+        if _holder(store) == me:
+            store.remove([LOCK])
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _holder(store: Store) -> dict[str, Any] | None:
+    """The lock object's content (None: no lock; an unreadable one reads as ``{}``)."""
+    try:
+        data = store.fs.cat_file(store._key(LOCK))
+    except FileNotFoundError:
+        return None
+    try:
+        found = json.loads(data)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _take(store: Store, me: dict[str, Any], stale: float) -> None:
+    """Create the lock object as ``me``; take over a dead writer's once; refuse a live one's."""
+    for attempt in range(2):
+        try:
+            store.fs.pipe_file(store._key(LOCK), json.dumps(me).encode(), mode="create")
+            store.fs.invalidate_cache(store._key(LOCK))
+            if _holder(store) == me:  # a store that ignored the condition: the last writer wins, and knows it
+                return
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise InputError(store.url, f"cannot write there ({exc})") from None
+        other = _holder(store) or {}
+        why = _dead(other, stale)
+        if why is None or attempt:
+            raise InputError(store.url, f"is being written by dpedkit {other.get('command', '?')} on "
+                                        f"{other.get('host', '?')} (pid {other.get('pid', '?')}, since "
+                                        f"{other.get('since', '?')}); wait for it to finish, or stop it. A writer "
+                                        f"that died lets go after {stale / 60:g} minutes")  # fmt: skip
+        log.warning("%s: taking over the lock of dpedkit %s on %s (pid %s): %s", store.url, other.get("command"),
+                    other.get("host"), other.get("pid"), why)  # fmt: skip
+        store.remove([LOCK])
+
+
+def _dead(holder: dict[str, Any], stale: float) -> str | None:
+    """Why the writer of a lock object is gone (None: it may be alive)."""
+    if not holder:
+        return "its lock object is unreadable"
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return "that process is gone"
+        except PermissionError:
+            pass  # alive, another user's
+    try:
+        age = (datetime.now().astimezone() - datetime.fromisoformat(str(holder.get("beat")))).total_seconds()
+    except (TypeError, ValueError):
+        return "its lock object has no time"
+    return f"not refreshed for {age / 60:.0f} minutes" if age > stale else None
+
+
+def _keep(store: Store, me: dict[str, Any], beat: float, done: threading.Event) -> None:
+    """Refresh the lock object every ``beat`` seconds while it is ``me``'s (the writer's thread)."""
+    while not done.wait(beat):
+        try:
+            if _holder(store) != me:
+                log.error("%s: another writer took the lock over; this build's shards may be replaced", store.url)
+                return
+            me["beat"] = _now()
+            store.fs.pipe_file(store._key(LOCK), json.dumps(me).encode())
+        except OSError as exc:  # a network hiccup: try again at the next beat
+            log.warning("%s: could not refresh the lock (%s)", store.url, exc)
 
 
 def clear_store(store: Store) -> list[str]:

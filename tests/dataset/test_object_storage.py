@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import fsspec
@@ -20,8 +23,8 @@ from dpedkit_cli.main import cli
 
 from dpedkit.config import BuildConfig, PatchConfig
 from dpedkit.dataset.build import build_dataset
-from dpedkit.dataset.storage import Store, clear_store, dataset_objects, fetch_dataset
-from dpedkit.errors import ShardError
+from dpedkit.dataset.storage import LOCK, Store, clear_store, dataset_objects, fetch_dataset, store_lock
+from dpedkit.errors import InputError, ShardError
 from dpedkit.io import is_url
 from dpedkit.synth.pairs import synthesize
 from tests.s3server import KEY, SECRET, client, s3_server
@@ -254,3 +257,48 @@ def test_a_reader_of_one_split_fetches_that_split_and_the_copy_never_mixes_versi
     assert "train/shard-00001.h5" not in held() and "train/shard-00000.h5" in held()
     with pytest.raises(ValueError, match="unknown dataset part"):
         fetch_dataset(url, parts=["tests"])
+
+
+def test_one_writer_at_a_url_across_machines(s3, raw, tmp_path):
+    """Two builds to one URL from two machines: the second is refused naming the first; a dead one's lock is taken."""
+    url = "s3://bucket/locked/ds"
+    store = Store(url)
+    elsewhere = {"command": "build", "host": "node-7", "pid": 4242, "since": "2026-01-01T10:00:00+00:00",
+                 "beat": datetime.now().astimezone().isoformat()}  # fmt: skip
+    client().pipe(f"bucket/locked/ds/{LOCK}", json.dumps(elsewhere).encode())  # a live build on another machine
+    res = dpedkit("build", str(raw / "phone"), str(raw / "dslr"), "-o", url, *BUILD, env=s3, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert f"{url}: is being written by dpedkit build on node-7 (pid 4242" in " ".join(res.stderr.split())
+    assert set(store.objects()) == {LOCK}  # nothing was written
+    with pytest.raises(InputError, match="is being written by dpedkit build on node-7"):
+        with store_lock(store, "build"):
+            pass
+    # that build died an hour ago (no refresh since): the next build takes its lock over, and lets go at the end
+    elsewhere["beat"] = (datetime.now().astimezone() - timedelta(hours=1)).isoformat()
+    client().pipe(f"bucket/locked/ds/{LOCK}", json.dumps(elsewhere).encode())
+    assert build_dataset(raw / "phone", raw / "dslr", url, config=CONFIG).ok == 4
+    assert LOCK not in store.objects()
+    # a build of this machine whose process is gone: taken over at once; a live one (this process) is not
+    with store_lock(store, "build"):
+        with pytest.raises(InputError, match=f"pid {os.getpid()}"):
+            with store_lock(Store(url), "build"):
+                pass
+        mine = json.loads(client().cat_file(f"bucket/locked/ds/{LOCK}"))
+        assert mine["host"] == socket.gethostname() and mine["pid"] == os.getpid()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    client().pipe(f"bucket/locked/ds/{LOCK}", json.dumps(mine | {"pid": int(dead.stdout)}).encode())
+    with store_lock(store, "build"):
+        assert json.loads(client().cat_file(f"bucket/locked/ds/{LOCK}"))["pid"] == os.getpid()
+    assert LOCK not in store.objects()
+
+
+def test_the_lock_is_refreshed_while_the_writer_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("DPEDKIT_CACHE", str(tmp_path / "cache"))
+    store = Store("memory://beat/ds")
+    with store_lock(store, "build", beat=0.05):
+        first = json.loads(store.fs.cat_file(store._key(LOCK)))["beat"]
+        deadline = time.monotonic() + 5
+        while json.loads(store.fs.cat_file(store._key(LOCK)))["beat"] == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert json.loads(store.fs.cat_file(store._key(LOCK)))["beat"] != first
+    assert LOCK not in store.objects()
