@@ -144,6 +144,16 @@ def test_the_extension_table_names_places_that_hold():
     # places: one module speaks to object storage
     remote = sorted(m for m in MODULES if any(n.split(".")[0] == "fsspec" for n in imported_names(m)))
     assert remote == ["dpedkit.dataset.storage"], remote
+    # matchers: one module detects and matches features, and it takes the whole AlignConfig (an option is a field
+    # of AlignConfig read there, not passed along by the pipeline)
+    feature_calls = ("SIFT_create", "ORB_create", "AKAZE_create", "flann", "knnSearch", "knnMatch", "BFMatcher",
+                     "detectAndCompute")  # fmt: skip
+    found = sorted(m for m, p in MODULES.items() if any(c in p.read_text() for c in feature_calls))
+    assert found == ["dpedkit.align.features"], found
+    options = ("max_features", "contrast_threshold", "ratio")
+    passed = sorted(m for m, p in MODULES.items() if m not in ("dpedkit.align.features", "dpedkit.config")
+                    and any(f".{o}" in p.read_text().replace(".ratio(", "") for o in options))  # fmt: skip
+    assert passed == [], passed
     # networks: every registered class imports, and carries its registered name
     from dpedkit.nn.checkpoint import model_class
     from dpedkit.nn.registry import MODELS as REGISTERED

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dpedkit.config import AlignConfig
+
 log = logging.getLogger(__name__)
 
 _FLANN_KDTREE = 1
@@ -92,26 +94,22 @@ def to_gray_small(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, float, flo
     return small, size[0] / (k * gray.shape[1]), size[1] / (k * gray.shape[0])
 
 
-def detect(
-    rgb: np.ndarray,
-    *,
-    scale: float,
-    max_features: int = 0,
-    contrast_threshold: float = 0.04,
-) -> Features:
+def detect(rgb: np.ndarray, *, scale: float, config: AlignConfig = AlignConfig()) -> Features:  # noqa: B008
     """Detect and describe SIFT features of an image at a working scale.
 
     Args:
         rgb: ``H x W x 3`` uint8 RGB (or ``H x W`` gray) image, full resolution.
         scale: working scale in ``(0, 1]``; the image is shrunk with ``INTER_AREA`` before detection.
-        max_features: keep the strongest this many keypoints (0: all).
-        contrast_threshold: SIFT contrast threshold (OpenCV's; lower finds more features on flat images).
+        config: the detector's options: ``max_features`` (keep the strongest this many keypoints, 0: all) and
+            ``contrast_threshold`` (OpenCV's; lower finds more features on flat images). A new feature option is a
+            field of :class:`AlignConfig` read here, and nowhere else.
 
     Returns:
         :class:`Features` with points lifted to full-resolution coordinates (pixel-centre convention).
     """
     small, sx, sy = to_gray_small(rgb, scale)
-    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=contrast_threshold, enable_precise_upscale=True)
+    sift = cv2.SIFT_create(nfeatures=config.max_features, contrastThreshold=config.contrast_threshold,
+                           enable_precise_upscale=True)  # fmt: skip
     kps, desc = sift.detectAndCompute(small, None)
     if desc is None or not kps:
         return Features(np.zeros((0, 2)), np.zeros((0, 128), np.float32), scale, np.zeros(0))
@@ -123,7 +121,8 @@ def detect(
     return Features(pts, np.ascontiguousarray(desc, np.float32), scale, size)
 
 
-def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, checks: int = 32) -> Matches:
+def match(a: Features, b: Features, *, config: AlignConfig = AlignConfig(), trees: int = 5,  # noqa: B008
+          checks: int = 32) -> Matches:  # fmt: skip
     """Match descriptors of ``a`` to ``b`` with FLANN, Lowe's ratio test and duplicate removal.
 
     SIFT emits several orientations at one location, so the second-nearest neighbour used by the ratio test
@@ -133,7 +132,7 @@ def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, check
     Args:
         a: features of the first (phone) image.
         b: features of the second (DSLR) image.
-        ratio: keep a match when nearest / second-nearest distance is below this.
+        config: the matcher's options: ``ratio`` (keep a match when nearest / second-nearest distance is below it).
         trees: FLANN KD-trees.
         checks: FLANN leaf checks per query.
 
@@ -156,7 +155,7 @@ def match(a: Features, b: Features, *, ratio: float = 0.8, trees: int = 5, check
     same2 = same & np.all(np.abs(b.pts[train[:, 2]] - b.pts[train[:, 0]]) <= 1e-3, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = dist[:, 0] / second
-    ok = (q < ratio) & ~same2 & (second > 0)
+    ok = (q < config.ratio) & ~same2 & (second > 0)
     if not ok.any():
         return empty
     qi, ti, r = query[ok], train[ok, 0], q[ok]

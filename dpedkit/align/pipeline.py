@@ -349,7 +349,7 @@ def _match_and_fit(
     """Match two feature sets and fit their homography (:func:`_fit`); the counts and inliers go into ``res``."""
     with clock.stage("match"):
         cv2.setRNGSeed(cfg.seed)  # FLANN's randomised trees and USAC's sampling draw from it
-        m = match(fp, fd, ratio=cfg.ratio)
+        m = match(fp, fd, config=cfg)
     res.matches = len(m)
     fit, failure = _fit(m, fp, fd, s_p, s_d, cfg, clock)
     if fit is not None:
@@ -537,8 +537,7 @@ def detect_features(img: np.ndarray, config: AlignConfig, *, factor: int = 1) ->
     """
     h, w = img.shape[:2]
     scale = working_scale(w * factor, h * factor, config.work_mp)
-    f = detect(img, scale=min(1.0, scale * factor), max_features=config.max_features,
-               contrast_threshold=config.contrast_threshold)  # fmt: skip
+    f = detect(img, scale=min(1.0, scale * factor), config=config)
     if factor == 1:
         return f
     return Features(f.pts * factor + (factor - 1) / 2, f.desc, f.scale / factor, f.size * factor)
