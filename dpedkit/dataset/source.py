@@ -18,8 +18,10 @@ is :func:`dpedkit.nn.registry.is_raw_model`). Adding a layout means one adapter 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -249,6 +251,28 @@ class _FileReader:
                 raise InputError(path, f"a {img.shape[1]}x{img.shape[0]} patch, where {first} is {side}: the patches "
                                        "of a folder are squares of one size")  # fmt: skip
         return out
+
+
+def held(path: str | Path, command: str) -> AbstractContextManager[None]:
+    """A reader's hold on the source at ``path`` for a block.
+
+    A dpedkit dataset's shared lock (``build --overwrite`` is refused meanwhile); nothing for a folder of files
+    (DPED, ZRR) that no dpedkit command rewrites.
+    """
+    from dpedkit.io import folder_lock
+
+    return folder_lock(path, command, shared=True) if DatasetDir.is_dataset(path) else nullcontext()
+
+
+def identity(path: str | Path) -> dict[str, str]:
+    """What tells the source at ``path`` from another one (a resumed run checks it).
+
+    ``{"manifest_sha256": ...}`` of a dpedkit dataset (a copy has the same, a rebuild with other settings not);
+    ``{}`` for a folder of files, which has no such record.
+    """
+    if not DatasetDir.is_dataset(path):
+        return {}
+    return {"manifest_sha256": hashlib.sha256(DatasetDir(path).manifest_path.read_bytes()).hexdigest()}
 
 
 def open_source(path: str | Path, *, phone: str | None = None, parts: Collection[str] | None = None) -> Source:

@@ -276,14 +276,13 @@ def train(
 @contextmanager
 def _held(run_dir: Path, data: str | Path, dist: Dist) -> Iterator[None]:
     """The run folder for this run alone (rank 0 holds it), and the dataset for readers (no rebuild under us)."""
-    from dpedkit.dataset.format import DatasetDir
+    from dpedkit.dataset import source
     from dpedkit.io import folder_lock
 
     with ExitStack() as stack:
         if dist.rank == 0:  # a second `train` into the same folder is refused, as a second build is
             stack.enter_context(folder_lock(run_dir, "train"))
-        if DatasetDir.is_dataset(data):  # `build --overwrite` of the dataset is refused while it trains
-            stack.enter_context(folder_lock(data, "train", shared=True))
+        stack.enter_context(source.held(data, "train"))  # `build --overwrite` is refused while it trains
         yield
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from dpedkit.config import TrainConfig
 from dpedkit.config import option_flag as config_flag
+from dpedkit.dataset.source import identity
 from dpedkit.errors import CheckpointError, ConfigError
 from dpedkit.io import write_json
 
@@ -109,17 +110,6 @@ def read_latest(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def dataset_identity(data: str | Path) -> dict[str, str]:
-    """``{"manifest_sha256": ...}`` of a dpedkit dataset (what a resumed run checks), else ``{}``."""
-    import hashlib
-
-    from dpedkit.dataset.format import DatasetDir
-
-    if not DatasetDir.is_dataset(data):
-        return {}
-    return {"manifest_sha256": hashlib.sha256(DatasetDir(data).manifest_path.read_bytes()).hexdigest()}
-
-
 def _check_same_data(run_dir: Path, saved: dict[str, Any], data: str | Path) -> None:
     """Refuse to resume on another dataset than the run's.
 
@@ -129,7 +119,7 @@ def _check_same_data(run_dir: Path, saved: dict[str, Any], data: str | Path) -> 
     taken, with a warning.
     """
     recorded = saved.get("data", {}).get("manifest_sha256")
-    now = dataset_identity(data).get("manifest_sha256")
+    now = identity(data).get("manifest_sha256")
     if recorded is not None and now is not None and recorded != now:
         raise ConfigError(f"cannot resume {run_dir} on another dataset: {data} is not the one the run trained on (its "
                           "dataset.json differs: rebuilt with other settings?); start a new run")  # fmt: skip
@@ -139,9 +129,7 @@ def _check_same_data(run_dir: Path, saved: dict[str, Any], data: str | Path) -> 
     if not Path(path).exists():
         log.warning("the run's dataset %s is gone: resuming %s on %s", path, run_dir, data)
         return
-    from dpedkit.dataset.format import DatasetDir
-
-    if (recorded is None or now is None) and not DatasetDir(path).same_content(data):  # no hashes to compare
+    if (recorded is None or now is None) and not (now and identity(path) == identity(data)):  # no hashes to compare
         raise ConfigError(f"cannot resume {run_dir} on another dataset: the run trains on {path}, given {data}")
 
 

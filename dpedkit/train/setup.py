@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from dpedkit import __version__
+from dpedkit.dataset.source import identity
 from dpedkit.errors import ConfigError, InputError
 from dpedkit.io import LOCK_NAME, write_json, write_text
 from dpedkit.nn.device import fits_in_memory
@@ -44,7 +45,6 @@ from dpedkit.train.resume import (
     TrainConfig,
     arch_conflicts,
     arch_dict,
-    dataset_identity,
     read_latest,
     read_run_config,
 )
@@ -394,7 +394,7 @@ def setup_run(
         "patch": patch,
         "n_test": 0 if test is None else len(test[0]),
         "data_mode": mode,
-        **dataset_identity(data),
+        **identity(data),
     }
     resolved = {"train": config.to_dict(), "data": data_info, "world_size": dist.world,
                 "device": str(dist.device), "dpedkit_version": __version__, "torch_version": torch.__version__,
