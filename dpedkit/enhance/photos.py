@@ -15,7 +15,15 @@ import torch
 
 from dpedkit import __version__
 from dpedkit.config import EnhanceConfig
-from dpedkit.enhance.strips import can_tile, enhance_strips, hidden_channels, image_rows, plan_strips, strip_bounds
+from dpedkit.enhance.strips import (
+    can_tile,
+    enhance_strips,
+    halo_strips,
+    hidden_channels,
+    image_rows,
+    plan_strips,
+    strip_bounds,
+)
 from dpedkit.errors import ConfigError, Failure, InputError, check_rgb_uint8
 from dpedkit.io import IMAGE_SUFFIXES, check_apart, list_images, read_image, to_uint8, write_image
 from dpedkit.nn.device import resolve_device
@@ -63,7 +71,7 @@ def enhance_array(
         rgb: ``H x W x 3`` uint8 RGB (EXIF orientation already applied).
         device: where the network runs.
         max_memory: budget in GB (see :func:`plan_strips`).
-        strip_rows: force strips of this height (tiling-capable models only).
+        strip_rows: force strips of this height (models that say how they tile: ``tiling``).
         spill_dir: folder for the spill files of a strip run.
 
     Returns:
@@ -75,15 +83,21 @@ def enhance_array(
     check_rgb_uint8(rgb)
     device = resolve_device(device)
     height, width = rgb.shape[:2]
-    tileable = can_tile(model)
+    tileable, halo = can_tile(model), getattr(model, "tiling", None) == "halo"
     if strip_rows is not None and not tileable:
-        raise ConfigError(f"strip_rows: {type(model).__name__} cannot be tiled exactly (only the DPED generator)")
-    rows = strip_rows or plan_strips(height, width, hidden_channels(model), max_memory=max_memory, can_tile=tileable)
+        raise ConfigError(f"strip_rows: {type(model).__name__} does not say how it runs in strips (no `tiling`), so "
+                          "it runs whole")  # fmt: skip
+    channels = hidden_channels(model) * (2 if halo else 1)  # a U-Net holds skip and merge maps at once
+    rows = strip_rows or plan_strips(height, width, channels, max_memory=max_memory, can_tile=tileable)
+    if halo and rows and not strip_rows:  # the planned rows hold a strip's two halos too
+        rows = max(1, rows - 2 * model.halo)
     with torch.inference_mode():
         if rows == 0:
             x = image_rows(rgb, 0, height, device)
             out = model(x)[0].permute(1, 2, 0).float().cpu().numpy()
             strips = 0
+        elif halo:
+            out, strips = halo_strips(model, rgb.astype(np.float32) / np.float32(255.0), rows, device)
         else:
             out = enhance_strips(model, rgb, rows=rows, device=device, spill_dir=spill_dir)
             strips = len(strip_bounds(height, rows))

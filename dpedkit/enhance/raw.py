@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dpedkit.enhance.strips import enhance_strips, plan_strips, strip_bounds
+from dpedkit.enhance.strips import enhance_strips, halo_strips, plan_strips, strip_bounds
 from dpedkit.errors import ConfigError
 from dpedkit.io import apply_orientation
 from dpedkit.nn.raw import normalise_mosaic, pack_bayer
@@ -44,25 +44,6 @@ def _shuffle(out: np.ndarray) -> np.ndarray:
     """``h x w x 12`` (channel ``c*4 + i*2 + j``) -> ``2h x 2w x 3``: :func:`torch.nn.functional.pixel_shuffle`."""
     h, w = out.shape[:2]
     return out.reshape(h, w, 3, 2, 2).transpose(0, 3, 1, 4, 2).reshape(2 * h, 2 * w, 3)
-
-
-def _halo_strips(net: torch.nn.Module, planes: np.ndarray, rows: int, device: torch.device) -> tuple[np.ndarray, int]:
-    """A ``tiling = "halo"`` network over packed ``planes`` in overlapping strips: the whole-image ``h x w x 12``.
-
-    The network says how (``sid-unet``): ``pad`` (as its whole-image run pads), ``trunk`` (the output before the
-    shuffle), ``multiple`` (its pooling grid) and ``halo`` (rows of context). ``rows``: packed output rows per strip
-    (rounded down to the multiple, at least one), each computed with ``halo`` rows of context above and below.
-    """
-    h, w = planes.shape[:2]
-    x = net.pad(torch.from_numpy(planes).movedim(-1, 0)[None])[0]  # padded as the whole-image run pads
-    hp, m, halo = x.shape[-2], net.multiple, net.halo
-    out = np.empty((hp, x.shape[-1], 12), np.float32)
-    strips = strip_bounds(hp, max(m, rows // m * m))
-    for r0, r1 in strips:
-        lo, hi = max(0, r0 - halo), min(hp, r1 + halo)
-        y = net.trunk(x[None, :, lo:hi].to(device))[0]
-        out[r0:r1] = y[:, r0 - lo : r1 - lo].permute(1, 2, 0).float().cpu().numpy()
-    return out[:h, :w], len(strips)
 
 
 @torch.inference_mode()
@@ -116,7 +97,7 @@ def isp_array(
         rgb = net(x)[0].permute(1, 2, 0).float().cpu().numpy()
         strips = 0
     elif unet:
-        out, strips = _halo_strips(net, planes, rows, device)
+        out, strips = halo_strips(net, planes, rows, device)
         rgb = _shuffle(out)
     else:
         rgb = _shuffle(enhance_strips(net, planes, rows=rows, device=device, spill_dir=spill_dir))

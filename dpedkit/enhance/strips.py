@@ -16,8 +16,8 @@ image.  Running a photo tile by tile with per-tile statistics changes the result
 The result equals whole-image inference up to float32 summation order (far below 8-bit rounding).
 The network says how it is cut: a class with ``tiling = "stages"`` hands out its ``stages()``
 (:class:`~dpedkit.nn.generator.Stages`: head, residual blocks, tail), and this module reads the halo of every
-convolution from the layers themselves. Networks without it run whole (``sid-unet``, ``tiling = "halo"``, runs in
-overlapping strips in :mod:`dpedkit.enhance.raw`).
+convolution from the layers themselves. A network without normalisation layers says ``tiling = "halo"`` and runs
+in overlapping strips (:func:`halo_strips`: ``sid-unet``); one that says neither runs whole.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def hidden_channels(model: torch.nn.Module) -> int:
 
 
 def can_tile(model: torch.nn.Module) -> bool:
-    """True for a network that says it runs in strips with its ``stages()`` (``tiling = "stages"``)."""
-    return getattr(model, "tiling", None) == "stages"
+    """True for a network that says how it runs in strips (``tiling``: ``"stages"`` or ``"halo"``)."""
+    return getattr(model, "tiling", None) in ("stages", "halo")
 
 
 def plan_strips(height: int, width: int, channels: int, *, max_memory: float, can_tile: bool = True) -> int:
@@ -224,6 +224,33 @@ def image_rows(rgb: np.ndarray, lo: int, hi: int, device: torch.device) -> torch
         x = torch.from_numpy(np.ascontiguousarray(rgb[None, lo:hi])).to(device).movedim(-1, -3)
         return x.contiguous(memory_format=torch.channels_last)
     return to_float_chw(rgb[None, lo:hi], device, memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def halo_strips(net: torch.nn.Module, image: np.ndarray, rows: int, device: torch.device) -> tuple[np.ndarray, int]:
+    """A ``tiling = "halo"`` network over an ``h x w x C`` float32 input in overlapping strips: its whole output.
+
+    The network says how: ``pad`` (as its whole-image run pads), ``trunk`` (its output before any final
+    rearrangement; ``sid-unet``'s is pixel-shuffled by :mod:`dpedkit.enhance.raw`), ``multiple`` (its pooling grid)
+    and ``halo`` (rows of context). ``rows``: output rows per strip (rounded down to the multiple, at least one),
+    each computed with ``halo`` rows of context above and below.
+
+    Returns:
+        ``(out, strips)``: the trunk's ``h x w x C'`` float32 output for the unpadded input, and the strips run.
+    """
+    h, w = image.shape[:2]
+    x = net.pad(torch.from_numpy(np.ascontiguousarray(image)).movedim(-1, 0)[None])[0]  # as the whole run pads
+    hp, m, halo = x.shape[-2], net.multiple, net.halo
+    out: np.ndarray | None = None
+    strips = strip_bounds(hp, max(m, rows // m * m))
+    for r0, r1 in strips:
+        lo, hi = max(0, r0 - halo), min(hp, r1 + halo)
+        y = net.trunk(x[None, :, lo:hi].to(device))[0]
+        if out is None:
+            out = np.empty((hp, x.shape[-1], y.shape[0]), np.float32)
+        out[r0:r1] = y[:, r0 - lo : r1 - lo].permute(1, 2, 0).float().cpu().numpy()
+    assert out is not None
+    return out[:h, :w], len(strips)
 
 
 @torch.inference_mode()

@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 
 from dpedkit.config import EnhanceConfig
@@ -94,7 +95,7 @@ def test_non_generator_runs_whole_and_refuses_strips(rng):
     out, strips = enhance_array(torch.nn.Identity(), rgb, max_memory=0.1)
     assert strips == 0
     np.testing.assert_allclose(out, rgb / 255.0, atol=1e-6)
-    with pytest.raises(ConfigError, match="cannot be tiled"):
+    with pytest.raises(ConfigError, match="does not say how it runs in strips"):
         enhance_array(torch.nn.Identity(), rgb, strip_rows=4)
     with pytest.raises(InputError, match="uint8"):
         enhance_array(torch.nn.Identity(), rgb.astype(np.float32))
@@ -365,3 +366,41 @@ def test_outputs_beside_inputs_given_as_files_never_become_or_replace_inputs(tmp
     assert all((a / n).read_bytes() == b for n, b in photos.items())
     res = CliRunner().invoke(cli, ["enhance", str(ckpt), str(a), "-o", str(a / "sub"), "--device", "cpu"])
     assert res.exit_code == 2 and "the output folder lies inside the input" in " ".join(res.output.split())
+
+
+class _HaloNet(torch.nn.Module):
+    """An RGB network that tiles with overlapping strips (``tiling = "halo"``): a pooling U of two levels."""
+
+    tiling = "halo"
+    multiple = 2  # one 2x2 pooling
+    halo = 10  # rows of context each side: the receptive reach (3 + 1 + 2 x 2 + 1 = 9), rounded up to the multiple
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = torch.nn.Conv2d(3, 8, 7, padding=3), torch.nn.Conv2d(8, 8, 5, padding=2)
+        self.c = torch.nn.Conv2d(16, 3, 3, padding=1)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="reflect")
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.a(x))
+        b = F.interpolate(torch.relu(self.b(F.max_pool2d(a, 2))), scale_factor=2.0)
+        return torch.sigmoid(self.c(torch.cat([a, b], 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(self.pad(x))[..., : x.shape[-2], : x.shape[-1]]
+
+
+@pytest.mark.parametrize("rows", [2, 6, 20])
+def test_an_rgb_network_that_tiles_with_halos_runs_in_strips_equal_to_the_whole_run(rng, rows):
+    net, rgb = _HaloNet().eval(), _photo(rng, 41, 30)
+    whole, strips = enhance_array(net, rgb)
+    assert strips == 0
+    out, strips = enhance_array(net, rgb, strip_rows=rows)
+    assert strips == len(range(0, 42, rows)) > 1
+    np.testing.assert_allclose(out, whole, atol=1e-5)
+    tiny, strips = enhance_array(net, rgb, max_memory=1e-6)  # planned: a strip holds its two halos
+    assert strips > 1
+    np.testing.assert_allclose(tiny, whole, atol=1e-5)
