@@ -130,7 +130,10 @@ def run_parallel(
         if backend == "ray":  # ray's joblib backend returns nothing until all is done: ray's own pool streams
             from ray.util.multiprocessing import Pool
 
-            pool = stack.enter_context(Pool(processes=None if n_jobs == -1 else n_jobs))
+            # each worker holds a CPU, so ray spreads them over the nodes that have CPUs (its pool's actors hold
+            # none by default, and could all start on one node, the head included)
+            processes = None if n_jobs == -1 else n_jobs
+            pool = stack.enter_context(Pool(processes=processes, ray_remote_args={"num_cpus": 1}))
             tasks = [(fn, i, item) for i, item in enumerate(items)]
             _drain(pool.imap_unordered(_call_task, tasks), items, results, on_result)
             return results
