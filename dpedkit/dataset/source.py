@@ -275,6 +275,26 @@ def identity(path: str | Path) -> dict[str, str]:
     return {"manifest_sha256": hashlib.sha256(DatasetDir(path).manifest_path.read_bytes()).hexdigest()}
 
 
+def require_dataset(path: str | Path, command: str) -> None:
+    """Refuse a DPED or ZRR folder where only a dpedkit dataset will do, naming the import that makes one.
+
+    Raises:
+        InputError: ``path`` is a folder of another layout (a folder of no known layout passes: the caller's own
+            error names what it needs).
+    """
+    from dpedkit.interop.dped_layout import is_dped_folder
+    from dpedkit.interop.zrr import is_zrr_folder
+
+    if DatasetDir.is_dataset(path):
+        return
+    layout = "zrr" if is_zrr_folder(path) else "dped" if is_dped_folder(path) else None
+    if layout is not None:
+        kind = "a Zurich RAW-to-RGB folder" if layout == "zrr" else "an official DPED folder"
+        raise InputError(path, f"{kind}: {command} reads a dpedkit dataset (its alignment records and shards); "
+                               f"`dpedkit import-{layout} {path} -o DATASET` makes one (train, evaluate and compare "
+                               "read this folder in place)")  # fmt: skip
+
+
 def open_source(path: str | Path, *, phone: str | None = None, parts: Collection[str] | None = None) -> Source:
     """The :class:`Source` of a folder of patch pairs: a dpedkit dataset, an official DPED folder or a ZRR folder.
 

@@ -16,6 +16,7 @@ from typing import Literal
 from dpedkit.align import is_pair_dir
 from dpedkit.config import ReportConfig
 from dpedkit.dataset.format import DatasetDir
+from dpedkit.dataset.source import require_dataset
 from dpedkit.dataset.storage import local_dataset
 from dpedkit.errors import InputError
 from dpedkit.inspect import html, views
@@ -103,6 +104,7 @@ def write_report(
         text = html.pair_page(view, notes)
         result = ReportResult(out, "pair", 1, [view.name], ["views"], notes)
     else:
+        require_dataset(source, "inspect")
         raise InputError(source, "not a dataset (no dataset.json) nor an aligned pair folder (no alignment.json)")
     write_text(out, text)
     result.size_bytes = out.stat().st_size

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dpedkit.dataset.format import SPLITS, DatasetDir
+from dpedkit.dataset.source import require_dataset
 from dpedkit.dataset.storage import local_dataset
 from dpedkit.errors import ConfigError
 
@@ -117,6 +118,7 @@ def summarize_dataset(root: str | Path) -> DatasetSummary:
         ShardError: not a finished dataset, or a damaged/foreign shard.
     """
     root = local_dataset(root)  # a dataset at a URL: its local copy
+    require_dataset(root, "inspect")
     ds = DatasetDir(root)
     manifest = ds.manifest()
     pairs = worst_first([flatten_pair_record(r) for r in ds.pairs()])

@@ -89,3 +89,17 @@ def test_full_test_pairs_come_from_the_source(tmp_path, rng):
     assert open_source(zrr).test_full() == [] and open_source(dped, phone="sony").test_full() == []
     with pytest.raises(InputError, match="no full aligned test pairs"):
         evaluate_full("unused.pt", dped / "sony", config=EvalConfig(device="cpu"))
+
+
+def test_inspect_names_the_import_that_makes_a_dataset_of_another_layout(tmp_path, rng):
+    from dpedkit.inspect.report import write_report
+    from dpedkit.inspect.summary import summarize_dataset
+
+    dped, zrr = write_dped_tree(tmp_path / "dped", rng), write_zrr_tree(tmp_path / "zrr", rng, n_train=2, n_test=1)
+    for folder, layout in ((dped, "dped"), (dped / "sony", "dped"), (zrr, "zrr")):
+        with pytest.raises(InputError, match=f"`dpedkit import-{layout} {folder} -o DATASET` makes one"):
+            summarize_dataset(folder)
+        with pytest.raises(InputError, match=f"import-{layout}"):
+            write_report(folder, tmp_path / "r.html")
+    with pytest.raises(InputError, match="nor an aligned pair folder"):  # a folder of no known layout
+        write_report(tmp_path, tmp_path / "r.html")
