@@ -608,7 +608,8 @@ def process_pair(
     """Align one pair and cut its patches; failures are returned in the record, never raised.
 
     ``timings``, when given, receives wall seconds per stage (``decode``, ``align`` without decode,
-    ``patches``, ``test_full``).
+    ``patches``, ``test_full``) and per step of the alignment (``align_features``, ``align_match``...) and of the
+    patches (``patches_search``, ``patches_refine``, ``patches_resample``...: :func:`extract_patches`).
 
     Returns:
         ``(record, patches)``: the ``pairs.jsonl`` record and a :class:`dpedkit.dataset.patches.PatchSet` (None when
@@ -626,6 +627,7 @@ def process_pair(
         result = align_files(phone, dslr, config=config.align, keep_16bit=config.bit_depth == 16)
         times["decode"] = result.timings.get("decode", 0.0)
         times["align"] = result.timings.get("total", 0.0) - times["decode"]
+        times |= {f"align_{k}": v for k, v in result.timings.items() if k not in ("decode", "total")}
         record |= _align_metrics(result)
         if not result.ok:
             return record | {"status": result.status, "reason": result.reason}, None
@@ -637,6 +639,7 @@ def process_pair(
         else:
             patches = extract_patches(result.phone, result.dslr, config=config.patch)
         times["patches"] = time.perf_counter() - t0
+        times |= {f"patches_{k}": v for k, v in patches.timings.items()}
     except InputError as exc:
         return record | {"status": "unreadable", "reason": str(exc)}, None
     except Exception as exc:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -89,6 +90,7 @@ class PatchSet:
     texture: np.ndarray
     candidates: dict[str, np.ndarray] = field(default_factory=dict)
     baseline: np.ndarray | None = None  # raw2rgb: LibRaw's processing of each phone window (``K x P x P x 3``)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of each step (see extract_patches)
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -142,6 +144,9 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
         A :class:`PatchSet`; windows are the ``floor(W / P) x floor(H / P)`` grid at ``x0 = gx * P``,
         ``y0 = gy * P`` in row-major order (empty when the crop is smaller than one patch).
 
+    ``timings`` of the result: wall seconds of its steps: ``setup`` (luma images), ``search`` (integer search),
+    ``refine`` (Gauss-Newton), ``resample`` (the stored patches cut out, their NCC checked).
+
     With ``config.moving == "dslr"`` the roles swap: the phone windows stay exactly on the grid and the DSLR
     window of each is moved and resampled (``shift``/``angle`` are then the DSLR window's).
 
@@ -155,7 +160,9 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
     p = config.size
     h, w = phone.shape[:2]
     grid = np.array([(gx, gy) for gy in range(h // p) for gx in range(w // p)], np.int32).reshape(-1, 2)
+    t0 = time.perf_counter()
     ctx = _Context(phone, dslr, config)
+    ctx.timings["setup"] = time.perf_counter() - t0
     out_phone, out_dslr = np.empty((len(grid), p, p, 3), phone.dtype), np.empty((len(grid), p, p, 3), dslr.dtype)
     rows, n, pos = [], w // p, 0
     for gy in range(h // p if n else 0):
@@ -180,6 +187,7 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
         ncc=cand["ncc"][idx],
         texture=cand["texture"][idx],
         candidates=cand,
+        timings=ctx.timings,
     )
     log.debug("patches: %d of %d windows kept (ncc >= %.2f)", len(idx), len(grid), config.ncc_min)
     return out
@@ -349,6 +357,13 @@ class _Context:
         self.centre = (config.size - 1) / 2.0
         v, u = np.mgrid[0 : config.size, 0 : config.size] - self.centre
         self.uv = (u.astype(np.float32), v.astype(np.float32))
+        self.timings = dict.fromkeys(("setup", "search", "refine", "resample"), 0.0)
+
+    def _clock(self, step: str, since: float) -> float:
+        """Add the seconds since ``since`` to ``step``; the time now."""
+        now = time.perf_counter()
+        self.timings[step] += now - since
+        return now
 
     def refine_row(self, gy: int, patches: np.ndarray) -> dict[str, np.ndarray]:
         """Refine the grid windows of row ``gy`` together, resample their phone patches into ``patches``.
@@ -364,6 +379,7 @@ class _Context:
         mag = tgx * tgx
         mag += tgy * tgy
         texture = np.sqrt(mag, out=mag).mean(axis=(1, 2))  # (cv2.magnitude varies with alignment)
+        t = time.perf_counter()
         start, angle = np.zeros((n, 2)), np.zeros(n)
         peak, at_radius = np.zeros(n), np.zeros(n, bool)
         for k in range(n):
@@ -371,11 +387,13 @@ class _Context:
                 (start[k, 0], start[k, 1]), angle[k], at_radius[k] = self._search_rotation(tmpl[k], x0s[k], y0)
             else:
                 start[k, 0], start[k, 1], peak[k], at_radius[k] = self._search(tmpl[k], x0s[k], y0)
+        t = self._clock("search", t)
         shift = start.copy()
         todo = np.flatnonzero(peak >= cfg.ncc_min - _GN_SKIP_MARGIN) if cfg.rotation != "search" else []
         for i in range(0, len(todo), _GN_CHUNK):  # a few windows at a time: the arrays stay in cache
             c = todo[i : i + _GN_CHUNK]
             shift[c], angle[c] = self._gauss_newton(tmpl[c], (tgx[c], tgy[c]), x0s[c], y0, start[c])
+        t = self._clock("refine", t)
         self._extract(patches, x0s, y0, shift, angle)
         score = _ncc_rows(patches, tmpl)
         if cfg.rotation != "search":
@@ -392,6 +410,7 @@ class _Context:
             if cfg.search_scale == 2:  # a half-res peak on the border: only if the result is there too
                 at_radius &= np.abs(shift).max(axis=1) >= cfg.radius - 1
         outside = self._reach_outside(x0s, y0, shift, angle) > cfg.max_outside
+        self._clock("resample", t)
         return {
             "shift": shift,
             "angle": angle,
