@@ -27,7 +27,9 @@ from dpedkit.dataset.shards import (
     CANDIDATES,
     COLUMNS,
     IMAGES,
+    HDF5Store,
     ShardInfo,
+    ShardSink,
     candidate_names,
     check_fields,
     patch_layout,
@@ -248,6 +250,19 @@ def png_claiming(width: int, height: int) -> bytes:
 
 
 @dataclass(frozen=True)
+class MarkingStore(HDF5Store):
+    """HDF5 shards, each with a ``.mark`` file beside it naming the process that wrote it (which process writes)."""
+
+    def __repr__(self) -> str:
+        return "MarkingStore()"
+
+    def writer(self, path: str | Path, *, patch_size: int, **options: Any) -> ShardSink:
+        """:class:`HDF5Store`'s writer, after writing ``PATH.mark`` (this process's PID)."""
+        sink = super().writer(path, patch_size=patch_size, **options)
+        Path(f"{path}.mark").write_text(str(os.getpid()))
+        return sink
+
+
 class MemoryShard:
     """One shard of :class:`MemoryShards`: what an HDF5 shard holds, as numpy arrays.
 

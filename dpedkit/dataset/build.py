@@ -52,7 +52,18 @@ from dpedkit.dataset.format import (
     shard_name,
 )
 from dpedkit.dataset.parallel import Backend, check_options, peak_rss_mb, run_parallel
-from dpedkit.dataset.shards import BASELINE, CANDIDATE_COLUMNS, COLUMNS, IMAGES, SCHEMA_VERSION, ShardSink, shard_writer
+from dpedkit.dataset.shards import (
+    BASELINE,
+    CANDIDATE_COLUMNS,
+    COLUMNS,
+    IMAGES,
+    SCHEMA_VERSION,
+    HDF5Store,
+    ShardSink,
+    current_store,
+    shard_writer,
+    using_store,
+)
 from dpedkit.dataset.storage import (
     Store,
     clear_store,
@@ -241,6 +252,9 @@ def _build(target: _Target, plan: dict[str, Any], n_pairs: int, jobs: int, backe
     remote = ({"store": target.store.url} if target.store is not None else {}) | (
         {"fetched": dict(target.fetched)} if target.fetched else {}
     )
+    store = current_store()  # a backend chosen with using_store goes to the workers with their tasks (pickled)
+    if type(store) is not HDF5Store:
+        remote["shard_store"] = store
     tasks = [dict(t, out=target.out, config=plan["config"], **remote) for t in plan["tasks"]]
     done = {t["shard"]: r for t in tasks if (r := _finished(ds, t, stored=target.store is not None)) is not None}
     log.info("%d pairs in %d shards; %d shards already done", n_pairs, len(tasks), len(done))
@@ -488,7 +502,8 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: process one task's pairs into one shard (temp file + rename), then write its record file.
 
     Args:
-        task: ``{"split", "shard", "pairs": [[name, phone, dslr], ...], "out", "config"}`` (plain data).
+        task: ``{"split", "shard", "pairs": [[name, phone, dslr], ...], "out", "config"}`` (plain data), and
+            ``"shard_store"``: the driver's :class:`~dpedkit.dataset.shards.ShardStore` when it is not HDF5's.
 
     Returns:
         A :class:`ShardResult` as a dict (small: no arrays).
@@ -497,7 +512,7 @@ def build_shard(task: dict[str, Any]) -> dict[str, Any]:
     config = BuildConfig.from_dict(task["config"])
     # one core per worker (jobs is the parallelism knob): decode the two photos one after the other
     config = replace(config, align=replace(config.align, threads=1))
-    with _output(task) as ds:
+    with using_store(task["shard_store"]) if "shard_store" in task else nullcontext(), _output(task) as ds:
         return _write_shard(ds, task, config, t0, c0)
 
 

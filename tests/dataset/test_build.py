@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from dpedkit.dataset.build import BuildConfig, build_dataset, split_pairs
 from dpedkit.dataset.format import DatasetDir
 from dpedkit.dataset.patches import PatchConfig, ncc
-from dpedkit.dataset.shards import read_shard
+from dpedkit.dataset.shards import read_shard, using_store
 from dpedkit.errors import ConfigError
 from dpedkit.geometry import apply_homography
 from dpedkit.synth.pairs import map_phone_to_dslr, synthesize
@@ -168,6 +168,20 @@ def test_two_workers_give_the_same_dataset(raw, clean, tmp_path):
     out, _ = clean
     build_dataset(raw / "phone", raw / "dslr", tmp_path / "ds", config=CONFIG, jobs=2)
     assert_same_dataset(tmp_path / "ds", out)
+
+
+def test_a_shard_store_chosen_in_the_driver_writes_in_every_worker(raw, clean, tmp_path):
+    from dpedkit.testing import MarkingStore
+
+    with using_store(MarkingStore()):
+        build_dataset(raw / "phone", raw / "dslr", tmp_path, config=CONFIG, jobs=2)
+    marks = sorted(tmp_path.rglob("*.mark"))
+    shards = sorted(tmp_path.rglob("shard-*.h5"))
+    assert len(marks) == len(shards) > 2  # every shard went through the store, in the worker processes
+    assert str(os.getpid()) not in {m.read_text() for m in marks}
+    for m in marks:
+        m.unlink()
+    assert_same_dataset(tmp_path, clean[0])
 
 
 def test_finished_dataset_is_left_alone_and_plans_must_match(raw, tmp_path):
