@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 # rich wraps the CLI's messages at the terminal's width (80 under CliRunner): a long temporary path (pytest-xdist
 # adds a folder per worker) would then be cut inside the words the tests look for. Set before the CLI is imported.
@@ -19,6 +20,16 @@ os.environ["COLUMNS"] = "1000"
 # subprocesses and notebook kernels (which inherit the environment) all see the same folder.
 if os.environ.get("DPEDKIT_SHARED"):
     os.environ["DPEDKIT_SHARED"] = str(Path(os.environ["DPEDKIT_SHARED"]).resolve())
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks on a shared 2-core machine (``pytest -n auto``: a worker per core): one intra-op thread avoids
+    oversubscription stalls. With two threads per worker the raw2rgb U-Net test took 4 to 5 times longer."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def shared_path(*parts: str) -> Path:

@@ -36,6 +36,7 @@ def _execute(name: str, tmp_path: Path, monkeypatch) -> nbformat.NotebookNode:
     monkeypatch.setenv("DPEDKIT_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("DPEDKIT_NOTEBOOK_DIR", str(tmp_path / "work"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread per worker, as tests/conftest.py
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     # kernel "python3": jupyter_client starts it with this interpreter (sys.executable), so dpedkit is importable
     client = NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(NOTEBOOKS)}})
