@@ -101,10 +101,13 @@ def test_sid_unet_learns_an_isp_that_beats_libraw_on_held_back_pairs(tmp_path):
     from dpedkit.train import train
 
     synthesize(tmp_path / "raw", n=6, seed=0, phone_mp=0.3, dslr_mp=0.6, phone_format="dng")
-    cfg = BuildConfig(mode="raw2rgb", patch=PatchConfig(size=P), test_images=2)  # 4 pairs train, 2 held back
+    # 48 px patches: a training step costs 2/3 of a 64 px one (32 px ones beat LibRaw by as little as 0.4 dB on some
+    # synthetic seeds). A warmup of 200: with 50, lr 3e-3 blew up on some seeds (48 px seed 0 ended at 7.6 dB, 64 px
+    # seed 1 at 14 dB). One evaluation, at the end of the cosine schedule (best.pt: the better of raw weights and EMA).
+    cfg = BuildConfig(mode="raw2rgb", patch=PatchConfig(size=48), test_images=2)  # 4 pairs train, 2 held back
     build_dataset(tmp_path / "raw" / "phone", tmp_path / "raw" / "dslr", tmp_path / "ds", config=cfg)
-    cfg = TrainConfig(model="sid-unet", iters=800, batch=8, eval_every=400, device="cpu", samples=1, save_every="0",
-                      lr=3e-3, lr_schedule="cosine", warmup=50, ema=0.99, model_config={"channels": 16, "levels": 4},
+    cfg = TrainConfig(model="sid-unet", iters=800, batch=8, eval_every=800, device="cpu", samples=1, save_every="0",
+                      lr=3e-3, lr_schedule="cosine", warmup=200, ema=0.99, model_config={"channels": 16, "levels": 4},
                       tensorboard=False)  # fmt: skip
     history = train(tmp_path / "ds", tmp_path / "run", config=cfg).history
     model = load_model(tmp_path / "run" / "best.pt")
@@ -117,7 +120,7 @@ def test_sid_unet_learns_an_isp_that_beats_libraw_on_held_back_pairs(tmp_path):
     assert history[0]["identity_psnr"] == pytest.approx(libraw.dped_psnr)
     print(f"\nsid-unet on {len(mosaic)} held-back RAW patches: {result.model.dped_psnr:.2f} dB after 800 iterations, "
           f"LibRaw {libraw.dped_psnr:.2f} dB")  # fmt: skip
-    assert result.model.dped_psnr > libraw.dped_psnr + 0.25  # measured: +0.7 (seed 0), +0.6 (seed 1)
+    assert result.model.dped_psnr > libraw.dped_psnr + 0.25  # measured: +0.57; synth seeds 1-4: +2.0 +0.6 +0.7 +1.0
     with pytest.raises(ConfigError, match="raw2rgb dataset"):
         train(tmp_path / "ds", tmp_path / "rgb", config=TrainConfig(model="srcnn", iters=1, device="cpu"))
 
