@@ -249,7 +249,6 @@ def png_claiming(width: int, height: int) -> bytes:
 # ------------------------------------------------------------------------------------- an in-memory shard store
 
 
-@dataclass(frozen=True)
 class MarkingStore(HDF5Store):
     """HDF5 shards, each with a ``.mark`` file beside it naming the process that wrote it (which process writes)."""
 
@@ -263,6 +262,7 @@ class MarkingStore(HDF5Store):
         return sink
 
 
+@dataclass(frozen=True)
 class MemoryShard:
     """One shard of :class:`MemoryShards`: what an HDF5 shard holds, as numpy arrays.
 
