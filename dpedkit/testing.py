@@ -246,7 +246,7 @@ def png_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-# ------------------------------------------------------------------------------------- an in-memory shard store
+# --------------------------------------------------------------------------------------- shard stores for tests
 
 
 class MarkingStore(HDF5Store):
