@@ -34,8 +34,8 @@ def corner_errors(folder):
 
 @pytest.mark.slow
 def test_heic_phone_and_dng_dslr_align_and_keep_patches_as_jpeg_does(tmp_path):
-    synthesize(tmp_path / "jpg", n=4, seed=0, **SIZES)
-    synthesize(tmp_path / "cam", n=4, seed=0, phone_format="heic", dslr_format="dng", **SIZES)
+    synthesize(tmp_path / "jpg", n=3, seed=0, **SIZES)
+    synthesize(tmp_path / "cam", n=3, seed=0, phone_format="heic", dslr_format="dng", **SIZES)
     assert {p.suffix for p in (tmp_path / "cam" / "phone").iterdir()} == {".heic"}
     assert {p.suffix for p in (tmp_path / "cam" / "dslr").iterdir()} == {".dng"}
 
@@ -52,7 +52,7 @@ def test_heic_phone_and_dng_dslr_align_and_keep_patches_as_jpeg_does(tmp_path):
     cam = build_dataset(tmp_path / "cam" / "phone", tmp_path / "cam" / "dslr", tmp_path / "ds-cam", config=cfg)
     kept = jpg.patches["train"], cam.patches["train"]
     print("kept patches JPEG vs HEIC/DNG:", kept)
-    assert cam.ok == 4 and abs(kept[1] - kept[0]) <= 0.02 * kept[0]
+    assert cam.ok == 3 and abs(kept[1] - kept[0]) <= 0.02 * kept[0]
 
 
 def test_a_raw_pair_is_fully_demosaiced_only_once_it_aligns(tmp_path, monkeypatch):
@@ -172,11 +172,12 @@ def test_swapped_folders_build_refuses_and_align_warns(tmp_path):
 @pytest.mark.slow
 def test_city100_pairs_turned_in_code_align_as_upright_and_mirrored_ones_are_rejected(shared):
     root = shared("data", "city100")
-    for phone_path in sorted((root / "iPhoneX").glob("*.png")):
+    turns = [90, 180, 270]
+    for k, phone_path in enumerate(sorted((root / "iPhoneX").glob("*.png"))):
         phone, dslr = read_rgb(phone_path), read_rgb(root / "NikonD5500" / phone_path.name)
         up = align_pair(phone, dslr)
         assert up.ok and up.orientation_fix == 0, phone_path.name
-        for turn in (90, 180, 270):
+        for turn in turns[k % 3 :: 3] if k >= 1 else turns:  # every turn of the first pair, then one turn a pair
             turned, h_expected = turn_phone(phone, up.H_phone_to_dslr, turn)
             res = align_pair(turned, dslr)
             err = mean_corner_error(res.H_phone_to_dslr, h_expected, turned.shape[1], turned.shape[0])
