@@ -275,6 +275,16 @@ def identity(path: str | Path) -> dict[str, str]:
     return {"manifest_sha256": hashlib.sha256(DatasetDir(path).manifest_path.read_bytes()).hexdigest()}
 
 
+def _layout(path: str | Path) -> str | None:
+    """The layout of the folder at ``path``: ``dataset``, ``zrr`` or ``dped``; None for none of them."""
+    from dpedkit.interop.dped_layout import is_dped_folder
+    from dpedkit.interop.zrr import is_zrr_folder
+
+    if DatasetDir.is_dataset(path):
+        return "dataset"
+    return "zrr" if is_zrr_folder(path) else "dped" if is_dped_folder(path) else None
+
+
 def require_dataset(path: str | Path, command: str) -> None:
     """Refuse a DPED or ZRR folder where only a dpedkit dataset will do, naming the import that makes one.
 
@@ -282,13 +292,8 @@ def require_dataset(path: str | Path, command: str) -> None:
         InputError: ``path`` is a folder of another layout (a folder of no known layout passes: the caller's own
             error names what it needs).
     """
-    from dpedkit.interop.dped_layout import is_dped_folder
-    from dpedkit.interop.zrr import is_zrr_folder
-
-    if DatasetDir.is_dataset(path):
-        return
-    layout = "zrr" if is_zrr_folder(path) else "dped" if is_dped_folder(path) else None
-    if layout is not None:
+    layout = _layout(path)
+    if layout in ("zrr", "dped"):
         kind = "a Zurich RAW-to-RGB folder" if layout == "zrr" else "an official DPED folder"
         raise InputError(path, f"{kind}: {command} reads a dpedkit dataset (its alignment records and shards); "
                                f"`dpedkit import-{layout} {path} -o DATASET` makes one (train, evaluate and compare "
@@ -311,15 +316,14 @@ def open_source(path: str | Path, *, phone: str | None = None, parts: Collection
         ShardError: a damaged dataset.
     """
     from dpedkit.dataset.storage import fetch_dataset
-    from dpedkit.interop.dped_layout import is_dped_folder
-    from dpedkit.interop.zrr import is_zrr_folder
 
     path = fetch_dataset(str(path), parts=parts) if is_url(path) else Path(path)
-    if DatasetDir.is_dataset(path):
+    layout = _layout(path)
+    if layout == "dataset":
         return DatasetSource(path)
-    if is_zrr_folder(path):
+    if layout == "zrr":
         return ZrrSource(path)
-    if path.is_dir() and not is_dped_folder(path):
+    if layout is None and path.is_dir():
         raise InputError(path, "not a dpedkit dataset (no dataset.json), not an official DPED folder (no "
                                "<phone>/training_data or <phone>/test_data inside) and not a ZRR folder (no "
                                "train/huawei_raw or test/huawei_raw inside)")  # fmt: skip
