@@ -160,9 +160,7 @@ def extract_patches(phone: np.ndarray, dslr: np.ndarray, *, config: PatchConfig 
     p = config.size
     h, w = phone.shape[:2]
     grid = np.array([(gx, gy) for gy in range(h // p) for gx in range(w // p)], np.int32).reshape(-1, 2)
-    t0 = time.perf_counter()
     ctx = _Context(phone, dslr, config)
-    ctx.timings["setup"] = time.perf_counter() - t0
     out_phone, out_dslr = np.empty((len(grid), p, p, 3), phone.dtype), np.empty((len(grid), p, p, 3), dslr.dtype)
     rows, n, pos = [], w // p, 0
     for gy in range(h // p if n else 0):
@@ -344,6 +342,7 @@ class _Context:
     """Per-pair state: grayscale images padded for the search, the options and the row refiner."""
 
     def __init__(self, phone: np.ndarray, dslr: np.ndarray, config: PatchConfig) -> None:
+        t0 = time.perf_counter()
         self.cfg = config
         self.phone = phone
         self.dslr = dslr
@@ -358,6 +357,7 @@ class _Context:
         v, u = np.mgrid[0 : config.size, 0 : config.size] - self.centre
         self.uv = (u.astype(np.float32), v.astype(np.float32))
         self.timings = dict.fromkeys(("setup", "search", "refine", "resample"), 0.0)
+        self._clock("setup", t0)
 
     def _clock(self, step: str, since: float) -> float:
         """Add the seconds since ``since`` to ``step``; the time now."""
