@@ -8,7 +8,8 @@ Figures (targets from issue 4):
 - peak resident memory of a worker (target: <= 1.5 GB);
 - random single patch-pair reads from the shards against the same patches in a DPED-style folder of JPEGs
   (``{iphone,canon}/N.jpg``, quality 95) (target: >= 5x). Both are read warm (files just written, in the page
-  cache); a cold read needs dropping the OS cache, which this benchmark does not do.
+  cache); a cold read needs dropping the OS cache, which this benchmark does not do. The layouts take turns on
+  blocks of the same random indices (:func:`interleaved_rates`), so their ratio does not follow the load.
 
 Timings on a shared machine are noisy: each build runs ``repeats`` times, 1 and 2 workers alternating, and
 the fastest run of each counts (as ``timeit`` does: other processes only ever add time). The result also
@@ -35,7 +36,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ import numpy as np
 
 from dpedkit.config import BuildBenchConfig
 from dpedkit.dataset.format import DatasetDir
-from dpedkit.dataset.shards import BASELINE, COLUMNS, IMAGES, open_reader, shard_writer
+from dpedkit.dataset.shards import BASELINE, COLUMNS, IMAGES, ShardReader, open_reader, shard_writer
 
 log = logging.getLogger(__name__)
 
@@ -235,47 +236,56 @@ def _read_bench(dataset: Path, dped: Path, config: BuildBenchConfig) -> dict[str
         cv2.imwrite(str(dped / "iphone" / f"{i}.jpg"), phone[:, :, 0] if phone.shape[2] == 1 else phone,
                     [cv2.IMWRITE_JPEG_QUALITY, 95])  # fmt: skip
         cv2.imwrite(str(dped / "canon" / f"{i}.jpg"), dslr[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-    order = np.random.default_rng(config.seed).integers(0, n, config.reads)
-
-    def rate(read: Callable[[int], Any]) -> float:
-        for i in order[:20]:  # warm up: open handles, fault in code paths
-            read(int(i))
-        t0 = time.perf_counter()
-        for i in order:
-            read(int(i))
-        return config.reads / (time.perf_counter() - t0)
 
     def jpeg(i: int) -> tuple[np.ndarray, np.ndarray]:
         a = cv2.imread(str(dped / "iphone" / f"{i}.jpg"), cv2.IMREAD_COLOR)
         b = cv2.imread(str(dped / "canon" / f"{i}.jpg"), cv2.IMREAD_COLOR)
         return a[:, :, ::-1], b[:, :, ::-1]
 
-    out = {
-        "patches": float(n),
-        "shard_raw_per_s": rate(ds.raw),
-        "shard_tensor_per_s": rate(ds.__getitem__),
-        "jpeg_per_s": rate(jpeg),
-    }
+    readers = {"shard_raw_per_s": ds.raw, "shard_tensor_per_s": ds.__getitem__, "jpeg_per_s": jpeg}
+    rates = interleaved_rates(readers, n, config.reads, seed=config.seed)
     ds.close()
-    return out | _checksum_cost(dataset, dped.parent / "unchecked.h5", config)
+    return {"patches": float(n), **rates} | _checksum_cost(dataset, dped.parent / "unchecked.h5", config)
+
+
+def interleaved_rates(
+    readers: Mapping[str, Callable[[int], Any]], items: int, reads: int, *, seed: int = 0, block: int = 50
+) -> dict[str, float]:
+    """Calls per second of each reader on ``reads`` random indices below ``items``, timed side by side.
+
+    The readers take turns on blocks of ``block`` calls (their order reversed every other block), so a change in
+    the machine's load meets them all alike; their ratios are then far steadier than those of runs one after the
+    other. Each reader draws its own indices (alike: uniform, with repeats), so none finds in a cache it shares
+    with another (HDF5's chunk cache) the rows that one has just read. Each is warmed up first (open handles,
+    code paths) on 20 calls.
+    """
+    rng = np.random.default_rng(seed)
+    orders = {name: [int(i) for i in rng.integers(0, items, reads)] for name in readers}
+    for name, read in readers.items():
+        for i in orders[name][:20]:
+            read(i)
+    names, spent = list(readers), dict.fromkeys(readers, 0.0)
+    for b, start in enumerate(range(0, reads, block)):
+        for name in names if b % 2 == 0 else names[::-1]:
+            read, idx, t0 = readers[name], orders[name][start : start + block], time.perf_counter()
+            for i in idx:
+                read(i)
+            spent[name] += time.perf_counter() - t0
+    return {name: reads / seconds for name, seconds in spent.items()}
 
 
 def _checksum_cost(dataset: Path, copy: Path, config: BuildBenchConfig) -> dict[str, float]:
     """Random single reads of one shard's patches with their per-chunk checksums and of a copy without (pairs/s)."""
     shard = DatasetDir(dataset).shards("train")[0].path
     _copy_unchecked(shard, copy)  # same layout, no checksum
-    rates, order = {}, None
-    for key, path in (("checked", shard), ("unchecked", copy)):
-        with open_reader(path) as r:
+    with open_reader(shard) as checked, open_reader(copy) as unchecked:
+
+        def reader(r: ShardReader) -> Callable[[int], Any]:
             phone, dslr = r.images("phone"), r.images("dslr")
-            if order is None:
-                order = np.random.default_rng(config.seed).integers(0, r.rows, config.reads)
-            for i in order[:20]:
-                phone[int(i)], dslr[int(i)]
-            t0 = time.perf_counter()
-            for i in order:
-                phone[int(i)], dslr[int(i)]
-            rates[key] = config.reads / (time.perf_counter() - t0)
+            return lambda i: (phone[i], dslr[i])
+
+        readers = {"checked": reader(checked), "unchecked": reader(unchecked)}
+        rates = interleaved_rates(readers, checked.rows, config.reads, seed=config.seed)
     return {"shard_checked_per_s": rates["checked"], "shard_unchecked_per_s": rates["unchecked"],
             "checksum_read_cost": rates["unchecked"] / rates["checked"]}  # fmt: skip
 

@@ -1,6 +1,6 @@
 import pytest
 
-from dpedkit.bench.build import BuildBenchConfig, bench_build
+from dpedkit.bench.build import BuildBenchConfig, bench_build, interleaved_rates
 from dpedkit.errors import ConfigError
 
 
@@ -18,6 +18,19 @@ def test_bench_build_smoke(tmp_path):
     stages = res["stages_s_per_pair_1_worker"]
     assert {"decode", "align", "patches", "write"} <= set(stages)
     assert res["e2e_over_build_decode"] == pytest.approx(res["build"]["1"]["s_per_pair"] / stages["decode"])
+
+
+def test_read_layouts_take_turns_on_their_own_indices():
+    calls = []
+    readers = {name: (lambda i, name=name: calls.append((name, i))) for name in ("shard", "jpeg")}
+    rates = interleaved_rates(readers, 1000, 7, block=3, seed=4)
+    assert set(rates) == {"shard", "jpeg"} and all(r > 0 for r in rates.values())
+    timed = calls[2 * 7 :]  # after each reader's warm-up (on its first 20 indices: here all 7)
+    seen = {name: [i for n, i in timed if n == name] for name in readers}
+    assert seen["shard"] == [i for n, i in calls[:7]] and len(seen["jpeg"]) == 7  # each its whole order, once
+    assert seen["shard"] != seen["jpeg"]  # drawn apart: no reader meets rows another has just read
+    turns = [timed[k][0] for k in range(0, len(timed), 3)]  # blocks of 3, 3, 1 calls
+    assert turns[:4] == ["shard", "jpeg", "jpeg", "shard"]  # reversed every other block: neither always first
 
 
 def test_bench_config_validation():

@@ -281,10 +281,10 @@ def test_official_model_hd_photo_strips_match_whole(shared):
     from dpedkit.nn.checkpoint import load_model
 
     g = load_model(shared("models", "dped_orig", "iphone_orig.index"))
-    rgb = read_rgb(shared("data", "dped_hd", "0.png"))[:360]  # half the photo keeps the test under a minute
+    rgb = read_rgb(shared("data", "dped_hd", "0.png"))[:256]  # a band of the photo keeps the test short
     whole, _ = enhance_array(g, rgb, max_memory=100)
     tiled, strips = enhance_array(g, rgb, strip_rows=64)
-    assert strips == 6
+    assert strips == 4
     a, b = np.rint(whole * 255), np.rint(tiled * 255)
     mse = np.mean((a - b) ** 2)
     assert mse == 0 or 10 * np.log10(255**2 / mse) >= 45
