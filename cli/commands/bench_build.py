@@ -70,3 +70,6 @@ def command(pairs: int, phone_mp: float, dslr_mp: float, reads: int, repeats: in
     ]
     title = f"dpedkit bench build: {pairs} pairs of {phone_mp:g} / {dslr_mp:g} MP {format.upper()}, {mode}"
     console.print(table(title, ["figure", "measured", "target", "met"], rows))
+    missed = [k for k, met in ok.items() if not met]
+    if missed:
+        console.print(f"not met: {', '.join(missed)}; README.md, section 'Benchmarks', says where each stands and why")

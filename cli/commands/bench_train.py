@@ -17,7 +17,9 @@ from dpedkit_cli.render import console, handle_errors, print_json, table
 def command(device: str, batch: int | None, iters: int | None, workers: int, amp: bool, as_json: bool) -> None:
     """Iterations/s, patches/s and data-wait fraction of the DPED recipe (G step + D step, VGG content loss).
 
-    Both data paths side by side: uint8 patches in device memory, and a DataLoader with worker processes.
+    Both data paths side by side: uint8 patches in device memory, and a DataLoader with worker processes. The
+    VGG-19 of the content loss has random weights (the speed is the same as with the real ones; its warning
+    says so): no 510 MB download is needed to measure.
     """
     from dpedkit.bench.train import bench_train
 

@@ -77,10 +77,18 @@ def command(phone_dir, dslr_dir, out_dir, pairs_csv, jobs, backend, scheduler, o
 def _render(s) -> None:
     if s.already_finished:
         console.print(f"{escape(s.out_dir)} is a finished dataset: left alone (--overwrite rebuilds it)")
-    rows = [["pairs", s.pairs], ["ok", s.ok], *[[f"failed: {k}", v] for k, v in s.by_reason.items()]]
-    rows += [[f"patches {k} ({s.pairs_by_split.get(k, 0)} pairs)", v] for k, v in s.patches.items()]
+    alone = s.by_reason.get("no-partner", 0)  # photos the pairing left without a partner: not pairs
+    rows = [["pairs", s.pairs - alone], ["ok", s.ok]]
+    rows += [[f"failed: {k}", v] for k, v in s.by_reason.items() if k != "no-partner"]
+    rows += [["photos without a partner", alone]] if alone else []
+    rows += [[f"patches {k} ({_count(s.pairs_by_split.get(k, 0), 'pair')})", v] for k, v in s.patches.items()]
     rows += [["shards (built now)", f"{s.shards} ({s.shards_built})"], ["seconds", s.seconds]]
     console.print(table(f"dpedkit build -> {escape(s.out_dir)}", ["", "value"], rows))
     if s.ok:
         console.print(f"next: [bold]dpedkit inspect {escape(s.out_dir)}[/] (alignment report), then "
                       f"[bold]dpedkit train {escape(s.out_dir)} -o run --model srcnn[/]")  # fmt: skip
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 pair``, ``2 pairs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -26,7 +26,8 @@ def command(out_dir, n, seed, source, overwrite, quiet, as_json, **options) -> N
     H_phone_to_dslr maps phone pixels (x, y, 1), centres at integers, to DSLR pixels. Files carry EXIF
     capture times (--clock-offset, --time-jitter, --bursts); --phone-format heic|dng and --dslr-format dng
     write camera files; --rotate turns the phone's pixels. Use them to check an aligner (`dpedkit align` or
-    `dpedkit build`) before a shoot.
+    `dpedkit build`) before a shoot. The table's dslr_overlap is the share of the DSLR frame the phone sees
+    (`dpedkit align` reports its overlap as the share of the phone frame).
     """
     from dpedkit.synth.pairs import synthesize
 
@@ -40,7 +41,7 @@ def command(out_dir, n, seed, source, overwrite, quiet, as_json, **options) -> N
             t = r.truth
             jpeg_phone = t["formats"]["phone"] == "jpg"  # a HEIC or DNG phone file holds no JPEG
             geo = t["geometry"]
-            rows.append({"name": r.name, "source": t["source"], "overlap": t["overlap"]["dslr"],
+            rows.append({"name": r.name, "source": t["source"], "dslr_overlap": t["overlap"]["dslr"],
                          "rotation_deg": geo["rotation_deg"], "scale": geo["scale"],
                          "phone_jpeg": t["applied"]["phone"]["jpeg_quality"] if jpeg_phone else None,
                          "files": "{phone}/{dslr}".format(**t["formats"]), "rotate": t["rotate"],
@@ -51,6 +52,6 @@ def command(out_dir, n, seed, source, overwrite, quiet, as_json, **options) -> N
     if as_json:
         print_json({"out_dir": out_dir, "pairs": rows})
     elif not quiet:
-        columns = ["name", "source", "overlap", "rotation_deg", "scale", "phone_jpeg", "files", "rotate", "dt_s"]
+        columns = ["name", "source", "dslr_overlap", "rotation_deg", "scale", "phone_jpeg", "files", "rotate", "dt_s"]
         cells = [["-" if r[c] is None else r[c] for c in columns] for r in rows]
         console.print(table(f"{n} synthetic pairs in {out_dir}", columns, cells))

@@ -202,7 +202,7 @@ def time_message(pairing: Pairing) -> str:
     """One line on the clock offset of a time pairing (empty for other rules)."""
     if pairing.clock_offset is None:
         return ""
-    how = "estimated" if pairing.clock_estimated else "given"
+    how = "estimated" if pairing.clock_estimated else "as set (--clock-offset, default 0)"
     spread = "" if pairing.clock_spread is None else f", spread {pairing.clock_spread:.2f} s"
     line = f"clock offset (DSLR - phone) {pairing.clock_offset:+.2f} s {how}{spread} over {len(pairing.pairs)} pair(s)"
     if pairing.clock_hint is not None:

@@ -789,11 +789,15 @@ def synthesize(
     check_apart(out, [source], what="output folder")
     _clear_earlier_run(out, overwrite)
     times = capture_times(n, cfg, seed)
-    paths = []
+    paths, enlarged = [], {}
+    dslr_pixels = math.prod(frame_size(cfg.dslr_mp, DSLR_ASPECT))
     for i in range(n):
         name, load = sources[i % len(sources)]
+        photo = load()
+        if source is not None and photo.shape[0] * photo.shape[1] < dslr_pixels:
+            enlarged[name] = photo.shape[0] * photo.shape[1] / 1e6
         pair = make_pair(
-            scene_light(load(), cfg.light),
+            scene_light(photo, cfg.light),
             rng=np.random.default_rng([seed, i]),
             phone_mp=cfg.phone_mp,
             dslr_mp=cfg.dslr_mp,
@@ -817,6 +821,11 @@ def synthesize(
     }
     write_text(out / "synth.json", dumps(meta, indent=2, sort_keys=False, finite=False))
     log.info("wrote %d synthetic pairs to %s", n, out)
+    if enlarged:
+        names = ", ".join(f"{k} ({v:.1f} MP)" for k, v in sorted(enlarged.items()))
+        log.warning("%d of your photos hold fewer pixels than the %g MP DSLR frame, so their crops were enlarged "
+                    "(interpolated, with added texture): %s; use larger photos or a smaller --dslr-mp for real "
+                    "DSLR detail", len(enlarged), cfg.dslr_mp, names)  # fmt: skip
     return paths
 
 

@@ -459,3 +459,20 @@ def test_bit_depth_16_keeps_the_precision_of_16_bit_photos_and_training_reads_it
     cfg = TrainConfig(model="srcnn", iters=2, batch=4, eval_every=2, device="cpu", model_config={"channels1": 8})
     train(tmp_path / "ds16", run, config=cfg)
     assert (run / "best.pt").is_file()
+
+
+def test_the_build_table_counts_photos_without_a_partner_apart_from_pairs(capsys):
+    from types import SimpleNamespace
+
+    from dpedkit_cli.commands.build import _render
+
+    counts = {"by_reason": {"no-partner": 12, "unaligned": 1}, "patches": {"train": 3000, "test": 200},
+              "pairs_by_split": {"train": 13, "test": 1}}  # fmt: skip
+    summary = SimpleNamespace(already_finished=False, out_dir="ds", pairs=27, ok=14, seconds=1.0, shards=15,
+                              shards_built=15, **counts)  # fmt: skip
+    _render(summary)
+    rows = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in capsys.readouterr().err.splitlines()
+            if ln.count("│") == 3}  # fmt: skip
+    assert rows["pairs"] == "15" and rows["ok"] == "14" and rows["failed: unaligned"] == "1"
+    assert rows["photos without a partner"] == "12" and "failed: no-partner" not in rows
+    assert rows["patches test (1 pair)"] == "200" and rows["patches train (13 pairs)"] == "3000"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import cv2
 import numpy as np
@@ -304,6 +305,16 @@ def test_synthesize_with_own_photos(tmp_path, photos):
     (src / "notes.txt").write_text("not an image")
     paths = synthesize(tmp_path / "out", n=3, source=src, **TINY)
     assert [json.loads(p.read_text())["source"] for p in paths] == ["a_cup", "b_cat", "a_cup"]
+
+
+def test_own_photos_smaller_than_the_dslr_frame_are_named_in_a_warning(tmp_path, photos, caplog):
+    src = tmp_path / "src"
+    write_image(src / "small.png", photos["chelsea"])  # 451 x 300: 0.14 MP
+    write_image(src / "large.png", cv2.resize(photos["coffee"], (900, 600)))  # 0.54 MP
+    with caplog.at_level(logging.WARNING, logger="dpedkit"):
+        synthesize(tmp_path / "out", n=2, source=src, **TINY)  # a 0.25 MP DSLR frame
+    said = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "1 of your photos" in said and "small (0.1 MP)" in said and "large (" not in said
 
 
 def test_bad_sources_and_options_raise_typed_errors(tmp_path, photos):
