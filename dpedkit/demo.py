@@ -139,7 +139,7 @@ def _synth(res: DemoResult, cfg: DemoConfig) -> None:
         _apply_look(path, PHONE_LOOK)
     res.commands["synth"] = (
         f"dpedkit synth {res.paths['raw']} --n {cfg.pairs} --seed {cfg.seed} --phone-mp {cfg.phone_mp} "
-        f"--dslr-mp {cfg.dslr_mp}  # then the demo's phone look {PHONE_LOOK}"
+        f"--dslr-mp {cfg.dslr_mp}  # no command gives the demo's phone look: dpedkit.demo.apply_look(PHONE_LOOK)"
     )
 
 
@@ -224,6 +224,7 @@ def _train(res: DemoResult, cfg: DemoConfig, on_step: Callable[[int, int], None]
     init = None
     if cfg.model == "srcnn":
         init = identity_srcnn(arch or {}, res.out_dir / "run-init" / "identity-srcnn.pt", seed=cfg.seed)
+        res.paths["init"] = init  # the identity start the training begins from
     tc = TrainConfig(
         model=cfg.model, iters=cfg.iters, batch=cfg.batch, lr=cfg.lr, eval_every=max(1, cfg.iters // 6),
         device=cfg.device, seed=cfg.seed, vgg=vgg, model_config=arch, init=str(init) if init else None,

@@ -17,7 +17,7 @@ def test_demo_writes_every_result(tmp_path):
                    on_step=lambda i, n: steps.append((i, n)))  # fmt: skip
     assert [s for s, _, _ in seen] == list(STAGES) and seen[-1][1:] == (5, 6)
     assert steps[-1] == (TINY.iters, TINY.iters) and len(steps) == TINY.iters  # the training stage reports
-    for key in ("raw", "dataset", "report", "run", "model", "enhanced", "summary"):
+    for key in ("raw", "dataset", "report", "init", "run", "model", "enhanced", "summary"):
         assert res.paths[key].exists(), key
     assert (res.paths["dataset"] / "dataset.json").is_file() and res.patches["train"] > 0 and res.patches["test"] > 0
     assert "id='pairs-table'" in res.paths["report"].read_text()

@@ -45,6 +45,7 @@ def command(out_dir: Path, pairs: int, iters: int, device: str, seed: int, overw
         "raw": "synthetic pairs",
         "dataset": f"dataset ({res.patches.get('train', 0)} train / {res.patches.get('test', 0)} test patches)",
         "report": "inspect report (open in a browser)",
+        "init": "its identity start (SRCNN)",
         "run": "training run",
         "model": "model checkpoint",
         "enhanced": "enhanced photo",
