@@ -46,19 +46,22 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
     Under `torchrun --nproc-per-node G` it trains with DDP (gloo on CPU); rank 0 writes the run.
     Options may come from --config FILE.toml ([train]); flags typed here override it.
     """
+    from dpedkit.nn.vgg import check_weights
     from dpedkit.train import train
     from dpedkit.train.resume import resume_config
 
-    local = local_dataset(data)  # DATA at a URL: its local copy (messages keep naming DATA as typed)
     if resume and overwrite:
         raise click.BadOptionUsage("overwrite", "--resume and --overwrite exclude each other")
+    if not resume:
+        config = resolved_config("train", options)
+        if config.needs_vgg:  # train() checks it first too; here it comes before DATA at a URL is fetched
+            check_weights(config.vgg)
+    local = local_dataset(data)  # DATA at a URL: its local copy (messages keep naming DATA as typed)
     if resume:  # the run's saved options, with what the file and the command line change
         given = given_options("train", options)
         config = resume_config(Path(run_dir), local, given)
         if options.get("print_config"):
             print_config("train", config, click.get_current_context())
-    else:
-        config = resolved_config("train", options)
     quiet = as_json or _rank() != 0
     try:
         with progress(f"train {config.model}", config.iters, quiet=quiet) as advance:

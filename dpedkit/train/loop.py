@@ -54,6 +54,7 @@ from dpedkit.errors import ConfigError
 from dpedkit.io import check_apart, json_safe, write_image
 from dpedkit.nn.device import to_float_chw, to_uint8_hwc
 from dpedkit.nn.losses import discriminator_accuracy, discriminator_input, discriminator_loss, generator_loss
+from dpedkit.nn.vgg import check_weights
 from dpedkit.train.data import D_STREAM, G_STREAM, Batch
 from dpedkit.train.resume import TrainConfig, resolve_resume, write_run_config
 from dpedkit.train.schedule import SaveClock, lr_factor, set_lr
@@ -251,18 +252,21 @@ def train(
         A :class:`TrainResult` (on rank 0 the history of this run; other ranks get an empty history).
 
     Raises:
-        ConfigError: invalid options, a missing VGG file for a model with content loss, an ``init`` model whose
-            architecture ``model_config`` contradicts, a run folder in the way, or a resume mismatch.
+        ConfigError: invalid options, an ``init`` model whose architecture ``model_config`` contradicts, a run
+            folder in the way, or a resume mismatch.
         InputError / ShardError: unreadable data.
-        CheckpointError: unreadable ``init`` model or ``latest.pt``.
+        CheckpointError: unreadable ``init`` model or ``latest.pt``; a ``vgg`` file that does not exist (checked
+            first, before any data is read) or that holds no VGG-19 weights.
         TrainingStopped: SIGINT or SIGTERM came; ``latest.pt`` was written at the step reached (``exc.step``).
         KeyboardInterrupt: a second Ctrl-C, or one before training started; ``run_dir`` then resumes from its
             last checkpoint (``saved_step``).
     """
-    data = local_dataset(data)  # a dataset at a URL: its local copy (dpedkit.dataset.storage)
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     config = config.with_recipe_defaults()
+    if config.needs_vgg:  # a missing weights file fails now, not after the data is loaded and the networks built
+        check_weights(config.vgg)
+    data = local_dataset(data)  # a dataset at a URL: its local copy (dpedkit.dataset.storage)
     dist = init_distributed(config.device)
     try:
         run_dir = Path(run_dir)

@@ -25,6 +25,30 @@ def test_train_without_vgg_says_how_to_get_the_weights(data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_vgg_path_that_does_not_exist_is_named_before_any_data_is_loaded(data, tmp_path, monkeypatch):
+    import dpedkit.train.loop
+    from dpedkit.errors import CheckpointError
+    from dpedkit.train import TrainConfig, train
+
+    def no_setup(*args, **kwargs):
+        raise AssertionError("the data was loaded before the VGG path was checked")
+
+    monkeypatch.setattr(dpedkit.train.loop, "setup_run", no_setup)
+    missing = tmp_path / "imagenet-vgg-verydeep-19.mat"
+    res = CliRunner().invoke(cli, ["train", str(data), "-o", str(tmp_path / "run"), "--vgg", str(missing)])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"{missing}: no such file" in out, res.output
+    assert "none were given" not in out and "vgg19-dcbb9e9d.pth" in out  # where the weights come from
+    assert not (tmp_path / "run").exists()
+    for model in ("johnson", "dped"):  # the library fails as fast, even on a dataset that is not there
+        config = TrainConfig(model=model, vgg=str(missing), device="cpu")
+        with pytest.raises(CheckpointError, match="no such file") as err:
+            train(tmp_path / "no-dataset", tmp_path / "run", config=config)
+        assert "none were given" not in str(err.value)
+    res = CliRunner().invoke(cli, ["train", str(data), "-o", str(tmp_path / "run")])  # no path: as before
+    assert res.exit_code == 2 and "none were given" in " ".join(res.output.split())
+
+
 def test_train_bad_option_is_a_clean_error(data, tmp_path):
     res = CliRunner().invoke(cli, ["train", str(data), "-o", str(tmp_path / "r"), "--model", "unet"])
     assert res.exit_code == 2 and "unet" in res.output
