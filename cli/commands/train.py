@@ -17,6 +17,7 @@ from dpedkit_cli.options import (
     resolved_config,
 )
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
+from rich.markup import escape
 
 from dpedkit.train.resume import RESUMABLE_CHANGES, option_flag
 
@@ -89,19 +90,32 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
     if quiet and not as_json:
         return
     if as_json:
-        print_json(
-            {"run_dir": result.run_dir, "step": result.step, "best_psnr": result.best_psnr, "history": result.history}
-        )
+        print_json({"run_dir": result.run_dir, "step": result.step, "iters": result.iters,
+                    "already_finished": result.already_finished, "best_psnr": result.best_psnr,
+                    "history": result.history})  # fmt: skip
         return
+    if result.already_finished:
+        console.print(_already_finished(data, result))
     # ema_psnr: the moving average's, which best.pt holds when --ema is on (the title's "best")
     keys = ["step", "psnr", "ema_psnr", "ms_ssim", "g_loss", "d_acc", "iters_per_s", "data_wait"]
     keys = [k for k in keys if any(r.get(k) is not None for r in result.history)]  # no empty column (d_acc)
     rows = [["" if r.get(k) is None else r[k] for k in keys] for r in result.history]
-    console.print(table(f"{result.run_dir}: {_best_vs_identity(result)}", keys, rows))
+    if rows:
+        console.print(table(f"{result.run_dir}: {_best_vs_identity(result)}", keys, rows))
     if result.best_psnr is not None:
         run = shlex.quote(result.run_dir)
         console.print(f"next: [bold]dpedkit evaluate {run}/best.pt {shlex.quote(data)}[/], or "
                       f"[bold]dpedkit compare {run} OTHER_RUN {shlex.quote(data)}[/]")  # fmt: skip
+
+
+def _already_finished(data: str, result) -> str:
+    """A resumed run that had reached its ``--iters``: nothing was trained; the command that trains it further."""
+    run = shlex.quote(result.run_dir)
+    more = f"dpedkit train {shlex.quote(data)} -o {run} --resume --iters {2 * max(result.step, result.iters, 1)}"
+    where = (f"at step {result.step} of {result.iters} iterations" if result.step == result.iters
+             else f"at step {result.step}, past the {result.iters} iterations asked for")  # fmt: skip
+    return escape(f"{result.run_dir} already finished {where}: nothing was trained or overwritten. "
+                  f"To train it further, raise --iters: {more}")  # fmt: skip
 
 
 def _best_vs_identity(result) -> str:

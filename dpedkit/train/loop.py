@@ -56,7 +56,7 @@ from dpedkit.nn.device import to_float_chw, to_uint8_hwc
 from dpedkit.nn.losses import discriminator_accuracy, discriminator_input, discriminator_loss, generator_loss
 from dpedkit.nn.vgg import check_weights
 from dpedkit.train.data import D_STREAM, G_STREAM, Batch
-from dpedkit.train.resume import TrainConfig, resolve_resume, write_run_config
+from dpedkit.train.resume import TrainConfig, read_latest, record_resumed_config, resolve_resume, write_run_config
 from dpedkit.train.schedule import SaveClock, lr_factor, set_lr
 from dpedkit.train.setup import Dist, Run, init_distributed, plan_run_dir, remove_paths, setup_run
 
@@ -103,12 +103,18 @@ def stop_on_signals() -> Iterator[list[int]]:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the run folder, the last step, one metrics dict per evaluation."""
+    """What :func:`train` returns: the run folder, the last step, one metrics dict per evaluation.
+
+    ``iters`` is the iterations the run was asked for; ``already_finished``: a resume found the run saved at
+    ``step >= iters``, so nothing was trained and nothing in the run folder was touched (raise ``iters`` to go on).
+    """
 
     run_dir: str
     step: int
     history: list[dict[str, Any]] = field(default_factory=list)
     best_psnr: float | None = None
+    iters: int = 0
+    already_finished: bool = False
 
 
 def generator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
@@ -243,7 +249,8 @@ def train(
         resume: continue the run in ``run_dir`` from ``latest.pt`` up to ``config.iters`` (from step 0 when it has
             no checkpoint yet), on the same ``data``; the options must match the run's ``config.json`` except
             :data:`~dpedkit.train.resume.RESUMABLE_CHANGES` (:func:`~dpedkit.train.resume.resume_config` builds
-            such a config from the saved one).
+            such a config from the saved one). A larger ``iters`` trains a finished run further and is recorded in
+            ``config.json``; a run already at ``config.iters`` is left as it is (``TrainResult.already_finished``).
         overwrite: delete the files of an earlier run in ``run_dir`` (checkpoints included) and start again.
         on_progress: called ``(step, iters, losses)`` after every iteration (``losses`` is filled every 10th).
         on_eval: called with each metrics row (a dict, as appended to ``metrics.jsonl``).
@@ -298,6 +305,10 @@ def _train(
     if resume:
         config = resolve_resume(run_dir, config, data)
     start, stale = plan_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if start is not None and start >= config.iters:  # nothing to train: no data is read, no file is written
+        log.debug("%s already finished: saved at step %d, iters %d; nothing to train", run_dir, start, config.iters)
+        best = read_latest(run_dir / "latest.pt").get("best_psnr")
+        return TrainResult(str(run_dir), start, best_psnr=best, iters=config.iters, already_finished=True)
     dist.barrier()  # every rank has checked the folder before rank 0 writes to it
     if dist.rank == 0:
         remove_paths(stale)
@@ -313,7 +324,7 @@ def _train(
 
 def _run(run: Run, start: int | None, on_progress, on_eval, stop: list[int]) -> TrainResult:
     """The training of a set-up run: from scratch (``start`` None: config.json, step-0 evaluation) or resumed."""
-    result = TrainResult(str(run.run_dir), start or 0, best_psnr=run.best_psnr)
+    result = TrainResult(str(run.run_dir), start or 0, best_psnr=run.best_psnr, iters=run.config.iters)
     if run.dist.rank == 0 and run.config.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -323,6 +334,8 @@ def _run(run: Run, start: int | None, on_progress, on_eval, stop: list[int]) -> 
         if run.dist.rank == 0:
             write_run_config(run.run_dir, run.resolved)
         result.history += [r for r in [_evaluate(run, step=0, meter=None, on_eval=on_eval)] if r]
+    elif run.dist.rank == 0:  # a raised --iters is the run's from now on: a later plain --resume goes on to it
+        record_resumed_config(run.run_dir, run.config)
     _loop(run, result, on_progress, on_eval, stop)
     run.write_ranks()
     return result
