@@ -66,13 +66,15 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
     quiet = as_json or _rank() != 0
     try:
         with progress(f"train {config.model}", config.iters, quiet=quiet) as advance:
-            shown = [0, ""]
+            shown = [0, "", None]  # step shown, losses shown, the step their means start after
 
             def on_progress(step: int, iters: int, losses: dict[str, float]) -> None:
-                if losses:
-                    shown[1] = " ".join(f"{k.removeprefix('g_')} {v:.4g}" for k, v in losses.items())
+                since = step - 1 if shown[2] is None else shown[2]  # the first step here: 0 or the resumed one
+                if losses:  # means since the last evaluation: the numbers its table row and log line show
+                    terms = " ".join(f"{k.removeprefix('g_')} {v:.4g}" for k, v in losses.items())
+                    shown[1] = f"mean since step {since}: {terms}"
                 advance(step - shown[0], info=shown[1])
-                shown[0] = step
+                shown[0], shown[2] = step, step if step % config.eval_every == 0 else since
 
             result = train(local, run_dir, config=config, resume=resume, overwrite=overwrite, on_progress=on_progress)
     except KeyboardInterrupt:

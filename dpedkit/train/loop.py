@@ -22,7 +22,7 @@ SIGINT (Ctrl-C) or SIGTERM (a cluster's preemption) write it at the step reached
 
 With ``ema`` the moving average of the generator is evaluated beside the raw weights (``ema_psnr``...) and
 ``best.pt`` holds whichever scored best (its ``weights`` entry says which). ``tensorboard/`` holds event files
-(losses every 10 iterations, metrics, learning rate, throughput, sample grids); ``metrics.jsonl`` stays the
+(the losses of every 10th iteration, metrics, learning rate, throughput, sample grids); ``metrics.jsonl`` stays the
 machine-readable record.
 
 Resume is exact: the batches of step ``s`` depend only on ``(seed, rank, s)`` (:mod:`dpedkit.train.data`), and
@@ -211,7 +211,10 @@ def validate(run: Run, *, step: int) -> tuple[dict[str, float], np.ndarray | Non
 
 
 class _Meter:
-    """Running sums of per-step loss tensors (kept on the device: no sync per step) and timings."""
+    """Running sums of per-step loss tensors (kept on the device: no sync per step) and timings.
+
+    A new one starts after each evaluation: a metrics row's losses are their means since the evaluation before.
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
@@ -252,7 +255,9 @@ def train(
             such a config from the saved one). A larger ``iters`` trains a finished run further and is recorded in
             ``config.json``; a run already at ``config.iters`` is left as it is (``TrainResult.already_finished``).
         overwrite: delete the files of an earlier run in ``run_dir`` (checkpoints included) and start again.
-        on_progress: called ``(step, iters, losses)`` after every iteration (``losses`` is filled every 10th).
+        on_progress: called ``(step, iters, losses)`` after every iteration. ``losses`` is filled every 10th and
+            at every evaluation with the mean of each loss term since the last evaluation (or the resume): what
+            the metrics row of the next evaluation records (``g_loss``...), not the last batch's.
         on_eval: called with each metrics row (a dict, as appended to ``metrics.jsonl``).
 
     Returns:
@@ -361,7 +366,10 @@ def _loop(run: Run, result: TrainResult, on_progress, on_eval, stop: list[int]) 
         meter.add(values)
         meter.steps += 1
         result.step = step + 1
-        if result.step % cfg.eval_every == 0 or result.step == cfg.iters:
+        evaluating = result.step % cfg.eval_every == 0 or result.step == cfg.iters
+        # the progress shows what the metrics row records: the mean since the last evaluation (or resume)
+        means = meter.means() if evaluating or result.step % 10 == 0 else {}
+        if evaluating:
             row = _evaluate(run, step=result.step, meter=meter, on_eval=on_eval)
             if row:
                 result.history.append(row)
@@ -372,13 +380,12 @@ def _loop(run: Run, result: TrainResult, on_progress, on_eval, stop: list[int]) 
             if run.dist.rank == 0:  # the weights are the same on every rank: rank 0 writes, nobody waits
                 run.save(result.step)
             clock.saved()
-        shown = {k: float(v) for k, v in values.items()} if result.step % 10 == 0 else {}
-        if shown and run.tb is not None:
-            for k, v in shown.items():
-                run.tb.add_scalar(f"loss/{k}", v, result.step)
+        if result.step % 10 == 0 and run.tb is not None:  # this iteration's losses
+            for k, v in values.items():
+                run.tb.add_scalar(f"loss/{k}", float(v), result.step)
             run.tb.add_scalar("train/lr", run.opt_g.param_groups[0]["lr"], result.step)
         if on_progress:
-            on_progress(result.step, cfg.iters, shown)
+            on_progress(result.step, cfg.iters, means)
 
 
 def _evaluate(run: Run, *, step: int, meter: _Meter | None, on_eval) -> dict[str, Any]:

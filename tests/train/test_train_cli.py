@@ -71,6 +71,28 @@ def test_train_and_resume_from_the_command_line(data, tmp_path):
     assert [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()] == [0, 2, 4]
 
 
+def test_the_progress_loss_is_the_mean_the_metrics_row_records(data, tmp_path):
+    from dpedkit.train import TrainConfig, train
+
+    shown, rows = [], []
+    config = TrainConfig(model="srcnn", iters=15, eval_every=15, batch=2, samples=0, device="cpu",
+                         model_config={"channels1": 8, "channels2": 4})  # fmt: skip
+    train(data, tmp_path / "lib", config=config, on_progress=lambda s, n, losses: shown.append((s, losses)),
+          on_eval=rows.append)  # fmt: skip
+    assert [s for s, losses in shown if losses] == [10, 15]  # every 10th step and each evaluation
+    assert shown[-1][1]["g_loss"] == rows[-1]["g_loss"]  # the mean since the last evaluation, not the last batch
+
+    run = tmp_path / "run"
+    args = ["train", str(data), "-o", str(run), "--model", "srcnn", "--batch", "2", "--iters", "15", "--eval-every",
+            "15", "--samples", "0", "--arch", "channels1=8", "--arch", "channels2=4", "--device", "cpu"]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    g_loss = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["g_loss"]
+    text = " ".join(res.output.split())
+    assert f"mean since step 0: loss {g_loss:.4g}" in text  # the bar: labelled, and the number of the table
+    assert re.search(rf"│ 15 .*│ {g_loss:.4g} ", res.output)  # the table's g_loss column
+
+
 def test_import_and_export_commands(tmp_path):
     ds = write_synthetic_dataset(tmp_path / "ds", n_train=3, n_test=2, patch=24)
     res = CliRunner().invoke(cli, ["export-dped", str(ds), "-o", str(tmp_path / "dped"), "--phone", "pixel"])
