@@ -71,13 +71,13 @@ ImageFormat = Literal["png", "jpg"]
 SPLITS: tuple[str, ...] = get_args(Split)
 MAX_PIXELS = 250_000_000  # largest photo read by default: above the 200 MP of today's largest camera sensors
 
-VGG_WEIGHTS_HELP = (
-    "VGG-19 weights are needed for the content loss and none were given. Download either "
-    "imagenet-vgg-verydeep-19.mat (MatConvNet, ~510 MB, the file the original DPED uses: "
+VGG_WEIGHTS_SOURCE = (  # where VGG-19 weights come from (said with every error about them)
+    "Download either imagenet-vgg-verydeep-19.mat (MatConvNet, ~510 MB, the file the original DPED uses: "
     "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat) or torchvision's VGG-19 "
     "weights (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth) and pass the local path "
     "(e.g. --vgg PATH). 'random' gives untrained weights for smoke tests only."
 )
+VGG_WEIGHTS_HELP = f"VGG-19 weights are needed for the content loss and none were given. {VGG_WEIGHTS_SOURCE}"
 MODELS: tuple[str, ...] = get_args(ModelName)  # for help texts; checks ask the registry
 
 

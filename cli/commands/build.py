@@ -85,8 +85,34 @@ def _render(s) -> None:
     rows += [["shards (built now)", f"{s.shards} ({s.shards_built})"], ["seconds", s.seconds]]
     console.print(table(f"dpedkit build -> {escape(s.out_dir)}", ["", "value"], rows))
     if s.ok:
-        console.print(f"next: [bold]dpedkit inspect {escape(s.out_dir)}[/] (alignment report), then "
-                      f"[bold]dpedkit train {escape(s.out_dir)} -o run --model srcnn[/]")  # fmt: skip
+        console.print(_next(s))
+
+
+FIRST_RUN_ITERS = 300  # a first training run that takes minutes on a CPU (the README's)
+
+
+def _next(s) -> str:
+    """What to run on the dataset: inspect, then a short first training run; or, without training patches, a rebuild."""
+    from dataclasses import fields
+
+    from dpedkit.config import TrainConfig
+
+    out, inspect = escape(s.out_dir), f"[bold]dpedkit inspect {escape(s.out_dir)}[/] (alignment report)"
+    if s.patches.get("train", 0):
+        full = next(f.default for f in fields(TrainConfig) if f.name == "iters")
+        return (f"next: {inspect}, then [bold]dpedkit train {out} -o run --model srcnn --iters {FIRST_RUN_ITERS}[/]"
+                f" (a first run: minutes on a CPU; without --iters it trains the full recipe, {full:,} iterations: "
+                "hours on a CPU)")  # fmt: skip
+    n_train, n_pairs, test = s.pairs_by_split.get("train", 0), sum(s.pairs_by_split.values()), s.patches.get("test", 0)
+    if n_train:  # the pairs drawn for training all failed
+        why = f"its {n_train} pair(s) all failed (see pairs.jsonl)"
+        fix = "another --seed or fewer --test-images, to draw other pairs for training"
+    else:
+        why = f"--test-images/--test-fraction put all {n_pairs} pairs in the test split"
+        fix = f"fewer --test-images (below {n_pairs}) or a smaller --test-fraction, so that pairs are left for training"
+    score = f", or [bold]dpedkit evaluate MODEL {out}[/] to score a model on its {test} test patch pairs"
+    return (f"the train split holds no patch pairs, nothing to train on: {why}. To train, rebuild with --overwrite "
+            f"and {fix}.\nnext: {inspect}{score if test else ''}")  # fmt: skip
 
 
 def _count(n: int, noun: str) -> str:

@@ -17,6 +17,7 @@ from dpedkit_cli.options import (
     resolved_config,
 )
 from dpedkit_cli.render import console, handle_errors, print_json, progress, table
+from rich.markup import escape
 
 from dpedkit.train.resume import RESUMABLE_CHANGES, option_flag
 
@@ -46,29 +47,34 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
     Under `torchrun --nproc-per-node G` it trains with DDP (gloo on CPU); rank 0 writes the run.
     Options may come from --config FILE.toml ([train]); flags typed here override it.
     """
+    from dpedkit.nn.vgg import check_weights
     from dpedkit.train import train
     from dpedkit.train.resume import resume_config
 
-    local = local_dataset(data)  # DATA at a URL: its local copy (messages keep naming DATA as typed)
     if resume and overwrite:
         raise click.BadOptionUsage("overwrite", "--resume and --overwrite exclude each other")
+    if not resume:
+        config = resolved_config("train", options)
+        if config.needs_vgg:  # train() checks it first too; here it comes before DATA at a URL is fetched
+            check_weights(config.vgg)
+    local = local_dataset(data)  # DATA at a URL: its local copy (messages keep naming DATA as typed)
     if resume:  # the run's saved options, with what the file and the command line change
         given = given_options("train", options)
         config = resume_config(Path(run_dir), local, given)
         if options.get("print_config"):
             print_config("train", config, click.get_current_context())
-    else:
-        config = resolved_config("train", options)
     quiet = as_json or _rank() != 0
     try:
         with progress(f"train {config.model}", config.iters, quiet=quiet) as advance:
-            shown = [0, ""]
+            shown = [0, "", None]  # step shown, losses shown, the step their means start after
 
             def on_progress(step: int, iters: int, losses: dict[str, float]) -> None:
-                if losses:
-                    shown[1] = " ".join(f"{k.removeprefix('g_')} {v:.4g}" for k, v in losses.items())
+                since = step - 1 if shown[2] is None else shown[2]  # the first step here: 0 or the resumed one
+                if losses:  # means since the last evaluation: the numbers its table row and log line show
+                    terms = " ".join(f"{k.removeprefix('g_')} {v:.4g}" for k, v in losses.items())
+                    shown[1] = f"mean since step {since}: {terms}"
                 advance(step - shown[0], info=shown[1])
-                shown[0] = step
+                shown[0], shown[2] = step, step if step % config.eval_every == 0 else since
 
             result = train(local, run_dir, config=config, resume=resume, overwrite=overwrite, on_progress=on_progress)
     except KeyboardInterrupt:
@@ -86,19 +92,32 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
     if quiet and not as_json:
         return
     if as_json:
-        print_json(
-            {"run_dir": result.run_dir, "step": result.step, "best_psnr": result.best_psnr, "history": result.history}
-        )
+        print_json({"run_dir": result.run_dir, "step": result.step, "iters": result.iters,
+                    "already_finished": result.already_finished, "best_psnr": result.best_psnr,
+                    "history": result.history})  # fmt: skip
         return
+    if result.already_finished:
+        console.print(_already_finished(data, result))
     # ema_psnr: the moving average's, which best.pt holds when --ema is on (the title's "best")
     keys = ["step", "psnr", "ema_psnr", "ms_ssim", "g_loss", "d_acc", "iters_per_s", "data_wait"]
     keys = [k for k in keys if any(r.get(k) is not None for r in result.history)]  # no empty column (d_acc)
     rows = [["" if r.get(k) is None else r[k] for k in keys] for r in result.history]
-    console.print(table(f"{result.run_dir}: {_best_vs_identity(result)}", keys, rows))
+    if rows:
+        console.print(table(f"{result.run_dir}: {_best_vs_identity(result)}", keys, rows))
     if result.best_psnr is not None:
         run = shlex.quote(result.run_dir)
         console.print(f"next: [bold]dpedkit evaluate {run}/best.pt {shlex.quote(data)}[/], or "
                       f"[bold]dpedkit compare {run} OTHER_RUN {shlex.quote(data)}[/]")  # fmt: skip
+
+
+def _already_finished(data: str, result) -> str:
+    """A resumed run that had reached its ``--iters``: nothing was trained; the command that trains it further."""
+    run = shlex.quote(result.run_dir)
+    more = f"dpedkit train {shlex.quote(data)} -o {run} --resume --iters {2 * max(result.step, result.iters, 1)}"
+    where = (f"at step {result.step} of {result.iters} iterations" if result.step == result.iters
+             else f"at step {result.step}, past the {result.iters} iterations asked for")  # fmt: skip
+    return escape(f"{result.run_dir} already finished {where}: nothing was trained or overwritten. "
+                  f"To train it further, raise --iters: {more}")  # fmt: skip
 
 
 def _best_vs_identity(result) -> str:

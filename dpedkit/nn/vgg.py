@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dpedkit.config import VGG_WEIGHTS_HELP as WEIGHTS_HELP
+from dpedkit.config import VGG_WEIGHTS_SOURCE as WEIGHTS_SOURCE
 from dpedkit.errors import CheckpointError, check_choice
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,7 @@ def load_vgg(path: str | Path | None, device: str | torch.device = "cpu", *, see
     Raises:
         CheckpointError: ``path`` is None (with where to get weights), missing, or not VGG-19 weights.
     """
-    if path is None or str(path) == "":
-        raise CheckpointError(WEIGHTS_HELP)
+    check_weights(path)
     if str(path) == "random":
         vgg = VGG19Features("matconvnet")
         gen = torch.Generator().manual_seed(seed)
@@ -98,8 +98,6 @@ def load_vgg(path: str | Path | None, device: str | torch.device = "cpu", *, see
         log.warning("VGG-19 with random weights: the content loss is meaningless except for tests")
     else:
         p = Path(path)
-        if not p.is_file():
-            raise CheckpointError(f"{p}: no such file. {WEIGHTS_HELP}")
         if p.suffix.lower() == ".mat":
             vgg = VGG19Features("matconvnet")
             _load_matconvnet(vgg, p)
@@ -110,6 +108,26 @@ def load_vgg(path: str | Path | None, device: str | torch.device = "cpu", *, see
     return vgg.to(device).eval()
 
 
+def check_weights(path: str | Path | None) -> None:
+    """Refuse a ``path`` that :func:`load_vgg` cannot load for sure: none given, or no file there (nothing is read).
+
+    Cheap enough to run before anything else: :func:`dpedkit.train.train` calls it before it loads data or builds
+    networks. ``"random"`` passes.
+
+    Raises:
+        CheckpointError: ``path`` is None or empty (no weights were given), or names no file (a folder, or nothing);
+            each says where the weights come from.
+    """
+    if path is None or str(path) == "":
+        raise CheckpointError(WEIGHTS_HELP)
+    if str(path) == "random" or Path(path).is_file():
+        return
+    p = Path(path)
+    where = "" if p.is_absolute() else f" (looked for {p.resolve()})"
+    what = "a folder, not a VGG-19 weights file" if p.is_dir() else "no such file"
+    raise CheckpointError(f"{p}: {what}{where}; the content loss needs VGG-19 weights. {WEIGHTS_SOURCE}")
+
+
 def _load_matconvnet(vgg: VGG19Features, path: Path) -> None:
     import numpy as np
     import scipy.io
@@ -118,7 +136,7 @@ def _load_matconvnet(vgg: VGG19Features, path: Path) -> None:
         mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
         layers = {str(layer.name): layer for layer in np.atleast_1d(mat["layers"])}
     except Exception as exc:  # loadmat raises many types on foreign files
-        raise CheckpointError(f"{path}: not a MatConvNet model file ({exc}). {WEIGHTS_HELP}") from exc
+        raise CheckpointError(f"{path}: not a MatConvNet model file ({exc}). {WEIGHTS_SOURCE}") from exc
     for name, conv in zip(CONV_NAMES, vgg.conv_layers(), strict=True):
         if name not in layers:
             raise CheckpointError(f"{path}: no layer {name!r}; not imagenet-vgg-verydeep-19.mat")
@@ -138,9 +156,9 @@ def _load_torchvision(vgg: VGG19Features, path: Path) -> None:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types on foreign files
-        raise CheckpointError(f"{path}: not a torchvision VGG-19 state dict ({exc}). {WEIGHTS_HELP}") from exc
+        raise CheckpointError(f"{path}: not a torchvision VGG-19 state dict ({exc}). {WEIGHTS_SOURCE}") from exc
     if not isinstance(sd, dict):
-        raise CheckpointError(f"{path}: not a state dict. {WEIGHTS_HELP}")
+        raise CheckpointError(f"{path}: not a state dict. {WEIGHTS_SOURCE}")
     own = vgg.features.state_dict()
     picked = {}
     for key in own:
@@ -152,6 +170,6 @@ def _load_torchvision(vgg: VGG19Features, path: Path) -> None:
     wrong = [k for k in picked if tuple(picked[k].shape) != tuple(own[k].shape)]
     if missing or wrong:
         raise CheckpointError(
-            f"{path}: not VGG-19 weights (missing {missing[:3]}, wrong shape {wrong[:3]}). {WEIGHTS_HELP}"
+            f"{path}: not VGG-19 weights (missing {missing[:3]}, wrong shape {wrong[:3]}). {WEIGHTS_SOURCE}"
         )
     vgg.features.load_state_dict(picked)

@@ -22,7 +22,7 @@ SIGINT (Ctrl-C) or SIGTERM (a cluster's preemption) write it at the step reached
 
 With ``ema`` the moving average of the generator is evaluated beside the raw weights (``ema_psnr``...) and
 ``best.pt`` holds whichever scored best (its ``weights`` entry says which). ``tensorboard/`` holds event files
-(losses every 10 iterations, metrics, learning rate, throughput, sample grids); ``metrics.jsonl`` stays the
+(the losses of every 10th iteration, metrics, learning rate, throughput, sample grids); ``metrics.jsonl`` stays the
 machine-readable record.
 
 Resume is exact: the batches of step ``s`` depend only on ``(seed, rank, s)`` (:mod:`dpedkit.train.data`), and
@@ -54,8 +54,9 @@ from dpedkit.errors import ConfigError
 from dpedkit.io import check_apart, json_safe, write_image
 from dpedkit.nn.device import to_float_chw, to_uint8_hwc
 from dpedkit.nn.losses import discriminator_accuracy, discriminator_input, discriminator_loss, generator_loss
+from dpedkit.nn.vgg import check_weights
 from dpedkit.train.data import D_STREAM, G_STREAM, Batch
-from dpedkit.train.resume import TrainConfig, resolve_resume, write_run_config
+from dpedkit.train.resume import TrainConfig, read_latest, record_resumed_config, resolve_resume, write_run_config
 from dpedkit.train.schedule import SaveClock, lr_factor, set_lr
 from dpedkit.train.setup import Dist, Run, init_distributed, plan_run_dir, remove_paths, setup_run
 
@@ -102,12 +103,18 @@ def stop_on_signals() -> Iterator[list[int]]:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the run folder, the last step, one metrics dict per evaluation."""
+    """What :func:`train` returns: the run folder, the last step, one metrics dict per evaluation.
+
+    ``iters`` is the iterations the run was asked for; ``already_finished``: a resume found the run saved at
+    ``step >= iters``, so nothing was trained and nothing in the run folder was touched (raise ``iters`` to go on).
+    """
 
     run_dir: str
     step: int
     history: list[dict[str, Any]] = field(default_factory=list)
     best_psnr: float | None = None
+    iters: int = 0
+    already_finished: bool = False
 
 
 def generator_step(run: Run, batch: Batch) -> dict[str, torch.Tensor]:
@@ -204,7 +211,10 @@ def validate(run: Run, *, step: int) -> tuple[dict[str, float], np.ndarray | Non
 
 
 class _Meter:
-    """Running sums of per-step loss tensors (kept on the device: no sync per step) and timings."""
+    """Running sums of per-step loss tensors (kept on the device: no sync per step) and timings.
+
+    A new one starts after each evaluation: a metrics row's losses are their means since the evaluation before.
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
@@ -242,27 +252,33 @@ def train(
         resume: continue the run in ``run_dir`` from ``latest.pt`` up to ``config.iters`` (from step 0 when it has
             no checkpoint yet), on the same ``data``; the options must match the run's ``config.json`` except
             :data:`~dpedkit.train.resume.RESUMABLE_CHANGES` (:func:`~dpedkit.train.resume.resume_config` builds
-            such a config from the saved one).
+            such a config from the saved one). A larger ``iters`` trains a finished run further and is recorded in
+            ``config.json``; a run already at ``config.iters`` is left as it is (``TrainResult.already_finished``).
         overwrite: delete the files of an earlier run in ``run_dir`` (checkpoints included) and start again.
-        on_progress: called ``(step, iters, losses)`` after every iteration (``losses`` is filled every 10th).
+        on_progress: called ``(step, iters, losses)`` after every iteration. ``losses`` is filled every 10th and
+            at every evaluation with the mean of each loss term since the last evaluation (or the resume): what
+            the metrics row of the next evaluation records (``g_loss``...), not the last batch's.
         on_eval: called with each metrics row (a dict, as appended to ``metrics.jsonl``).
 
     Returns:
         A :class:`TrainResult` (on rank 0 the history of this run; other ranks get an empty history).
 
     Raises:
-        ConfigError: invalid options, a missing VGG file for a model with content loss, an ``init`` model whose
-            architecture ``model_config`` contradicts, a run folder in the way, or a resume mismatch.
+        ConfigError: invalid options, an ``init`` model whose architecture ``model_config`` contradicts, a run
+            folder in the way, or a resume mismatch.
         InputError / ShardError: unreadable data.
-        CheckpointError: unreadable ``init`` model or ``latest.pt``.
+        CheckpointError: unreadable ``init`` model or ``latest.pt``; a ``vgg`` file that does not exist (checked
+            first, before any data is read) or that holds no VGG-19 weights.
         TrainingStopped: SIGINT or SIGTERM came; ``latest.pt`` was written at the step reached (``exc.step``).
         KeyboardInterrupt: a second Ctrl-C, or one before training started; ``run_dir`` then resumes from its
             last checkpoint (``saved_step``).
     """
-    data = local_dataset(data)  # a dataset at a URL: its local copy (dpedkit.dataset.storage)
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     config = config.with_recipe_defaults()
+    if config.needs_vgg:  # a missing weights file fails now, not after the data is loaded and the networks built
+        check_weights(config.vgg)
+    data = local_dataset(data)  # a dataset at a URL: its local copy (dpedkit.dataset.storage)
     dist = init_distributed(config.device)
     try:
         run_dir = Path(run_dir)
@@ -294,6 +310,10 @@ def _train(
     if resume:
         config = resolve_resume(run_dir, config, data)
     start, stale = plan_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if start is not None and start >= config.iters:  # nothing to train: no data is read, no file is written
+        log.debug("%s already finished: saved at step %d, iters %d; nothing to train", run_dir, start, config.iters)
+        best = read_latest(run_dir / "latest.pt").get("best_psnr")
+        return TrainResult(str(run_dir), start, best_psnr=best, iters=config.iters, already_finished=True)
     dist.barrier()  # every rank has checked the folder before rank 0 writes to it
     if dist.rank == 0:
         remove_paths(stale)
@@ -309,7 +329,7 @@ def _train(
 
 def _run(run: Run, start: int | None, on_progress, on_eval, stop: list[int]) -> TrainResult:
     """The training of a set-up run: from scratch (``start`` None: config.json, step-0 evaluation) or resumed."""
-    result = TrainResult(str(run.run_dir), start or 0, best_psnr=run.best_psnr)
+    result = TrainResult(str(run.run_dir), start or 0, best_psnr=run.best_psnr, iters=run.config.iters)
     if run.dist.rank == 0 and run.config.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -319,6 +339,8 @@ def _run(run: Run, start: int | None, on_progress, on_eval, stop: list[int]) -> 
         if run.dist.rank == 0:
             write_run_config(run.run_dir, run.resolved)
         result.history += [r for r in [_evaluate(run, step=0, meter=None, on_eval=on_eval)] if r]
+    elif run.dist.rank == 0:  # a raised --iters is the run's from now on: a later plain --resume goes on to it
+        record_resumed_config(run.run_dir, run.config)
     _loop(run, result, on_progress, on_eval, stop)
     run.write_ranks()
     return result
@@ -344,7 +366,10 @@ def _loop(run: Run, result: TrainResult, on_progress, on_eval, stop: list[int]) 
         meter.add(values)
         meter.steps += 1
         result.step = step + 1
-        if result.step % cfg.eval_every == 0 or result.step == cfg.iters:
+        evaluating = result.step % cfg.eval_every == 0 or result.step == cfg.iters
+        # the progress shows what the metrics row records: the mean since the last evaluation (or resume)
+        means = meter.means() if evaluating or result.step % 10 == 0 else {}
+        if evaluating:
             row = _evaluate(run, step=result.step, meter=meter, on_eval=on_eval)
             if row:
                 result.history.append(row)
@@ -355,13 +380,12 @@ def _loop(run: Run, result: TrainResult, on_progress, on_eval, stop: list[int]) 
             if run.dist.rank == 0:  # the weights are the same on every rank: rank 0 writes, nobody waits
                 run.save(result.step)
             clock.saved()
-        shown = {k: float(v) for k, v in values.items()} if result.step % 10 == 0 else {}
-        if shown and run.tb is not None:
-            for k, v in shown.items():
-                run.tb.add_scalar(f"loss/{k}", v, result.step)
+        if result.step % 10 == 0 and run.tb is not None:  # this iteration's losses
+            for k, v in values.items():
+                run.tb.add_scalar(f"loss/{k}", float(v), result.step)
             run.tb.add_scalar("train/lr", run.opt_g.param_groups[0]["lr"], result.step)
         if on_progress:
-            on_progress(result.step, cfg.iters, shown)
+            on_progress(result.step, cfg.iters, means)
 
 
 def _evaluate(run: Run, *, step: int, meter: _Meter | None, on_eval) -> dict[str, Any]:

@@ -27,10 +27,29 @@ def option_flag(name: str) -> str:
 
 RUN_CONFIG = "config.json"  # the run's resolved options: this module reads and writes it
 
+# resumable options a resume records in config.json: the run's length and evaluation steps (the others are about the
+# machine a resume runs on, and stay as the run first saved them)
+RECORDED_CHANGES = ("iters", "eval_every")
+
 
 def write_run_config(run_dir: Path, resolved: dict[str, Any]) -> None:
     """Write ``run_dir/config.json`` (the resolved options, data and versions of a run that starts)."""
     write_json(Path(run_dir) / RUN_CONFIG, resolved, finite=False)
+
+
+def record_resumed_config(run_dir: Path, config: TrainConfig) -> None:
+    """Record in ``run_dir/config.json`` the :data:`RECORDED_CHANGES` a resumed run goes on with.
+
+    A run resumed with a raised ``iters`` and stopped again is then continued by a plain resume up to the raised
+    ``iters`` (the resume command printed on Ctrl-C names no ``--iters``). Nothing is written when they are unchanged.
+    """
+    saved = read_run_config(run_dir)
+    if saved is None:
+        return
+    now = {k: getattr(config, k) for k in RECORDED_CHANGES}
+    if any(saved["train"].get(k) != v for k, v in now.items()):
+        log.info("%s: config.json records %s", run_dir, ", ".join(f"{option_flag(k)} {v}" for k, v in now.items()))
+        write_run_config(run_dir, saved | {"train": saved["train"] | now})
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any] | None:

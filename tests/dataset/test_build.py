@@ -428,6 +428,27 @@ def test_a_split_whose_pairs_all_failed_is_a_warning(bad_corpus, tmp_path, caplo
     assert "the test split has no patches" in caplog.text
 
 
+def test_next_hint_gives_a_short_first_run_or_says_the_train_split_is_empty(tmp_path):
+    from dpedkit_cli.main import cli
+
+    synthesize(tmp_path / "raw", n=2, seed=0, **SMALL)
+    out = tmp_path / "ds"
+    args = ["-q", "build", str(tmp_path / "raw" / "phone"), str(tmp_path / "raw" / "dslr"), "-o", str(out), "--patch",
+            "64"]  # fmt: skip
+    res = CliRunner().invoke(cli, [*args, "--test-images", "2"])  # every pair in the test split
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert "the train split holds no patch pairs" in text and "put all 2 pairs in the test split" in text
+    assert "fewer --test-images (below 2) or a smaller --test-fraction" in text and "--overwrite" in text
+    assert f"next: dpedkit inspect {out}" in text and f"dpedkit evaluate MODEL {out}" in text
+    assert "dpedkit train" not in text
+    res = CliRunner().invoke(cli, [*args, "--test-images", "1", "--overwrite"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert f"then dpedkit train {out} -o run --model srcnn --iters 300 (a first run: minutes on a CPU" in text
+    assert "20,000 iterations" in text and "no patch pairs" not in text
+
+
 def test_bit_depth_16_keeps_the_precision_of_16_bit_photos_and_training_reads_it(tmp_path):
     from dataclasses import replace
 

@@ -179,6 +179,42 @@ def test_resume_config_applies_only_the_changes_a_resume_allows(data, tmp_path):
         resume_config(tmp_path / "none", data, {})
 
 
+def _files(run) -> dict[str, tuple[int, bytes]]:
+    """Every file of a run folder: (modification time in ns, bytes)."""
+    return {str(p.relative_to(run)): (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+
+
+def test_resuming_a_finished_run_says_so_touches_nothing_and_more_iters_train_it_further(data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    args = ["train", str(data), "-o", str(run), "--model", "srcnn", "--batch", "2", "--eval-every", "3",
+            "--samples", "1", "--arch", "channels1=8", "--arch", "channels2=4", "--device", "cpu",
+            "--data-mode", "memory"]  # fmt: skip
+    assert CliRunner().invoke(cli, [*args, "--iters", "3"]).exit_code == 0
+    before = _files(run)
+
+    def no_setup(*a, **kw):
+        raise AssertionError("a finished run was set up again (data loaded, networks built)")
+
+    monkeypatch.setattr(dpedkit.train.loop, "setup_run", no_setup)
+    res = CliRunner().invoke(cli, ["train", str(data), "-o", str(run), "--resume"])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert f"{run} already finished at step 3 of 3 iterations: nothing was trained" in out
+    assert "--resume --iters 6" in out and "next: dpedkit evaluate" in out
+    result = train(data, run, config=_cfg(iters=3), resume=True)
+    assert (result.already_finished, result.step, result.iters, result.history) == (True, 3, 3, [])
+    assert _files(run) == before  # nothing rewritten: not metrics.jsonl, ranks.json, tensorboard/
+    monkeypatch.undo()
+
+    res = CliRunner().invoke(cli, ["train", str(data), "-o", str(run), "--resume", "--iters", "6", "--json"])
+    assert res.exit_code == 0, res.output
+    assert (json.loads(res.stdout)["step"], json.loads(res.stdout)["already_finished"]) == (6, False)
+    assert _steps(run) == [0, 3, 6] and load_checkpoint(run / "latest.pt")["step"] == 6
+    assert resume_config(run, data, {}).iters == 6  # recorded: a plain --resume (the Ctrl-C hint) goes on to 6
+    res = CliRunner().invoke(cli, ["train", str(data), "-o", str(run), "--resume"])
+    assert "already finished at step 6 of 6 iterations" in " ".join(res.output.split())
+
+
 # ------------------------------------------------------------------------------------------------ C: --arch vs --init
 
 
