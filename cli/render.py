@@ -47,10 +47,10 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def fail(message: str) -> None:
-    """Print ``error: message`` (a fetched dataset named by its URL) and exit with status 2."""
+    """Print ``error: message`` on one line (a fetched dataset named by its URL) and exit with status 2."""
     from dpedkit_cli.options import as_given
 
-    console.print(f"[bold red]error:[/] {escape(as_given(message))}")
+    console.print(f"[bold red]error:[/] {escape(as_given(' '.join(message.splitlines())))}")
     sys.exit(2)
 
 

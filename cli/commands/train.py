@@ -49,16 +49,14 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
     from dpedkit.train import train
     from dpedkit.train.resume import resume_config
 
-    local = local_dataset(data)  # DATA at a URL: its local copy (messages keep naming DATA as typed)
     if resume and overwrite:
         raise click.BadOptionUsage("overwrite", "--resume and --overwrite exclude each other")
+    config = None if resume else resolved_config("train", options)  # --print-config: printed before any fetch
+    local = local_dataset(data)  # DATA at a URL: its local copy (messages keep naming DATA as typed)
     if resume:  # the run's saved options, with what the file and the command line change
-        given = given_options("train", options)
-        config = resume_config(Path(run_dir), local, given)
+        config = resume_config(Path(run_dir), local, given_options("train", options))
         if options.get("print_config"):
             print_config("train", config, click.get_current_context())
-    else:
-        config = resolved_config("train", options)
     quiet = as_json or _rank() != 0
     try:
         with progress(f"train {config.model}", config.iters, quiet=quiet) as advance:
