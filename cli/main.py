@@ -114,8 +114,7 @@ def cli(verbose: int, quiet: bool) -> None:
     Conventions: images RGB, (x, y) pixel coordinates with pixel centres at integers, homographies map
     phone to DSLR. Run `dpedkit COMMAND --help` for each command.
     """
-    from dpedkit_cli.render import console
-    from rich.logging import RichHandler
+    from dpedkit_cli.render import log_handler
 
     # a file-size limit (ulimit -f) then gives an error naming the file instead of killing the process
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -124,9 +123,7 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.getLogger("PIL").setLevel(logging.INFO)  # Pillow's chunk-by-chunk DEBUG lines drown -v output
     for sdk in ("botocore", "aiobotocore", "s3fs", "fsspec"):  # object storage: where credentials came from, ...
         logging.getLogger(sdk).setLevel(max(level, logging.WARNING))
-    logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)], force=True
-    )
+    logging.basicConfig(level=level, format="%(message)s", handlers=[log_handler()], force=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

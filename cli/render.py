@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -11,14 +12,66 @@ from functools import wraps
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dpedkit.errors import DpedkitError, describe_os_error
 
-console = Console(stderr=True)
+WIDE = 10_000  # columns of a console that is not a terminal (COLUMNS unset): tables as wide as their content
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # log lines: ISO date and time
+
+
+class _Console(Console):
+    """rich's console; writing to a pipe or a file (not a terminal), it neither wraps nor cuts.
+
+    There each message is one line however long (rich's ``soft_wrap``) and the width is ``WIDE`` (``$COLUMNS``
+    when set), so a table is as wide as its content. Decided at each print, as rich decides colours.
+    """
+
+    @property
+    def soft_wrap(self) -> bool:
+        """Soft wrap (no wrapping, no cropping) unless writing to a terminal."""
+        return not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:  # rich's __init__ sets it; the property above decides
+        pass
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The terminal's size, or ``WIDE`` columns when not a terminal and ``$COLUMNS`` is unset."""
+        size = super().size
+        if self.is_terminal or os.environ.get("COLUMNS"):
+            return size
+        return ConsoleDimensions(WIDE, size.height)
+
+
+console = _Console(stderr=True)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A log handler writing to whatever ``sys.stderr`` is at each record (as the console does)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        """The current standard error."""
+        return sys.stderr
+
+
+def log_handler() -> logging.Handler:
+    """The log handler: rich's in a terminal; else one plain line per record: ``2026-12-07 01:22:04 INFO message``."""
+    if console.is_terminal:
+        from rich.logging import RichHandler
+
+        return RichHandler(console=console, show_path=False, log_time_format=TIME_FORMAT)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt=TIME_FORMAT))
+    return handler
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:

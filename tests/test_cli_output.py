@@ -1,13 +1,70 @@
-"""What the CLI prints where no terminal reads it (a pipe, a file, CliRunner): every error as one ``error:`` line
-with exit status 2 (``cli/render.py`` and the group of ``cli/main.py``)."""
+"""What the CLI prints where no terminal reads it (a pipe, a file, CliRunner): lines neither wrapped nor cut,
+ISO log times, and every error as one ``error:`` line with exit status 2 (``cli/render.py`` and the
+group of ``cli/main.py``)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
+from dpedkit_cli import render
 from dpedkit_cli.main import cli
+
+ISO = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+
+
+def dpedkit(*args: str) -> subprocess.CompletedProcess:
+    """``dpedkit ARGS`` in a fresh process, its output in pipes and COLUMNS unset: as ``dpedkit ... 2>&1 | cat``."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    cmd = [sys.executable, "-m", "dpedkit_cli.main", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_piped_synth_output_is_neither_wrapped_nor_cut_nor_padded(tmp_path):
+    out = tmp_path / ("a-folder-with-a-long-name-" * 4) / "pairs"
+    res = dpedkit("synth", str(out), "--n", "1")
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert [line for line in lines if line != line.rstrip()] == []  # no padding, in log lines or tables
+    assert re.fullmatch(rf"{ISO} INFO wrote 1 synthetic pairs to {re.escape(str(out))}", lines[0])
+    assert f"1 synthetic pairs in {out}" in lines  # the table's title on one line
+    header = next(line for line in lines if "┃ name" in line)
+    assert "rotation_deg" in header and "phone_jpeg" in header and "…" not in res.stderr
+    assert max(len(line) for line in lines if line[0] in "┏┃┡│└") < 120  # as wide as its content, not the console
+
+
+def test_piped_error_with_urls_is_one_line(tmp_path):
+    res = dpedkit("train", str(tmp_path), "-o", str(tmp_path / "run"), "--model", "dped")  # no VGG weights given
+    assert res.returncode == 2 and res.stdout == ""
+    assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith("error: the 'dped' model")
+    assert "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat)" in res.stderr
+    assert "(https://download.pytorch.org/models/vgg19-dcbb9e9d.pth)" in res.stderr
+
+
+def test_piped_click_error_is_one_line(tmp_path):
+    phone = tmp_path / ("a-folder-with-a-long-name-" * 4) / "phone"
+    res = dpedkit("build", str(phone), str(tmp_path), "-o", str(tmp_path / "ds"))
+    assert (res.returncode, res.stderr) == (2, f"error: {phone}: no such folder\n")
+
+
+def test_a_table_cell_is_not_cut(capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS")
+    cell = "s3://bucket/" + "/".join(["folder"] * 200) + "/dataset"  # wider than any terminal
+    render.console.print(render.table("t", ["", "value"], [["source", cell], ["pairs", 3]]))
+    lines = capsys.readouterr().err.splitlines()
+    assert any(cell in line for line in lines) and "…" not in "".join(lines)
+    assert len({len(line) for line in lines[1:]}) == 1 and len(lines[1]) < len(cell) + 20  # not expanded
+
+
+def test_log_lines_are_plain_with_an_iso_time(tmp_path):
+    res = CliRunner().invoke(cli, ["synth", str(tmp_path / "pairs"), "--n", "1"])
+    assert res.exit_code == 0, res.output
+    line = res.stderr.splitlines()[0]
+    assert re.fullmatch(rf"{ISO} INFO wrote 1 synthetic pairs to {re.escape(str(tmp_path / 'pairs'))}", line)
 
 
 @pytest.mark.parametrize(
