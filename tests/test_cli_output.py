@@ -1,5 +1,5 @@
 """What the CLI prints where no terminal reads it (a pipe, a file, CliRunner): lines neither wrapped nor cut,
-ISO log times, and every error as one ``error:`` line with exit status 2 (``cli/render.py`` and the
+ISO log times, progress lines, and every error as one ``error:`` line with exit status 2 (``cli/render.py`` and the
 group of ``cli/main.py``)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -35,6 +36,7 @@ def test_piped_synth_output_is_neither_wrapped_nor_cut_nor_padded(tmp_path):
     header = next(line for line in lines if "┃ name" in line)
     assert "rotation_deg" in header and "phone_jpeg" in header and "…" not in res.stderr
     assert max(len(line) for line in lines if line[0] in "┏┃┡│└") < 120  # as wide as its content, not the console
+    assert re.fullmatch(r"pairs 1/1 0000 from \w+ 0:00:\d\d elapsed, 0:00:00 left", lines[1])
 
 
 def test_piped_error_with_urls_is_one_line(tmp_path):
@@ -65,6 +67,45 @@ def test_log_lines_are_plain_with_an_iso_time(tmp_path):
     assert res.exit_code == 0, res.output
     line = res.stderr.splitlines()[0]
     assert re.fullmatch(rf"{ISO} INFO wrote 1 synthetic pairs to {re.escape(str(tmp_path / 'pairs'))}", line)
+
+
+def test_plain_progress_lines_every_period_and_at_the_end(capsys, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(render, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(render, "PLAIN_EVERY", 30.0)
+    with render.progress("train srcnn", 300) as advance:
+        for t, n, info in [(10, 50, "loss 0.5"), (31, 50, "loss 0.4"), (40, 100, "loss 0.3"), (70, 50, "loss 0.2")]:
+            now[0] = t
+            advance(n, info=info)
+        now[0] = 75
+        advance(50, info="loss 0.1")
+    assert capsys.readouterr().err.splitlines() == [
+        "train srcnn 100/300 loss 0.4 0:00:31 elapsed, 0:01:02 left",
+        "train srcnn 250/300 loss 0.2 0:01:10 elapsed, 0:00:14 left",
+        "train srcnn 300/300 loss 0.1 0:01:15 elapsed, 0:00:00 left",
+    ]
+    with render.progress("inspect", None) as advance:  # the total unknown at first
+        now[0] = 200
+        advance(2, info="pairs", total=4)
+        advance(2, info="pairs")
+    assert capsys.readouterr().err.splitlines() == [
+        "inspect 2/4 pairs 0:02:05 elapsed, 0:02:05 left",
+        "inspect 4/4 pairs 0:02:05 elapsed, 0:00:00 left",
+    ]
+    with render.progress("quiet", 3, quiet=True) as advance:
+        now[0] = 400
+        advance(3)
+    with render.progress("no work", 3):
+        pass
+    assert capsys.readouterr().err == ""
+
+
+def test_piped_progress_of_a_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "PLAIN_EVERY", 0.0)  # a line at each pair
+    res = CliRunner().invoke(cli, ["-q", "synth", str(tmp_path / "pairs"), "--n", "2"])
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.stderr.splitlines() if line.startswith("pairs ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
 
 
 @pytest.mark.parametrize(
