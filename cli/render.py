@@ -162,7 +162,7 @@ class _Bar:
 
 
 class _Lines:
-    """Progress as plain lines, for a console that is not a terminal: ``pairs 3/10 kept 5, 0:00:30 elapsed, ...``."""
+    """Progress as plain lines, for a console that is not a terminal: ``pairs 3/10 kept 5 0:00:30 elapsed, ...``."""
 
     def __init__(self, description: str, total: int | None) -> None:
         self.description, self.total, self.done, self.info = description, total, 0, ""
