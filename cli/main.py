@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 import logging
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
@@ -57,11 +60,43 @@ class LazyGroup(click.Group):
         module = importlib.import_module(f"{self.package}.{self.registry[name][0]}")
         return module.command
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        """Make click's context, with its errors (a bad group option) as one ``error:`` line and exit status 2."""
+        with _errors_as_lines():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, with click's errors (usage, parameters, ...) as one ``error:`` line and exit status 2."""
+        with _errors_as_lines():
+            return super().invoke(ctx)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List commands with their registry help, without importing them."""
         rows = [(name, self.registry[name][1]) for name in sorted(self.registry)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+@contextmanager
+def _errors_as_lines() -> Iterator[None]:
+    """Print click's own errors as dpedkit's (``fail``): ``error: message`` on one line, exit status 2.
+
+    A usage error adds ``(see dpedkit COMMAND --help)``; ``dpedkit`` alone still shows the help.
+    """
+    try:
+        yield
+    except _NO_ARGS_IS_HELP:
+        raise
+    except click.ClickException as exc:
+        from dpedkit_cli.render import fail  # here: `dpedkit --help` imports no rich
+
+        message = exc.format_message()
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            message += f" (see {exc.ctx.command_path} --help)"
+        fail(message)
 
 
 @click.group(
@@ -79,8 +114,7 @@ def cli(verbose: int, quiet: bool) -> None:
     Conventions: images RGB, (x, y) pixel coordinates with pixel centres at integers, homographies map
     phone to DSLR. Run `dpedkit COMMAND --help` for each command.
     """
-    from dpedkit_cli.render import console
-    from rich.logging import RichHandler
+    from dpedkit_cli.render import log_handler
 
     # a file-size limit (ulimit -f) then gives an error naming the file instead of killing the process
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -89,9 +123,7 @@ def cli(verbose: int, quiet: bool) -> None:
     logging.getLogger("PIL").setLevel(logging.INFO)  # Pillow's chunk-by-chunk DEBUG lines drown -v output
     for sdk in ("botocore", "aiobotocore", "s3fs", "fsspec"):  # object storage: where credentials came from, ...
         logging.getLogger(sdk).setLevel(max(level, logging.WARNING))
-    logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)], force=True
-    )
+    logging.basicConfig(level=level, format="%(message)s", handlers=[log_handler()], force=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ import re
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import click
@@ -36,20 +37,34 @@ from dpedkit.config import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class BadInputPath(click.ClickException):
+    """``PATH: cause`` for an input path that is not there or not of its kind (as the library's ``InputError``)."""
+
+    exit_code = 2
+
+
 class PathOrUrl(click.ParamType):
-    """A local folder (or, with ``file``, a file) that must exist, or a URL on object storage, passed on as given."""
+    """A local folder (or, with ``file``, a file) that must exist, or a URL on object storage, passed on as given.
+
+    Not checked when the command only prints its configuration (``--print-config``, an eager option: parsed first).
+    """
 
     def __init__(self, *, file: bool = False) -> None:
         self.file = file
         self.name = "file" if file else "folder"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        """The URL as given, or the path checked by ``click.Path``."""
+        """The URL or path as given, once checked: ``BadInputPath`` when missing or of the other kind."""
         from dpedkit.io import is_url
 
-        if is_url(value):
+        if is_url(value) or (ctx is not None and ctx.params.get("print_config")):
             return str(value)
-        return click.Path(exists=True, file_okay=self.file, dir_okay=not self.file).convert(value, param, ctx)
+        path = Path(value)
+        if not path.exists():
+            raise BadInputPath(f"{value}: no such {self.name}")
+        if path.is_dir() == self.file:
+            raise BadInputPath(f"{value}: a {'folder' if self.file else 'file'}, not a {self.name}")
+        return str(value)
 
 
 FOLDER_OR_URL = PathOrUrl()
@@ -151,6 +166,7 @@ def config_options(section: str) -> Callable[[F], F]:
         func = click.option(
             "--print-config",
             is_flag=True,
+            is_eager=True,  # before the arguments: their folders need not exist to print the configuration
             help="Print the resolved configuration as TOML (defaults < --config file < flags) and exit.",
         )(func)
         return click.option(

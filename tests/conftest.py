@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-# rich wraps the CLI's messages at the terminal's width (80 under CliRunner): a long temporary path (pytest-xdist
-# adds a folder per worker) would then be cut inside the words the tests look for. Set before the CLI is imported.
+# The CLI's console (not a terminal under CliRunner) wraps no message; COLUMNS gives its tables a fixed width, as a
+# user's COLUMNS would. tests/test_cli_output.py unsets it to check the default. Set before the CLI is imported.
 os.environ["COLUMNS"] = "1000"
 
 # CI sets DPEDKIT_SHARED=../shared: make it absolute once, so tests that change folders, make symlinks or start

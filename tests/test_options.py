@@ -3,6 +3,7 @@
 import json
 import tomllib
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -145,3 +146,30 @@ def test_the_readme_config_example_is_a_valid_file_with_every_build_section(tmp_
     sections = read_config_file(tmp_path / "shoot.toml")
     assert {"align", "patch", "pairs"} <= set(sections) and sections["pairs"]["by"] == "time"
     assert "`build` reads `[build]`, `[align]`, `[patch]` and `[pairs]`" in " ".join(readme.split())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_print_config_needs_no_input(command, tmp_path):
+    """--print-config only prints: the folders and files the command would read need not exist (README's example)."""
+    missing = tmp_path / "nowhere"
+    args = [a.format(tmp=missing) for a in ARGS[command]]
+    conf = tmp_path / "shoot.toml"
+    conf.write_text("[train]\nvgg = 'random'\n[patch]\nncc_min = 0.9\n")
+    res = CliRunner().invoke(cli, [command, *args, "--config", str(conf), "--print-config"])
+    assert res.exit_code == 0, res.output
+    assert COMMANDS[command] in tomllib.loads(res.stdout)
+
+
+def test_build_print_config_of_the_readme_then_a_real_build_of_missing_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("shoot.toml").write_text("[patch]\nncc_min = 0.9\n")
+    args = ["build", "phone/", "dslr/", "-o", "dataset", "--config", "shoot.toml", "--ncc", "0.95"]
+    res = CliRunner().invoke(cli, [*args, "--print-config"])
+    assert res.exit_code == 0 and tomllib.loads(res.stdout)["patch"]["ncc_min"] == 0.95
+    res = CliRunner().invoke(cli, args)
+    assert (res.exit_code, res.output) == (2, "error: phone/: no such folder\n")
+    Path("phone").mkdir()
+    res = CliRunner().invoke(cli, args)
+    assert (res.exit_code, res.output) == (2, "error: dslr/: no such folder\n")
+    Path("dslr").write_text("")
+    assert CliRunner().invoke(cli, args).output == "error: dslr/: a file, not a folder\n"

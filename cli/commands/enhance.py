@@ -12,7 +12,7 @@ from rich.markup import escape
 
 @click.command(name="enhance")
 @click.argument("model", type=click.Path(exists=False))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())  # checked by collect_inputs: PATH: cause
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace output files that exist already (else refused first).")
 @config_options("enhance")

@@ -53,14 +53,12 @@ def command(data: str, run_dir: str, resume: bool, overwrite: bool, as_json: boo
 
     if resume and overwrite:
         raise click.BadOptionUsage("overwrite", "--resume and --overwrite exclude each other")
-    if not resume:
-        config = resolved_config("train", options)
-        if config.needs_vgg:  # train() checks it first too; here it comes before DATA at a URL is fetched
-            check_weights(config.vgg)
+    config = None if resume else resolved_config("train", options)  # --print-config: printed before any fetch
+    if config is not None and config.needs_vgg:  # train() checks it first too; here before DATA at a URL is fetched
+        check_weights(config.vgg)
     local = local_dataset(data)  # DATA at a URL: its local copy (messages keep naming DATA as typed)
     if resume:  # the run's saved options, with what the file and the command line change
-        given = given_options("train", options)
-        config = resume_config(Path(run_dir), local, given)
+        config = resume_config(Path(run_dir), local, given_options("train", options))
         if options.get("print_config"):
             print_config("train", config, click.get_current_context())
     quiet = as_json or _rank() != 0
