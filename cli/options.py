@@ -44,20 +44,21 @@ class BadInputPath(click.ClickException):
 
 
 class PathOrUrl(click.ParamType):
-    """A local folder (or, with ``file``, a file) that must exist, or a URL on object storage, passed on as given.
+    """A local folder (or, with ``file``, a file) that must exist, or (with ``urls``) a URL on object storage.
 
-    Not checked when the command only prints its configuration (``--print-config``, an eager option: parsed first).
+    Passed on as given. Not checked when the command only prints its configuration (``--print-config``, an eager
+    option: parsed first).
     """
 
-    def __init__(self, *, file: bool = False) -> None:
-        self.file = file
+    def __init__(self, *, file: bool = False, urls: bool = True) -> None:
+        self.file, self.urls = file, urls
         self.name = "file" if file else "folder"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         """The URL or path as given, once checked: ``BadInputPath`` when missing or of the other kind."""
         from dpedkit.io import is_url
 
-        if is_url(value) or (ctx is not None and ctx.params.get("print_config")):
+        if (self.urls and is_url(value)) or (ctx is not None and ctx.params.get("print_config")):
             return str(value)
         path = Path(value)
         if not path.exists():
@@ -69,6 +70,8 @@ class PathOrUrl(click.ParamType):
 
 FOLDER_OR_URL = PathOrUrl()
 FILE_OR_URL = PathOrUrl(file=True)
+FOLDER = PathOrUrl(urls=False)  # a local folder that must exist
+FILE = PathOrUrl(file=True, urls=False)  # a local file that must exist
 
 
 FETCHED: dict[str, str] = {}  # local copy -> URL of the datasets this command fetched (errors name the URL)
@@ -172,7 +175,7 @@ def config_options(section: str) -> Callable[[F], F]:
         return click.option(
             "--config",
             "config_file",
-            type=click.Path(exists=True, dir_okay=False),
+            type=FILE,
             help=f"TOML file of options (sections {', '.join(_sections(section))}); flags typed here override it.",
         )(func)
 

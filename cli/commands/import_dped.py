@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from dpedkit_cli.options import import_options
+from dpedkit_cli.options import FOLDER, import_options
 from dpedkit_cli.render import handle_errors, run_transfer
 
 
 @click.command(name="import-dped")
-@click.argument("dped_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("dped_dir", type=FOLDER)
 @click.option("--phone", default=None, help="Phone folder: iphone, blackberry or sony (optional with one phone).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset folder to write.")
 @import_options

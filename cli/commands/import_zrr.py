@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from dpedkit_cli.options import import_options
+from dpedkit_cli.options import FOLDER, import_options
 from dpedkit_cli.render import handle_errors, run_transfer
 
 
 @click.command(name="import-zrr")
-@click.argument("zrr_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("zrr_dir", type=FOLDER)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset folder to write.")
 @click.option("--cfa", type=click.Choice(["RGGB", "BGGR", "GRBG", "GBRG"]), default="RGGB", show_default=True,
               help="Bayer pattern of the mosaics (top-left 2 x 2 quad, row by row).")  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from dpedkit_cli.options import field_options
+from dpedkit_cli.options import FOLDER, field_options
 from dpedkit_cli.render import console, handle_errors, print_json, table
 from rich.markup import escape
 
@@ -13,8 +13,8 @@ from dpedkit.config import PairsConfig
 
 
 @click.command("pairs")
-@click.argument("phone_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("dslr_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("phone_dir", type=FOLDER)
+@click.argument("dslr_dir", type=FOLDER)
 @click.option("-o", "--out", "out_csv", type=click.Path(dir_okay=False), help="Write the pairs to this CSV.")
 @field_options(PairsConfig)
 @click.option("--json", "as_json", is_flag=True, help="Print the pairing as JSON on stdout.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from dpedkit_cli.options import field_options
+from dpedkit_cli.options import FOLDER, field_options
 from dpedkit_cli.render import console, handle_errors, print_json, progress, quiet_logs, table
 
 from dpedkit.config import SynthConfig
@@ -13,7 +13,7 @@ from dpedkit.config import SynthConfig
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--n", "n", default=20, show_default=True, type=click.IntRange(min=1), help="Number of pairs.")
 @click.option("--seed", default=0, show_default=True, help="Base seed (pair i uses seeds [seed, i]).")
-@click.option("--source", type=click.Path(exists=True, file_okay=False), help="Folder of your own photos.")
+@click.option("--source", type=FOLDER, help="Folder of your own photos.")
 @field_options(SynthConfig)
 @click.option("--overwrite", is_flag=True, help="Replace the pairs of an earlier run in OUT_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bar, table or log lines but warnings and errors.")
