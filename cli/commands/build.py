@@ -93,16 +93,13 @@ FIRST_RUN_ITERS = 300  # a first training run that takes minutes on a CPU (the R
 
 def _next(s) -> str:
     """What to run on the dataset: inspect, then a short first training run; or, without training patches, a rebuild."""
-    from dataclasses import fields
-
     from dpedkit.config import TrainConfig
 
     out, inspect = escape(s.out_dir), f"[bold]dpedkit inspect {escape(s.out_dir)}[/] (alignment report)"
     if s.patches.get("train", 0):
-        full = next(f.default for f in fields(TrainConfig) if f.name == "iters")
         return (f"next: {inspect}, then [bold]dpedkit train {out} -o run --model srcnn --iters {FIRST_RUN_ITERS}[/]"
-                f" (a first run: minutes on a CPU; without --iters it trains the full recipe, {full:,} iterations: "
-                "hours on a CPU)")  # fmt: skip
+                f" (a first run: minutes on a CPU; without --iters it trains the full recipe, {TrainConfig.iters:,} "
+                "iterations: hours on a CPU)")  # fmt: skip
     n_train, n_pairs, test = s.pairs_by_split.get("train", 0), sum(s.pairs_by_split.values()), s.patches.get("test", 0)
     if n_train:  # the pairs drawn for training all failed
         why = f"its {n_train} pair(s) all failed (see pairs.jsonl)"
