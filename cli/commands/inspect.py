@@ -68,6 +68,7 @@ def command(
             f"{len(result.unreadable)} could not be (photos missing or unreadable; first: {escape(first)})"
         )
     held = f"{result.n_pairs} pair(s)" if not result.imported else f"imported, {result.patch_pairs} patch pairs"
+    held += f" and {result.unpaired} photo(s) without a partner" if result.unpaired else ""
     console.print(f"{result.kind} report, {held}, {result.size_bytes / 1e6:.1f} MB; open it in a browser:")
     click.echo(str(result.path))
 

@@ -33,7 +33,8 @@ class ReportResult:
     Attributes:
         path: the HTML file.
         kind: ``"dataset"`` or ``"pair"``.
-        n_pairs: pairs listed; ``pair_views``: names of the pairs with a rendered view.
+        n_pairs: pairs listed (photos left without a partner excluded: ``unpaired``); ``pair_views``: names of the
+            pairs with a rendered view.
         sections: ids of the sections present in the page (``summary``, ``plots``, ``pairs``, ``views``,
             ``samples``, ``lowest``; a pair report has ``views`` only).
         notes: caveats written into the report (e.g. which pairs were recomputed).
@@ -46,6 +47,7 @@ class ReportResult:
             damaged), each with its error; their views show the stored windows, or only the error.
         imported: the dataset was imported (``import-dped``, ``import-zrr``): patch pairs only, no pairs of photos.
         patch_pairs: patch pairs stored in all splits (dataset reports).
+        unpaired: photos the build's pairing left without a partner (rows of the report's table, not pairs).
     """
 
     path: Path
@@ -60,6 +62,7 @@ class ReportResult:
     unreadable: dict[str, str] = field(default_factory=dict)
     imported: bool = False
     patch_pairs: int = 0
+    unpaired: int = 0
 
 
 def write_report(
@@ -95,10 +98,12 @@ def write_report(
     if DatasetDir.is_dataset(source):
         page = views.dataset_page(source, config, on_progress)
         text = html.dataset_page(page)
-        result = ReportResult(out, "dataset", len(page.summary.pairs), [v.name for v in page.views],
+        unpaired = page.summary.status_counts.get("no-partner", 0)
+        result = ReportResult(out, "dataset", len(page.summary.pairs) - unpaired, [v.name for v in page.views],
                               html.page_sections(page), page.notes, stored_candidates=page.stored_candidates,
                               recomputed=page.recomputed, unreadable=page.unreadable,
-                              imported=page.summary.imported, patch_pairs=page.summary.patches_kept)  # fmt: skip
+                              imported=page.summary.imported, patch_pairs=page.summary.patches_kept,
+                              unpaired=unpaired)  # fmt: skip
     elif is_pair_dir(source):
         view, notes = views.pair_folder_view(source, width=config.image_width)
         text = html.pair_page(view, notes)

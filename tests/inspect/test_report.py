@@ -66,7 +66,7 @@ def test_dataset_report_has_every_section_and_is_self_contained(tiny_dataset, tm
     out = tmp_path / "r.html"
     res = write_report(tiny_dataset, out, config=ReportConfig(samples=6, lowest=3))
     page = out.read_text()
-    assert res.kind == "dataset" and res.sections == SECTIONS and res.n_pairs == 5
+    assert res.kind == "dataset" and res.sections == SECTIONS and res.n_pairs == 4 and res.unpaired == 1
     for sid in SECTIONS:
         assert f"id='{sid}'" in page
     # every image is embedded; nothing is fetched from anywhere
@@ -190,6 +190,7 @@ def test_cli_inspect_summary_and_html(tiny_dataset, tmp_path):
     res = runner.invoke(cli, ["inspect", str(tiny_dataset), "-o", str(out), "--pair-views", "1", "--samples", "2"])
     assert res.exit_code == 0, res.output
     assert out.is_file() and str(out) in res.output
+    assert "dataset report, 4 pair(s) and 1 photo(s) without a partner" in " ".join(res.output.split())
     res = runner.invoke(cli, ["inspect", str(tmp_path)])
     assert res.exit_code == 2 and "error:" in res.output and "dataset.json" in res.output
 
